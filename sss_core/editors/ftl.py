@@ -1,0 +1,106 @@
+"""FT-L: fine-tune one block's MLP output projection on the edit, optionally with the SSS term.
+
+L_all = (1 - C) * L + C * SSS (paper Eq. 10), where L is the target NLL given the prompt and SSS
+is lambda_max on the same forward pass's last hidden states, kept differentiable (double
+backward). The authors' release never applied SSS on this path; here C > 0 always does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import RequestError
+from ..models import arch_spec
+from ..sss import Reduction, forward_pairs, sss_from_hidden
+from ..text import encode_pairs
+from ..types import EditRequest
+from .base import WeightEdit, check_finite, model_lock, trainable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FTLConfig:
+    layer: int = field(default=0, metadata={"help": "which block's MLP output projection is trained"})
+    steps: int = field(default=25, metadata={"help": "maximum optimisation steps"})
+    lr: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
+    norm_constraint: float | None = field(
+        default=5e-4, metadata={"help": "clamp each weight to +-eps of its original value; None disables"})
+    early_stop_loss: float = field(default=1e-2, metadata={"help": "stop once the edit loss is below this"})
+    sss_c: float = field(default=0.0, metadata={"help": "C of L_all = (1-C)*L + C*SSS; 0 disables SSS"})
+    sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum' (authors' code)"})
+    objective: Literal["target", "prompt_last"] = field(
+        default="target", metadata={"help": "'target': NLL of every target token (teacher forced); "
+                                            "'prompt_last': only the first target token, as the authors' FT"})
+    seed: int = field(default=0, metadata={"help": "torch seed (FT-L itself is deterministic on CPU)"})
+
+    def validate(self) -> "FTLConfig":
+        if not 0.0 <= self.sss_c <= 1.0 or self.sss_c != self.sss_c:
+            raise RequestError(f"C must be in [0, 1], got {self.sss_c}")
+        if not (self.lr > 0 and self.lr < float("inf")):
+            raise RequestError(f"the learning rate must be a positive number, got {self.lr}")
+        if self.steps < 1:
+            raise RequestError(f"steps must be at least 1, got {self.steps}")
+        if self.norm_constraint is not None and not self.norm_constraint > 0:
+            raise RequestError(f"norm_constraint must be positive or None, got {self.norm_constraint}")
+        return self
+
+
+class FTL:
+    """Constrained fine-tuning of one MLP output projection (FT-L), with optional SSS."""
+
+    def __init__(self, config: FTLConfig = FTLConfig(), name: str = "ft-l"):
+        self.config = config.validate()
+        self.name = name
+
+    def edit(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> WeightEdit:
+        """Train on all ``requests`` together and return the edit (the model itself is left as it was)."""
+        cfg = self.config
+        if not requests:
+            raise RequestError("no edit requests given")
+        for r in requests:
+            r.validate()
+        spec = arch_spec(model)
+        pname = spec.mlp_out_name(model, cfg.layer) + ".weight"
+        device = spec.mlp_out_module(model, cfg.layer).weight.device
+        batch = encode_pairs(tok, [r.prompt for r in requests], [r.target_new for r in requests], device)
+        if cfg.objective == "prompt_last":  # keep only the first target token of each row
+            first = batch.target_mask & (batch.target_mask.cumsum(1) == 1)
+            batch = type(batch)(batch.input_ids, batch.attention_mask, first)
+        torch.manual_seed(cfg.seed)
+        start = time.perf_counter()
+        history: list[dict[str, float]] = []
+        with model_lock(model), trainable(model, [pname]) as params:
+            weight = params[pname]
+            base = weight.detach().clone()
+            opt = torch.optim.Adam([weight], lr=cfg.lr)
+            for step in range(cfg.steps):
+                with torch.enable_grad():
+                    nll, hidden = forward_pairs(model, batch, embeds_require_grad=False)
+                    loss_edit = nll.mean()
+                    if cfg.sss_c > 0:
+                        sss = sss_from_hidden(nll, hidden, batch.attention_mask, cfg.sss_reduction,
+                                              create_graph=True).mean()
+                        loss = (1 - cfg.sss_c) * loss_edit + cfg.sss_c * sss
+                    else:
+                        sss, loss = None, loss_edit
+                check_finite(loss, step)
+                history.append({"loss": loss_edit.item(), "sss": sss.item() if sss is not None else float("nan")})
+                if loss_edit.item() < cfg.early_stop_loss:
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if cfg.norm_constraint is not None:
+                    with torch.no_grad():
+                        weight.copy_(torch.clamp(weight, base - cfg.norm_constraint, base + cfg.norm_constraint))
+            new = weight.detach().clone()
+        log.debug("%s: %d steps in %.3fs", self.name, len(history), time.perf_counter() - start)
+        return WeightEdit(model, {pname: new}, {pname: base},
+                          info={"steps": len(history), "history": history, "layer": cfg.layer})

@@ -1,0 +1,150 @@
+"""EasyEdit's teacher-forced metrics for one edit, with the raw predictions kept.
+
+Accuracy probes (rewrite, paraphrase, portability): feed ``prompt + " " + answer`` and score the
+fraction of answer tokens that are the argmax at the position predicting them. Locality probes:
+the fraction of those positions where the post-edit argmax equals the pre-edit argmax.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..editors.base import Edit, Editor, model_lock
+from ..sss import lambda_max
+from ..text import encode_pairs
+from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest, EditResult, Probe,
+                     ProbeResult)
+
+
+@dataclass(frozen=True)
+class TokenPrediction:
+    target_ids: tuple[int, ...]  # the answer's token ids
+    argmax_ids: tuple[int, ...]  # the model's teacher-forced argmax at each answer position
+
+
+@torch.no_grad()
+def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str],
+                   batch_size: int = 64) -> list[TokenPrediction]:
+    """Teacher-forced argmax over the answer tokens of each (prompt, answer) pair."""
+    device = next(model.parameters()).device
+    out: list[TokenPrediction] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = encode_pairs(tok, prompts[start:start + batch_size], answers[start:start + batch_size], device)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        argmax = logits[:, :-1].argmax(-1)  # (batch, tokens-1): prediction of token t+1
+        mask = batch.predict_mask
+        for r in range(batch.input_ids.shape[0]):
+            out.append(TokenPrediction(tuple(batch.input_ids[r, 1:][mask[r]].tolist()),
+                                       tuple(argmax[r][mask[r]].tolist())))
+    return out
+
+
+@torch.no_grad()
+def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+    """The k most likely next tokens after ``prompt`` with their probabilities."""
+    device = next(model.parameters()).device
+    ids = tok(prompt, return_tensors="pt")["input_ids"].to(device)
+    probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), -1)
+    p, i = probs.topk(k)
+    return [(tok.decode([t]), round(v, 6)) for t, v in zip(i.tolist(), p.tolist())]
+
+
+@torch.no_grad()
+def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities."""
+    device = next(model.parameters()).device
+    batch = encode_pairs(tok, prompts, answers, device)
+    logp = torch.log_softmax(model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+                             .logits[:, :-1].float(), -1)
+    tok_lp = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0] * batch.predict_mask
+    return tok_lp.sum(1).exp().tolist()
+
+
+def _score(probe: Probe, pre: TokenPrediction, post: TokenPrediction) -> float:
+    if not post.target_ids:
+        return math.nan
+    if probe.group in LOCALITY_GROUPS:
+        return sum(a == b for a, b in zip(pre.argmax_ids, post.argmax_ids)) / len(post.target_ids)
+    return sum(a == b for a, b in zip(post.target_ids, post.argmax_ids)) / len(post.target_ids)
+
+
+def summarize(results: Sequence[ProbeResult]) -> dict[str, float]:
+    """Mean score per group, plus reliability, generality, locality and portability."""
+    by_group: dict[str, list[float]] = {}
+    for r in results:
+        if not math.isnan(r.score):
+            by_group.setdefault(r.probe.group, []).append(r.score)
+    means = {g: sum(v) / len(v) for g, v in by_group.items()}
+
+    def pooled(groups: Sequence[str]) -> float:
+        vals = [s for g in groups for s in by_group.get(g, [])]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    metrics = {"reliability": means.get("rewrite", math.nan),
+               "generality": means.get("paraphrase", math.nan),
+               "locality": pooled(LOCALITY_GROUPS),
+               "portability": pooled(PORTABILITY_GROUPS)}
+    metrics.update({f"{g}": v for g, v in means.items() if g not in ("rewrite", "paraphrase")})
+    return metrics
+
+
+def probes_of(case: EditCase) -> list[Probe]:
+    """The case's probes, with the rewrite probe first (added when the case lacks it)."""
+    rewrite = Probe(case.request.prompt, case.request.target_new, "rewrite")
+    return [rewrite] + [p for p in case.probes if p.group != "rewrite"]
+
+
+def evaluate_edit(model: nn.Module, tok, case: EditCase, edit: Edit, editor_name: str = "",
+                  seconds: float = math.nan, with_lambda: bool = True,
+                  pre: list[TokenPrediction] | None = None) -> EditResult:
+    """Score ``edit`` on ``case``: predictions before (model as is) and after (edit applied).
+
+    The edit must not be applied on entry; it is reverted on exit, whatever happens.
+    ``pre`` may pass predictions already made on the unedited model (sequential runs).
+    """
+    probes = probes_of(case)
+    prompts, answers = [p.prompt for p in probes], [p.answer for p in probes]
+    req = case.request
+    pre = pre if pre is not None else teacher_forced(model, tok, prompts, answers)
+    lam_before = lambda_max(model, tok, [req.prompt], [req.target_new]).item() if with_lambda else math.nan
+    with edit:
+        post = teacher_forced(edit.model, tok, prompts, answers)
+        lam_after = (lambda_max(edit.model, tok, [req.prompt], [req.target_new]).item()
+                     if with_lambda else math.nan)
+    results = tuple(ProbeResult(p, _score(p, a, b), tuple(tok.convert_ids_to_tokens(list(b.target_ids))),
+                                tuple(tok.convert_ids_to_tokens(list(a.argmax_ids))),
+                                tuple(tok.convert_ids_to_tokens(list(b.argmax_ids))))
+                    for p, a, b in zip(probes, pre, post))
+    info = getattr(edit, "info", {})
+    extra = {k: v for k, v in info.items() if k in ("steps", "layer", "layers")}
+    return EditResult(editor=editor_name, request=req, metrics=summarize(results), probes=results,
+                      lambda_max_before=lam_before, lambda_max_after=lam_after, seconds=seconds, extra=extra)
+
+
+def run_edit(model: nn.Module, tok, editor: Editor, case: EditCase, with_lambda: bool = True) -> EditResult:
+    """Edit, evaluate and revert one case, holding the model's lock throughout.
+
+    Example:
+        >>> res = run_edit(lm.model, lm.tok, make_editor("ft-l"), EditCase(request))
+        >>> res.metrics["reliability"]
+        1.0
+    """
+    with model_lock(model):
+        start = time.perf_counter()
+        edit = editor.edit(model, tok, [case.request])
+        seconds = time.perf_counter() - start
+        return evaluate_edit(model, tok, case, edit, getattr(editor, "name", ""), seconds, with_lambda)
+
+
+def single_case(request: EditRequest, paraphrases: Sequence[str] = (),
+                neighbours: Sequence[tuple[str, str]] = ()) -> EditCase:
+    """An EditCase from a typed request, paraphrase prompts and (prompt, answer) neighbours."""
+    probes = [Probe(p, request.target_new, "paraphrase") for p in paraphrases]
+    probes += [Probe(p, a, "neighbour") for p, a in neighbours]
+    return EditCase(request, tuple(probes))

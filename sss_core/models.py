@@ -1,0 +1,145 @@
+"""Load a causal LM and describe where its parts live (one ArchSpec per family).
+
+Example:
+    >>> lm = load_model(DEFAULT_MODEL)               # the shipped model, offline
+    >>> lm.spec.mlp_out_module(lm.model, 0)          # block 0's MLP output projection
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default-model"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Module names of one model family, relative to the model (blocks) or a block (the rest)."""
+
+    blocks: str  # attribute path of the list of transformer blocks
+    mlp_out: str  # the MLP output projection inside a block (what FT-L, ROME, MEMIT edit)
+    mlp_in: str  # the MLP input projection inside a block
+    final_norm: str
+    embed: str
+    conv1d: bool = False  # GPT-2's Conv1D stores weight as (in, out), nn.Linear as (out, in)
+
+    def block(self, model: nn.Module, layer: int) -> nn.Module:
+        blocks = model.get_submodule(self.blocks)
+        if not -len(blocks) <= layer < len(blocks):
+            raise ValueError(f"layer {layer} does not exist: the model has {len(blocks)} blocks (0..{len(blocks) - 1})")
+        return blocks[layer]
+
+    def n_layers(self, model: nn.Module) -> int:
+        return len(model.get_submodule(self.blocks))
+
+    def mlp_out_name(self, model: nn.Module, layer: int) -> str:
+        layer = layer % self.n_layers(model)
+        return f"{self.blocks}.{layer}.{self.mlp_out}"
+
+    def mlp_out_module(self, model: nn.Module, layer: int) -> nn.Module:
+        return model.get_submodule(self.mlp_out_name(model, layer))
+
+    def weight_out_in(self, weight: torch.Tensor) -> torch.Tensor:
+        """View a projection weight as (out_features, in_features) whatever the family."""
+        return weight.T if self.conv1d else weight
+
+
+_GPT2 = ArchSpec("transformer.h", "mlp.c_proj", "mlp.c_fc", "transformer.ln_f", "transformer.wte", conv1d=True)
+_GPTJ = ArchSpec("transformer.h", "mlp.fc_out", "mlp.fc_in", "transformer.ln_f", "transformer.wte")
+_NEOX = ArchSpec("gpt_neox.layers", "mlp.dense_4h_to_h", "mlp.dense_h_to_4h",
+                 "gpt_neox.final_layer_norm", "gpt_neox.embed_in")
+_LLAMA = ArchSpec("model.layers", "mlp.down_proj", "mlp.up_proj", "model.norm", "model.embed_tokens")
+
+# config.model_type -> ArchSpec. The only place that knows about model families.
+ARCH_SPECS: dict[str, ArchSpec] = {
+    "gpt2": _GPT2, "gptj": _GPTJ, "gpt_neox": _NEOX,
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA,
+}
+
+
+def arch_spec(model: nn.Module) -> ArchSpec:
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in ARCH_SPECS:
+        raise ModelLoadError(f"model family {model_type!r} is not supported; supported: "
+                             f"{', '.join(sorted(ARCH_SPECS))}")
+    return ARCH_SPECS[model_type]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode, its tokenizer and its ArchSpec."""
+
+    model: nn.Module
+    tok: object  # a transformers PreTrainedTokenizerBase
+    spec: ArchSpec
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "auto",
+               dtype: torch.dtype | str | None = None, trust_remote_code: bool = False,
+               device_map: str | dict | None = None) -> LoadedModel:
+    """Load a Hugging Face causal LM from a local folder or a hub name.
+
+    ``device="auto"`` picks CUDA when present, else the CPU. ``device_map`` (e.g. "auto") spreads a
+    model too large for one GPU over several devices with accelerate; then ``device`` is ignored.
+    ``trust_remote_code`` stays off unless asked: remote code runs with your permissions.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    looks_local = path.is_absolute() or name.startswith((".", "~")) or path.exists()
+    if looks_local and not path.exists():
+        raise ModelLoadError(f"no model folder at {path}: check the path, or give a hub name such as 'gpt2'")
+    if looks_local and not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} has no config.json: point at a Hugging Face model folder")
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ModelLoadError(f"could not load the model config for {name!r}: {exc}. Give a local "
+                             "folder, or a hub name with a network connection") from exc
+    try:
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{name!r} has no usable tokenizer ({exc}); the folder needs tokenizer "
+                             "files (tokenizer.json or vocab files)") from exc
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    # eager attention: the SSS term needs a double backward, which fused kernels may not support
+    kwargs["attn_implementation"] = "eager"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except ValueError as exc:
+        raise ModelLoadError(f"{name!r} ({config.model_type}) is not a causal language model: {exc}") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"could not load the weights of {name!r}: {exc}") from exc
+    if device_map is None:
+        model.to(resolve_device(device))
+    model.eval()
+    model.requires_grad_(False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    log.info("loaded %s (%s) on %s", name, config.model_type, next(model.parameters()).device)
+    return LoadedModel(model=model, tok=tok, spec=arch_spec(model), name=name)

@@ -1,0 +1,70 @@
+"""The SSS metric lambda_max (paper Eq. 9) and the SSS loss term (Eq. 10).
+
+lambda_max = (1/m) * sum_i ||dJ/dh_i||^2, with J the per-token NLL of the target given the prompt
+and h_i the last hidden state of token i (``hidden_states[-1]``, after the final norm). Small
+values mean a robust embedding, i.e. a semantically sparse neighbourhood.
+
+m counts every real token fed to the model (prompt and target), since the target is fed for
+teacher forcing and its hidden states receive gradient too. ``reduction="sum"`` drops the 1/m, as
+the authors' released code does.
+
+Example:
+    >>> lambda_max(lm.model, lm.tok, ["The capital of France is"], ["Paris"])
+    tensor([0.0123])
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+from .text import PairBatch, encode_pairs, target_nll
+
+Reduction = Literal["mean", "sum"]
+
+
+def sss_from_hidden(nll: torch.Tensor, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                    reduction: Reduction = "mean", create_graph: bool = False) -> torch.Tensor:
+    """lambda_max per example from a forward pass that already produced ``nll`` and ``hidden``.
+
+    nll: (batch,) per-example target NLL; hidden: (batch, tokens, d_model) = hidden_states[-1];
+    attention_mask: (batch, tokens). Returns (batch,). Examples do not interact, so the gradient
+    of the summed NLL w.r.t. ``hidden`` is each example's own gradient.
+    With ``create_graph=True`` the result is differentiable (double backward) for use in a loss.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' (the paper) or 'sum' (the authors' code), not {reduction!r}")
+    (grad,) = torch.autograd.grad(nll.sum(), hidden, create_graph=create_graph)
+    per_token = grad.float().pow(2).sum(-1) * attention_mask  # (batch, tokens)
+    total = per_token.sum(1)
+    return total / attention_mask.sum(1).clamp(min=1) if reduction == "mean" else total
+
+
+def forward_pairs(model: nn.Module, batch: PairBatch, embeds_require_grad: bool = True):
+    """Forward ``batch``; returns (per-example NLL (batch,), hidden_states[-1] (batch, tokens, d)).
+
+    The input embeddings are made to require grad so the hidden states have a graph even when
+    every parameter is frozen.
+    """
+    embeds = model.get_input_embeddings()(batch.input_ids)
+    if embeds_require_grad and not embeds.requires_grad:
+        embeds = embeds.detach().requires_grad_(True)
+    out = model(inputs_embeds=embeds, attention_mask=batch.attention_mask, output_hidden_states=True)
+    return target_nll(out.logits, batch), out.hidden_states[-1]
+
+
+def lambda_max(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
+               reduction: Reduction = "mean", create_graph: bool = False,
+               batch_size: int = 64) -> torch.Tensor:
+    """lambda_max for each (prompt, target) pair, batched. Returns (n,) float32 on the model's device."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        batch = encode_pairs(tok, prompts[start:start + batch_size], targets[start:start + batch_size], device)
+        with torch.enable_grad():
+            nll, hidden = forward_pairs(model, batch)
+            lam = sss_from_hidden(nll, hidden, batch.attention_mask, reduction, create_graph)
+        out.append(lam if create_graph else lam.detach())
+    return torch.cat(out)
