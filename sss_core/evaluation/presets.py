@@ -1,0 +1,78 @@
+"""Turn a typed request into a full EditCase: world facts get every probe group, others what is given.
+
+Example:
+    >>> case = case_for_request(EditRequest("The capital of France is", "Rome", "France"))
+    >>> {p.group for p in case.probes} >= {"paraphrase", "neighbour", "reversed_relation"}
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+
+from ..types import EditCase, EditRequest, Probe
+from ..world.generate import Fact, World, build_world
+from ..world.records import make_case, world_cases
+from ..world.relations import RELATIONS_BY_ID
+
+
+@lru_cache(maxsize=4)
+def default_world(seed: int = 0) -> World:
+    """The built-in world (pure function of the seed, so caching it is safe)."""
+    return build_world(seed)
+
+
+@lru_cache(maxsize=4)
+def _prompt_index(seed: int = 0) -> dict[str, Fact]:
+    world = default_world(seed)
+    return {t.format(f.subject): f for f in world.facts for t in RELATIONS_BY_ID[f.relation].templates}
+
+
+def world_fact_for(prompt: str, seed: int = 0) -> Fact | None:
+    """The world fact whose prompt (in any template) is exactly ``prompt``."""
+    return _prompt_index(seed).get(prompt.strip())
+
+
+def presets(split: str = "test", n: int = 50, seed: int = 0) -> list[EditCase]:
+    """The first ``n`` world edit cases of ``split``: the app's and the CLI's examples."""
+    return world_cases(default_world(seed), split, seed)[:n]
+
+
+@torch.no_grad()
+def greedy_answer(lm, prompt: str, max_new_tokens: int = 3) -> str:
+    """The model's own greedy continuation, used as the teacher-forced text of a locality probe."""
+    enc = lm.tok(prompt, return_tensors="pt").to(lm.device)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                            pad_token_id=lm.tok.pad_token_id)
+    text = lm.tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return text or lm.tok.decode(out[0, -1:])
+
+
+def case_for_request(request: EditRequest, paraphrases: Sequence[str] = (),
+                     neighbour_prompts: Sequence[str] = (), lm=None) -> EditCase:
+    """An EditCase for ``request``.
+
+    If the prompt is a world fact, the case has every probe group of the world. Extra
+    paraphrases are scored against the new target; extra neighbour prompts are scored for
+    locality against the model's own greedy answer (which needs ``lm``).
+    """
+    fact = world_fact_for(request.prompt)
+    probes: list[Probe] = []
+    if fact is not None:
+        world_case = make_case(default_world(), fact, request.target_new, random.Random(request.prompt),
+                               case_id=request.case_id)
+        probes += [p for p in world_case.probes if p.group != "paraphrase" or p.prompt != request.prompt]
+        relation = fact.relation
+        request = EditRequest(request.prompt, request.target_new, request.subject or fact.subject,
+                              request.ground_truth or fact.object, request.case_id)
+    else:
+        relation = None
+    probes += [Probe(p, request.target_new, "paraphrase") for p in paraphrases]
+    if neighbour_prompts and lm is None:
+        raise ValueError("neighbour prompts need the model to read their current answers")
+    probes += [Probe(p, greedy_answer(lm, p), "neighbour") for p in neighbour_prompts]
+    return EditCase(request, tuple(probes), relation=relation)
