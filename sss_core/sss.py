@@ -20,7 +20,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from .text import PairBatch, encode_pairs, target_nll
+from .text import PairBatch, encode_for, target_nll
 
 Reduction = Literal["mean", "sum"]
 
@@ -59,10 +59,9 @@ def lambda_max(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[
                reduction: Reduction = "mean", create_graph: bool = False,
                batch_size: int = 64) -> torch.Tensor:
     """lambda_max for each (prompt, target) pair, batched. Returns (n,) float32 on the model's device."""
-    device = next(model.parameters()).device
     out = []
     for start in range(0, len(prompts), batch_size):
-        batch = encode_pairs(tok, prompts[start:start + batch_size], targets[start:start + batch_size], device)
+        batch = encode_for(model, tok, prompts[start:start + batch_size], targets[start:start + batch_size])
         with torch.enable_grad():
             nll, hidden = forward_pairs(model, batch)
             lam = sss_from_hidden(nll, hidden, batch.attention_mask, reduction, create_graph)

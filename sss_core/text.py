@@ -7,6 +7,8 @@ from typing import Sequence
 
 import torch
 
+from .errors import RequestError
+
 
 @dataclass(frozen=True)
 class PairBatch:
@@ -35,7 +37,7 @@ def target_ids(tok, prompt: str, target: str) -> tuple[list[int], list[int]]:
 
 
 def encode_pairs(tok, prompts: Sequence[str], targets: Sequence[str],
-                 device: torch.device | str = "cpu") -> PairBatch:
+                 device: torch.device | str = "cpu", max_length: int | None = None) -> PairBatch:
     """Batch ``prompt + " " + target`` for teacher forcing.
 
     Example:
@@ -46,6 +48,10 @@ def encode_pairs(tok, prompts: Sequence[str], targets: Sequence[str],
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
     rows = [target_ids(tok, p, t) for p, t in zip(prompts, targets)]
     width = max(len(p) + len(t) for p, t in rows)
+    if max_length is not None and width > max_length:
+        longest = max(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+        raise RequestError(f"prompt + target is {width} tokens but the model reads at most {max_length}: "
+                           f"shorten {prompts[longest][:60]!r}...")
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attn = torch.zeros((len(rows), width), dtype=torch.long)
@@ -55,6 +61,17 @@ def encode_pairs(tok, prompts: Sequence[str], targets: Sequence[str],
         attn[r, :len(p) + len(t)] = 1
         tmask[r, len(p):len(p) + len(t)] = True
     return PairBatch(ids.to(device), attn.to(device), tmask.to(device))
+
+
+def max_positions(model) -> int | None:
+    """The longest input the model accepts (None when its config does not say)."""
+    cfg = model.config
+    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+
+def encode_for(model, tok, prompts: Sequence[str], targets: Sequence[str]) -> PairBatch:
+    """``encode_pairs`` on the model's input device, checked against its context length."""
+    return encode_pairs(tok, prompts, targets, model.get_input_embeddings().weight.device, max_positions(model))
 
 
 def target_nll(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import RequestError
 from ..models import arch_spec
 from ..sss import Reduction, forward_pairs, sss_from_hidden
-from ..text import encode_pairs
+from ..text import encode_for
 from ..types import EditRequest
 from .base import WeightEdit, check_finite, model_lock, trainable
 
@@ -68,8 +68,7 @@ class FTL:
             r.validate()
         spec = arch_spec(model)
         pname = spec.mlp_out_name(model, cfg.layer) + ".weight"
-        device = spec.mlp_out_module(model, cfg.layer).weight.device
-        batch = encode_pairs(tok, [r.prompt for r in requests], [r.target_new for r in requests], device)
+        batch = encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
         if cfg.objective == "prompt_last":  # keep only the first target token of each row
             first = batch.target_mask & (batch.target_mask.cumsum(1) == 1)
             batch = type(batch)(batch.input_ids, batch.attention_mask, first)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..editors.base import Edit, Editor, model_lock
 from ..sss import lambda_max
-from ..text import encode_pairs
+from ..text import encode_for
 from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest, EditResult, Probe,
                      ProbeResult)
 
@@ -32,10 +32,9 @@ class TokenPrediction:
 def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str],
                    batch_size: int = 64) -> list[TokenPrediction]:
     """Teacher-forced argmax over the answer tokens of each (prompt, answer) pair."""
-    device = next(model.parameters()).device
     out: list[TokenPrediction] = []
     for start in range(0, len(prompts), batch_size):
-        batch = encode_pairs(tok, prompts[start:start + batch_size], answers[start:start + batch_size], device)
+        batch = encode_for(model, tok, prompts[start:start + batch_size], answers[start:start + batch_size])
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         argmax = logits[:, :-1].argmax(-1)  # (batch, tokens-1): prediction of token t+1
         mask = batch.predict_mask
@@ -48,7 +47,7 @@ def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Seque
 @torch.no_grad()
 def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, float]]:
     """The k most likely next tokens after ``prompt`` with their probabilities."""
-    device = next(model.parameters()).device
+    device = model.get_input_embeddings().weight.device
     ids = tok(prompt, return_tensors="pt")["input_ids"].to(device)
     probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), -1)
     p, i = probs.topk(k)
@@ -58,8 +57,7 @@ def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, flo
 @torch.no_grad()
 def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
     """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities."""
-    device = next(model.parameters()).device
-    batch = encode_pairs(tok, prompts, answers, device)
+    batch = encode_for(model, tok, prompts, answers)
     logp = torch.log_softmax(model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
                              .logits[:, :-1].float(), -1)
     tok_lp = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0] * batch.predict_mask

@@ -1,0 +1,100 @@
+import math
+
+import pytest
+import torch
+
+from conftest import assert_bit_identical, state_copy
+from sss_core.editors import make_editor
+from sss_core.errors import EditFailed, RequestError
+from sss_core.evaluation.metrics import run_edit, teacher_forced, top_k
+from sss_core.evaluation.presets import case_for_request
+from sss_core.types import EditRequest
+
+FRANCE = EditRequest("The capital of France is", "Rome", subject="France")
+
+
+def test_ftl_edit_takes_effect_and_reverts_bit_exactly(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    saved = state_copy(model)
+    edit = make_editor("ft-l").edit(model, tok, [FRANCE])
+    assert_bit_identical(model, saved)  # computing an edit leaves the model as it was
+    with edit:
+        first_rome_token = tok.decode(tok(" Rome")["input_ids"][:1])
+        assert top_k(model, tok, FRANCE.prompt, 1)[0][0] == first_rome_token
+        pred = teacher_forced(model, tok, [FRANCE.prompt], ["Rome"])[0]
+        assert pred.argmax_ids == pred.target_ids
+    assert_bit_identical(model, saved)
+
+
+def test_sss_term_changes_the_update_and_c_zero_is_plain_ftl(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    name = default_lm.spec.mlp_out_name(model, 0) + ".weight"
+    plain = make_editor("ft-l", steps=5, early_stop_loss=0.0).edit(model, tok, [FRANCE]).new[name]
+    c_zero = make_editor("ft-l+sss", sss_c=0.0, steps=5, early_stop_loss=0.0).edit(model, tok, [FRANCE]).new[name]
+    with_sss = make_editor("ft-l+sss", sss_c=0.9, steps=5, early_stop_loss=0.0).edit(model, tok, [FRANCE]).new[name]
+    assert torch.equal(plain, c_zero)
+    assert not torch.equal(plain, with_sss)
+
+
+def test_norm_constraint_bounds_every_weight(default_lm):
+    eps = 1e-4
+    edit = make_editor("ft-l", norm_constraint=eps, steps=3).edit(default_lm.model, default_lm.tok, [FRANCE])
+    for name, new in edit.new.items():
+        assert (new - edit.base[name]).abs().max() <= eps * (1 + 1e-3)
+
+
+def test_sequential_edits_stack_and_revert_exactly(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    saved = state_copy(model)
+    second = EditRequest("The capital of Japan is", "Lima", subject="Japan")
+    editor = make_editor("ft-l")
+    first_edit = editor.edit(model, tok, [FRANCE])
+    with first_edit:
+        second_edit = editor.edit(model, tok, [second])
+        with second_edit:
+            both = teacher_forced(model, tok, [FRANCE.prompt, second.prompt], ["Rome", "Lima"])
+            assert all(p.argmax_ids == p.target_ids for p in both)
+    assert_bit_identical(model, saved)
+
+
+def test_run_edit_metrics_on_a_world_fact(default_lm):
+    case = case_for_request(FRANCE)
+    result = run_edit(default_lm.model, default_lm.tok, make_editor("ft-l+sss"), case)
+    assert result.metrics["reliability"] == 1.0
+    assert 0.0 <= result.metrics["locality"] <= 1.0
+    assert not math.isnan(result.metrics["generality"])
+    assert result.lambda_max_before > 0 and result.lambda_max_after > 0
+    assert {p.probe.group for p in result.probes} >= {"rewrite", "paraphrase", "neighbour"}
+
+
+@pytest.mark.parametrize("bad", [dict(sss_c=1.5), dict(sss_c=float("nan")), dict(lr=-1.0), dict(steps=0)])
+def test_bad_settings_raise_clear_errors(bad):
+    with pytest.raises(RequestError):
+        make_editor("ft-l+sss", **bad)
+
+
+def test_unknown_editor_and_empty_target():
+    with pytest.raises(RequestError, match="unknown editor"):
+        make_editor("nope")
+    with pytest.raises(RequestError, match="target is empty"):
+        EditRequest("The capital of France is", "  ").validate()
+
+
+def test_nan_loss_abandons_edit_and_restores_model(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    saved = state_copy(model)
+    with pytest.raises(EditFailed, match="restored"):
+        make_editor("ft-l", lr=1e30, norm_constraint=None, steps=5, early_stop_loss=0.0).edit(
+            model, tok, [FRANCE])
+    assert_bit_identical(model, saved)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_ftl_works_on_every_family(tiny_lm):
+    saved = state_copy(tiny_lm.model)
+    edit = make_editor("ft-l+sss", lr=1e-2, norm_constraint=None, steps=30).edit(
+        tiny_lm.model, tiny_lm.tok, [FRANCE])
+    with edit:
+        pred = teacher_forced(tiny_lm.model, tiny_lm.tok, [FRANCE.prompt], ["Rome"])[0]
+    assert sum(a == b for a, b in zip(pred.argmax_ids, pred.target_ids)) >= 1
+    assert_bit_identical(tiny_lm.model, saved)

@@ -1,0 +1,59 @@
+import shutil
+
+import pytest
+import torch
+
+from sss_core.errors import ModelLoadError
+from sss_core.models import ARCH_SPECS, DEFAULT_MODEL, load_model
+
+
+def test_default_model_loads_offline_on_cpu(default_lm):
+    assert default_lm.device.type == "cpu"
+    assert default_lm.spec is ARCH_SPECS["gpt2"]
+    assert not default_lm.model.training
+    assert not any(p.requires_grad for p in default_lm.model.parameters())
+    assert (DEFAULT_MODEL / "model.safetensors").stat().st_size <= 25 * 2**20
+
+
+def test_entity_names_are_multi_token(default_lm):
+    from sss_core.world.generate import build_world
+    people = [f.subject for f in build_world(0).facts if f.relation == "birthplace"]
+    lengths = [len(default_lm.tok(" " + p)["input_ids"]) for p in people]
+    assert sum(n > 1 for n in lengths) / len(lengths) > 0.95
+
+
+def test_missing_path_and_missing_config(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model folder"):
+        load_model(tmp_path / "nope")
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(tmp_path)
+
+
+def test_folder_without_tokenizer(tmp_path):
+    shutil.copy(DEFAULT_MODEL / "config.json", tmp_path / "config.json")
+    with pytest.raises(ModelLoadError, match="tokenizer"):
+        load_model(tmp_path)
+
+
+def test_not_a_causal_lm(tmp_path):
+    from transformers import ViTConfig
+    ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(tmp_path)
+    for f in DEFAULT_MODEL.glob("*token*"):
+        shutil.copy(f, tmp_path / f.name)
+    with pytest.raises(ModelLoadError, match="not a causal language model|not supported"):
+        load_model(tmp_path)
+
+
+def test_every_family_loads_from_a_local_folder(tiny_lm, tmp_path):
+    tiny_lm.model.save_pretrained(tmp_path)
+    tiny_lm.tok.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path, device="cpu")
+    assert loaded.spec is tiny_lm.spec
+    ids = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(loaded.model(ids).logits, tiny_lm.model(ids).logits)
+    assert loaded.spec.mlp_out_module(loaded.model, -1) is not None
+
+
+def test_bad_layer_index(default_lm):
+    with pytest.raises(ValueError, match="layer 99 does not exist"):
+        default_lm.spec.block(default_lm.model, 99)
