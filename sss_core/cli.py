@@ -90,7 +90,7 @@ def _parse_settings(pairs: list[str]) -> dict:
 
 def run_edit_command(args) -> None:
     from .editors import EDITORS, make_editor
-    from .evaluation.metrics import run_edit, top_k
+    from .evaluation.metrics import request_warnings, run_edit, top_k
     from .evaluation.presets import case_for_request
     from .types import EditRequest
 
@@ -103,6 +103,9 @@ def run_edit_command(args) -> None:
     request = EditRequest(args.prompt, args.target, subject=args.subject).validate()
     lm = _load(args)
     case = case_for_request(request, args.paraphrase, args.neighbour, lm)
+    warnings = request_warnings(lm.model, lm.tok, request)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     pre = top_k(lm.model, lm.tok, request.prompt, args.top_k)
     result = run_edit(lm.model, lm.tok, editor, case)
     # run_edit reverted the edit; apply it once more only to read the post-edit top-k
@@ -115,7 +118,7 @@ def run_edit_command(args) -> None:
            "metrics": result.metrics, "seconds": result.seconds,
            "probes": [{"group": r.probe.group, "prompt": r.probe.prompt, "answer": r.probe.answer,
                        "score": r.score, "pre": r.pre_tokens, "post": r.post_tokens} for r in result.probes],
-           "extra": result.extra}
+           "extra": result.extra, "warnings": warnings}
     text = "\n".join([
         f"{args.editor} on {lm.name}: {request.prompt!r} -> {request.target_new!r} in {result.seconds:.3f}s",
         f"lambda_max  before {result.lambda_max_before:.4g}  after {result.lambda_max_after:.4g}",

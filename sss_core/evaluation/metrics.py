@@ -64,6 +64,19 @@ def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: S
     return tok_lp.sum(1).exp().tolist()
 
 
+def request_warnings(model: nn.Module, tok, request: EditRequest) -> list[str]:
+    """Things worth telling the user before an edit that do not stop it."""
+    out = []
+    pred = teacher_forced(model, tok, [request.prompt], [request.target_new])[0]
+    if pred.target_ids and pred.argmax_ids == pred.target_ids:
+        out.append(f"the model already predicts {request.target_new!r} for this prompt: the edit changes "
+                   "little, and reliability is 1.0 before editing")
+    if not request.prompt.isascii() or not request.target_new.isascii():
+        out.append("the request has non-ASCII characters; the default model was trained on ASCII text only, "
+                   "so they split into byte tokens it has rarely seen")
+    return out
+
+
 def _score(probe: Probe, pre: TokenPrediction, post: TokenPrediction) -> float:
     if not post.target_ids:
         return math.nan

@@ -1,0 +1,383 @@
+"""MEND: a hypernetwork that turns a fine-tuning gradient into an edit (Mitchell et al., 2022).
+
+For a linear layer the gradient of the edit loss is a sum of rank-one terms, one per token:
+dL/dW = sum_t delta_t x_t^T with x_t the layer input and delta_t the gradient at its output.
+MEND maps each (x_t, delta_t) through a small learned network g to (x~_t, delta~_t) and writes
+W' = W - lr_l * sum_t delta~_t x~_t^T, with a learned step size lr_l per layer. g is meta-trained
+so that the edited model gives the new target on the edit and its paraphrases (L_edit) and
+keeps its predictions elsewhere (L_loc, a KL divergence):
+
+    L = c_edit * L_edit + c_loc * L_loc                       (MEND)
+    L = C * SSS + (1 - C) * (c_edit * L_edit + c_loc * L_loc)   (MEND w/ SSS, paper Eq. 10)
+
+SSS is lambda_max of the post-edit model on the edit, differentiable w.r.t. g (double backward).
+During meta-training each row of a batch gets its own edit: the post-edit layer output is
+computed as ``x @ W'^T = x @ W^T - lr * sum_t (x . x~_t) delta~_t``, exactly the forward pass
+with the substituted weight, batched (a test checks it against ``torch.func.functional_call``).
+
+Example:
+    >>> editor = make_editor("mend+sss")               # loads assets/editors/mend-sss
+    >>> with editor.edit(lm.model, lm.tok, [request]) as edited: ...
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import weakref
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RequestError
+from ..models import arch_spec
+from ..sss import Reduction, forward_pairs, sss_from_hidden
+from ..text import PairBatch, encode_pairs
+from ..types import EditRequest
+from ._meta import (ASSETS, CheckpointError, LoopConfig, TrainExample, check_fingerprint,
+                    evaluate_editor, fingerprint, load_examples, load_trained, sample_batch,
+                    save_trained, step_rng, train_loop)
+from .base import WeightEdit, model_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MENDConfig:
+    checkpoint: str | None = field(default=None, metadata={
+        "help": "folder of a trained MEND; None = the shipped one (mend, or mend-sss when sss_c > 0)"})
+    sss_c: float = field(default=0.0, metadata={
+        "help": "C the hypernetwork was meta-trained with; picks the shipped checkpoint"})
+    scale: float = field(default=1.0, metadata={"help": "multiplies the learned edit step sizes"})
+
+    def validate(self) -> "MENDConfig":
+        if not 0.0 <= self.sss_c <= 1.0:
+            raise RequestError(f"C must be in [0, 1], got {self.sss_c}")
+        if not self.scale > 0:
+            raise RequestError(f"scale must be positive, got {self.scale}")
+        return self
+
+    def folder(self) -> Path:
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        return ASSETS / ("mend-sss" if self.sss_c > 0 else "mend")
+
+
+@dataclass(frozen=True)
+class MENDTrainConfig:
+    layers: tuple[int, ...] = field(default=(-2, -1), metadata={"help": "blocks whose MLP output projection is edited"})
+    rank: int = field(default=128, metadata={"help": "hidden width of each residual block of g"})
+    n_blocks: int = field(default=1, metadata={"help": "residual blocks in g"})
+    init_edit_lr: float = field(default=1e-3, metadata={"help": "initial per-layer edit step size"})
+    steps: int = field(default=1500, metadata={"help": "meta-training steps"})
+    batch_size: int = field(default=8, metadata={"help": "edits per step (each row its own edit)"})
+    lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of g"})
+    lr_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the log edit step sizes"})
+    c_edit: float = field(default=0.1, metadata={"help": "weight of L_edit"})
+    c_loc: float = field(default=1.0, metadata={"help": "weight of L_loc"})
+    sss_c: float = field(default=0.0, metadata={"help": "C of L = C*SSS + (1-C)*L_MEND; 0 disables SSS"})
+    sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
+    norm_batches: int = field(default=16, metadata={"help": "batches for g's input normalisation statistics"})
+    save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
+    validate: int = field(default=100, metadata={"help": "validation edits scored at the end (world data only)"})
+    seed: int = 0
+
+
+class GradientTransform(nn.Module):
+    """g for one layer: normalise (x, delta), residual low-rank MLP, split back."""
+
+    def __init__(self, d_in: int, d_out: int, rank: int, n_blocks: int):
+        super().__init__()
+        dim = d_in + d_out
+        self.d_in, self.d_out = d_in, d_out
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.down = nn.ModuleList(nn.Linear(dim, rank) for _ in range(n_blocks))
+        self.up = nn.ModuleList(nn.Linear(rank, dim) for _ in range(n_blocks))
+        for up in self.up:  # start as the identity: the first edits are normalised gradient steps
+            nn.init.zeros_(up.weight)
+            nn.init.zeros_(up.bias)
+
+    def forward(self, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (n, d_in), delta: (n, d_out) -> (x~, delta~) of the same shapes."""
+        z = (torch.cat([x, delta], -1).float() - self.mean) / self.std
+        for down, up in zip(self.down, self.up):
+            z = z + up(F.relu(down(z)))
+        return z[:, :self.d_in], z[:, self.d_in:]
+
+
+class MENDNet(nn.Module):
+    """One GradientTransform per edited parameter plus the learned log step sizes."""
+
+    def __init__(self, names: Sequence[str], dims: Sequence[tuple[int, int]], rank: int, n_blocks: int,
+                 init_edit_lr: float):
+        super().__init__()
+        self.names = list(names)  # parameter names, e.g. transformer.h.3.mlp.c_proj.weight
+        self.transforms = nn.ModuleList(GradientTransform(i, o, rank, n_blocks) for i, o in dims)
+        self.log_lr = nn.Parameter(torch.full((len(names),), math.log(init_edit_lr)))
+
+    def transform(self, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(x (b, t, in), delta (b, t, out)) per parameter -> (x~, delta~), zero where mask is 0."""
+        out = {}
+        keep = mask.bool()  # (b, t)
+        for name, g in zip(self.names, self.transforms):
+            x, delta = factors[name]
+            xt, dt = g(x[keep], delta[keep])
+            x_new = x.new_zeros(x.shape, dtype=xt.dtype).masked_scatter(keep[..., None], xt)
+            d_new = delta.new_zeros(delta.shape, dtype=dt.dtype).masked_scatter(keep[..., None], dt)
+            out[name] = (x_new, d_new)
+        return out
+
+
+def _module_name(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0]
+
+
+def edit_factors(model: nn.Module, names: Sequence[str], batch: PairBatch
+                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Layer inputs x (b, t, in) and output gradients delta (b, t, out) of the target NLL.
+
+    Each row's delta is its own example's gradient (rows do not interact). Both are detached:
+    MEND treats them as inputs, not as functions of the hypernetwork.
+    """
+    modules = [_module_name(n) for n in names]
+    captured: dict[str, list] = {m: [None, None] for m in modules}
+
+    def make(m: str):
+        def hook(module, args, output):
+            captured[m][0], captured[m][1] = args[0].detach(), output
+        return hook
+
+    handles = [model.get_submodule(m).register_forward_hook(make(m)) for m in modules]
+    try:
+        with torch.enable_grad():
+            nll, _ = forward_pairs(model, batch)
+            grads = torch.autograd.grad(nll.sum(), [captured[m][1] for m in modules])
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: (captured[m][0], g.detach()) for n, m, g in zip(names, modules, grads)}
+
+
+@contextmanager
+def patched(model: nn.Module, net: MENDNet, edits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+            rows: torch.Tensor, scale: float = 1.0) -> Iterator[None]:
+    """Forward passes inside behave as if row r's weights were W - lr * sum_t delta~ x~^T of edit rows[r].
+
+    edits: name -> (x~ (n_edits, t, in), delta~ (n_edits, t, out)); rows: (batch,) edit index per row.
+    """
+    lrs = net.log_lr.exp() * scale
+
+    def make(i: int, name: str):
+        xt, dt = edits[name]
+
+        def hook(module, args, output):
+            x = args[0]  # (batch, s, in)
+            a = torch.einsum("bsi,bti->bst", x.float(), xt[rows])
+            return output - (lrs[i] * torch.einsum("bst,bto->bso", a, dt[rows])).to(output.dtype)
+        return hook
+
+    handles = [model.get_submodule(_module_name(n)).register_forward_hook(make(i, n))
+               for i, n in enumerate(net.names)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def weight_deltas(model: nn.Module, net: MENDNet, edits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                  scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """The parameter changes of the summed edits, shaped like each parameter."""
+    spec = arch_spec(model)
+    params = dict(model.named_parameters())
+    out = {}
+    for i, name in enumerate(net.names):
+        xt, dt = edits[name]
+        dw = torch.einsum("bto,bti->oi", dt, xt)  # (out, in)
+        dw = spec.weight_out_in(dw) * (net.log_lr[i].exp() * scale)
+        out[name] = -dw.to(params[name].dtype)
+    return out
+
+
+def kl_loc(pre_logits: torch.Tensor, post_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens of KL(pre || post). logits: (b, t, vocab), mask: (b, t) -> scalar."""
+    pre = F.log_softmax(pre_logits.float(), -1)
+    post = F.log_softmax(post_logits.float(), -1)
+    kl = (pre.exp() * (pre - post)).sum(-1)  # (b, t)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)
+
+
+def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample], cfg: MENDTrainConfig,
+              rng) -> dict[str, torch.Tensor]:
+    """The meta-training loss of one batch of edits (MEND, or MEND w/ SSS when cfg.sss_c > 0)."""
+    device = net.log_lr.device
+    reqs = [ex.request for ex in batch]
+    edit_batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs], device)
+    factors = edit_factors(model, net.names, edit_batch)
+    edits = net.transform(factors, edit_batch.attention_mask)
+    # L_edit rows: every rewrite prompt plus one sampled paraphrase per edit
+    eq_rows = list(range(len(batch)))
+    eq_prompts = [ex.request.prompt for ex in batch]
+    for i, ex in enumerate(batch):
+        if len(ex.equiv) > 1:
+            eq_rows.append(i)
+            eq_prompts.append(rng.choice(ex.equiv[1:]))
+    eq = encode_pairs(tok, eq_prompts, [reqs[i].target_new for i in eq_rows], device)
+    loc_pairs = [(i, *rng.choice(ex.loc)) for i, ex in enumerate(batch)]
+    loc = encode_pairs(tok, [p for _, p, _ in loc_pairs], [a for _, _, a in loc_pairs], device)
+    with torch.no_grad():
+        pre_logits = model(input_ids=loc.input_ids, attention_mask=loc.attention_mask).logits
+    with torch.enable_grad():
+        with patched(model, net, edits, torch.tensor(eq_rows, device=device)):
+            nll, hidden = forward_pairs(model, eq)
+            sss = None
+            if cfg.sss_c > 0:  # lambda_max on the edit rows of the post-edit model, kept differentiable
+                lam = sss_from_hidden(nll, hidden, eq.attention_mask, cfg.sss_reduction, create_graph=True)
+                sss = lam[:len(batch)].mean()
+        with patched(model, net, edits, torch.tensor([i for i, _, _ in loc_pairs], device=device)):
+            post_logits = model(input_ids=loc.input_ids, attention_mask=loc.attention_mask).logits
+        l_edit = nll.mean()
+        l_loc = kl_loc(pre_logits, post_logits, loc.attention_mask)
+        plain = cfg.c_edit * l_edit + cfg.c_loc * l_loc
+        loss = plain if sss is None else cfg.sss_c * sss + (1 - cfg.sss_c) * plain
+    out = {"loss": loss, "edit": l_edit.detach(), "loc": l_loc.detach()}
+    if sss is not None:
+        out["sss"] = sss.detach()
+    return out
+
+
+def build_net(model: nn.Module, cfg: MENDTrainConfig) -> MENDNet:
+    """A fresh (identity-initialised) MENDNet for ``model``'s chosen layers."""
+    spec = arch_spec(model)
+    params = dict(model.named_parameters())
+    names = [spec.mlp_out_name(model, layer) + ".weight" for layer in cfg.layers]
+    if len(set(names)) != len(names):
+        raise RequestError(f"layers {cfg.layers} name the same block twice")
+    dims = [tuple(spec.weight_out_in(params[n]).shape[::-1]) for n in names]  # (in, out)
+    device = next(model.parameters()).device
+    return MENDNet(names, dims, cfg.rank, cfg.n_blocks, cfg.init_edit_lr).to(device)
+
+
+@torch.no_grad()
+def fit_normalisation(model: nn.Module, tok, net: MENDNet, examples: Sequence[TrainExample],
+                      cfg: MENDTrainConfig) -> None:
+    """Set each transform's input mean and std from the gradients of ``cfg.norm_batches`` batches."""
+    device = net.log_lr.device
+    sums: dict[str, list] = {}
+    for b in range(cfg.norm_batches):
+        reqs = [ex.request for ex in sample_batch(examples, cfg.batch_size, step_rng(cfg.seed, -1 - b))]
+        batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs], device)
+        keep = batch.attention_mask.bool()
+        for name, (x, delta) in edit_factors(model, net.names, batch).items():
+            z = torch.cat([x, delta], -1)[keep].double()
+            acc = sums.setdefault(name, [0, 0.0, 0.0])
+            acc[0] += z.shape[0]
+            acc[1] = acc[1] + z.sum(0)
+            acc[2] = acc[2] + z.pow(2).sum(0)
+    for name, g in zip(net.names, net.transforms):
+        n, s, s2 = sums[name]
+        mean = s / n
+        std = (s2 / n - mean.pow(2)).clamp(min=0).sqrt()
+        g.mean.copy_(mean.float())
+        g.std.copy_(std.clamp(min=std.mean().item() * 1e-2 + 1e-12).float())
+
+
+def train_mend(lm, data: str | Path | Sequence[TrainExample], out: Path | str, cfg: MENDTrainConfig = MENDTrainConfig(),
+               resume: bool = False, progress: bool = True) -> dict:
+    """Meta-train MEND (w/ SSS when cfg.sss_c > 0) for ``lm`` and save the checkpoint in ``out``.
+
+    data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
+    Returns the summary also written to out/config.json (losses, wall time, validation scores).
+    """
+    if not 0.0 <= cfg.sss_c <= 1.0:
+        raise RequestError(f"C must be in [0, 1], got {cfg.sss_c}")
+    out = Path(out)
+    examples = list(data) if not isinstance(data, (str, Path)) else load_examples(data, "train")
+    if not examples:
+        raise RequestError("no training examples")
+    model, tok = lm.model, lm.tok
+    torch.manual_seed(cfg.seed)
+    net = build_net(model, cfg)
+    if not resume:
+        fit_normalisation(model, tok, net, examples, cfg)
+    groups = [{"params": list(net.transforms.parameters()), "lr": cfg.lr},
+              {"params": [net.log_lr], "lr": cfg.lr_lr}]
+    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, save_every=cfg.save_every, seed=cfg.seed)
+
+    def step(i: int) -> dict[str, torch.Tensor]:
+        rng = step_rng(cfg.seed, i)
+        return mend_loss(model, tok, net, sample_batch(examples, cfg.batch_size, rng), cfg, rng)
+
+    with model_lock(model):
+        summary = train_loop(net, step, groups, loop, out, resume, desc=f"MEND (C={cfg.sss_c})",
+                             progress=progress)
+    config = {"kind": "mend", "names": net.names,
+              "dims": [[g.d_in, g.d_out] for g in net.transforms], "train": asdict(cfg),
+              "data": str(data) if isinstance(data, (str, Path)) else f"{len(examples)} examples",
+              "n_train_examples": len(examples), "fingerprint": fingerprint(model), **summary}
+    save_trained(out, net.state_dict(), config)
+    if cfg.validate and str(data) == "world":
+        from ..world.records import world_cases
+        editor = MEND(MENDConfig(checkpoint=str(out), sss_c=cfg.sss_c))
+        config["validation"] = evaluate_editor(lm, editor, world_cases(split="validation"), cfg.validate)
+        save_trained(out, net.state_dict(), config)
+    return config
+
+
+class MEND:
+    """Edit with a meta-trained gradient transform (MEND, or MEND w/ SSS); exact revert."""
+
+    def __init__(self, config: MENDConfig = MENDConfig(), name: str = "mend"):
+        self.config = config.validate()
+        self.name = name
+        self._nets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> MENDNet
+
+    def load(self, model: nn.Module) -> MENDNet:
+        """The hypernetwork for ``model`` (loaded once); CheckpointError if there is none for it."""
+        if model in self._nets:
+            return self._nets[model]
+        folder = self.config.folder()
+        tensors, config = load_trained(folder, "mend")
+        check_fingerprint(config["fingerprint"], model, folder)
+        params = dict(model.named_parameters())
+        missing = [n for n in config["names"] if n not in params]
+        if missing:
+            raise CheckpointError(f"{folder} edits {missing[0]}, which this model does not have")
+        train = config["train"]
+        if abs(train["sss_c"] - self.config.sss_c) > 1e-9:
+            log.warning("%s was meta-trained with C=%s, not %s", folder, train["sss_c"], self.config.sss_c)
+        net = MENDNet(config["names"], [tuple(d) for d in config["dims"]], train["rank"], train["n_blocks"],
+                      train["init_edit_lr"])
+        net.load_state_dict(tensors)
+        net.to(next(model.parameters()).device).eval().requires_grad_(False)
+        self._nets[model] = net
+        return net
+
+    def edit(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> WeightEdit:
+        """One forward/backward on the requests, one pass of g: the new weights (model unchanged)."""
+        if not requests:
+            raise RequestError("no edit requests given")
+        for r in requests:
+            r.validate()
+        net = self.load(model)
+        start = time.perf_counter()
+        device = net.log_lr.device
+        batch = encode_pairs(tok, [r.prompt for r in requests], [r.target_new for r in requests], device)
+        with model_lock(model):
+            factors = edit_factors(model, net.names, batch)
+            with torch.no_grad():
+                edits = net.transform(factors, batch.attention_mask)
+                deltas = weight_deltas(model, net, edits, self.config.scale)
+                params = dict(model.named_parameters())
+                base = {n: params[n].detach().clone() for n in net.names}
+                new = {n: base[n] + deltas[n] for n in net.names}
+        log.debug("%s: edit computed in %.3fs", self.name, time.perf_counter() - start)
+        return WeightEdit(model, new, base, info={"layers": [_module_name(n) for n in net.names]})

@@ -1,0 +1,218 @@
+"""Second moment of MLP keys, C = E[k k^T], per (model, layer), estimated from text and cached.
+
+A key is the input of a block's MLP output projection at one token (what ROME and MEMIT call k).
+C weights the least-squares problem of both editors: an update should leave ``W k`` unchanged for
+the keys the model usually sees. It is estimated once per model and layer from text samples and
+cached on disk as safetensors, keyed by the model's name and weight fingerprint, the layer, the
+text source and the sample count.
+
+Text sources: ``None`` means the built-in world corpus, allowed for the shipped default model
+only (it was trained on it); ``"world"`` forces the world corpus for any model sharing its
+tokenizer (tests); a path is a text file with one sample per line; any other iterable of strings
+is used as given.
+
+Example:
+    >>> C = key_second_moment(lm.model, lm.tok, layer=1)           # (d_ff, d_ff), CPU float32
+    >>> C = key_second_moment(model, tok, 17, texts="wiki.txt", n_samples=100_000)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Iterable, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import DataError, RequestError
+from ..hooks import trace
+from ..models import DEFAULT_MODEL, arch_spec
+
+log = logging.getLogger(__name__)
+
+TextSource = Union[None, str, os.PathLike, Iterable[str]]
+WORLD = "world"
+MAX_TOKENS_PER_SAMPLE = 256  # longer samples are truncated; keys far into a text add little
+
+
+def default_cache_dir() -> Path:
+    """``$SSS_CACHE_DIR`` if set, else ``~/.cache/sss_core/stats``."""
+    env = os.environ.get("SSS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sss_core" / "stats"
+
+
+def is_default_model(model: nn.Module) -> bool:
+    """True when ``model`` was loaded from the shipped default-model folder."""
+    name = getattr(model.config, "_name_or_path", "") or ""
+    try:
+        return bool(name) and Path(name).expanduser().resolve() == DEFAULT_MODEL.resolve()
+    except OSError:
+        return False
+
+
+def model_fingerprint(model: nn.Module, elements_per_tensor: int = 4096) -> str:
+    """A short hash of the model's config and a strided sample of its weights.
+
+    The MLP output projections are left out on purpose: ROME, MEMIT and FT-L change them, and
+    sequential edits should keep using the statistics of the unedited model, as ROME and MEMIT do.
+    Cheap for large models: at most ``elements_per_tensor`` values are read per tensor.
+    """
+    spec = arch_spec(model)
+    skip = {spec.mlp_out_name(model, layer) for layer in range(spec.n_layers(model))}
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, p in model.named_parameters():
+        if name.rsplit(".", 1)[0] in skip:
+            continue
+        flat = p.detach().reshape(-1)
+        stride = max(1, flat.numel() // elements_per_tensor)
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(flat[::stride].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _source_label(model: nn.Module, texts: TextSource, n_samples: int) -> tuple[str, object]:
+    """(label for the cache key, a zero-argument loader of the sample list)."""
+    if texts is None:
+        if not is_default_model(model):
+            raise RequestError("ROME/MEMIT need text to estimate key statistics for this model: give "
+                               "mom2_text, a text file with one sample per line (e.g. Wikipedia "
+                               "paragraphs). Only the shipped default model uses the world corpus")
+        texts = WORLD
+    if isinstance(texts, str) and texts == WORLD:
+        def world() -> list[str]:
+            from ..world.generate import build_world
+            return build_world(0).training_sentences()[:n_samples]
+        return "world0", world
+    if isinstance(texts, (str, os.PathLike)):
+        path = Path(texts).expanduser()
+        if not path.is_file():
+            raise DataError(f"no text file at {path}: give a file with one text sample per line")
+        st = path.stat()
+        digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:8]
+
+        def from_file() -> list[str]:
+            with path.open(encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+            return [line for line in lines if line][:n_samples]
+        return f"{_safe(path.stem)}-{digest}", from_file
+    samples = [s for s in texts if s and s.strip()][:n_samples]
+    digest = hashlib.sha256("\n".join(samples).encode()).hexdigest()[:8]
+    return f"texts-{digest}", lambda: samples
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:60] or "model"
+
+
+def cache_path(model: nn.Module, layer: int, source_label: str, n_samples: int,
+               cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the statistics of ``(model, layer, source, n_samples)`` are cached."""
+    spec = arch_spec(model)
+    name = _safe(Path(getattr(model.config, "_name_or_path", "") or "model").name)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return folder / (f"{name}-{model_fingerprint(model)}-{source_label}-"
+                     f"{spec.mlp_out_name(model, layer)}-n{n_samples}.safetensors")
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the deepest needed layer has run."""
+
+
+def _max_tokens(model: nn.Module) -> int:
+    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    return min(MAX_TOKENS_PER_SAMPLE, limit or MAX_TOKENS_PER_SAMPLE)
+
+
+@torch.no_grad()
+def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str],
+                     batch_size: int = 32) -> tuple[dict[int, torch.Tensor], int]:
+    """E[k k^T] over every token of ``samples`` at each layer -> ({layer: (d_in, d_in)}, n_tokens)."""
+    spec = arch_spec(model)
+    device = next(model.parameters()).device
+    names = {layer: spec.mlp_out_name(model, layer) for layer in layers}
+    deepest = names[max(layers)]
+    limit = _max_tokens(model)
+    ids = [tok(s, truncation=True, max_length=limit)["input_ids"] for s in samples]
+    ids = sorted((x for x in ids if x), key=len)  # similar lengths together: little padding
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    acc: dict[int, torch.Tensor] = {}
+    n_tokens = 0
+
+    def stop(module, args, output):
+        raise _Stop
+
+    with trace(model, list(names.values())) as rec:
+        handle = model.get_submodule(deepest).register_forward_hook(stop)
+        try:
+            for start in range(0, len(ids), batch_size):
+                rows = ids[start:start + batch_size]
+                width = len(rows[-1])
+                x = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, row in enumerate(rows):
+                    x[r, :len(row)] = torch.tensor(row)
+                    mask[r, :len(row)] = 1
+                try:
+                    model(input_ids=x.to(device), attention_mask=mask.to(device))
+                except _Stop:
+                    pass
+                keep = mask.bool().to(device)
+                n_tokens += int(keep.sum())
+                for layer, name in names.items():
+                    k = rec[name].input[keep].float()  # (tokens, d_in)
+                    kk = (k.T @ k).double().cpu()
+                    acc[layer] = acc[layer] + kk if layer in acc else kk
+        finally:
+            handle.remove()
+    if n_tokens == 0:
+        raise DataError("the text samples for key statistics are empty")
+    return {layer: (m / n_tokens).float() for layer, m in acc.items()}, n_tokens
+
+
+def key_second_moments(model: nn.Module, tok, layers: Iterable[int], texts: TextSource = None,
+                       n_samples: int = 10_000, cache_dir: str | os.PathLike | None = None,
+                       batch_size: int = 32) -> dict[int, torch.Tensor]:
+    """C = E[k k^T] for each of ``layers`` -> {layer: (d_in, d_in) float32 on the CPU}.
+
+    Layers found in the cache are loaded; the missing ones are computed together in one pass over
+    the samples and saved (written atomically, so concurrent processes never read half a file).
+    """
+    if n_samples < 1:
+        raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
+    n_layers = arch_spec(model).n_layers(model)
+    layers = sorted({layer % n_layers for layer in layers})
+    label, load_samples = _source_label(model, texts, n_samples)
+    paths = {layer: cache_path(model, layer, label, n_samples, cache_dir) for layer in layers}
+    out: dict[int, torch.Tensor] = {}
+    for layer, path in paths.items():
+        if path.is_file():
+            out[layer] = load_file(str(path))["mom2"]
+            log.debug("key statistics of layer %d loaded from %s", layer, path)
+    missing = [layer for layer in layers if layer not in out]
+    if missing:
+        start = time.perf_counter()
+        samples = load_samples()
+        moments, n_tokens = _compute_moments(model, tok, missing, samples, batch_size)
+        for layer, m in moments.items():
+            path = paths[layer]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            save_file({"mom2": m.contiguous()}, str(tmp),
+                      metadata={"layer": str(layer), "source": label, "n_samples": str(len(samples)),
+                                "n_tokens": str(n_tokens)})
+            os.replace(tmp, path)
+            out[layer] = m
+        log.info("key statistics of layers %s from %d samples (%d tokens) in %.1fs, cached in %s",
+                 missing, len(samples), n_tokens, time.perf_counter() - start, paths[missing[0]].parent)
+    return out
+
+
+def key_second_moment(model: nn.Module, tok, layer: int, **kwargs) -> torch.Tensor:
+    """C = E[k k^T] of one layer -> (d_in, d_in) float32 on the CPU. See ``key_second_moments``."""
+    return next(iter(key_second_moments(model, tok, [layer], **kwargs).values()))

@@ -1,0 +1,103 @@
+"""Sentence embeddings of prompts from a model's last hidden states, pooled per sentence.
+
+The embedding of a sentence is ``hidden_states[-1]`` (the final block's output after the final
+norm, the same states lambda_max differentiates) at its last token (``pooling="last"``, what a
+causal LM predicts the next token from) or averaged over its tokens (``pooling="mean"``).
+
+Example:
+    >>> emb = embed_prompts(lm.model, lm.tok, ["The capital of France is", "Paris is in"])
+    >>> emb.shape                      # (sentences, d_model), float32 numpy on the CPU
+    (2, 256)
+    >>> with editor.edit(lm.model, lm.tok, [request]) as edited:
+    ...     after = embed_prompts(edited.model, lm.tok, prompts)   # the same sentences, edited model
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import RequestError
+from .text import max_positions
+
+Pooling = Literal["last", "mean"]
+POOLINGS: tuple[str, ...] = ("last", "mean")
+
+
+def _encode(tok, prompts: Sequence[str], limit: int | None) -> list[list[int]]:
+    rows = []
+    for prompt in prompts:
+        if not prompt or not prompt.strip():
+            raise RequestError("cannot embed an empty sentence")
+        ids = tok(prompt)["input_ids"]
+        if not ids:
+            raise RequestError(f"the sentence {prompt!r} has no tokens")
+        if limit is not None and len(ids) > limit:
+            raise RequestError(f"the sentence {prompt[:60]!r}... has {len(ids)} tokens, more than the model's "
+                               f"context of {limit}; shorten it")
+        rows.append(ids)
+    return rows
+
+
+@torch.no_grad()
+def embed_prompts(model: nn.Module, tok, prompts: Sequence[str], pooling: Pooling = "last",
+                  batch_size: int = 64, layer: int = -1) -> np.ndarray:
+    """Embed each prompt with ``model`` (edited or not). Returns (len(prompts), d_model) float32.
+
+    ``layer`` indexes ``hidden_states`` (-1: the last, after the final norm; 0: the input
+    embeddings). Batches are right-padded by hand, so the tokenizer's padding side does not matter.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    rows = _encode(tok, prompts, max_positions(model))
+    if not rows:
+        d = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", 0)
+        return np.zeros((0, d), dtype=np.float32)
+    device = model.get_input_embeddings().weight.device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        lengths = torch.tensor([len(r) for r in chunk], device=device)
+        width = int(lengths.max())
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        for r, row in enumerate(chunk):
+            ids[r, :len(row)] = torch.tensor(row)
+        ids = ids.to(device)
+        mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()  # (batch, tokens)
+        hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
+        hidden = hidden.float()  # (batch, tokens, d_model)
+        if pooling == "last":
+            pooled = hidden[torch.arange(len(chunk), device=device), lengths - 1]  # (batch, d_model)
+        else:
+            pooled = (hidden * mask[..., None]).sum(1) / lengths[:, None]
+        out.append(pooled.cpu())
+    return torch.cat(out).numpy()
+
+
+def distances_moved(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Euclidean distance each sentence moved in the full embedding space. (n, d), (n, d) -> (n,)."""
+    if before.shape != after.shape:
+        raise ValueError(f"before {before.shape} and after {after.shape} differ in shape")
+    return np.linalg.norm(after.astype(np.float64) - before.astype(np.float64), axis=1)
+
+
+def nearest_neighbours(points: np.ndarray, index: int, k: int = 5,
+                       metric: Literal["euclidean", "cosine"] = "euclidean") -> list[tuple[int, float]]:
+    """The ``k`` points nearest to ``points[index]`` (itself excluded), as (index, distance), nearest first."""
+    x = points.astype(np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms == 0, 1, norms)
+        dist = 1 - x @ x[index]
+    elif metric == "euclidean":
+        dist = np.linalg.norm(x - x[index], axis=1)
+    else:
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', not {metric!r}")
+    order = [int(i) for i in np.argsort(dist, kind="stable") if i != index][:k]
+    return [(i, float(dist[i])) for i in order]
