@@ -186,7 +186,14 @@ def _train_default(args) -> None:
     print(json.dumps(card["metrics"], indent=2))
 
 
-SUBCOMMANDS: list[Callable] = [add_edit, add_lambda, add_world, add_train_default]
+# --- bench --------------------------------------------------------------------------------------
+
+def add_bench(sub) -> None:
+    from .evaluation.bench import add_bench_parser
+    add_bench_parser(sub)
+
+
+SUBCOMMANDS: list[Callable] = [add_edit, add_lambda, add_world, add_train_default, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

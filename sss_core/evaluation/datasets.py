@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -245,7 +246,7 @@ def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
         raise DataError(f"no data file at {path}: give the path of a JSON file, or 'world'")
     size = os.path.getsize(path)
     if size > max_bytes:
-        raise DataError(f"{path} is {size / 2**20:.1f} MB, over the limit of {max_bytes / 2**20:.0f} MB; "
+        raise DataError(f"{path} is {_human(size)}, over the limit of {_human(max_bytes)}; "
                         "raise the limit (--max-data-mb) if you mean it, or split the file")
     try:
         text = path.read_text(encoding="utf-8")
@@ -265,6 +266,10 @@ def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
     if not data:
         raise DataError(f"{path} has no records")
     return data
+
+
+def _human(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
 
 def _json_lines(text: str) -> list | None:
@@ -318,11 +323,17 @@ def world_split_cases(split: str = "test", seed: int = 0, world: World | None = 
 
 def load_cases(data: str, n: int | None = None, seed: int = 0, fmt: str = "auto",
                max_bytes: int = DEFAULT_MAX_BYTES, skip_invalid: bool = False) -> list[EditCase]:
-    """Cases for a bench run: ``"world"`` / ``"world:SPLIT"`` or a file's first ``n`` records."""
+    """Cases for a bench run: ``"world"`` / ``"world:SPLIT"``, or a file's first ``n`` records.
+
+    The seed draws the world's targets and order (``world_split_cases``); a file's records stay
+    the first n, in an order shuffled by the seed (it matters for sequential editing).
+    """
     if data == "world" or data.startswith("world:"):
         split = data.partition(":")[2] or "test"
         return world_split_cases(split, seed)[:n]
-    return load_dataset(data, fmt, n, max_bytes, skip_invalid)
+    cases = load_dataset(data, fmt, n, max_bytes, skip_invalid)
+    random.Random(seed).shuffle(cases)
+    return cases
 
 
 def group_counts(cases: Sequence[EditCase]) -> dict[str, int]:

@@ -1,0 +1,214 @@
+"""Turn a bench's results.jsonl into paper-shaped tables (Markdown + CSV) and plotly plots.
+
+Every number is a mean over seeds of the per-seed mean over cases, shown as ``mean ± std``
+(sample std over the seed means; a single seed shows no std), in percent like the paper.
+
+Example:
+    >>> frame = load_results(Path("runs/world/results.jsonl"))
+    >>> print(table1(frame)[0])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..types import PORTABILITY_GROUPS
+from .hypothesis import Correlation
+
+LABELS = {"reliability": "Reliability", "generality": "Generality", "locality": "Locality",
+          "portability": "Portability", "neighbour": "Neighbor", "pre_neighbour": "Pre-Neighbor",
+          "post_neighbour": "Post-Neighbor", "distract_neighbour": "Distract-Neighbor",
+          "unrelated_attribute": "Unrelated Attributes", "subject_replace": "Subject Replace",
+          "reversed_relation": "Reversed Relation", "one_hop": "One-Hop"}
+TABLE1 = ("reliability", "locality", "generality", "portability")  # the paper's row order
+TABLE3 = ("reliability", "neighbour", "pre_neighbour", "post_neighbour", "distract_neighbour",
+          "unrelated_attribute")
+SEQUENTIAL = ("reliability", "locality", "generality")
+
+CsvRows = list[dict]
+
+
+def load_results(path: Path) -> pd.DataFrame:
+    """One row per result line: key columns, the request prompt and one column per metric."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            row = {k: rec.get(k) for k in ("editor", "seed", "case_id", "mode", "n", "position", "C",
+                                           "error", "lambda_max_before", "lambda_max_after", "seconds")}
+            row["prompt"] = rec["request"]["prompt"]
+            row.update({k: (math.nan if v is None else v) for k, v in (rec.get("metrics") or {}).items()})
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    for col in set(LABELS) | {"lambda_max_before", "lambda_max_after", "seconds", "n", "C"}:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
+    return frame
+
+
+def seed_stats(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by``: mean and std over seeds of each metric's per-seed case mean."""
+    ok = frame[frame["error"].isna()]
+    per_seed = ok.groupby([*by, "seed"], sort=False)[list(metrics)].mean()
+    counts = ok.groupby([*by, "seed"], sort=False)[list(metrics)].count()
+    out = per_seed.groupby(level=list(by), sort=False).agg(["mean", "std"])
+    out.columns = [f"{m}:{s}" for m, s in out.columns]
+    out["seeds"] = per_seed.groupby(level=list(by), sort=False).size()
+    for m in metrics:
+        out[f"{m}:cases"] = counts[m].groupby(level=list(by), sort=False).mean()
+    return out
+
+
+def cell(mean: float, std: float) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    return f"{100 * mean:.2f}" + ("" if std is None or math.isnan(std) else f" ± {100 * std:.2f}")
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def _csv(table: str, stats: pd.DataFrame, metrics: Sequence[str], **fixed) -> CsvRows:
+    rows = []
+    for key, s in stats.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        for m in metrics:
+            rows.append({"table": table, **dict(zip(stats.index.names, key)), **fixed, "metric": m,
+                         "mean": s[f"{m}:mean"], "std": s[f"{m}:std"], "seeds": s["seeds"],
+                         "cases_per_seed": s[f"{m}:cases"]})
+    return rows
+
+
+def _editor_columns(frame: pd.DataFrame, metrics: Sequence[str], table: str) -> tuple[str, CsvRows]:
+    """Rows = metrics, columns = editors (the shape of the paper's Tables 1, 3 and 5)."""
+    stats = seed_stats(frame, ["editor"], metrics)
+    editors = list(stats.index)
+    rows = [[LABELS[m]] + [cell(stats.loc[e, f"{m}:mean"], stats.loc[e, f"{m}:std"]) for e in editors]
+            for m in metrics]
+    cases = ["cases / seed"] + [f"{stats.loc[e, f'{metrics[0]}:cases']:.0f}" for e in editors]
+    return md_table(["Metric", *editors], rows + [cases]), _csv(table, stats, metrics)
+
+
+def single(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["mode"] == "single"]
+
+
+def table1(frame: pd.DataFrame) -> tuple[str, CsvRows]:
+    return _editor_columns(single(frame), TABLE1, "table1")
+
+
+def table3(frame: pd.DataFrame) -> tuple[str, CsvRows]:
+    rows = single(frame)
+    present = [m for m in TABLE3 if rows[m].notna().any()]
+    return _editor_columns(rows, present, "table3")
+
+
+def table5(frame: pd.DataFrame) -> tuple[str, CsvRows]:
+    """One block per portability group, over the cases that have it (as the paper's data sets)."""
+    parts, csv = [], []
+    rows = single(frame)
+    for g in PORTABILITY_GROUPS:
+        subset = rows[rows[g].notna()]
+        if subset.empty:
+            continue
+        md, c = _editor_columns(subset, ("reliability", "generality", g), f"table5:{g}")
+        parts.append(f"**{LABELS[g]}**\n\n{md}")
+        csv += c
+    return "\n\n".join(parts) or "_no case has a portability probe_", csv
+
+
+def table2(frame: pd.DataFrame, final: bool) -> tuple[str, CsvRows]:
+    """Rows = editors, columns = metric x n (paper Table 2)."""
+    rows = frame[frame["mode"].str.startswith("sequential@") & (frame["mode"].str.endswith("/final") == final)]
+    if rows.empty:
+        return "_no sequential runs_", []
+    stats = seed_stats(rows, ["editor", "n"], SEQUENTIAL)
+    sizes = sorted({int(n) for _, n in stats.index})
+    header = ["Editor"] + [f"{LABELS[m]} n={n}" for m in SEQUENTIAL for n in sizes]
+    body = []
+    for editor in dict.fromkeys(e for e, _ in stats.index):
+        body.append([editor] + [cell(stats.loc[(editor, n), f"{m}:mean"], stats.loc[(editor, n), f"{m}:std"])
+                                if (editor, n) in stats.index else "–" for m in SEQUENTIAL for n in sizes])
+    return md_table(header, body), _csv("table2:final" if final else "table2", stats, SEQUENTIAL)
+
+
+def c_sweep(frame: pd.DataFrame) -> tuple[str, CsvRows, pd.DataFrame]:
+    """Rows = C, columns = metrics per swept editor (paper Fig. 3)."""
+    rows = frame[frame["mode"].str.startswith("sweep@")]
+    if rows.empty:
+        return "_no C sweep_", [], pd.DataFrame()
+    metrics = ("reliability", "generality", "locality")
+    stats = seed_stats(rows, ["editor", "C"], metrics).sort_index()
+    header = ["C"] + [f"{e}: {LABELS[m]}" for e in dict.fromkeys(e for e, _ in stats.index) for m in metrics]
+    body = []
+    for C in sorted({c for _, c in stats.index}):
+        body.append([f"{C:.2f}"] + [cell(stats.loc[(e, C), f"{m}:mean"], stats.loc[(e, C), f"{m}:std"])
+                                    for e in dict.fromkeys(e for e, _ in stats.index) for m in metrics])
+    return md_table(header, body), _csv("c_sweep", stats, metrics), stats
+
+
+def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
+    sign = {1: "> 0", -1: "< 0"}
+    body = [[c.editor, f"{c.x} ~ {c.y}", f"{c.rho:+.3f}", f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}",
+             c.points, c.clusters, sign[c.expected_sign], c.verdict] for c in corrs]
+    header = ["Editor", "Pair", "Spearman rho", "95% CI (bootstrap)", "p", "edits", "prompts",
+              "paper predicts", "verdict"]
+    csv = [{"table": "hypothesis", **{k: getattr(c, k) for k in c.__dataclass_fields__}, "verdict": c.verdict}
+           for c in corrs]
+    return md_table(header, body), csv
+
+
+def timing_table(frame: pd.DataFrame) -> str:
+    body = []
+    for (editor, mode), rows in frame.groupby(["editor", "mode"], sort=False):
+        if mode.endswith("/final"):
+            continue
+        body.append([editor, mode, len(rows), int(rows["error"].notna().sum()),
+                     f"{rows['seconds'].mean():.3f}" if rows["seconds"].notna().any() else "–"])
+    return md_table(["Editor", "Mode", "results", "failed edits", "mean edit time (s)"], body)
+
+
+def c_sweep_figure(stats: pd.DataFrame):
+    """Metrics against C with std error bars, one line per (editor, metric)."""
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for editor in dict.fromkeys(e for e, _ in stats.index):
+        part = stats.loc[editor]
+        for m in ("reliability", "generality", "locality"):
+            fig.add_trace(go.Scatter(x=list(part.index), y=100 * part[f"{m}:mean"], mode="lines+markers",
+                                     error_y=dict(type="data", array=(100 * part[f"{m}:std"]).fillna(0)),
+                                     name=f"{editor}: {LABELS[m]}"))
+    fig.update_layout(title="Ablation on C (paper Fig. 3)", xaxis_title="C", yaxis_title="accuracy (%)")
+    return fig
+
+
+def sequential_figure(frame: pd.DataFrame):
+    """Reliability, locality and generality against the number of sequential edits (log x)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    rows = frame[frame["mode"].str.startswith("sequential@")]
+    fig = make_subplots(rows=1, cols=len(SEQUENTIAL), subplot_titles=[LABELS[m] for m in SEQUENTIAL])
+    for final, dash in ((False, "solid"), (True, "dash")):
+        part = rows[rows["mode"].str.endswith("/final") == final]
+        if part.empty:
+            continue
+        stats = seed_stats(part, ["editor", "n"], SEQUENTIAL)
+        for i, m in enumerate(SEQUENTIAL, start=1):
+            for editor in dict.fromkeys(e for e, _ in stats.index):
+                s = stats.loc[editor].sort_index()
+                fig.add_trace(go.Scatter(
+                    x=list(s.index), y=100 * s[f"{m}:mean"], line=dict(dash=dash), showlegend=i == 1,
+                    error_y=dict(type="data", array=(100 * s[f"{m}:std"]).fillna(0)),
+                    name=f"{editor} ({'after all n' if final else 'right after each'})"), row=1, col=i)
+    fig.update_xaxes(type="log", title_text="n edits")
+    fig.update_yaxes(title_text="accuracy (%)", col=1)
+    fig.update_layout(title="Sequential editing (paper Table 2)")
+    return fig

@@ -1,0 +1,201 @@
+"""Run editors over many cases: single edits with revert, sequential edits that accumulate.
+
+Each runner is a generator of ``Outcome`` (a key and an EditResult), so the caller can stream
+results to disk as they are made and skip keys it already has. A failed edit (e.g. a NaN loss)
+becomes an outcome with ``error`` set, not an exception: one bad case never stops a bench.
+
+Example:
+    >>> for out in single_edits(lm.model, lm.tok, make_editor("ft-l"), cases, seed=0):
+    ...     print(out.key, out.result.metrics["reliability"])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from ..editors.base import Edit, Editor, model_lock
+from ..errors import SSSError
+from ..types import EditCase, EditResult
+from .metrics import evaluate_edit, probes_of, teacher_forced
+
+log = logging.getLogger(__name__)
+
+
+class RunKey(NamedTuple):
+    """What identifies one result in a bench's results file (resume skips keys it has)."""
+
+    editor: str
+    seed: int
+    case_id: str
+    mode: str  # "single", "sequential@10", "sequential@10/final", "sweep@C=0.9"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: RunKey
+    case: EditCase
+    result: EditResult | None  # None when the edit failed
+    error: str | None = None
+    n: int | None = None  # sequential: how many edits the run accumulates
+    position: int | None = None  # sequential: how many edits were applied when this was scored
+    C: float | None = None  # sweep: the SSS weight
+
+    def to_json(self) -> dict:
+        """One line of a results file: the key, the scores and every probe's raw predictions."""
+        r, req = self.result, self.case.request
+        row = {**self.key._asdict(), "n": self.n, "position": self.position, "C": self.C,
+               "error": self.error, "relation": self.case.relation,
+               "request": {"prompt": req.prompt, "target_new": req.target_new, "subject": req.subject,
+                           "ground_truth": req.ground_truth}}
+        if r is not None:
+            row.update(metrics=r.metrics, lambda_max_before=r.lambda_max_before,
+                       lambda_max_after=r.lambda_max_after, seconds=r.seconds,
+                       extra={k: v for k, v in r.extra.items() if k != "history"},
+                       probes=[{"group": p.probe.group, "prompt": p.probe.prompt, "answer": p.probe.answer,
+                                "score": p.score, "target": p.target_tokens, "pre": p.pre_tokens,
+                                "post": p.post_tokens} for p in r.probes])
+        return _json_safe(row)
+
+
+Skip = Callable[[RunKey], bool]
+
+
+def case_seed(seed: int, case_id: str) -> int:
+    """The torch seed of one case: a function of (seed, case), so a resumed run draws the same."""
+    return zlib.crc32(f"{seed}/{case_id}".encode())
+
+
+def _json_safe(value):
+    """NaN and infinities become null, so the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _never(_: RunKey) -> bool:
+    return False
+
+
+def _failed(key: RunKey, case: EditCase, exc: Exception, **kw) -> Outcome:
+    log.warning("%s on %s failed: %s", key.editor, key.case_id, exc)
+    return Outcome(key, case, None, error=f"{type(exc).__name__}: {exc}", **kw)
+
+
+def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
+                 mode: str = "single", skip: Skip = _never, with_lambda: bool = True,
+                 C: float | None = None) -> Iterator[Outcome]:
+    """Edit, evaluate and revert each case on its own (the paper's default protocol)."""
+    name = getattr(editor, "name", type(editor).__name__)
+    for case in cases:
+        key = RunKey(name, seed, case.request.case_id, mode)
+        if skip(key):
+            continue
+        torch.manual_seed(case_seed(seed, key.case_id))
+        try:
+            with model_lock(model):
+                start = time.perf_counter()
+                edit = editor.edit(model, tok, [case.request])
+                seconds = time.perf_counter() - start
+                result = evaluate_edit(model, tok, case, edit, name, seconds, with_lambda)
+        except SSSError as exc:
+            yield _failed(key, case, exc, C=C)
+            continue
+        yield Outcome(key, case, result, C=C)
+
+
+class HeldEdit:
+    """An Edit that is already applied and stays so: lets ``evaluate_edit`` score the current model."""
+
+    def __init__(self, model: nn.Module):
+        self._model = model
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model
+
+    def apply(self) -> None:
+        pass
+
+    def revert(self) -> None:
+        pass
+
+    def __enter__(self) -> "HeldEdit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
+                     skip: Skip = _never, with_lambda: bool = True) -> Iterator[Outcome]:
+    """Apply the cases' edits one after another, keeping each (paper Table 2).
+
+    Each case is scored right after its edit is applied (mode ``sequential@n``), against the
+    predictions of the original model; once all n are applied, every case is scored again
+    (``sequential@n/final``, EasyEdit's protocol: did later edits undo earlier ones?). At the end
+    every edit is reverted, newest first, so the model is bit-identical to what it was.
+    A run whose keys are all in ``skip`` is not run at all; a partly done run is redone whole
+    (edits accumulate, so it cannot start in the middle) and only the missing keys are yielded.
+    """
+    name = getattr(editor, "name", type(editor).__name__)
+    n = len(cases)
+    keys = [RunKey(name, seed, c.request.case_id, f"sequential@{n}") for c in cases]
+    finals = [k._replace(mode=f"{k.mode}/final") for k in keys]
+    if all(skip(k) for k in keys + finals):
+        return
+    pres = _predictions_by_case(model, tok, cases)  # the original model's predictions
+    applied: list[Edit] = []
+    with model_lock(model):
+        try:
+            for position, (case, key, pre) in enumerate(zip(cases, keys, pres), start=1):
+                torch.manual_seed(case_seed(seed, key.case_id))
+                current = applied[-1].model if applied else model
+                try:
+                    start = time.perf_counter()
+                    edit = editor.edit(current, tok, [case.request])
+                    seconds = time.perf_counter() - start
+                    result = evaluate_edit(current, tok, case, edit, name, seconds, with_lambda, pre=pre)
+                except SSSError as exc:
+                    if not skip(key):
+                        yield _failed(key, case, exc, n=n, position=position)
+                    continue
+                edit.apply()  # evaluate_edit reverted it; keep it for the edits that follow
+                applied.append(edit)
+                if not skip(key):
+                    yield Outcome(key, case, result, n=n, position=position)
+            final_model = applied[-1].model if applied else model
+            for case, key, pre in zip(cases, finals, pres):
+                if not skip(key):
+                    result = evaluate_edit(final_model, tok, case, HeldEdit(final_model), name,
+                                           with_lambda=False, pre=pre)
+                    yield Outcome(key, case, result, n=n, position=n)
+        finally:
+            for edit in reversed(applied):
+                edit.revert()
+
+
+def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]):
+    """Teacher-forced predictions of every case's probes, in one batched pass, split per case."""
+    probes = [probes_of(c) for c in cases]
+    flat = teacher_forced(model, tok, [p.prompt for ps in probes for p in ps],
+                          [p.answer for ps in probes for p in ps])
+    out, start = [], 0
+    for ps in probes:
+        out.append(flat[start:start + len(ps)])
+        start += len(ps)
+    return out
+
+
+__all__ = ["HeldEdit", "Outcome", "RunKey", "case_seed", "sequential_edits", "single_edits"]

@@ -1,0 +1,113 @@
+"""The bench command: results streamed, an interrupted run resumed without redoing work, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import sss_core
+from sss_core.cli import main
+from sss_core.errors import DataError, RequestError
+from sss_core.evaluation.bench import BenchConfig, ResultStore, run_bench
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REPO = Path(sss_core.__file__).resolve().parents[1]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
+    cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
+                      modes=("single", "sequential", "sweep"), seq_sizes=(1, 2), sweep_values=(0.0, 1.0), sweep_n=1,
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+    summary = run_bench(cfg, tmp_path, command="python -m sss_core bench ...", progress=False)
+    # single 2 editors x 2 seeds x 2 cases; sequential 2 x 2 x (1 + 2) x 2 phases; sweep 1 x 2 x 2 C x 1
+    assert summary["results_made"] == 8 + 24 + 4 == len(lines(tmp_path / "results.jsonl"))
+    rows = [json.loads(x) for x in lines(tmp_path / "results.jsonl")]
+    assert len({(r["editor"], r["seed"], r["case_id"], r["mode"]) for r in rows}) == len(rows)
+    assert {r["mode"] for r in rows} == {"single", "sequential@1", "sequential@1/final", "sequential@2",
+                                         "sequential@2/final", "sweep@C=0", "sweep@C=1"}
+    assert all(r["probes"][0]["post"] for r in rows)  # raw predictions kept for every case
+    report = (tmp_path / "report.md").read_text()
+    for title in ("Table 1", "Table 2", "Table 3", "Table 5", "Fig. 3", "hypothesis", "python -m sss_core bench"):
+        assert title in report
+    assert "Pre-Neighbor" in report and "One-Hop" in report and "Subject Replace" in report
+    summary_csv = pd.read_csv(tmp_path / "summary.csv")
+    assert {"table1", "table2", "table2:final", "table3", "c_sweep"} <= set(summary_csv["table"])
+    t1 = summary_csv[(summary_csv["table"] == "table1") & (summary_csv["metric"] == "reliability")]
+    assert list(t1["seeds"]) == [2, 2]
+    assert (tmp_path / "c_sweep.html").exists() and (tmp_path / "sequential.html").exists()
+    assert len(pd.read_csv(tmp_path / "hypothesis.csv")) == 6  # 3 pairs x 2 editors
+    assert json.loads((tmp_path / "config.json").read_text())["runs"][0]["wall_seconds"] > 0
+
+
+def test_existing_results_need_resume(tmp_path, tiny_model_dir):
+    (tmp_path / "results.jsonl").write_text('{"editor": "ft-l", "seed": 0, "case_id": "1", "mode": "single"}\n')
+    cfg = BenchConfig(editors=("ft-l",), data=str(FIXTURES / "counterfact.json"), seeds=1, model=str(tiny_model_dir))
+    with pytest.raises(RequestError, match="--resume"):
+        run_bench(cfg, tmp_path, progress=False)
+
+
+def test_store_drops_a_torn_line_and_refuses_a_corrupt_one(tmp_path):
+    path = tmp_path / "results.jsonl"
+    good = '{"editor": "ft-l", "seed": 0, "case_id": "1", "mode": "single"}\n'
+    path.write_text(good + '{"editor": "ft-l", "se')
+    store = ResultStore(path, resume=True)
+    store.close()
+    assert path.read_text() == good and len(store.keys) == 1
+    path.write_text("garbage\n" + good)
+    with pytest.raises(DataError, match="line 1 is corrupt"):
+        ResultStore(path, resume=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--editors", "nope"], "unknown editor 'nope'"),
+    (["--editors", "ft-l", "--set", "warp=9"], "has no setting 'warp'"),
+    (["--editors", "ft-l", "--mode", "sweep"], "needs an editor with SSS"),
+    (["--editors", "ft-l", "--mode", "parallel"], "unknown mode 'parallel'"),
+    (["--editors", "ft-l", "--data", "/no/such.json"], "no data file"),
+])
+def test_bad_bench_arguments_exit_2(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--out", str(tmp_path), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_killed_run_resumes_without_redoing_finished_cases(tmp_path, tiny_model_dir):
+    out, n = tmp_path / "run", 120
+    argv = ["bench", "--editors", "ft-l+sss", "--data", "world", "--n", str(n), "--seeds", "1", "--out", str(out),
+            "--model", str(tiny_model_dir), "--set", "steps=3", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "sss_core", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    results = out / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and results.read_text().count("\n") >= 5:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # a real interruption, as a crash or a power cut would be
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    before = results.read_bytes()
+    kept = before[:before.rfind(b"\n") + 1].decode().splitlines()
+    assert 5 <= len(kept) < n
+
+    assert main([*argv, "--resume"]) == 0
+    after = lines(results)
+    assert after[:len(kept)] == kept  # finished cases untouched, not redone
+    keys = [tuple(json.loads(x)[k] for k in ("editor", "seed", "case_id", "mode")) for x in after]
+    assert len(after) == n == len(set(keys))
+    runs = json.loads((out / "config.json").read_text())["runs"]
+    assert runs[-1]["results_skipped"] == len(kept) and runs[-1]["results_made"] == n - len(kept)
+    assert runs[-1]["command"].endswith("--resume")
