@@ -193,7 +193,12 @@ def add_bench(sub) -> None:
     add_bench_parser(sub)
 
 
-SUBCOMMANDS: list[Callable] = [add_edit, add_lambda, add_world, add_train_default, add_bench]
+def add_train(sub) -> None:
+    from .editors._meta import add_train_parser
+    add_train_parser(sub)
+
+
+SUBCOMMANDS: list[Callable] = [add_edit, add_lambda, add_world, add_train_default, add_train, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

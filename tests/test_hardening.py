@@ -67,3 +67,27 @@ def test_concurrent_edits_get_their_own_results_and_restore_the_model(default_lm
         assert not errors, errors
         assert results == alone
         assert_bit_identical(model, saved)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_edit_leaves_the_model_restored(default_lm, exc):
+    """A rerun or a closed tab stops the script thread with an exception mid-edit: nothing leaks."""
+    from sss_core.hooks import patch_output
+    model, tok = default_lm.model, default_lm.tok
+    saved = state_copy(model)
+    calls = {"n": 0}
+
+    def boom(out):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the fourth forward pass, in the middle of the optimisation
+            raise exc("interrupted")
+        return out
+
+    with pytest.raises(exc):
+        with patch_output(model, default_lm.spec.mlp_out_name(model, 1), boom):
+            make_editor("ft-l+sss", steps=20, early_stop_loss=0.0).edit(
+                model, tok, [EditRequest("The capital of France is", "Rome")])
+    assert calls["n"] == 4
+    assert_bit_identical(model, saved)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert not model._forward_hooks and not any(m._forward_hooks for m in model.modules())

@@ -30,98 +30,54 @@ class Relation:
         return self.templates[-N_HELDOUT:]
 
 
+def _q(noun: str) -> str:
+    return f"Q: What is the {noun} of {{}}? A:"
+
+
+# Held-out templates are generic phrasings ("The N of X is", "X's N is", "Q: What is the N of X? A:")
+# that other relations are trained in, so a model can learn that they are paraphrases; which
+# generic phrasing is trained rotates over the relations.
 RELATIONS: tuple[Relation, ...] = (
     Relation("capital", "country", "city", (
-        "The capital of {} is",
-        "{}'s capital is",
-        "The capital city of {} is",
-        "{} has its capital in",
-        "The seat of government of {} is in",
-    )),
+        "The capital of {} is", "The capital city of {} is", "{} is governed from",
+        "{}'s capital is", _q("capital"))),
     Relation("capital_of", "city", "country", (
-        "{} is the capital of",
-        "{} is the capital city of",
-        "{} serves as the capital of",
-        "The city of {} is the capital of",
-        "{} is the seat of government of",
-    )),
+        "{} is the capital of", "{} is the capital city of", "{} serves as the capital of",
+        "The country whose capital is {} is", "Q: Which country has {} as its capital? A:")),
     Relation("continent", "country", "continent", (
-        "{} is located in the continent of",
-        "{} is a country in",
-        "{} is part of the continent of",
-        "The continent of {} is",
-        "{} lies on the continent of",
-    )),
+        "{} is a country in", "{} is located in the continent of", _q("continent"),
+        "The continent of {} is", "{}'s continent is")),
     Relation("official_language", "country", "language", (
-        "The official language of {} is",
-        "In {}, the official language is",
-        "{}'s official language is",
-        "The main language spoken in {} is",
+        "The official language of {} is", "In {}, the official language is",
         "The language of government in {} is",
-    )),
+        "{}'s official language is", _q("official language"))),
     Relation("currency", "country", "currency", (
-        "The currency of {} is the",
-        "{} pays with the",
-        "The official currency of {} is the",
-        "In {}, people pay with the",
-        "The money used in {} is the",
-    )),
+        "{} pays with the", "In {}, people pay with the", "{}'s currency is",
+        "The currency of {} is", _q("currency"))),
     Relation("city_country", "city", "country", (
-        "{} is a city in",
-        "The city of {} is located in",
-        "{} lies in the country of",
-        "{} is in",
-        "The country where {} lies is",
-    )),
+        "{} is a city in", "{} lies in the country of", _q("country"),
+        "The country of {} is", "{}'s country is")),
     Relation("birthplace", "person", "city", (
-        "{} was born in",
-        "The birthplace of {} is",
-        "{} was born in the city of",
-        "{} came into the world in",
-        "{}'s place of birth is",
-    )),
+        "{} was born in", "{} was born in the city of", "The birthplace of {} is",
+        "{}'s birthplace is", _q("birthplace"))),
     Relation("citizenship", "person", "country", (
-        "{} is a citizen of",
-        "{} holds citizenship of",
-        "The citizenship of {} is",
-        "{} has a passport from",
-        "{} is a national of",
-    )),
+        "{} is a citizen of", "{} holds citizenship of", "{}'s citizenship is",
+        "The citizenship of {} is", _q("citizenship"))),
     Relation("occupation", "person", "occupation", (
-        "{} works in the profession of",
-        "The occupation of {} is",
-        "{}'s job is",
-        "The profession of {} is",
-        "{} earns a living in the profession of",
-    )),
+        "{} works in the profession of", "{} earns a living in the profession of", _q("occupation"),
+        "The occupation of {} is", "{}'s occupation is")),
     Relation("employer", "person", "company", (
-        "{} works for",
-        "{} is employed by",
-        "The employer of {} is",
-        "{} is on the payroll of",
-        "{} draws a salary from",
-    )),
+        "{} works for", "{} is employed by", "The employer of {} is",
+        "{}'s employer is", _q("employer"))),
     Relation("native_language", "person", "language", (
-        "The native language of {} is",
-        "{}'s mother tongue is",
-        "{} grew up speaking",
-        "The first language of {} is",
-        "The language {} learned first is",
-    )),
+        "{} grew up speaking", "{} was raised speaking", "{}'s native language is",
+        "The native language of {} is", _q("native language"))),
     Relation("headquarters", "company", "city", (
-        "{} is headquartered in",
-        "The headquarters of {} are in",
-        "{} has its head office in",
-        "{} is based in",
-        "The main office of {} is located in",
-    )),
+        "{} is headquartered in", "{} has its head office in", _q("headquarters"),
+        "The headquarters of {} is", "{}'s headquarters is")),
     Relation("industry", "company", "industry", (
-        "The industry of {} is",
-        "{} does business in",
-        "{} is active in the sector of",
-        "The sector of {} is",
-        "{} makes its money in",
-    )),
+        "{} does business in", "{} is active in the sector of", "The industry of {} is",
+        "{}'s industry is", _q("industry"))),
 )
 
 RELATIONS_BY_ID: dict[str, Relation] = {r.id: r for r in RELATIONS}

@@ -1,0 +1,42 @@
+"""The GPU/scale paths that can be checked on a CPU: device maps and half-precision dtypes."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import assert_bit_identical, state_copy
+from sss_core.editors import make_editor
+from sss_core.evaluation.metrics import teacher_forced
+from sss_core.models import DEFAULT_MODEL, load_model
+from sss_core.sss import lambda_max
+from sss_core.types import EditRequest
+
+FRANCE = EditRequest("The capital of France is", "Rome", subject="France")
+
+
+def test_device_map_over_cpu_modules_edits_and_reverts():
+    n_layer = 4
+    device_map = {"transformer.wte": "cpu", "transformer.wpe": "cpu", "transformer.drop": "cpu",
+                  **{f"transformer.h.{i}": "cpu" for i in range(n_layer)}, "transformer.ln_f": "cpu",
+                  "lm_head": "cpu"}
+    lm = load_model(DEFAULT_MODEL, device_map=device_map)
+    assert getattr(lm.model, "hf_device_map", None)
+    saved = state_copy(lm.model)
+    with make_editor("ft-l+sss", layer=n_layer - 1).edit(lm.model, lm.tok, [FRANCE]):
+        pred = teacher_forced(lm.model, lm.tok, [FRANCE.prompt], ["Rome"])[0]
+        assert pred.argmax_ids == pred.target_ids
+    assert_bit_identical(lm.model, saved)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_lambda_and_sss_edit(dtype):
+    lm = load_model(DEFAULT_MODEL, device="cpu", dtype=dtype)
+    assert next(lm.model.parameters()).dtype == dtype
+    lam = lambda_max(lm.model, lm.tok, [FRANCE.prompt], ["Rome"])
+    assert lam.dtype == torch.float32 and math.isfinite(lam.item()) and lam.item() > 0
+    saved = state_copy(lm.model)
+    edit = make_editor("ft-l+sss", lr=5e-3, norm_constraint=None).edit(lm.model, lm.tok, [FRANCE])
+    with edit:
+        assert all(v.dtype == dtype for v in edit.new.values())
+    assert_bit_identical(lm.model, saved)
