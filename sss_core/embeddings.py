@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -42,25 +43,37 @@ def _encode(tok, prompts: Sequence[str], limit: int | None) -> list[list[int]]:
     return rows
 
 
+@dataclass(frozen=True)
+class SentenceStates:
+    """What one forward pass over some sentences gives: pooled embeddings and the next-token guess."""
+
+    pooled: dict[str, np.ndarray]  # pooling -> (n, d_model) float32
+    next_token_ids: np.ndarray  # (n,) the most likely token after each sentence
+    next_token_probs: np.ndarray  # (n,) its probability
+
+
 @torch.no_grad()
-def embed_prompts(model: nn.Module, tok, prompts: Sequence[str], pooling: Pooling = "last",
-                  batch_size: int = 64, layer: int = -1) -> np.ndarray:
-    """Embed each prompt with ``model`` (edited or not). Returns (len(prompts), d_model) float32.
+def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Sequence[str] = POOLINGS,
+                    batch_size: int = 64, layer: int = -1) -> SentenceStates:
+    """Every pooling of ``prompts``' hidden states and their next-token predictions, in one pass.
 
     ``layer`` indexes ``hidden_states`` (-1: the last, after the final norm; 0: the input
     embeddings). Batches are right-padded by hand, so the tokenizer's padding side does not matter.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    bad = [p for p in poolings if p not in POOLINGS]
+    if bad:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {bad[0]!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     rows = _encode(tok, prompts, max_positions(model))
     if not rows:
         d = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", 0)
-        return np.zeros((0, d), dtype=np.float32)
+        return SentenceStates({p: np.zeros((0, d), dtype=np.float32) for p in poolings},
+                              np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     device = model.get_input_embeddings().weight.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out = []
+    pooled: dict[str, list[torch.Tensor]] = {p: [] for p in poolings}
+    ids_out, probs_out = [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         lengths = torch.tensor([len(r) for r in chunk], device=device)
@@ -70,14 +83,28 @@ def embed_prompts(model: nn.Module, tok, prompts: Sequence[str], pooling: Poolin
             ids[r, :len(row)] = torch.tensor(row)
         ids = ids.to(device)
         mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()  # (batch, tokens)
-        hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[layer]
-        hidden = hidden.float()  # (batch, tokens, d_model)
-        if pooling == "last":
-            pooled = hidden[torch.arange(len(chunk), device=device), lengths - 1]  # (batch, d_model)
-        else:
-            pooled = (hidden * mask[..., None]).sum(1) / lengths[:, None]
-        out.append(pooled.cpu())
-    return torch.cat(out).numpy()
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        hidden = out.hidden_states[layer].float()  # (batch, tokens, d_model)
+        last = torch.arange(len(chunk), device=device), lengths - 1
+        for p in poolings:
+            h = hidden[last] if p == "last" else (hidden * mask[..., None]).sum(1) / lengths[:, None]
+            pooled[p].append(h.cpu())  # (batch, d_model)
+        prob, top = torch.softmax(out.logits[last].float(), -1).max(-1)  # (batch,)
+        ids_out.append(top.cpu())
+        probs_out.append(prob.cpu())
+    return SentenceStates({p: torch.cat(v).numpy() for p, v in pooled.items()},
+                          torch.cat(ids_out).numpy(), torch.cat(probs_out).numpy())
+
+
+def embed_prompts(model: nn.Module, tok, prompts: Sequence[str], pooling: Pooling = "last",
+                  batch_size: int = 64, layer: int = -1) -> np.ndarray:
+    """Embed each prompt with ``model`` (edited or not). Returns (len(prompts), d_model) float32.
+
+    See ``sentence_states`` for ``layer`` and padding; it also gives every pooling in one pass.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    return sentence_states(model, tok, prompts, (pooling,), batch_size, layer).pooled[pooling]
 
 
 def distances_moved(before: np.ndarray, after: np.ndarray) -> np.ndarray:

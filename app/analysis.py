@@ -1,0 +1,401 @@
+"""What the app computes for an edit, with no Streamlit in sight (so it is testable on its own).
+
+``analyse_edit`` edits the shared model under its lock, measures everything the Edit and
+Projection views show (probabilities, top-1 predictions, lambda_max, embeddings before and after,
+the weight delta) and reverts the edit in ``finally``: no other session ever sees the model edited.
+
+Example:
+    >>> lm = load_model()
+    >>> run = analyse_edit(lm, "ft-l+sss", {"sss_c": 0.9}, case_for_request(request))
+    >>> run.rows[0].top1_after, run.result.lambda_max_after
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from sss_core.editors import EDITORS, editor_config, make_editor
+from sss_core.editors.base import Edit, model_lock
+from sss_core.embeddings import POOLINGS, nearest_neighbours, sentence_states
+from sss_core.errors import RequestError
+from sss_core.evaluation.metrics import (TokenPrediction, answer_probability, evaluate_edit, probes_of,
+                                         request_warnings, teacher_forced)
+from sss_core.evaluation.presets import greedy_answer
+from sss_core.models import LoadedModel
+from sss_core.text import max_positions
+from sss_core.types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
+
+Progress = Callable[[str], None]
+SSS_FIELD = "sss_c"  # the config field that holds C, for every editor that has one
+
+# Groups whose top-1 prediction should become the new target; in LOCALITY_GROUPS it should stay.
+REWRITE_GROUPS = ("rewrite", "paraphrase", "subject_replace")
+GROUP_LABELS = {"rewrite": "edit prompt", "paraphrase": "paraphrase", "neighbour": "neighbour",
+                "pre_neighbour": "pre-neighbour", "post_neighbour": "post-neighbour",
+                "distract_neighbour": "distract-neighbour", "unrelated_attribute": "unrelated attribute",
+                "subject_replace": "subject alias", "reversed_relation": "reversed relation",
+                "one_hop": "one-hop", "background": "background (other facts)"}
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One line of the probability table: a probe's old and new answer, before and after the edit."""
+
+    group: str
+    prompt: str
+    old: str | None  # the answer before the edit (None when unknown, e.g. reversed relations)
+    new: str  # the answer a perfect edit gives (locality groups: the edit's new target, which should not rise)
+    p_old_before: float
+    p_old_after: float
+    p_new_before: float
+    p_new_after: float
+    top1_before: str
+    top1_after: str
+    score: float  # the EasyEdit metric of this probe (accuracy, or locality agreement)
+
+    @property
+    def flipped(self) -> bool:
+        """Did the most likely next token change?"""
+        return self.top1_before != self.top1_after
+
+    @property
+    def wanted_flip(self) -> bool | None:
+        """True where a flip is the goal, False where it is damage, None where it depends."""
+        if self.group in REWRITE_GROUPS:
+            return True
+        if self.group in LOCALITY_GROUPS:
+            return False
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(flipped=self.flipped, delta_p_new=self.p_new_after - self.p_new_before,
+                 delta_p_old=(self.p_old_after - self.p_old_before) if self.old is not None else math.nan)
+        return d
+
+
+@dataclass(frozen=True)
+class EmbeddingSet:
+    """The sentences around an edit, embedded before and after it (one pooling)."""
+
+    sentences: tuple[str, ...]
+    groups: tuple[str, ...]
+    before: np.ndarray  # (n, d_model)
+    after: np.ndarray  # (n, d_model)
+    top1_before: tuple[str, ...]  # next-token prediction (with its probability) per sentence
+    top1_after: tuple[str, ...]
+    pooling: str
+
+    @property
+    def moved(self) -> np.ndarray:
+        """Distance each sentence moved in the full space. (n,)"""
+        return np.linalg.norm(self.after.astype(np.float64) - self.before.astype(np.float64), axis=1)
+
+
+@dataclass(frozen=True)
+class EditRun:
+    """Everything one edit in the app produced; the model itself was reverted."""
+
+    run_id: str
+    model_name: str
+    editor: str
+    config: dict[str, Any]
+    case: EditCase
+    result: EditResult
+    rows: tuple[ProbeRow, ...]
+    delta_norms: dict[str, float] | None  # parameter -> Frobenius norm of the change (weight edits)
+    embeddings: dict[str, EmbeddingSet] = field(default_factory=dict)  # pooling -> set
+    warnings: tuple[str, ...] = ()
+    seconds_edit: float = math.nan
+    seconds_total: float = math.nan
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    @property
+    def c(self) -> float | None:
+        return self.config.get(SSS_FIELD)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Config and results, JSON-ready (embeddings left out: they are large; export them as CSV)."""
+        res = self.result
+        return {
+            "config": {"model": self.model_name, "editor": self.editor, "settings": self.config,
+                       "request": dataclasses.asdict(self.case.request)},
+            "results": {"metrics": res.metrics, "lambda_max_before": res.lambda_max_before,
+                        "lambda_max_after": res.lambda_max_after, "seconds_edit": self.seconds_edit,
+                        "seconds_total": self.seconds_total, "timings": self.timings, "delta_norms": self.delta_norms,
+                        "warnings": list(self.warnings), "extra": res.extra,
+                        "probes": [r.as_dict() for r in self.rows],
+                        "teacher_forced": [{"group": r.probe.group, "prompt": r.probe.prompt, "answer": r.probe.answer,
+                                            "score": r.score, "target_tokens": r.target_tokens,
+                                            "pre_tokens": r.pre_tokens, "post_tokens": r.post_tokens}
+                                           for r in res.probes]},
+        }
+
+
+# --- small measurements ---------------------------------------------------------------------------
+
+def _probabilities(model: nn.Module, tok, prompts: Sequence[str],
+                   answers: Sequence[tuple[str | None, str]]) -> tuple[list[float], list[float]]:
+    """P(old) and P(new) for each probe, in one batch (NaN where the old answer is unknown)."""
+    pairs = [(i, p, a) for k in (0, 1) for i, (p, ans) in enumerate(zip(prompts, answers)) if (a := ans[k])]
+    probs = answer_probability(model, tok, [p for _, p, _ in pairs], [a for _, _, a in pairs]) if pairs else []
+    old, new = [math.nan] * len(prompts), [math.nan] * len(prompts)
+    n_old = sum(1 for ans in answers if ans[0])
+    for j, ((i, _, _), q) in enumerate(zip(pairs, probs)):
+        (old if j < n_old else new)[i] = float(q)
+    return old, new
+
+
+def old_and_new(probe: Probe, request: EditRequest, old_answer: str | None) -> tuple[str | None, str]:
+    """The (old, new) answers shown for a probe, see ProbeRow."""
+    if probe.group in REWRITE_GROUPS:
+        return old_answer, request.target_new
+    if probe.group in LOCALITY_GROUPS:
+        return probe.answer, request.target_new
+    return None, probe.answer  # portability: only the answer the edit should imply is known
+
+
+def settings_for(editor: str, overrides: Mapping[str, Any]):
+    """The editor's config with ``overrides`` (raises RequestError for an unknown editor or setting)."""
+    config = editor_config(editor, **dict(overrides))
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
+
+
+def _check_lengths(lm: LoadedModel, texts: Sequence[str]) -> None:
+    limit = max_positions(lm.model)
+    if limit is None:
+        return
+    for t in texts:
+        n = len(lm.tok(t)["input_ids"])
+        if n + 8 > limit:
+            raise RequestError(f"{t[:50]!r}... has {n} tokens; the model reads at most {limit} "
+                               "(prompt and answer together): shorten it")
+
+
+def _sentences(case: EditCase, probes: Sequence[Probe], background: Sequence[str]) -> tuple[list[str], list[str]]:
+    sentences, groups, seen = [], [], set()
+    for p in probes:
+        if p.prompt not in seen:
+            seen.add(p.prompt)
+            sentences.append(p.prompt)
+            groups.append(p.group)
+    for s in background:
+        if s not in seen:
+            seen.add(s)
+            sentences.append(s)
+            groups.append("background")
+    return sentences, groups
+
+
+# --- the edit ---------------------------------------------------------------------------------------
+
+def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: EditCase,
+                 background: Sequence[str] = (), poolings: Sequence[str] = POOLINGS,
+                 progress: Progress | None = None, with_embeddings: bool = True) -> EditRun:
+    """Edit, measure and revert. Holds the model's lock from the first measurement to the revert.
+
+    ``progress`` is called with a short message at each stage (the app shows them in st.status).
+    Errors a user can cause raise SSSError subclasses with a message saying what to do.
+    """
+    progress = progress or _noop
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    mark = [start]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        timings[stage] = round(now - mark[0], 4)
+        mark[0] = now
+
+    config = settings_for(editor, overrides)
+    request = case.request.validate()
+    probes = probes_of(case)
+    _check_lengths(lm, [p.prompt + " " + p.answer for p in probes])
+    model, tok = lm.model, lm.tok
+    sentences, groups = _sentences(case, probes, background if with_embeddings else ())
+    prompts = [p.prompt for p in probes]
+    with model_lock(model):
+        progress("Reading the model's predictions before the edit")
+        old_answer = request.ground_truth or greedy_answer(lm, request.prompt)
+        answers = [old_and_new(p, request, old_answer) for p in probes]
+        warnings = tuple(request_warnings(model, tok, request))
+        p_old_before, p_new_before = _probabilities(model, tok, prompts, answers)
+        before = sentence_states(model, tok, sentences, poolings if with_embeddings else ())
+        pre = teacher_forced(model, tok, prompts, [p.answer for p in probes])
+        lap("before")
+
+        progress(f"Editing with {editor}")
+        t0 = time.perf_counter()
+        edit = make_editor(editor, **dict(overrides)).edit(model, tok, [request])
+        seconds_edit = time.perf_counter() - t0
+        norms = edit.delta_norms() if callable(getattr(edit, "delta_norms", None)) else None
+        lap("edit")
+
+        progress("Scoring the edit (metrics and lambda_max)")
+        result = evaluate_edit(model, tok, case, edit, editor, seconds_edit, pre=pre)
+        lap("score")
+
+        progress("Reading predictions and embeddings after the edit")
+        with edit:  # applied here, reverted on the way out whatever happens
+            edited = edit.model
+            p_old_after, p_new_after = _probabilities(edited, tok, prompts, answers)
+            after = sentence_states(edited, tok, sentences, poolings if with_embeddings else ())
+        lap("after")
+
+    top_before = [(tok.decode([int(t)]), float(q)) for t, q in zip(before.next_token_ids, before.next_token_probs)]
+    top_after = [(tok.decode([int(t)]), float(q)) for t, q in zip(after.next_token_ids, after.next_token_probs)]
+    top_of = {s: i for i, s in enumerate(sentences)}
+    scores = [r.score for r in result.probes]
+    rows = tuple(ProbeRow(p.group, p.prompt, a[0], a[1], p_old_before[i], p_old_after[i], p_new_before[i],
+                          p_new_after[i], top_before[top_of[p.prompt]][0], top_after[top_of[p.prompt]][0], scores[i])
+                 for i, (p, a) in enumerate(zip(probes, answers)))
+    fmt = tuple(f"{t!r} ({q:.2f})" for t, q in top_before)
+    fmt_after = tuple(f"{t!r} ({q:.2f})" for t, q in top_after)
+    embeddings = {p: EmbeddingSet(tuple(sentences), tuple(groups), before.pooled[p], after.pooled[p], fmt, fmt_after, p)
+                  for p in before.pooled}
+    return EditRun(uuid.uuid4().hex[:12], lm.name, editor, dataclasses.asdict(config), case, result, rows, norms,
+                   embeddings, warnings, seconds_edit, time.perf_counter() - start, timings)
+
+
+def neighbour_table(emb: EmbeddingSet, index: int, k: int = 5) -> list[dict[str, Any]]:
+    """The k nearest sentences to sentence ``index`` before and after the edit (full space, euclidean)."""
+    before = nearest_neighbours(emb.before, index, k)
+    after = nearest_neighbours(emb.after, index, k)
+    after_set, before_set = {i for i, _ in after}, {i for i, _ in before}
+    rows = []
+    for rank in range(max(len(before), len(after))):
+        row: dict[str, Any] = {"rank": rank + 1}
+        if rank < len(before):
+            i, d = before[rank]
+            row.update({"before": emb.sentences[i], "distance before": round(d, 4),
+                        "kept": "yes" if i in after_set else "no"})
+        if rank < len(after):
+            i, d = after[rank]
+            row.update({"after": emb.sentences[i], "distance after": round(d, 4),
+                        "new": "yes" if i not in before_set else "no"})
+        rows.append(row)
+    return rows
+
+
+# --- C sweep ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepPoint:
+    c: float
+    metrics: dict[str, float]
+    lambda_max_before: float
+    lambda_max_after: float
+    seconds: float
+
+
+def sweep_c(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: EditCase,
+            c_values: Sequence[float], progress: Callable[[int, float], None] | None = None) -> list[SweepPoint]:
+    """Run the same edit at each C (the editor's ``sss_c``), reverting after each."""
+    if SSS_FIELD not in {f.name for f in dataclasses.fields(EDITORS[editor].config_cls)}:
+        raise RequestError(f"{editor} has no C to sweep; pick an editor with SSS")
+    points = []
+    for i, c in enumerate(c_values):
+        if progress:
+            progress(i, c)
+        run = analyse_edit(lm, editor, {**overrides, SSS_FIELD: float(c)}, case, with_embeddings=False)
+        r = run.result
+        points.append(SweepPoint(float(c), r.metrics, r.lambda_max_before, r.lambda_max_after, run.seconds_edit))
+    return points
+
+
+# --- sequential editing ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SequentialBaseline:
+    """Fixed locality probes and the unedited model's predictions on them, taken when a history starts."""
+
+    probes: tuple[Probe, ...]
+    pre: tuple[TokenPrediction, ...]
+
+
+@dataclass(frozen=True)
+class SequentialStep:
+    n: int
+    editor: str
+    request: EditRequest
+    metrics: dict[str, float]  # of this edit, right after it was applied (paper Table 2)
+    lambda_max_after: float
+    locality_fixed: float  # fixed probes: post-edit argmax == unedited argmax, after n edits
+    retention: float  # mean reliability of all n edits so far, measured after the n-th
+    seconds: float
+    edit: Edit = field(repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "editor": self.editor, "prompt": self.request.prompt,
+                "target_new": self.request.target_new, **{f"this edit: {k}": v for k, v in self.metrics.items()
+                                                          if k in ("reliability", "generality", "locality")},
+                "lambda_max_after": self.lambda_max_after, "locality (fixed probes)": self.locality_fixed,
+                "retention (all edits)": self.retention, "seconds": self.seconds}
+
+
+def sequential_baseline(lm: LoadedModel, probes: Sequence[Probe]) -> SequentialBaseline:
+    with model_lock(lm.model):
+        pre = teacher_forced(lm.model, lm.tok, [p.prompt for p in probes], [p.answer for p in probes])
+    return SequentialBaseline(tuple(probes), tuple(pre))
+
+
+def _agreement(pre: Sequence[TokenPrediction], post: Sequence[TokenPrediction]) -> float:
+    scores = [sum(a == b for a, b in zip(x.argmax_ids, y.argmax_ids)) / len(y.target_ids)
+              for x, y in zip(pre, post) if y.target_ids]
+    return sum(scores) / len(scores) if scores else math.nan
+
+
+def _accuracy(preds: Sequence[TokenPrediction]) -> float:
+    scores = [sum(a == b for a, b in zip(p.target_ids, p.argmax_ids)) / len(p.target_ids)
+              for p in preds if p.target_ids]
+    return sum(scores) / len(scores) if scores else math.nan
+
+
+def sequential_step(lm: LoadedModel, history: Sequence[SequentialStep], baseline: SequentialBaseline,
+                    editor: str, overrides: Mapping[str, Any], case: EditCase) -> SequentialStep:
+    """Apply ``history``'s edits in order, add one more on top, measure, and revert them all.
+
+    Between calls the shared model is always unedited; a session's history lives in its own state.
+    """
+    settings_for(editor, overrides)
+    request = case.request.validate()
+    model, tok = lm.model, lm.tok
+    applied: list[Edit] = []
+    with model_lock(model):
+        try:
+            for step in history:
+                step.edit.apply()
+                applied.append(step.edit)
+            t0 = time.perf_counter()
+            edit = make_editor(editor, **dict(overrides)).edit(model, tok, [request])
+            seconds = time.perf_counter() - t0
+            if edit.model is not model:
+                raise RequestError(f"{editor} keeps its edits outside the model's weights, so this view "
+                                   "cannot stack them; use FT-L or another weight editor here")
+            result = evaluate_edit(model, tok, case, edit, editor, seconds)
+            edit.apply()
+            applied.append(edit)
+            post = teacher_forced(model, tok, [p.prompt for p in baseline.probes], [p.answer for p in baseline.probes])
+            requests = [s.request for s in history] + [request]
+            mine = teacher_forced(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
+        finally:
+            for e in reversed(applied):
+                e.revert()
+    return SequentialStep(len(history) + 1, editor, request, result.metrics, result.lambda_max_after,
+                          _agreement(baseline.pre, post), _accuracy(mine), seconds, edit)

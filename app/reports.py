@@ -1,0 +1,96 @@
+"""Read a bench report folder (``python -m sss_core bench --out DIR``) whatever files it holds.
+
+No Streamlit here: ``read_report`` returns what was found and a message per file it could not read,
+so the Results view can show everything readable and say what was not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+MAX_FILE_BYTES = 60 * 1024 * 1024
+MAX_ROWS = 20000
+KINDS = {".jsonl": "results", ".csv": "tables", ".md": "markdown", ".html": "plots", ".json": "json"}
+
+
+@dataclass
+class Report:
+    folder: Path
+    markdown: dict[str, str] = field(default_factory=dict)  # file name -> text
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # CSV tables
+    results: dict[str, pd.DataFrame] = field(default_factory=dict)  # JSON lines, flattened
+    plots: dict[str, str] = field(default_factory=dict)  # HTML file name -> HTML text
+    json: dict[str, object] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.markdown or self.tables or self.results or self.plots or self.json)
+
+
+def read_jsonl(path: Path, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, int]:
+    """Rows of a JSON-lines file, flattened; returns the frame and the number of unreadable lines."""
+    rows, bad = [], 0
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1  # e.g. the last line of an interrupted run
+                continue
+            if isinstance(obj, dict):
+                rows.append(obj)
+            else:
+                bad += 1
+            if len(rows) >= max_rows:
+                break
+    return (pd.json_normalize(rows, max_level=2) if rows else pd.DataFrame()), bad
+
+
+def read_report(folder: str | Path) -> Report:
+    """Everything readable in ``folder`` (not recursive). Raises FileNotFoundError if it is not a folder."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; give the --out folder of a bench run")
+    rep = Report(folder)
+    for path in sorted(folder.iterdir()):
+        kind = KINDS.get(path.suffix.lower())
+        if kind is None or not path.is_file():
+            continue
+        if path.stat().st_size > MAX_FILE_BYTES:
+            rep.problems.append(f"{path.name}: {path.stat().st_size / 2**20:.0f} MB, too large to show")
+            continue
+        try:
+            if kind == "markdown":
+                rep.markdown[path.name] = path.read_text(encoding="utf-8", errors="replace")
+            elif kind == "tables":
+                rep.tables[path.name] = pd.read_csv(path, nrows=MAX_ROWS)
+            elif kind == "results":
+                df, bad = read_jsonl(path)
+                rep.results[path.name] = df
+                if bad:
+                    rep.problems.append(f"{path.name}: skipped {bad} unreadable line(s)")
+            elif kind == "plots":
+                rep.plots[path.name] = path.read_text(encoding="utf-8", errors="replace")
+            else:
+                rep.json[path.name] = json.loads(path.read_text(encoding="utf-8"))
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, the rest still shown
+            rep.problems.append(f"{path.name}: could not read it ({type(exc).__name__}: {exc})")
+    return rep
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean of the metric columns per editor (and C, when present), or None when the columns are missing."""
+    group = [c for c in ("editor", "C", "sss_c", "mode", "n") if c in df.columns]
+    metrics = [c for c in df.columns if c.split(".")[-1] in ("reliability", "generality", "locality", "portability",
+                                                              "lambda_max_before", "lambda_max_after")]
+    metrics = [c for c in metrics if pd.api.types.is_numeric_dtype(df[c])]
+    if not group or not metrics:
+        return None
+    return df.groupby(group, dropna=False)[metrics].mean().reset_index()

@@ -1,0 +1,115 @@
+"""Loaders cached across sessions (``st.cache_resource``): the model, the world's presets, UMAP warm-up.
+
+Everything cached here is shared by every browser session, so it is either immutable (presets) or
+guarded: the model is only ever edited under ``sss_core.editors.base.model_lock`` and reverted before
+the lock is released (see app.analysis).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from sss_core.evaluation.presets import presets
+from sss_core.models import DEFAULT_MODEL, LoadedModel, load_model
+from sss_core.types import EditCase
+
+log = logging.getLogger(__name__)
+N_PRESETS = 60
+N_BACKGROUND = 30
+WARMUP_ENV = "SSS_LAB_UMAP_WARMUP"  # "0" turns the start-up UMAP warm-up off (the app tests do)
+MODEL_ENV = "SSS_LAB_MODEL"  # what "default" means when set (a folder or hub name); else the shipped model
+
+
+def model_path(name: str) -> str:
+    """'default' (or empty) is the shipped model (or $SSS_LAB_MODEL); anything else is a folder or a hub name."""
+    name = (name or "").strip()
+    if name in ("", "default"):
+        return os.environ.get(MODEL_ENV) or str(DEFAULT_MODEL)
+    return name
+
+
+@st.cache_resource(show_spinner="Loading the model (once for all sessions)...", max_entries=2)
+def get_model(name: str) -> LoadedModel:
+    """The model ``name`` (see model_path), loaded once per process. Raises ModelLoadError."""
+    return load_model(model_path(name))
+
+
+@st.cache_resource(show_spinner=False)
+def preset_cases() -> tuple[EditCase, ...]:
+    """The world's test edits offered as presets (immutable, shared)."""
+    return tuple(presets("test", N_PRESETS))
+
+
+@st.cache_resource(show_spinner=False)
+def background_prompts() -> tuple[str, ...]:
+    """Prompts of other world facts, drawn in the projection as background."""
+    return tuple(c.request.prompt for c in presets("validation", N_BACKGROUND))
+
+
+@st.cache_resource(show_spinner=False)
+def sequential_probe_cases() -> tuple[EditCase, ...]:
+    """World facts whose predictions the Sequential view watches as edits accumulate."""
+    return tuple(presets("validation", 40))
+
+
+def preset_by_id(case_id: str | None) -> EditCase | None:
+    return next((c for c in preset_cases() if c.request.case_id == case_id), None)
+
+
+def preset_for(prompt: str, target: str) -> str | None:
+    """The id of the preset with this prompt and target, if there is one."""
+    return next((c.request.case_id for c in preset_cases()
+                 if c.request.prompt == prompt and c.request.target_new == target), None)
+
+
+@dataclass
+class WarmUp:
+    """State of the one UMAP warm-up of this process (filled in by its thread)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    seconds: float | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+
+
+def _warm(w: WarmUp) -> None:
+    from sss_core.projection import warm_up_umap
+    try:
+        w.seconds = warm_up_umap()
+    except Exception as exc:  # noqa: BLE001 - a failed warm-up only means the first UMAP is slow
+        w.error = str(exc)
+        log.warning("UMAP warm-up failed: %s", exc)
+    finally:
+        w.done.set()
+
+
+@st.cache_resource(show_spinner=False)
+def umap_warmup() -> WarmUp:
+    """Start compiling UMAP's numba kernels in a background thread, once per process."""
+    w = WarmUp()
+    if os.environ.get(WARMUP_ENV, "1") == "0":
+        w.error = f"disabled by {WARMUP_ENV}=0"
+        w.done.set()
+        return w
+    threading.Thread(target=_warm, args=(w,), name="umap-warmup", daemon=True).start()
+    return w
+
+
+def list_report_dirs(roots: tuple[str, ...] = ("runs", "docs/results")) -> list[str]:
+    """Folders under ``roots`` (relative to the working directory) that hold bench output files."""
+    found = []
+    for root in roots:
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for d in sorted([base, *[p for p in base.rglob("*") if p.is_dir()]]):
+            if any(f.suffix in (".jsonl", ".csv", ".md", ".html") for f in d.iterdir() if f.is_file()):
+                found.append(str(d))
+    return found[:200]

@@ -1,0 +1,1 @@
+"""One file per page; streamlit_app.py lists them in st.navigation."""

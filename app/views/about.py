@@ -1,0 +1,99 @@
+"""About: lambda_max, C and the metrics in plain words, with the paper's formulas (teaching material)."""
+
+import streamlit as st
+
+st.title("About SSS Lab")
+st.markdown("""
+SSS Lab shows what a **knowledge edit** does to a language model. An edit takes a prompt
+*x_e* ("The capital of France is") and a new answer *y_e* ("Rome") and changes the model's weights so
+it gives the new answer, ideally without disturbing anything else it knows. The project implements
+*SSS: Editing Factual Knowledge in Language Models towards Semantic Sparse Space*: the paper's idea is
+that an edit disturbs its neighbours less when the edited sentence's embedding sits where meanings are
+**sparse**, and that one can push it there during the edit.
+""")
+
+st.header("The metrics of an edit")
+st.markdown("Each is a fraction between 0 and 1, higher is better. The app and the paper score them the way "
+            "EasyEdit does: feed *prompt + answer* and check, token by token, whether the model's most likely "
+            "next token is the answer's token (\"teacher forcing\").")
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.subheader("Reliability")
+    st.markdown("Does the edited model give the new answer for the edit prompt itself?")
+    st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim\{(x_e,y_e)\}}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)=y'_e\}")
+with c2:
+    st.subheader("Generality")
+    st.markdown("... and for **paraphrases** of the prompt it was not trained on (\"The capital city of "
+                "France is\")?")
+    st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim I(x_e,y_e)}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)=y'_e\}")
+with c3:
+    st.subheader("Locality")
+    st.markdown("Do **unrelated** prompts (\"The capital of Spain is\") keep exactly the predictions they had "
+                "before the edit?")
+    st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim O(x_e,y_e)}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)="
+             r"\arg\max_y f_{\theta}(y\mid x'_e)\}")
+st.markdown("""
+**Portability** asks whether the edit carries over to what it implies: the subject under another name
+(*subject replace*: "USA" for "United States"), the *reversed relation* ("Rome is the capital of" -> France)
+and *one-hop* questions ("The currency of the country whose capital is ...").
+
+Locality has levels in the paper's comprehensive study, all shown as groups in the Edit page's table:
+**pre-neighbours** (other subjects whose answer is the *old* answer: did they follow the edit by mistake?),
+**post-neighbours** (subjects whose answer already is the *new* one), **distract-neighbours** (the edit
+sentence is prepended to a neighbour's prompt; the neighbour's answer must stay) and **unrelated attributes**
+(other facts about the same subject: France's currency must not change when its capital does).
+""")
+
+st.header("λ_max, the SSS metric")
+st.markdown("Let J be the per-token negative log-likelihood of the new answer given the prompt (paper Eq. 8):")
+st.latex(r"\mathcal{J}(x_e,y_e) = -\,\mathbb{E}_{y_e\mid x_e}\left[\log P_{\mathrm{LM}}(y_e\mid x_e)\right]")
+st.markdown("λ_max is the average, over the m tokens, of the squared length of J's gradient with respect to "
+            "each token's last hidden state h_i (paper Eq. 9):")
+st.latex(r"\lambda_{\max} = \frac{1}{m}\sum_{i=1}^{m}\left\lVert \nabla_{h_i}\mathcal{J}(x_e,y_e)\right\rVert^2")
+st.markdown("""
+In plain words: **how much would the loss change if the sentence's embedding were nudged a little?**
+A large λ_max means a tiny nudge changes what the model says: the embedding sits in a *dense* region,
+crowded with other meanings, and moving it to write the new fact is likely to drag its neighbours along.
+A small λ_max means the embedding is robust, the region around it is *sparse*, and an edit there
+is less likely to spill over. It is the largest eigenvalue of the matrix H = ∇J^T ∇J (Eq. 7), hence the name.
+
+Here, h_i is the last hidden state (`hidden_states[-1]` in transformers: the final block's output after the
+final norm) and m counts every token fed (prompt and answer). The authors' released code sums instead of
+averaging (no 1/m); the core offers both (`reduction="sum"`) and defaults to the paper.
+""")
+
+st.header("C, the weight of SSS")
+st.markdown("Training-based editors (FT-L, MEND, SERAC) minimise their usual loss L_ori. With SSS they "
+            "minimise a mix (paper Eq. 10):")
+st.latex(r"L_{\mathrm{all}} = (1 - C)\cdot L_{\mathrm{ori}} + C\cdot \mathrm{SSS}")
+st.markdown("""
+- **C = 0** is the editor without SSS.
+- **C = 0.9** is the paper's default: mostly "keep the embedding in a sparse place", a little "say the new
+  answer"; the paper reports the best locality for C ≥ 0.6.
+- **C = 1** only minimises λ_max and does not edit at all (reliability near 0, locality 100%).
+
+The **C sweep** page runs one edit at many values of C so you can see this trade-off yourself. Computing the
+SSS term needs a gradient of a gradient (a "double backward"), which is why an SSS edit is slower.
+""")
+
+st.header("Reading the pages")
+st.markdown("""
+- **Edit**: run one edit. The table lists every probe: the probability of the old and the new answer before
+  and after, and whether the top-1 prediction flipped (✓ where the edit wants a flip, ✗ where a flip is
+  damage). The bar chart shows which weights changed and by how much.
+- **Projection**: every probe sentence and some unrelated world facts, embedded before (hollow) and after
+  (filled) the edit, with arrows. PCA is the default: it is linear and fitted once on both sets, so sentences
+  the edit did not move stay put and long arrows are real movement. UMAP and t-SNE show neighbourhoods
+  better but bend distances: read their arrows as "which neighbourhood it moved to", not "how far". The hover
+  gives the distance moved in the full space. Click or lasso points to compare nearest neighbours before vs
+  after.
+- **Compare**, **C sweep**, **Sequential**: two edits side by side; one edit across C; edits that
+  accumulate (the paper's Table 2), where locality decays as n grows.
+- **Results**: browse a report written by `python -m sss_core bench --out DIR`.
+
+A class exercise: pick a preset, run FT-L and then FT-L+SSS on the **Compare** page, and ask which
+neighbours each one damaged and whether λ_max predicted it.
+""")
+st.caption("Paper: SSS: Editing Factual Knowledge in Language Models towards Semantic Sparse Space. The default "
+           "model is a small GPT-2 trained by this project on its own generated world of facts; it knows only "
+           "that world.")

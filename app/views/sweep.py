@@ -1,0 +1,50 @@
+"""C sweep: one edit at several values of C; reliability, generality, locality and lambda_max against C."""
+
+import pandas as pd
+import streamlit as st
+
+from app import analysis, figures, panels, state
+
+st.title("C sweep")
+st.caption("C weighs the SSS term against the edit loss: L_all = (1 - C) * L_edit + C * SSS. C = 0 is the plain "
+           "editor; C = 1 optimises only lambda_max and does not edit. Each point is its own edit on the "
+           "unedited model.")
+
+lm = panels.model_picker()
+request = panels.request_picker()
+choice = panels.editor_picker("sweep_editor", advanced=False, label="Editor (with SSS)", only_with_c=True,
+                              show_c=False)
+state.setdefault("sweep_cs", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
+grid = [round(0.05 * i, 2) for i in range(21)]
+cs = st.multiselect("Values of C", grid, key="sweep_cs")
+
+if st.button("Run sweep", type="primary", disabled=lm is None or not cs, key="run_sweep"):
+    bar = st.progress(0.0, text="Starting")
+    try:
+        case = request.build(lm)
+        points = analysis.sweep_c(lm, choice.editor, choice.overrides, case, sorted(cs),
+                                  progress=lambda i, c: bar.progress(i / len(cs), text=f"C = {c:g}"))
+        bar.progress(1.0, text="Done")
+        state.set_sweep({"editor": choice.editor, "request": case.request, "points": points})
+    except Exception as exc:  # noqa: BLE001 - shown as a message
+        bar.empty()
+        panels.show_error(exc, "The sweep failed")
+
+sweep = state.sweep()
+if sweep:
+    pts = sweep["points"]
+    r = sweep["request"]
+    st.markdown(f"**{sweep['editor']}**: {r.prompt!r} -> **{r.target_new}**")
+    keys = ("reliability", "generality", "locality")
+    fig = figures.sweep_figure([p.c for p in pts], {k: [p.metrics.get(k) for p in pts] for k in keys},
+                               [p.lambda_max_after for p in pts], pts[0].lambda_max_before)
+    st.plotly_chart(fig, key="sweep-fig", width="stretch")
+    df = pd.DataFrame([{"C": p.c, **{k: p.metrics.get(k) for k in (*keys, "portability")},
+                        "λ_max before": p.lambda_max_before, "λ_max after": p.lambda_max_after,
+                        "seconds": p.seconds} for p in pts])
+    st.dataframe(df, hide_index=True, width="stretch", key="sweep-table")
+    c1, c2 = st.columns(2)
+    with c1:
+        panels.frame_csv_button(df, "Table (CSV)", "sss-sweep.csv", key="sweep-csv")
+    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig), "sss-sweep.html", "text/html",
+                       key="sweep-html", on_click="ignore")

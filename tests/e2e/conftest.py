@@ -1,0 +1,123 @@
+"""Real-browser fixtures: `streamlit run` on a free localhost port, Playwright driving Debian's chromium.
+
+Skips (with the reason) when chromium, playwright or the default model is missing. Screenshots and
+the server log go to test-artifacts/ (gitignored); set SSS_LAB_SCREENSHOTS=docs/screenshots to also
+write the documentation's screenshots there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 1800}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); browser tests skipped")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install playwright); browser tests skipped")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(chromium_path):
+    """Base URL of a fresh `streamlit run streamlit_app.py` on a free port; stopped after the session."""
+    from sss_core.models import DEFAULT_MODEL
+    if not os.environ.get("SSS_LAB_MODEL") and not (DEFAULT_MODEL / "config.json").exists():
+        pytest.skip(f"no default model at {DEFAULT_MODEL} (train it: python -m sss_core train-default)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    log = (ARTIFACTS / "e2e-server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {ARTIFACTS / 'e2e-server.log'}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("streamlit did not answer /_stcore/health within 90 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Factory of pages, each in its own browser context (its own Streamlit session)."""
+    contexts = []
+
+    def make():
+        ctx = browser.new_context(viewport=VIEWPORT)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """Save a screenshot under test-artifacts/ (and $SSS_LAB_SCREENSHOTS when set)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    extra = os.environ.get("SSS_LAB_SCREENSHOTS")
+    if extra:
+        out = Path(extra) if Path(extra).is_absolute() else ROOT / extra
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out / f"{name}.png")
+    return path

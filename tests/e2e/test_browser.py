@@ -1,0 +1,140 @@
+"""The app in a real browser: an FT-L+SSS edit from a preset, timed; every view; two sessions at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import ARTIFACTS, screenshot
+
+pytestmark = pytest.mark.e2e
+
+# Seconds from pressing Run to results and projection on screen. The target on the default model on 2 CPU
+# cores is 5 s; the assertion is looser so a busy shared machine does not fail the suite (the measured
+# figure is recorded in test-artifacts/e2e-timings.json and docs/app.md).
+MAX_SECONDS = float(os.environ.get("SSS_LAB_E2E_MAX_SECONDS", "30"))
+IDLE = '[data-test-script-state="notRunning"]'
+VIEWS = ["Edit", "Projection", "Compare", "C sweep", "Sequential", "Results", "About"]
+
+
+def wait_idle(page, timeout: float = 120_000) -> None:
+    """Wait until Streamlit has finished running the script for this session."""
+    page.wait_for_selector(IDLE, state="attached", timeout=timeout)
+
+
+def assert_no_traceback(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.inner_text("body")
+
+
+def open_app(page, server: str, query: dict | None = None) -> None:
+    page.goto(server + "/" + ("?" + urllib.parse.urlencode(query) if query else ""))
+    page.get_by_role("button", name="Run edit").wait_for()
+    wait_idle(page)
+
+
+def run_and_time(page) -> float:
+    """Press Run edit; seconds until lambda_max and the projection's points are on screen."""
+    start = time.perf_counter()
+    page.get_by_role("button", name="Run edit").click()
+    page.get_by_text("λ_max after").wait_for()
+    page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
+    seconds = time.perf_counter() - start
+    wait_idle(page)
+    return seconds
+
+
+def go_to(page, view: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=view).first.click()
+    page.get_by_role("heading", level=1).first.wait_for()
+    wait_idle(page)
+
+
+def _record(name: str, value) -> None:
+    path = ARTIFACTS / "e2e-timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = value
+    path.write_text(json.dumps(data, indent=2))
+
+
+def test_ftl_sss_edit_from_a_preset_shows_lambda_and_projection(server, new_page):
+    page = new_page()
+    open_app(page, server, {"editor": "ft-l+sss", "C": "0.9"})
+    assert "ft-l+sss" in page.locator('[data-testid="stSelectbox"]').first.inner_text()
+    cold = run_and_time(page)  # the first edit of this server process
+    warm = run_and_time(page)  # the same edit again
+    _record("run_to_results_seconds", {"first": round(cold, 2), "second": round(warm, 2)})
+    metrics = {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
+               m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+               for m in page.locator('[data-testid="stMetric"]').all()}
+    assert re.fullmatch(r"[0-9.e+-]+", metrics["λ_max before"]) and re.fullmatch(r"[0-9.e+-]+", metrics["λ_max after"])
+    assert "Done: edited in" in page.inner_text("body")
+    assert_no_traceback(page)
+    screenshot(page, "edit")
+    assert min(cold, warm) < MAX_SECONDS, f"Run -> results took {cold:.1f}s / {warm:.1f}s"
+
+    # The Projection view of the same session; clicking a point lists its neighbours before vs after.
+    go_to(page, "Projection")
+    page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
+    points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace:last-child .point')
+    points.first.click(force=True)
+    page.get_by_text("Nearest neighbours of").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert_no_traceback(page)
+    screenshot(page, "projection")
+
+
+def test_every_view_in_the_browser(server, new_page, tmp_path):
+    page = new_page()
+    open_app(page, server)
+    for view in VIEWS:
+        go_to(page, view)
+        assert_no_traceback(page)
+        if view == "Compare":
+            page.get_by_role("button", name="Run both").click()
+            page.get_by_text("A vs B").wait_for()
+        elif view == "C sweep":
+            page.get_by_role("button", name="Run sweep").click()
+            page.get_by_text("Metrics and lambda_max against C").wait_for(timeout=240_000)
+        elif view == "Sequential":
+            page.get_by_role("button", name=re.compile("Apply the next")).click()
+            page.get_by_text("As edits accumulate").wait_for(timeout=240_000)
+        elif view == "Results":
+            report = tmp_path / "bench"
+            report.mkdir()
+            rows = [{"editor": e, "case_id": f"world-{i}", "metrics": {"reliability": r, "locality": loc}}
+                    for i, (e, r, loc) in enumerate([("ft-l", 1.0, 0.81), ("ft-l+sss", 1.0, 0.93),
+                                                     ("ft-l", 0.9, 0.78), ("ft-l+sss", 1.0, 0.95)])]
+            (report / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+            (report / "report.md").write_text("# Bench report (example)\n\n| editor | reliability | locality |\n"
+                                              "|---|---|---|\n| ft-l | 0.95 | 0.80 |\n| ft-l+sss | 1.00 | 0.94 |\n")
+            page.get_by_label("Report folder").fill(str(report))
+            page.get_by_label("Report folder").press("Enter")
+            page.get_by_text("Per-case results").wait_for()
+        wait_idle(page, timeout=240_000)
+        assert_no_traceback(page)
+        screenshot(page, view.lower().replace(" ", "-"))
+
+
+def test_two_sessions_at_once_get_their_own_results(server, new_page):
+    from sss_core.evaluation.presets import presets
+    cases = presets("test", 3)[1:3]
+    pages = []
+    for case in cases:
+        page = new_page()
+        r = case.request
+        open_app(page, server, {"prompt": r.prompt, "subject": r.subject, "target": r.target_new, "editor": "ft-l"})
+        pages.append(page)
+    for page in pages:  # press both Run buttons back to back: the edits overlap on the server
+        page.get_by_role("button", name="Run edit").click()
+    for page, case in zip(pages, cases):
+        page.get_by_text("λ_max after").wait_for()
+        wait_idle(page)
+        caption = page.get_by_text("on ", exact=False).filter(has_text="->").first.inner_text()
+        assert case.request.target_new in caption and case.request.prompt in caption
+        assert_no_traceback(page)
