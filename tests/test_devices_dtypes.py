@@ -23,7 +23,7 @@ def test_device_map_over_cpu_modules_edits_and_reverts():
     lm = load_model(DEFAULT_MODEL, device_map=device_map)
     assert getattr(lm.model, "hf_device_map", None)
     saved = state_copy(lm.model)
-    with make_editor("ft-l+sss", layer=n_layer - 1).edit(lm.model, lm.tok, [FRANCE]):
+    with make_editor("ft-l+sss").edit(lm.model, lm.tok, [FRANCE]):
         pred = teacher_forced(lm.model, lm.tok, [FRANCE.prompt], ["Rome"])[0]
         assert pred.argmax_ids == pred.target_ids
     assert_bit_identical(lm.model, saved)

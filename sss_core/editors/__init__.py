@@ -13,6 +13,10 @@ from typing import Any, Callable
 from ..errors import RequestError
 from .base import Edit, Editor, WeightEdit
 from .ftl import FTL, FTLConfig
+from .mend import MEND, MENDConfig
+from .memit import MEMIT, MEMITConfig
+from .rome import ROME, ROMEConfig
+from .serac import SERAC, SERACConfig
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,14 @@ EDITORS: dict[str, EditorSpec] = {
     "ft-l": EditorSpec("ft-l", FTL, FTLConfig, {}, "constrained fine-tuning of one MLP output projection"),
     "ft-l+sss": EditorSpec("ft-l+sss", FTL, FTLConfig, {"sss_c": 0.9}, "FT-L with the SSS loss term",
                            uses_sss=True),
+    "mend": EditorSpec("mend", MEND, MENDConfig, {}, "meta-trained gradient transform (MEND)"),
+    "mend+sss": EditorSpec("mend+sss", MEND, MENDConfig, {"sss_c": 0.9}, "MEND meta-trained with the SSS term",
+                           uses_sss=True),
+    "serac": EditorSpec("serac", SERAC, SERACConfig, {}, "edit memory, scope classifier, counterfactual model"),
+    "serac+sss": EditorSpec("serac+sss", SERAC, SERACConfig, {"sss_c": 0.9},
+                            "SERAC with the counterfactual model trained with the SSS term", uses_sss=True),
+    "rome": EditorSpec("rome", ROME, ROMEConfig, {}, "rank-one update of one MLP output projection (ROME)"),
+    "memit": EditorSpec("memit", MEMIT, MEMITConfig, {}, "least-squares update over several MLP layers (MEMIT)"),
 }
 
 
@@ -46,7 +58,8 @@ def editor_config(name: str, **overrides: Any):
 
 def make_editor(name: str, **overrides: Any) -> Editor:
     """Build the editor ``name`` (a key of EDITORS) with config ``overrides``."""
-    return EDITORS[name].factory(editor_config(name, **overrides), name=name)
+    config = editor_config(name, **overrides)  # raises a clear error for an unknown name
+    return EDITORS[name].factory(config, name=name)
 
 
 __all__ = ["EDITORS", "Edit", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor"]
