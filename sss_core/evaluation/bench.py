@@ -31,8 +31,8 @@ from ..errors import DataError, RequestError
 from ..types import EditCase
 from .datasets import group_counts, load_cases
 from .hypothesis import correlations, knn_density
-from .report import (c_sweep, c_sweep_figure, hypothesis_table, load_results, sequential_figure, table1, table2,
-                     table3, table5, timing_table)
+from .report import (c_sweep, c_sweep_figure, hypothesis_table, lambda_table, load_results, sequential_figure,
+                     table1, table2, table3, table5, timing_table)
 from .runners import Outcome, RunKey, sequential_edits, single_edits
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
                      for s in range(cfg.seeds)}
     store = ResultStore(out / "results.jsonl", resume)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     _log_invocation(out, cfg, command, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     lm = load_model(cfg.model or DEFAULT_MODEL, device=cfg.device)
     jobs = plan(cfg, lm, cases_by_seed, store.done)
@@ -215,7 +215,8 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
         store.close()
     wall = time.time() - started
     _log_invocation(out, cfg, command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    wall_seconds=round(wall, 1), results_made=made, results_skipped=skipped)
+                    wall_seconds=round(wall, 1), cpu_seconds=round(time.process_time() - cpu_started, 1),
+                    results_made=made, results_skipped=skipped)
     report = write_bench_report(out, cfg, lm, cases_by_seed)
     return {"out": str(out), "results_made": made, "results_skipped": skipped, "wall_seconds": round(wall, 1),
             "report": str(report)}
@@ -248,16 +249,18 @@ def write_bench_report(out: Path, cfg: BenchConfig, lm, cases_by_seed: dict[int,
 
     frame = load_results(out / "results.jsonl")
     runs = json.loads((out / "config.json").read_text())["runs"]
-    commands = "\n".join(f"{r['command']}    # started {r.get('started')}, {r.get('wall_seconds', '?')} s, "
+    commands = "\n".join(f"{r['command']}\n    # started {r.get('started')}, wall {r.get('wall_seconds', '?')} s, "
+                         f"CPU {r.get('cpu_seconds', '?')} s, "
                          f"{r.get('results_made', '?')} results made, {r.get('results_skipped', '?')} resumed"
                          for r in runs)
     counts = group_counts(cases_by_seed[0])
-    parts = [f"# Bench report: {', '.join(cfg.editors)} on {cfg.data}", "",
+    editors = list(dict.fromkeys(frame["editor"]))
+    parts = [f"# Bench report: {', '.join(editors)} on {cfg.data}", "",
              "Exact command(s), in order (one per invocation into this folder):", "", "```", commands, "```", "",
              f"- model: `{lm.name}`; device {lm.device}; torch {torch.__version__}, {torch.get_num_threads()} threads",
              f"- data: `{cfg.data}`, {len(cases_by_seed[0])} cases per seed, seeds 0..{cfg.seeds - 1}",
              f"- probes per seed: " + ", ".join(f"{g} {k}" for g, k in counts.items()),
-             f"- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in cfg.editors),
+             f"- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in editors),
              f"- seeds: {seed_note(cfg.data)}",
              "- scores: EasyEdit teacher-forced token accuracy in %, mean ± std over seeds of the per-seed mean "
              "over cases; locality = agreement of post- with pre-edit argmax on neighbour prompts.", ""]
@@ -281,7 +284,8 @@ def write_bench_report(out: Path, cfg: BenchConfig, lm, cases_by_seed: dict[int,
                   f"({'every fact, first template' if cfg.data.startswith('world') else 'requests and probes'}; "
                   "large = sparse), and "
                   "locality_drop = 1 - locality. Spearman rho with a 95% bootstrap CI over edit prompts "
-                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts.", "", md, ""]
+                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts.", "", md, "",
+                  "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
     for final in (False, True):
         md, rows = table2(frame, final)
         if rows:

@@ -149,6 +149,7 @@ def _grouped(f: _Fields, names: dict[str, str]) -> list[Probe]:
 
 
 def parse_zsre(f: _Fields, stem: str) -> EditCase:
+    """ZsRE (EasyEdit/MEND), with the portability, inverse-relation and subject-replace extras."""
     src, alt, subject = f.text("src"), f.text("alt"), f.text("subject", required=False)
     truth = f.text("answers", required=False) or f.text("pred", required=False)
     probes = [Probe(p, alt, "paraphrase") for p in f.texts("rephrase")]
@@ -167,6 +168,7 @@ def parse_zsre(f: _Fields, stem: str) -> EditCase:
 
 
 def parse_counterfact(f: _Fields, stem: str) -> EditCase:
+    """EasyEdit's flat CounterFact (KnowEdit-style groups too, when present)."""
     prompt, target = f.text("prompt"), f.text("target_new")
     probes = [Probe(p, target, "paraphrase") for p in f.texts("rephrase_prompt") + f.texts("rephrase_prompts")]
     loc = f.text("locality_prompt", required=False)
@@ -178,6 +180,7 @@ def parse_counterfact(f: _Fields, stem: str) -> EditCase:
 
 
 def parse_rome(f: _Fields, stem: str) -> EditCase:
+    """ROME's nested CounterFact, with the portability and subject-replace extras."""
     template, subject = f.text("requested_rewrite.prompt"), f.text("requested_rewrite.subject")
     if "{}" not in template:
         f.fail("requested_rewrite.prompt", "must contain '{}' where the subject goes")
@@ -198,6 +201,7 @@ def parse_rome(f: _Fields, stem: str) -> EditCase:
 
 
 def parse_knowedit(f: _Fields, stem: str) -> EditCase:
+    """KnowEdit (ZsRE, Wiki_recent, WikiData_counterfact; WikiBio's field names)."""
     prompt = f.text("prompt" if "prompt" in f.rec else "text")  # WikiBio names them text/labels/concept
     target = f.text("target_new" if "target_new" in f.rec else "labels")
     subject = f.text("subject" if "subject" in f.rec else "concept", required=False)
@@ -208,6 +212,7 @@ def parse_knowedit(f: _Fields, stem: str) -> EditCase:
 
 
 def parse_world(f: _Fields, stem: str) -> EditCase:
+    """The world's own records (``to_record``), checked before ``from_record``."""
     f.text("prompt"), f.text("target_new")  # name the field if missing before from_record sees it
     _grouped(f, {v: k for k, v in EXPORT_NAMES.items()})
     try:

@@ -66,12 +66,14 @@ def seed_stats(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -
 
 
 def cell(mean: float, std: float) -> str:
+    """A fraction as a table cell in percent: "97.26 ± 0.41" ("–" when there is no value)."""
     if mean is None or math.isnan(mean):
         return "–"
     return f"{100 * mean:.2f}" + ("" if std is None or math.isnan(std) else f" ± {100 * std:.2f}")
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
@@ -98,14 +100,17 @@ def _editor_columns(frame: pd.DataFrame, metrics: Sequence[str], table: str) -> 
 
 
 def single(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of single edits (edit, score, revert)."""
     return frame[frame["mode"] == "single"]
 
 
 def table1(frame: pd.DataFrame) -> tuple[str, CsvRows]:
+    """Reliability, locality, generality, portability per editor (paper Table 1)."""
     return _editor_columns(single(frame), TABLE1, "table1")
 
 
 def table3(frame: pd.DataFrame) -> tuple[str, CsvRows]:
+    """The locality levels per editor (paper Table 3), those the data has."""
     rows = single(frame)
     present = [m for m in TABLE3 if rows[m].notna().any()]
     return _editor_columns(rows, present, "table3")
@@ -156,6 +161,7 @@ def c_sweep(frame: pd.DataFrame) -> tuple[str, CsvRows, pd.DataFrame]:
 
 
 def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
+    """One row per (editor, pair) with rho, its bootstrap CI and the verdict."""
     sign = {1: "> 0", -1: "< 0"}
     body = [[c.editor, f"{c.x} ~ {c.y}", f"{c.rho:+.3f}", f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}",
              c.points, c.clusters, sign[c.expected_sign], c.verdict] for c in corrs]
@@ -166,7 +172,17 @@ def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
     return md_table(header, body), csv
 
 
+def lambda_table(frame: pd.DataFrame) -> str:
+    """Median lambda_max before and after each editor's single edits: does SSS make the edit sparser?"""
+    rows = single(frame)
+    body = [[editor, f"{r['lambda_max_before'].median():.4g}", f"{r['lambda_max_after'].median():.4g}",
+             f"{(r['lambda_max_after'] < r['lambda_max_before']).mean() * 100:.1f}", len(r)]
+            for editor, r in rows[rows["error"].isna()].groupby("editor", sort=False)]
+    return md_table(["Editor", "median lambda_max before", "median after", "% edits where it fell", "edits"], body)
+
+
 def timing_table(frame: pd.DataFrame) -> str:
+    """Results, failed edits and mean edit time per editor and mode."""
     body = []
     for (editor, mode), rows in frame.groupby(["editor", "mode"], sort=False):
         if mode.endswith("/final"):

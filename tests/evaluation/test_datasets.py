@@ -42,7 +42,8 @@ def test_counterfact_flat():
     cases = load_dataset(FIXTURES / "counterfact.json")
     assert [c.request.case_id for c in cases] == ["11", "12", "13"]
     c = cases[0]
-    assert (c.request.prompt, c.request.target_new, c.request.ground_truth) == ("Orlen Vask plays the", "violin", "drums")
+    req = c.request
+    assert (req.prompt, req.target_new, req.ground_truth) == ("Orlen Vask plays the", "violin", "drums")
     assert [(p.group, p.answer) for p in c.probes] == [("paraphrase", "violin"), ("neighbour", "drums")]
 
 
