@@ -8,7 +8,6 @@ from sss_core.editors import EDITORS
 st.set_page_config(page_title="SSS Lab", page_icon=":material/hub:", layout="wide")
 state.keep_widget_values()
 state.load_query_params(resources.preset_for, EDITORS)
-resources.umap_warmup()  # starts once per process, in the background
 
 pages = [
     st.Page("app/views/edit.py", title="Edit", icon=":material/edit:", default=True),

@@ -76,7 +76,7 @@ def projection_figure(before: np.ndarray, after: np.ndarray, groups: Sequence[st
     fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       legend=dict(title="hollow = before, filled = after:", itemsizing="constant", orientation="h",
                                   yanchor="top", y=-0.02, xanchor="left", x=0),
-                      dragmode="lasso", clickmode="event+select", hovermode="closest")
+                      hovermode="closest")
     fig.update_xaxes(showticklabels=False, zeroline=False, title=None)
     fig.update_yaxes(showticklabels=False, zeroline=False, title=None, scaleanchor="x", scaleratio=1)
     return fig
@@ -134,7 +134,7 @@ def sweep_figure(c_values: Sequence[float], metrics: Mapping[str, Sequence[float
                       annotation_text="λ_max before", annotation_position="top left")
     fig.update_layout(title=title, height=420, xaxis=dict(title="C", range=[-0.02, 1.02]),
                       yaxis=dict(title="score", range=[0, 1.05]),
-                      yaxis2=dict(title="λ_max", overlaying="y", side="right", rangemode="tozero", showgrid=False),
+                      yaxis2=dict(title="λ_max (log scale)", overlaying="y", side="right", type="log", showgrid=False),
                       legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=10))
     return fig
 

@@ -52,10 +52,15 @@ def model_picker() -> LoadedModel | None:
                          help="'default' is the shipped GPT-2 trained on the built-in fact world; or type a "
                               "local Hugging Face folder or a hub name (needs a network the first time)")
     try:
-        return resources.get_model(name)
+        lm = resources.get_model(name)
     except Exception as exc:  # noqa: BLE001 - any load failure is shown, the page stays usable
         show_error(exc, f"Could not load the model {name!r}")
         return None
+    try:
+        resources.prewarm(name)
+    except Exception as exc:  # noqa: BLE001 - e.g. a model FT-L cannot edit: the real Run will say why
+        log.info("warm-up skipped for %s: %s", name, exc)
+    return lm
 
 
 def has_c(editor: str) -> bool:
@@ -140,11 +145,14 @@ def editor_picker(editor_key: str = state.EDITOR, c_key: str = state.C, advanced
     editor = st.selectbox(label, names, key=editor_key,
                           format_func=lambda n: f"{n} - {EDITORS[n].description}")
     uses_c = has_c(editor) and show_c
-    state.setdefault(c_key, float(EDITORS[editor].defaults.get(analysis.SSS_FIELD, 0.9)) if uses_c else 0.9)
-    c = st.slider("C (weight of the SSS term)", 0.0, 1.0, step=0.05, key=c_key, disabled=not uses_c,
-                  help="L_all = (1 - C) * L_edit + C * SSS. Only editors with '+sss' use it; "
-                       "C = 0 is the editor without SSS" if uses_c else f"{editor} does not use SSS; pick "
-                                                                        f"an editor ending in '+sss'") if show_c else None
+    state.setdefault(c_key, float(EDITORS[editor].defaults.get(analysis.SSS_FIELD, 0.9)))
+    c = None
+    if uses_c:
+        c = st.slider("C (weight of the SSS term)", 0.0, 1.0, step=0.05, key=c_key,
+                      help="L_all = (1 - C) * L_edit + C * SSS (paper Eq. 10). C = 0 is the editor without "
+                           "SSS; C = 1 only minimises lambda_max and does not edit")
+    elif show_c:
+        st.caption(f"{editor} does not use SSS (C = 0); pick an editor ending in '+sss' to set C.")
     if advanced:
         with st.expander("Advanced: editor settings"):
             st.caption(f"The settings of {editor} ({EDITORS[editor].config_cls.__name__}); defaults as shipped.")
@@ -275,7 +283,8 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
 def run_caption(run: analysis.EditRun) -> str:
     r = run.case.request
     c = f", C = {run.c:g}" if run.c is not None and EDITORS.get(run.editor) and has_c(run.editor) else ""
-    return f"**{run.editor}**{c} on `{run.model_name.rsplit('/', 1)[-1]}`: {r.prompt!r} -> **{r.target_new}**"
+    return (f"**{run.editor}**{c} on `{run.model_name.rsplit('/', 1)[-1]}`: {r.prompt!r} -> **{r.target_new}** "
+            f"(run `{run.run_id}`, {run.seconds_total:.1f} s)")
 
 
 def metrics_row(run: analysis.EditRun) -> None:
@@ -318,6 +327,8 @@ def probe_table(run: analysis.EditRun, key: str = "probes") -> pd.DataFrame:
     prob = {c: st.column_config.NumberColumn(c, format="%.3f") for c in df.columns if c.startswith("P(")}
     st.dataframe(df, hide_index=True, key=f"{key}-{run.run_id}", width="stretch", column_config={
         **prob, "ΔP(new)": st.column_config.NumberColumn("ΔP(new)", format="%+.3f"),
+        "top-1": st.column_config.TextColumn("top-1", width="medium",
+                                             help="same, or FLIPPED: ✓ wanted by the edit, ✗ damage"),
         "score": st.column_config.NumberColumn("score", format="%.2f",
                                                help="EasyEdit metric: accuracy, or agreement for locality"),
         "prompt": st.column_config.TextColumn("prompt", width="large")})
@@ -386,9 +397,12 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                        help="The last hidden state (after the final norm) at the last token, or averaged "
                             "over the sentence's tokens")
     emb = run.embeddings[pooling]
-    if method == "umap" and not resources.umap_warmup().done.is_set():
-        st.caption("UMAP is still compiling in the background (once per server start); this first UMAP "
-                   "may take up to ~15 s.")
+    # Compile UMAP in the background once the first results are on screen (not earlier: the compile
+    # holds the GIL and would slow the first edit); a UMAP asked for meanwhile waits for it.
+    warm = resources.umap_warmup()
+    if method == "umap" and not warm.done.is_set():
+        with st.spinner("Compiling UMAP (once per server start, about 10-15 s)..."):
+            warm.done.wait(timeout=120)
     cache = state.projection_cache()
     ck = (run.run_id, method, pooling)
     if ck not in cache:

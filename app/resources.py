@@ -25,6 +25,8 @@ N_PRESETS = 60
 N_BACKGROUND = 30
 WARMUP_ENV = "SSS_LAB_UMAP_WARMUP"  # "0" turns the start-up UMAP warm-up off (the app tests do)
 MODEL_ENV = "SSS_LAB_MODEL"  # what "default" means when set (a folder or hub name); else the shipped model
+THREADS_ENV = "SSS_LAB_TORCH_THREADS"  # CPU threads for torch: a number, or "auto" (the default)
+SMALL_MODEL = 50_000_000  # parameters; below this, one CPU thread is as fast and far steadier
 
 
 def model_path(name: str) -> str:
@@ -35,10 +37,59 @@ def model_path(name: str) -> str:
     return name
 
 
+def torch_threads(lm: LoadedModel) -> int | None:
+    """The CPU thread count the app gives torch for ``lm`` (None: leave torch's default).
+
+    $SSS_LAB_TORCH_THREADS=N forces N. With "auto" (the default) a small model on the CPU gets one
+    thread: its matrices are too small for intra-op parallelism to pay, and on a busy 2-core machine
+    two spinning OpenMP threads made an edit 2-4x slower in our measurements (docs/app.md).
+    """
+    value = os.environ.get(THREADS_ENV, "auto").strip().lower()
+    if value != "auto":
+        try:
+            return max(1, int(value))
+        except ValueError:
+            log.warning("%s=%r is not a number or 'auto'; ignored", THREADS_ENV, value)
+            return None
+    small = sum(p.numel() for p in lm.model.parameters()) < SMALL_MODEL
+    return 1 if small and lm.device.type == "cpu" else None
+
+
 @st.cache_resource(show_spinner="Loading the model (once for all sessions)...", max_entries=2)
 def get_model(name: str) -> LoadedModel:
     """The model ``name`` (see model_path), loaded once per process. Raises ModelLoadError."""
-    return load_model(model_path(name))
+    lm = load_model(model_path(name))
+    threads = torch_threads(lm)
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
+        log.info("torch uses %d CPU thread(s) for %s", threads, lm.name)
+    return lm
+
+
+@st.cache_resource(show_spinner="Warming up (one tiny edit, once per model)...")
+def prewarm(name: str) -> float:
+    """One tiny edit and one figure, so the user's first Run pays no first-call costs. Returns seconds.
+
+    The first autograd double backward, the first plotly figure and the first DataFrame conversion
+    in a process each cost seconds; paying them when the page loads keeps Run -> results short.
+    """
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from app.analysis import analyse_edit  # here: analysis imports torch-heavy modules
+    from sss_core.projection import project
+
+    start = time.perf_counter()
+    lm = get_model(name)
+    run = analyse_edit(lm, "ft-l+sss", {"steps": 2}, preset_cases()[0], background_prompts()[:4])
+    emb = run.embeddings["last"]
+    proj = project(emb.before, emb.after)
+    go.Figure(go.Scatter(x=proj.before[:, 0], y=proj.before[:, 1])).to_json()
+    pd.DataFrame([r.as_dict() for r in run.rows]).to_string()
+    seconds = time.perf_counter() - start
+    log.info("warm-up edit took %.2fs", seconds)
+    return seconds
 
 
 @st.cache_resource(show_spinner=False)
@@ -92,7 +143,11 @@ def _warm(w: WarmUp) -> None:
 
 @st.cache_resource(show_spinner=False)
 def umap_warmup() -> WarmUp:
-    """Start compiling UMAP's numba kernels in a background thread, once per process."""
+    """Start compiling UMAP's numba kernels in a background thread, once per process.
+
+    The first UMAP fit in a process costs 10-15 s of numba compilation; the Projection panel calls
+    this when it first draws, so the cost is paid while the user reads the first results.
+    """
     w = WarmUp()
     if os.environ.get(WARMUP_ENV, "1") == "0":
         w.error = f"disabled by {WARMUP_ENV}=0"

@@ -46,7 +46,8 @@ if runs:
         with col:
             st.markdown(f"#### {label}")
             st.markdown(panels.run_caption(run))
-            panels.metrics_row(run)
+            for w in run.warnings:
+                st.warning(w)
             panels.probe_table(run, key=f"cmp-{label[0]}")
     panels.frame_csv_button(summary, "Summary (CSV)", "sss-compare.csv", key="cmp-csv")
     st.download_button("Metrics chart (HTML)", lambda: figures.figure_html(fig), "sss-compare.html", "text/html",

@@ -122,10 +122,10 @@ def test_a_shared_link_restores_request_editor_and_c():
     from apptest_support import APP
     at = AppTest.from_file(str(APP), default_timeout=180)
     at.query_params.update({"prompt": "The capital of Spain is", "subject": "Spain", "target": "Lisbon",
-                            "editor": "ft-l", "C": "0.3"})
+                            "editor": "ft-l+sss", "C": "0.3"})
     at.run()
     assert_ok(at)
-    assert at.selectbox(key="editor").value == "ft-l"
+    assert at.selectbox(key="editor").value == "ft-l+sss"
     assert at.radio(key="req_source").value == "Type a fact"
     assert at.text_input(key="typed_prompt").value == "The capital of Spain is"
     assert at.text_input(key="typed_target").value == "Lisbon"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,21 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1400, "height": 1800}
+VIEWPORT = {"width": 1400, "height": 2400}
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process has used so far; None off Linux."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
 
 def _free_port() -> int:
@@ -45,7 +60,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def server(chromium_path):
-    """Base URL of a fresh `streamlit run streamlit_app.py` on a free port; stopped after the session."""
+    """A fresh `streamlit run streamlit_app.py` on a free port (url, pid); stopped after the session."""
     from sss_core.models import DEFAULT_MODEL
     if not os.environ.get("SSS_LAB_MODEL") and not (DEFAULT_MODEL / "config.json").exists():
         pytest.skip(f"no default model at {DEFAULT_MODEL} (train it: python -m sss_core train-default)")
@@ -71,7 +86,7 @@ def server(chromium_path):
             if time.time() > deadline:
                 pytest.fail("streamlit did not answer /_stcore/health within 90 s")
             time.sleep(0.3)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         proc.terminate()
         try:

@@ -32,21 +32,42 @@ def assert_no_traceback(page) -> None:
     assert "Traceback" not in page.inner_text("body")
 
 
-def open_app(page, server: str, query: dict | None = None) -> None:
-    page.goto(server + "/" + ("?" + urllib.parse.urlencode(query) if query else ""))
+def open_app(page, server, query: dict | None = None) -> None:
+    page.goto(server.url + "/" + ("?" + urllib.parse.urlencode(query) if query else ""))
     page.get_by_role("button", name="Run edit").wait_for()
     wait_idle(page)
 
 
-def run_and_time(page) -> float:
-    """Press Run edit; seconds until lambda_max and the projection's points are on screen."""
+RUN_ID = re.compile(r"\(run ([0-9a-f]{12}),")
+NEW_RESULTS = """old => {
+    const m = document.body.innerText.match(/\\(run ([0-9a-f]{12}),/);
+    return m !== null && m[1] !== old && document.body.innerText.includes("λ_max after")
+        && document.querySelector('[data-testid="stPlotlyChart"] .scatterlayer .point') !== null;
+}"""
+
+
+def run_id(page) -> str | None:
+    """The id of the edit whose results are on screen (shown in the results caption)."""
+    m = RUN_ID.search(page.inner_text("body"))
+    return m.group(1) if m else None
+
+
+def run_and_time(page, server) -> dict:
+    """Press Run edit; seconds until a new run's lambda_max and projection points are on screen.
+
+    Also the server's CPU seconds over that interval and the load average: this machine is shared, and
+    the wall time alone says little when other work holds the cores.
+    """
+    old = run_id(page)
+    cpu0, load0 = server.cpu_seconds(), os.getloadavg()[0]
     start = time.perf_counter()
     page.get_by_role("button", name="Run edit").click()
-    page.get_by_text("λ_max after").wait_for()
-    page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
+    page.wait_for_function(NEW_RESULTS, arg=old, timeout=120_000)
     seconds = time.perf_counter() - start
+    cpu1 = server.cpu_seconds()
     wait_idle(page)
-    return seconds
+    return {"seconds": round(seconds, 2), "server_cpu_seconds": round(cpu1 - cpu0, 2) if cpu0 is not None else None,
+            "load_average_1min": round((load0 + os.getloadavg()[0]) / 2, 2), "cores": os.cpu_count()}
 
 
 def go_to(page, view: str) -> None:
@@ -65,24 +86,25 @@ def _record(name: str, value) -> None:
 def test_ftl_sss_edit_from_a_preset_shows_lambda_and_projection(server, new_page):
     page = new_page()
     open_app(page, server, {"editor": "ft-l+sss", "C": "0.9"})
-    assert "ft-l+sss" in page.locator('[data-testid="stSelectbox"]').first.inner_text()
-    cold = run_and_time(page)  # the first edit of this server process
-    warm = run_and_time(page)  # the same edit again
-    _record("run_to_results_seconds", {"first": round(cold, 2), "second": round(warm, 2)})
+    assert page.get_by_role("combobox", name="Editor").input_value().startswith("ft-l+sss")  # from the URL
+    cold = run_and_time(page, server)  # the first edit of this server process
+    warm = run_and_time(page, server)  # the same edit again
+    _record("run_to_results", {"first": cold, "second": warm})
     metrics = {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
                m.locator('[data-testid="stMetricValue"]').inner_text().strip()
                for m in page.locator('[data-testid="stMetric"]').all()}
     assert re.fullmatch(r"[0-9.e+-]+", metrics["λ_max before"]) and re.fullmatch(r"[0-9.e+-]+", metrics["λ_max after"])
-    assert "Done: edited in" in page.inner_text("body")
     assert_no_traceback(page)
     screenshot(page, "edit")
-    assert min(cold, warm) < MAX_SECONDS, f"Run -> results took {cold:.1f}s / {warm:.1f}s"
+    assert min(cold["seconds"], warm["seconds"]) < MAX_SECONDS, f"Run -> results: {cold} / {warm}"
 
     # The Projection view of the same session; clicking a point lists its neighbours before vs after.
     go_to(page, "Projection")
     page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
-    points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace:last-child .point')
-    points.first.click(force=True)
+    # plotly picks the point under the mouse on its drag layer: click at the point's position
+    box = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace:last-child .point').first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.get_by_text("Nearest neighbours of").wait_for(timeout=30_000)
     wait_idle(page)
     assert_no_traceback(page)
@@ -102,7 +124,10 @@ def test_every_view_in_the_browser(server, new_page, tmp_path):
             page.get_by_role("button", name="Run sweep").click()
             page.get_by_text("Metrics and lambda_max against C").wait_for(timeout=240_000)
         elif view == "Sequential":
-            page.get_by_role("button", name=re.compile("Apply the next")).click()
+            page.get_by_label("presets to apply").fill("3")
+            page.get_by_label("presets to apply").press("Enter")
+            wait_idle(page)
+            page.get_by_role("button", name=re.compile("Apply the next 3")).click()
             page.get_by_text("As edits accumulate").wait_for(timeout=240_000)
         elif view == "Results":
             report = tmp_path / "bench"
@@ -113,12 +138,13 @@ def test_every_view_in_the_browser(server, new_page, tmp_path):
             (report / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
             (report / "report.md").write_text("# Bench report (example)\n\n| editor | reliability | locality |\n"
                                               "|---|---|---|\n| ft-l | 0.95 | 0.80 |\n| ft-l+sss | 1.00 | 0.94 |\n")
-            page.get_by_label("Report folder").fill(str(report))
-            page.get_by_label("Report folder").press("Enter")
+            page.get_by_label("Report folder", exact=True).fill(str(report))
+            page.get_by_label("Report folder", exact=True).press("Enter")
             page.get_by_text("Per-case results").wait_for()
         wait_idle(page, timeout=240_000)
         assert_no_traceback(page)
-        screenshot(page, view.lower().replace(" ", "-"))
+        if view not in ("Edit", "Projection"):  # those two, with results, come from the test above
+            screenshot(page, view.lower().replace(" ", "-"))
 
 
 def test_two_sessions_at_once_get_their_own_results(server, new_page):
@@ -133,8 +159,12 @@ def test_two_sessions_at_once_get_their_own_results(server, new_page):
     for page in pages:  # press both Run buttons back to back: the edits overlap on the server
         page.get_by_role("button", name="Run edit").click()
     for page, case in zip(pages, cases):
-        page.get_by_text("λ_max after").wait_for()
+        page.wait_for_function(NEW_RESULTS, arg=None, timeout=240_000)
         wait_idle(page)
-        caption = page.get_by_text("on ", exact=False).filter(has_text="->").first.inner_text()
-        assert case.request.target_new in caption and case.request.prompt in caption
+        caption = page.locator('[data-testid="stMarkdownContainer"]', has_text="(run ").first.inner_text()
+        assert case.request.prompt in caption and case.request.target_new in caption
+        other = cases[1 - cases.index(case)].request
+        assert other.prompt not in caption
+        table = page.locator('[data-testid="stDataFrame"]').first.inner_text()
         assert_no_traceback(page)
+        assert table is not None
