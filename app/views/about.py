@@ -16,22 +16,18 @@ st.header("The metrics of an edit")
 st.markdown("Each is a fraction between 0 and 1, higher is better. The app and the paper score them the way "
             "EasyEdit does: feed *prompt + answer* and check, token by token, whether the model's most likely "
             "next token is the answer's token (\"teacher forcing\").")
-c1, c2, c3 = st.columns(3)
-with c1:
-    st.subheader("Reliability")
-    st.markdown("Does the edited model give the new answer for the edit prompt itself?")
-    st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim\{(x_e,y_e)\}}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)=y'_e\}")
-with c2:
-    st.subheader("Generality")
-    st.markdown("... and for **paraphrases** of the prompt it was not trained on (\"The capital city of "
-                "France is\")?")
-    st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim I(x_e,y_e)}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)=y'_e\}")
-with c3:
-    st.subheader("Locality")
-    st.markdown("Do **unrelated** prompts (\"The capital of Spain is\") keep exactly the predictions they had "
-                "before the edit?")
-    st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim O(x_e,y_e)}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)="
-             r"\arg\max_y f_{\theta}(y\mid x'_e)\}")
+st.subheader("Reliability")
+st.markdown("Does the edited model f_θe give the new answer for the edit prompt itself? (paper Eq. 1)")
+st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim\{(x_e,y_e)\}}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)=y'_e\}")
+st.subheader("Generality")
+st.markdown("... and for **paraphrases** of the prompt that it was not trained on, the in-scope examples "
+            "I(x_e, y_e) (\"The capital city of France is\")? (Eq. 2)")
+st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim I(x_e,y_e)}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)=y'_e\}")
+st.subheader("Locality")
+st.markdown("Do **unrelated** prompts O(x_e, y_e) (\"The capital of Spain is\") keep exactly the predictions "
+            "the unedited model f_θ gave them? (Eq. 3)")
+st.latex(r"\mathbb{E}_{(x'_e,y'_e)\sim O(x_e,y_e)}\;\mathbb{1}\{\arg\max_y f_{\theta_e}(y\mid x'_e)="
+         r"\arg\max_y f_{\theta}(y\mid x'_e)\}")
 st.markdown("""
 **Portability** asks whether the edit carries over to what it implies: the subject under another name
 (*subject replace*: "USA" for "United States"), the *reversed relation* ("Rome is the capital of" -> France)
