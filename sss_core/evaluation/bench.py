@@ -29,15 +29,14 @@ import torch
 from ..editors import EDITORS, editor_config, make_editor
 from ..errors import DataError, RequestError
 from ..types import EditCase
-from .datasets import group_counts, load_cases
-from .hypothesis import correlations, knn_density
-from .report import (c_sweep, c_sweep_figure, hypothesis_table, lambda_table, load_results, sequential_figure,
-                     table1, table2, table3, table5, timing_table)
+from .datasets import load_cases
+from .report import write_bench_report
 from .runners import Outcome, RunKey, sequential_edits, single_edits
 
 log = logging.getLogger(__name__)
 
 MODES = ("single", "sequential", "sweep")
+BLOCK = 25  # cases per job of single edits: the unit of work a worker takes
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,7 @@ class BenchConfig:
     model: str | None = None
     device: str = "auto"
     plotly_js: str = "directory"  # "directory" (offline, one plotly.min.js) or "cdn"
+    workers: int = 1  # processes sharing the jobs (each loads its own copy of the model)
 
     def validate(self) -> "BenchConfig":
         if not self.editors:
@@ -69,8 +69,9 @@ class BenchConfig:
             raise RequestError(f"unknown mode {bad[0] if bad else ''!r}; choose from {', '.join(MODES)}")
         if "sweep" in self.modes and not self.sweep_editors:
             raise RequestError("the C sweep needs an editor with SSS among --editors, e.g. ft-l+sss")
-        if self.seeds < 1 or (self.n is not None and self.n < 1) or any(s < 1 for s in self.seq_sizes):
-            raise RequestError("--n, --seeds and --seq-sizes must be positive")
+        if (self.seeds < 1 or self.workers < 1 or (self.n is not None and self.n < 1)
+                or any(s < 1 for s in self.seq_sizes)):
+            raise RequestError("--n, --seeds, --seq-sizes and --workers must be positive")
         if any(not 0.0 <= c <= 1.0 for c in self.sweep_values):
             raise RequestError("C values of the sweep must be in [0, 1]")
         return self
@@ -80,34 +81,40 @@ class BenchConfig:
         return [e for e in self.editors if EDITORS[e].uses_sss]
 
 
-class ResultStore:
-    """The append-only results file. A torn last line (a run killed mid-write) is dropped."""
+def _complete_lines(path: Path) -> list[str]:
+    """The complete lines of a results file; a torn last line (a run killed mid-write) is cut off."""
+    raw = path.read_bytes()
+    good = raw.rfind(b"\n") + 1  # bytes after the last newline were never completed
+    if good < len(raw):
+        log.warning("dropping an unfinished last line of %s", path)
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+    return raw[:good].decode("utf-8").splitlines()
 
-    def __init__(self, path: Path, resume: bool):
+
+def keys_of(path: Path) -> set[RunKey]:
+    """The keys already in a results file (empty if there is none)."""
+    keys = set()
+    for i, line in enumerate(_complete_lines(path) if path.exists() else []):
+        try:
+            rec = json.loads(line)
+            keys.add(RunKey(rec["editor"], rec["seed"], rec["case_id"], rec["mode"]))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise DataError(f"{path} line {i + 1} is corrupt ({exc}); move the file away to start over")
+    return keys
+
+
+class ResultStore:
+    """An append-only results file; each result is one JSON line, flushed as soon as it is written."""
+
+    def __init__(self, path: Path, resume: bool, also_done: set[RunKey] = frozenset()):
         self.path = path
-        self.keys: set[RunKey] = set()
         if path.exists() and path.stat().st_size and not resume:
             raise RequestError(f"{path.parent} already has results; pass --resume to continue that run, "
                                "or choose another --out")
-        if path.exists():
-            self._read()
+        self.keys = keys_of(path) | set(also_done)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(path, "a", encoding="utf-8")
-
-    def _read(self) -> None:
-        raw = self.path.read_bytes()
-        good = raw.rfind(b"\n") + 1  # bytes after the last newline were never completed
-        lines = raw[:good].decode("utf-8").splitlines()
-        for i, line in enumerate(lines):
-            try:
-                rec = json.loads(line)
-                self.keys.add(RunKey(rec["editor"], rec["seed"], rec["case_id"], rec["mode"]))
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise DataError(f"{self.path} line {i + 1} is corrupt ({exc}); move the file away to start over")
-        if good < len(raw):
-            log.warning("dropping an unfinished last line of %s", self.path)
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good)
 
     def done(self, key: RunKey) -> bool:
         return key in self.keys
@@ -119,6 +126,18 @@ class ResultStore:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def merge_parts(out: Path) -> None:
+    """Move the complete lines of worker files (results.part*.jsonl) into results.jsonl."""
+    main = out / "results.jsonl"
+    if main.exists():
+        _complete_lines(main)
+    for part in sorted(out.glob("results.part*.jsonl")):
+        lines = _complete_lines(part)
+        with open(main, "a", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+        part.unlink()
 
 
 def _editor(name: str, seed: int, settings: dict, C: float | None = None):
@@ -140,9 +159,11 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
         for name in cfg.editors:
             editor = _editor(name, seed, cfg.settings)
             if "single" in cfg.modes:
-                keys = [RunKey(name, seed, c.request.case_id, "single") for c in cases]
-                jobs.append((f"{name} seed {seed} single", keys,
-                             lambda e=editor, c=cases, s=seed: single_edits(model, tok, e, c, s, skip=skip)))
+                for start in range(0, len(cases), BLOCK):
+                    block = cases[start:start + BLOCK]
+                    keys = [RunKey(name, seed, c.request.case_id, "single") for c in block]
+                    jobs.append((f"{name} seed {seed} single", keys,
+                                 lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip)))
             if "sequential" in cfg.modes:
                 for n in cfg.seq_sizes:
                     chunk = cases[:n]
@@ -182,6 +203,81 @@ def _log_invocation(out: Path, cfg: BenchConfig, command: str, **extra) -> list[
     return runs
 
 
+def _run_jobs(jobs: list[Job], store: ResultStore, bar=None) -> int:
+    """Run the jobs in order, writing each outcome as it comes. Returns how many were written."""
+    made = 0
+    for desc, keys, run in jobs:
+        if all(store.done(k) for k in keys):
+            continue
+        if bar is not None:
+            bar.set_postfix_str(desc)
+        for outcome in run():
+            store.write(outcome)
+            made += 1
+            if bar is not None:
+                bar.update(1)
+    return made
+
+
+def _worker(cfg: BenchConfig, out: Path, index: int, threads: int, queue, cpu, parent: int) -> None:
+    """One worker process: take job numbers from ``queue`` until it is empty, write results.part{index}.jsonl.
+
+    It stops after its current job if the parent dies (a killed run), so a resume never races it.
+    """
+    import queue as queues
+
+    from ..models import DEFAULT_MODEL, load_model
+    torch.set_num_threads(threads)
+    max_bytes = int(cfg.max_data_mb * 2**20)
+    cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
+                     for s in range(cfg.seeds)}
+    store = ResultStore(out / f"results.part{index}.jsonl", resume=True, also_done=keys_of(out / "results.jsonl"))
+    lm = load_model(cfg.model or DEFAULT_MODEL, device=cfg.device)
+    jobs = plan(cfg, lm, cases_by_seed, store.done)  # the same list as the parent's: plan is deterministic
+    try:
+        while os.getppid() == parent:
+            try:
+                number = queue.get_nowait()
+            except queues.Empty:
+                break
+            _run_jobs([jobs[number]], store)
+    finally:
+        store.close()
+        cpu.value = time.process_time()
+
+
+def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
+    """Run the jobs in ``cfg.workers`` processes; returns their CPU seconds. Progress from their files."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with the parent
+    queue = ctx.Queue()
+    for number in range(n_jobs):
+        queue.put(number)
+    cpus = [ctx.Value("d", 0.0) for _ in range(cfg.workers)]
+    procs = [ctx.Process(target=_worker, args=(cfg, out, i, torch.get_num_threads(), queue, cpus[i], os.getpid()),
+                         daemon=True)
+             for i in range(cfg.workers)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(2)
+            written = sum(len(_complete_lines(f)) for f in out.glob("results.part*.jsonl"))
+            bar.update(max(0, written - bar.n))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
+    if failed:
+        merge_parts(out)
+        raise RequestError(f"bench worker {failed[0]} stopped (exit code {procs[failed[0]].exitcode}); its finished "
+                           "results are kept: rerun with --resume to continue")
+    return sum(c.value for c in cpus)
+
+
 def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = "",
               progress: bool = True) -> dict:
     """Run everything ``cfg`` asks for into ``out``, then write the report. Returns a summary."""
@@ -193,6 +289,9 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     max_bytes = int(cfg.max_data_mb * 2**20)
     cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
                      for s in range(cfg.seeds)}
+    if not resume and any(out.glob("results.part*.jsonl")):
+        raise RequestError(f"{out} has results of an earlier run; pass --resume to continue it, or choose another --out")
+    merge_parts(out)  # what the workers of an interrupted run had finished
     store = ResultStore(out / "results.jsonl", resume)
     started, cpu_started = time.time(), time.process_time()
     _log_invocation(out, cfg, command, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -200,114 +299,26 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     jobs = plan(cfg, lm, cases_by_seed, store.done)
     todo = sum(not store.done(k) for _, keys, _ in jobs for k in keys)
     skipped = sum(len(keys) for _, keys, _ in jobs) - todo
-    made = 0
-    try:
-        with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
-            for desc, keys, run in jobs:
-                if all(store.done(k) for k in keys):
-                    continue
-                bar.set_postfix_str(desc)
-                for outcome in run():
-                    store.write(outcome)
-                    made += 1
-                    bar.update(1)
-    finally:
-        store.close()
+    with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
+        if cfg.workers > 1:
+            store.close()
+            cpu_workers = _run_workers(cfg, out, len(jobs), bar)
+            merge_parts(out)
+            made = len(keys_of(out / "results.jsonl")) - len(store.keys)
+        else:
+            cpu_workers = 0.0
+            try:
+                made = _run_jobs(jobs, store, bar)
+            finally:
+                store.close()
     wall = time.time() - started
     _log_invocation(out, cfg, command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    wall_seconds=round(wall, 1), cpu_seconds=round(time.process_time() - cpu_started, 1),
+                    wall_seconds=round(wall, 1),
+                    cpu_seconds=round(time.process_time() - cpu_started + cpu_workers, 1),
                     results_made=made, results_skipped=skipped)
     report = write_bench_report(out, cfg, lm, cases_by_seed)
     return {"out": str(out), "results_made": made, "results_skipped": skipped, "wall_seconds": round(wall, 1),
             "report": str(report)}
-
-
-def seed_note(data: str) -> str:
-    """What differs between seeds, said plainly in every report."""
-    if data.startswith("world"):
-        return ("Each seed draws, for the same fixed set of test facts (the split of seed 0, which trained "
-                "editors never saw), a new target for every fact, the sampled neighbour and attribute probes, "
-                "and the order of the cases (so also which facts the first n are), plus the torch seed of "
-                "every edit.")
-    return ("The cases are the file's first n records for every seed; a seed changes their order (which "
-            "matters for sequential editing) and the torch seed of every edit. Deterministic editors "
-            "therefore give the same single-edit scores under every seed (std 0).")
-
-
-def _density(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], prompts: list[str]) -> dict:
-    if cfg.data.startswith("world"):
-        from .presets import default_world
-        reference = [f.prompt() for f in default_world().facts]
-    else:
-        reference = [p for c in cases_by_seed[0] for p in [c.request.prompt] + [q.prompt for q in c.probes]]
-    return knn_density(lm.model, lm.tok, prompts, reference, cfg.knn)
-
-
-def write_bench_report(out: Path, cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]]) -> Path:
-    """Write report.md, summary.csv, cases.csv, hypothesis.csv and the plots from DIR/results.jsonl."""
-    import pandas as pd
-
-    frame = load_results(out / "results.jsonl")
-    runs = json.loads((out / "config.json").read_text())["runs"]
-    commands = "\n".join(f"{r['command']}\n    # started {r.get('started')}, wall {r.get('wall_seconds', '?')} s, "
-                         f"CPU {r.get('cpu_seconds', '?')} s, "
-                         f"{r.get('results_made', '?')} results made, {r.get('results_skipped', '?')} resumed"
-                         for r in runs)
-    counts = group_counts(cases_by_seed[0])
-    editors = list(dict.fromkeys(frame["editor"]))
-    parts = [f"# Bench report: {', '.join(editors)} on {cfg.data}", "",
-             "Exact command(s), in order (one per invocation into this folder):", "", "```", commands, "```", "",
-             f"- model: `{lm.name}`; device {lm.device}; torch {torch.__version__}, {torch.get_num_threads()} threads",
-             f"- data: `{cfg.data}`, {len(cases_by_seed[0])} cases per seed, seeds 0..{cfg.seeds - 1}",
-             f"- probes per seed: " + ", ".join(f"{g} {k}" for g, k in counts.items()),
-             f"- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in editors),
-             f"- seeds: {seed_note(cfg.data)}",
-             "- scores: EasyEdit teacher-forced token accuracy in %, mean ± std over seeds of the per-seed mean "
-             "over cases; locality = agreement of post- with pre-edit argmax on neighbour prompts.", ""]
-    csv: list[dict] = []
-    if "single" in set(frame["mode"]):
-        for title, (md, rows) in (("Table 1: overall performance (single edits, reverted after each)", table1(frame)),
-                                  ("Table 3: locality levels", table3(frame)),
-                                  ("Table 5: portability (each block over the cases that have that probe)",
-                                   table5(frame))):
-            parts += [f"## {title}", "", md, ""]
-            csv += rows
-        single = frame[(frame["mode"] == "single") & frame["error"].isna()]
-        density = _density(cfg, lm, cases_by_seed, list(single["prompt"].unique()))
-        corrs = correlations(single.assign(knn_distance=single["prompt"].map(density)))
-        md, rows = hypothesis_table(corrs)
-        pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
-        parts += ["## The paper's hypothesis, measured", "",
-                  f"Per single edit: lambda_max before editing, knn_distance = mean distance of the edit prompt's "
-                  f"pooled last-hidden-state embedding to its {cfg.knn} nearest neighbours among "
-                  f"{'the world' if cfg.data.startswith('world') else 'the data set'}'s prompts "
-                  f"({'every fact, first template' if cfg.data.startswith('world') else 'requests and probes'}; "
-                  "large = sparse), and "
-                  "locality_drop = 1 - locality. Spearman rho with a 95% bootstrap CI over edit prompts "
-                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts.", "", md, "",
-                  "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
-    for final in (False, True):
-        md, rows = table2(frame, final)
-        if rows:
-            what = "after all n edits (EasyEdit's protocol)" if final else "each scored right after it is applied"
-            parts += [f"## Table 2: sequential editing, {what}", "", md, ""]
-            csv += rows
-    md, rows, sweep_stats = c_sweep(frame)
-    if rows:
-        parts += ["## Fig. 3: ablation on C", "", md, "", "Plot: [c_sweep.html](c_sweep.html)", ""]
-        csv += rows
-        c_sweep_figure(sweep_stats).write_html(out / "c_sweep.html", include_plotlyjs=cfg.plotly_js)
-    if frame["mode"].str.startswith("sequential@").any():
-        sequential_figure(frame).write_html(out / "sequential.html", include_plotlyjs=cfg.plotly_js)
-        parts += ["Plot of sequential editing: [sequential.html](sequential.html)", ""]
-    parts += ["## Runs, failures and timing", "", timing_table(frame), "",
-              "Every case's raw predictions (teacher-forced argmax tokens before and after, per probe) are in "
-              "`results.jsonl`; per-case scores in `cases.csv`; every table cell in `summary.csv`.", ""]
-    pd.DataFrame(csv).to_csv(out / "summary.csv", index=False)
-    frame.to_csv(out / "cases.csv", index=False)
-    path = out / "report.md"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
 
 
 def _csv_list(kind: type):
@@ -344,6 +355,8 @@ def add_bench_parser(sub) -> None:
                         "than on two busy ones; raise it for large models)")
     p.add_argument("--plotly-js", choices=("directory", "cdn"), default="directory",
                    help="plots load plotly.js from a file next to them (offline) or from the CDN")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the work (e.g. 2 on 2 cores); each loads its own model copy")
     p.add_argument("--no-progress", action="store_true")
     _add_model_arg(p)
     p.set_defaults(handler=run_bench_command)
@@ -358,6 +371,7 @@ def _argv(cfg: BenchConfig, args) -> list[str]:
              if "sweep" in cfg.modes else [])
     argv += [a for k, v in cfg.settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     argv += ["--model", cfg.model] if cfg.model else []
+    argv += ["--workers", str(cfg.workers)] if cfg.workers > 1 else []
     return argv + (["--resume"] if args.resume else [])
 
 
@@ -373,7 +387,7 @@ def run_bench_command(args) -> None:
                       seq_sizes=args.seq_sizes, sweep_values=args.sweep_values, sweep_n=args.sweep_n, fmt=args.fmt,
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=_parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
-                      plotly_js=args.plotly_js)
+                      plotly_js=args.plotly_js, workers=args.workers)
     # the exact command line when run as ``python -m sss_core``; an equivalent one when called in-process
     argv = sys.argv[1:] if Path(sys.argv[0]).name == "__main__.py" and "bench" in sys.argv else _argv(cfg, args)
     command = "python -m sss_core " + shlex.join(argv)

@@ -17,8 +17,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..types import PORTABILITY_GROUPS
-from .hypothesis import Correlation
+import torch
+
+from ..editors import editor_config
+from ..types import PORTABILITY_GROUPS, EditCase
+from .datasets import group_counts
+from .hypothesis import Correlation, correlations, knn_density
 
 LABELS = {"reliability": "Reliability", "generality": "Generality", "locality": "Locality",
           "portability": "Portability", "neighbour": "Neighbor", "pre_neighbour": "Pre-Neighbor",
@@ -228,3 +232,92 @@ def sequential_figure(frame: pd.DataFrame):
     fig.update_yaxes(title_text="accuracy (%)", col=1)
     fig.update_layout(title="Sequential editing (paper Table 2)")
     return fig
+
+
+def seed_note(data: str) -> str:
+    """What differs between seeds, said plainly in every report."""
+    if data.startswith("world"):
+        return ("Each seed draws, for the same fixed set of test facts (the split of seed 0, which trained "
+                "editors never saw), a new target for every fact, the sampled neighbour and attribute probes, "
+                "and the order of the cases (so also which facts the first n are), plus the torch seed of "
+                "every edit.")
+    return ("The cases are the file's first n records for every seed; a seed changes their order (which "
+            "matters for sequential editing) and the torch seed of every edit. Deterministic editors "
+            "therefore give the same single-edit scores under every seed (std 0).")
+
+
+def _density(cfg, lm, cases_by_seed: dict[int, list[EditCase]], prompts: list[str]) -> dict:
+    if cfg.data.startswith("world"):
+        from .presets import default_world
+        reference = [f.prompt() for f in default_world().facts]
+    else:
+        reference = [p for c in cases_by_seed[0] for p in [c.request.prompt] + [q.prompt for q in c.probes]]
+    return knn_density(lm.model, lm.tok, prompts, reference, cfg.knn)
+
+
+def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCase]]) -> Path:
+    """Write report.md, summary.csv, cases.csv, hypothesis.csv and the plots from DIR/results.jsonl.
+
+    ``cfg`` is the bench's BenchConfig (data, settings, knn, plotly_js); ``lm`` the loaded model.
+    """
+    frame = load_results(out / "results.jsonl")
+    runs = json.loads((out / "config.json").read_text())["runs"]
+    commands = "\n".join(f"{r['command']}\n    # started {r.get('started')}, wall {r.get('wall_seconds', '?')} s, "
+                         f"CPU {r.get('cpu_seconds', '?')} s, "
+                         f"{r.get('results_made', '?')} results made, {r.get('results_skipped', '?')} resumed"
+                         for r in runs)
+    counts = group_counts(cases_by_seed[0])
+    editors = list(dict.fromkeys(frame["editor"]))
+    parts = [f"# Bench report: {', '.join(editors)} on {cfg.data}", "",
+             "Exact command(s), in order (one per invocation into this folder):", "", "```", commands, "```", "",
+             f"- model: `{lm.name}`; device {lm.device}; torch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"- data: `{cfg.data}`, {len(cases_by_seed[0])} cases per seed, seeds 0..{cfg.seeds - 1}",
+             f"- probes per seed: " + ", ".join(f"{g} {k}" for g, k in counts.items()),
+             f"- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in editors),
+             f"- seeds: {seed_note(cfg.data)}",
+             "- scores: EasyEdit teacher-forced token accuracy in %, mean ± std over seeds of the per-seed mean "
+             "over cases; locality = agreement of post- with pre-edit argmax on neighbour prompts.", ""]
+    csv: list[dict] = []
+    if "single" in set(frame["mode"]):
+        for title, (md, rows) in (("Table 1: overall performance (single edits, reverted after each)", table1(frame)),
+                                  ("Table 3: locality levels", table3(frame)),
+                                  ("Table 5: portability (each block over the cases that have that probe)",
+                                   table5(frame))):
+            parts += [f"## {title}", "", md, ""]
+            csv += rows
+        single = frame[(frame["mode"] == "single") & frame["error"].isna()]
+        density = _density(cfg, lm, cases_by_seed, list(single["prompt"].unique()))
+        corrs = correlations(single.assign(knn_distance=single["prompt"].map(density)))
+        md, rows = hypothesis_table(corrs)
+        pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
+        parts += ["## The paper's hypothesis, measured", "",
+                  f"Per single edit: lambda_max before editing, knn_distance = mean distance of the edit prompt's "
+                  f"pooled last-hidden-state embedding to its {cfg.knn} nearest neighbours among "
+                  f"{'the world' if cfg.data.startswith('world') else 'the data set'}'s prompts "
+                  f"({'every fact, first template' if cfg.data.startswith('world') else 'requests and probes'}; "
+                  "large = sparse), and "
+                  "locality_drop = 1 - locality. Spearman rho with a 95% bootstrap CI over edit prompts "
+                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts.", "", md, "",
+                  "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
+    for final in (False, True):
+        md, rows = table2(frame, final)
+        if rows:
+            what = "after all n edits (EasyEdit's protocol)" if final else "each scored right after it is applied"
+            parts += [f"## Table 2: sequential editing, {what}", "", md, ""]
+            csv += rows
+    md, rows, sweep_stats = c_sweep(frame)
+    if rows:
+        parts += ["## Fig. 3: ablation on C", "", md, "", "Plot: [c_sweep.html](c_sweep.html)", ""]
+        csv += rows
+        c_sweep_figure(sweep_stats).write_html(out / "c_sweep.html", include_plotlyjs=cfg.plotly_js)
+    if frame["mode"].str.startswith("sequential@").any():
+        sequential_figure(frame).write_html(out / "sequential.html", include_plotlyjs=cfg.plotly_js)
+        parts += ["Plot of sequential editing: [sequential.html](sequential.html)", ""]
+    parts += ["## Runs, failures and timing", "", timing_table(frame), "",
+              "Every case's raw predictions (teacher-forced argmax tokens before and after, per probe) are in "
+              "`results.jsonl`; per-case scores in `cases.csv`; every table cell in `summary.csv`.", ""]
+    pd.DataFrame(csv).to_csv(out / "summary.csv", index=False)
+    frame.to_csv(out / "cases.csv", index=False)
+    path = out / "report.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 import sss_core
 from sss_core.cli import main
 from sss_core.errors import DataError, RequestError
-from sss_core.evaluation.bench import BenchConfig, ResultStore, run_bench
+from sss_core.evaluation.bench import BenchConfig, ResultStore, keys_of, merge_parts, run_bench
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REPO = Path(sss_core.__file__).resolve().parents[1]
@@ -111,3 +112,26 @@ def test_killed_run_resumes_without_redoing_finished_cases(tmp_path, tiny_model_
     runs = json.loads((out / "config.json").read_text())["runs"]
     assert runs[-1]["results_skipped"] == len(kept) and runs[-1]["results_made"] == n - len(kept)
     assert runs[-1]["command"].endswith("--resume")
+
+
+def test_workers_share_the_jobs_and_agree_with_one_process(tmp_path, tiny_model_dir):
+    cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+    run_bench(cfg, tmp_path / "one", progress=False)
+    summary = run_bench(dataclasses.replace(cfg, workers=2), tmp_path / "two", progress=False)
+    assert summary["results_made"] == 8 and not list((tmp_path / "two").glob("results.part*"))
+
+    def scores(folder):
+        rows = [json.loads(x) for x in lines(folder / "results.jsonl")]
+        return {(r["editor"], r["seed"], r["case_id"], r["mode"]): r["metrics"] for r in rows}
+    assert scores(tmp_path / "one") == scores(tmp_path / "two")
+
+
+def test_resume_merges_what_workers_of_a_killed_run_left(tmp_path):
+    good = '{"editor": "ft-l", "seed": 0, "case_id": "%s", "mode": "single"}\n'
+    (tmp_path / "results.jsonl").write_text(good % "a")
+    (tmp_path / "results.part0.jsonl").write_text(good % "b" + '{"editor": "ft-l", "se')
+    (tmp_path / "results.part1.jsonl").write_text(good % "c")
+    merge_parts(tmp_path)
+    assert {k.case_id for k in keys_of(tmp_path / "results.jsonl")} == {"a", "b", "c"}
+    assert not list(tmp_path.glob("results.part*"))
