@@ -48,6 +48,8 @@ def load_results(path: Path) -> pd.DataFrame:
             row = {k: rec.get(k) for k in ("editor", "seed", "case_id", "mode", "n", "position", "C",
                                            "error", "lambda_max_before", "lambda_max_after", "seconds")}
             row["prompt"] = rec["request"]["prompt"]
+            # every post-edit prediction of the case, to tell whether two editors changed the model alike
+            row["post"] = json.dumps([p["post"] for p in rec.get("probes") or []])
             row.update({k: (math.nan if v is None else v) for k, v in (rec.get("metrics") or {}).items()})
             rows.append(row)
     frame = pd.DataFrame(rows)
@@ -176,6 +178,44 @@ def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
     return md_table(header, body), csv
 
 
+def sss_pairs(editors: Sequence[str]) -> list[tuple[str, str]]:
+    """(editor, editor with SSS) pairs among ``editors``: same method and config class, SSS on in one."""
+    from ..editors import EDITORS
+    specs = [EDITORS[e] for e in editors if e in EDITORS]
+    return [(a.name, b.name) for a in specs for b in specs
+            if not a.uses_sss and b.uses_sss and (a.factory, a.config_cls) == (b.factory, b.config_cls)]
+
+
+def sss_effect_table(frame: pd.DataFrame, n_boot: int = 1000) -> tuple[str, CsvRows]:
+    """Paired (same seed and case) difference made by adding SSS, with a bootstrap 95% CI over cases."""
+    import numpy as np
+    rows, body, csv = single(frame[frame["error"].isna()]), [], []
+    rng = np.random.default_rng(0)
+    for base, with_sss in sss_pairs(list(dict.fromkeys(rows["editor"]))):
+        a = rows[rows["editor"] == base].set_index(["seed", "case_id"])
+        b = rows[rows["editor"] == with_sss].set_index(["seed", "case_id"])
+        both = a.index.intersection(b.index)
+        if both.empty:
+            continue
+        a, b = a.loc[both], b.loc[both]
+        changed = 100 * (a["post"] != b["post"]).mean()
+        cells = []
+        for m in ("reliability", "generality", "locality", "portability"):
+            d = (b[m] - a[m]).dropna().to_numpy()
+            if not len(d):
+                cells.append("–")
+                continue
+            boots = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)]
+            lo, hi = np.percentile(boots, [2.5, 97.5])
+            cells.append(f"{100 * d.mean():+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]")
+            csv.append({"table": "sss_effect", "editor": with_sss, "baseline": base, "metric": m,
+                        "mean_diff": d.mean(), "lo": lo, "hi": hi, "pairs": len(d)})
+        body.append([f"{with_sss} - {base}", *cells, f"{changed:.1f}", len(both)])
+    header = ["Pair", "Δ Reliability", "Δ Generality", "Δ Locality", "Δ Portability",
+              "% cases with any prediction changed", "paired cases"]
+    return (md_table(header, body) if body else "_no editor ran both with and without SSS_"), csv
+
+
 def lambda_table(frame: pd.DataFrame) -> str:
     """Median lambda_max before and after each editor's single edits: does SSS make the edit sparser?"""
     rows = single(frame)
@@ -299,6 +339,13 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
                   "locality_drop = 1 - locality. Spearman rho with a 95% bootstrap CI over edit prompts "
                   "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts.", "", md, "",
                   "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
+    if "single" in set(frame["mode"]):
+        md, rows = sss_effect_table(frame)
+        parts += ["## What SSS changes, paired", "",
+                  "Same seed, same case, editor with SSS minus without, in percentage points, with a 95% bootstrap "
+                  "CI over cases; and how often adding SSS changed any teacher-forced prediction of the case at all.",
+                  "", md, ""]
+        csv += rows
     for final in (False, True):
         md, rows = table2(frame, final)
         if rows:
@@ -317,7 +364,7 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
               "Every case's raw predictions (teacher-forced argmax tokens before and after, per probe) are in "
               "`results.jsonl`; per-case scores in `cases.csv`; every table cell in `summary.csv`.", ""]
     pd.DataFrame(csv).to_csv(out / "summary.csv", index=False)
-    frame.to_csv(out / "cases.csv", index=False)
+    frame.drop(columns="post").to_csv(out / "cases.csv", index=False)
     path = out / "report.md"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -40,7 +40,8 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
                                          "sequential@2/final", "sweep@C=0", "sweep@C=1"}
     assert all(r["probes"][0]["post"] for r in rows)  # raw predictions kept for every case
     report = (tmp_path / "report.md").read_text()
-    for title in ("Table 1", "Table 2", "Table 3", "Table 5", "Fig. 3", "hypothesis", "python -m sss_core bench"):
+    for title in ("Table 1", "Table 2", "Table 3", "Table 5", "Fig. 3", "hypothesis", "What SSS changes",
+                  "python -m sss_core bench"):
         assert title in report
     assert "Pre-Neighbor" in report and "One-Hop" in report and "Subject Replace" in report
     summary_csv = pd.read_csv(tmp_path / "summary.csv")
