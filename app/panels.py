@@ -56,10 +56,7 @@ def model_picker() -> LoadedModel | None:
     except Exception as exc:  # noqa: BLE001 - any load failure is shown, the page stays usable
         show_error(exc, f"Could not load the model {name!r}")
         return None
-    try:
-        resources.prewarm(name)
-    except Exception as exc:  # noqa: BLE001 - e.g. a model FT-L cannot edit: the real Run will say why
-        log.info("warm-up skipped for %s: %s", name, exc)
+    resources.prewarm(name)  # once per model; never raises
     return lm
 
 

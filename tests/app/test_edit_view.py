@@ -8,7 +8,7 @@ import pytest
 
 from sss_core.editors import EDITORS, editor_config
 
-from apptest_support import assert_ok, errors
+from apptest_support import _no_umap_warmup, _restore_torch_threads, app, assert_ok, errors  # noqa: F401 (fixtures)
 
 
 def _run(at):

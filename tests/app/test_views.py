@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from apptest_support import assert_ok, errors
+from apptest_support import _no_umap_warmup, _restore_torch_threads, app, assert_ok, errors  # noqa: F401 (fixtures)
 
 FAST = 5  # optimisation steps where only the plumbing is under test, not the edit's quality
 

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import ARTIFACTS, screenshot
+from browser_support import ARTIFACTS, browser, chromium_path, new_page, screenshot, server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 

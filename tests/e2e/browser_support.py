@@ -1,5 +1,8 @@
 """Real-browser fixtures: `streamlit run` on a free localhost port, Playwright driving Debian's chromium.
 
+Imported by name from the test modules (no conftest.py here: a second module named "conftest" would
+shadow tests/conftest.py for the modules that import helpers from it).
+
 Skips (with the reason) when chromium, playwright or the default model is missing. Screenshots and
 the server log go to test-artifacts/ (gitignored); set SSS_LAB_SCREENSHOTS=docs/screenshots to also
 write the documentation's screenshots there.
