@@ -183,7 +183,7 @@ def _save_train_state(folder: Path, step: int, module: nn.Module, opt: torch.opt
                 opt_tensors[f"{idx}.{name}"] = value.detach().contiguous().cpu()
             else:
                 opt_scalars[f"{idx}.{name}"] = value
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+    save_file({k: v.detach().cpu().clone() for k, v in module.state_dict().items()},  # clone: tied weights
               str(target / "module.safetensors"))
     save_file(opt_tensors or {"_empty": torch.zeros(0)}, str(target / "optimizer.safetensors"))
     (target / "state.json").write_text(json.dumps(
@@ -253,7 +253,7 @@ def train_loop(module: nn.Module, step_fn: Callable[[int], dict[str, torch.Tenso
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         opt.step()
-        recent = (recent + [{k: float(v) for k, v in losses.items()}])[-50:]
+        recent = (recent + [{k: float(v.detach()) for k, v in losses.items()}])[-50:]
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in recent[-1].items()})
         done = step + 1
@@ -290,6 +290,7 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--model", default=None, help="base model folder or hub name (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    p.add_argument("--validate", type=int, default=100, help="world validation edits scored at the end (0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
@@ -306,7 +307,7 @@ def run_train(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     lm = load_model(args.model or DEFAULT_MODEL, device=args.device)
-    overrides = {"sss_c": args.sss_c, "seed": args.seed}
+    overrides = {"sss_c": args.sss_c, "seed": args.seed, "validate": args.validate}
     if args.steps:
         overrides["steps"] = args.steps
     if args.editor == "mend":
@@ -314,3 +315,4 @@ def run_train(args) -> dict:
         return train_mend(lm, args.data, args.out, MENDTrainConfig(**overrides), resume=args.resume)
     from .serac import SERACTrainConfig, train_serac
     return train_serac(lm, args.data, args.out, SERACTrainConfig(**overrides), resume=args.resume)
+

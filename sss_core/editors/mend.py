@@ -38,7 +38,7 @@ from torch import nn
 from ..errors import RequestError
 from ..models import arch_spec
 from ..sss import Reduction, forward_pairs, sss_from_hidden
-from ..text import PairBatch, encode_pairs
+from ..text import PairBatch, encode_for, encode_pairs
 from ..types import EditRequest
 from ._meta import (ASSETS, CheckpointError, LoopConfig, TrainExample, check_fingerprint,
                     evaluate_editor, fingerprint, load_examples, load_trained, sample_batch,
@@ -75,7 +75,7 @@ class MENDTrainConfig:
     rank: int = field(default=128, metadata={"help": "hidden width of each residual block of g"})
     n_blocks: int = field(default=1, metadata={"help": "residual blocks in g"})
     init_edit_lr: float = field(default=1e-3, metadata={"help": "initial per-layer edit step size"})
-    steps: int = field(default=1500, metadata={"help": "meta-training steps"})
+    steps: int = field(default=1000, metadata={"help": "meta-training steps"})
     batch_size: int = field(default=8, metadata={"help": "edits per step (each row its own edit)"})
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate of g"})
     lr_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the log edit step sizes"})
@@ -85,7 +85,7 @@ class MENDTrainConfig:
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
     norm_batches: int = field(default=16, metadata={"help": "batches for g's input normalisation statistics"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
-    validate: int = field(default=100, metadata={"help": "validation edits scored at the end (world data only)"})
+    validate: int = field(default=0, metadata={"help": "validation edits scored at the end (world data only)"})
     seed: int = 0
 
 
@@ -248,9 +248,9 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
         l_loc = kl_loc(pre_logits, post_logits, loc.attention_mask)
         plain = cfg.c_edit * l_edit + cfg.c_loc * l_loc
         loss = plain if sss is None else cfg.sss_c * sss + (1 - cfg.sss_c) * plain
-    out = {"loss": loss, "edit": l_edit.detach(), "loc": l_loc.detach()}
+    out = {"loss": loss, "edit": l_edit, "loc": l_loc}  # components keep their graphs (tests use them)
     if sss is not None:
-        out["sss"] = sss.detach()
+        out["sss"] = sss
     return out
 
 
@@ -369,8 +369,7 @@ class MEND:
             r.validate()
         net = self.load(model)
         start = time.perf_counter()
-        device = net.log_lr.device
-        batch = encode_pairs(tok, [r.prompt for r in requests], [r.target_new for r in requests], device)
+        batch = encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
         with model_lock(model):
             factors = edit_factors(model, net.names, batch)
             with torch.no_grad():

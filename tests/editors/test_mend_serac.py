@@ -1,0 +1,213 @@
+"""MEND and SERAC, with and without SSS: loss composition, shipped checkpoints, revert, memory,
+resumable training and the error without a checkpoint."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import assert_bit_identical, state_copy, tiny_model
+from sss_core.editors import make_editor
+from sss_core.editors._meta import ASSETS, CheckpointError, TrainExample
+from sss_core.editors.mend import (MEND, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
+                                   patched, train_mend, weight_deltas, edit_factors)
+from sss_core.editors.serac import (SERAC, SERACConfig, SERACNet, SERACTrainConfig, ScopeClassifier,
+                                    counterfactual_loss, train_serac)
+from sss_core.evaluation.metrics import answer_probability, teacher_forced
+from sss_core.text import encode_pairs
+from sss_core.types import EditRequest
+from sss_core.world.records import world_cases
+
+EXAMPLES = [
+    TrainExample(EditRequest("The capital of France is", "Rome"),
+                 ("The capital of France is", "France's capital is"),
+                 (("The capital of Spain is", "Madrid"), ("The currency of France is the", "Euro"))),
+    TrainExample(EditRequest("Ba Shudyk works for", "Kloustai Works"),
+                 ("Ba Shudyk works for", "Ba Shudyk is employed by"),
+                 (("Drun Nefand works for", "Duwim Systems"),)),
+    TrainExample(EditRequest("The official language of Peru is", "German"),
+                 ("The official language of Peru is", "In Peru, the official language is"),
+                 (("The official language of Chile is", "Spanish"),)),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(default_lm):
+    return tiny_model("gpt2", default_lm.tok)
+
+
+@pytest.fixture(scope="module")
+def test_cases():
+    return world_cases(split="test")[:6]
+
+
+def _grads(loss: torch.Tensor, params) -> list[torch.Tensor]:
+    return [g if g is not None else torch.zeros_like(p)
+            for g, p in zip(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True), params)]
+
+
+def _differ(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return float(sum((x - y).abs().sum() for x, y in zip(a, b)))
+
+
+def _perturbed_net(tiny, cfg):
+    torch.manual_seed(0)
+    net = build_net(tiny.model, cfg)
+    fit_normalisation(tiny.model, tiny.tok, net, EXAMPLES, cfg)
+    with torch.no_grad():  # g starts as the identity; perturb it so every parameter gets gradient
+        for g in net.transforms:
+            for up in g.up:
+                up.weight.normal_(0, 0.01)
+    return net
+
+
+def test_mend_loss_composition(tiny):
+    cfg0 = MENDTrainConfig(norm_batches=1, batch_size=3)
+    net = _perturbed_net(tiny, cfg0)
+    params = list(net.parameters())
+    plain = mend_loss(tiny.model, tiny.tok, net, EXAMPLES, cfg0, random.Random(0))
+    assert "sss" not in plain
+    assert torch.allclose(plain["loss"], 0.1 * plain["edit"] + 1.0 * plain["loc"])
+    c = 0.9
+    with_sss = mend_loss(tiny.model, tiny.tok, net, EXAMPLES, MENDTrainConfig(sss_c=c), random.Random(0))
+    assert torch.allclose(with_sss["edit"], plain["edit"]) and torch.allclose(with_sss["loc"], plain["loc"])
+    assert torch.allclose(with_sss["loss"], c * with_sss["sss"] + (1 - c) * plain["loss"])
+    without_term = (1 - c) * (0.1 * with_sss["edit"] + with_sss["loc"])
+    assert _differ(_grads(with_sss["loss"], params), _grads(without_term, params)) > 0, \
+        "the SSS term must change the meta-gradient (double backward through the edited weights)"
+    assert _differ(_grads(with_sss["sss"], params), [torch.zeros_like(p) for p in params]) > 0
+
+
+def test_mend_patch_equals_weight_substitution(tiny):
+    """The batched training forward is the forward with W' = W + delta substituted."""
+    cfg = MENDTrainConfig(norm_batches=1, batch_size=3)
+    net = _perturbed_net(tiny, cfg)
+    model, tok = tiny.model, tiny.tok
+    req = EXAMPLES[0].request
+    batch = encode_pairs(tok, [req.prompt], [req.target_new])
+    with torch.no_grad():
+        edits = net.transform(edit_factors(model, net.names, batch), batch.attention_mask)
+        probe = encode_pairs(tok, ["The capital of Spain is"], ["Madrid"])
+        with patched(model, net, edits, torch.tensor([0])):
+            patched_logits = model(input_ids=probe.input_ids, attention_mask=probe.attention_mask).logits
+        params = dict(model.named_parameters())
+        new = {n: params[n] + d for n, d in weight_deltas(model, net, edits).items()}
+        sub = torch.func.functional_call(model, new, (), {"input_ids": probe.input_ids,
+                                                          "attention_mask": probe.attention_mask}).logits
+    assert torch.allclose(patched_logits, sub, atol=1e-5)
+    assert not torch.allclose(patched_logits, model(input_ids=probe.input_ids).logits, atol=1e-6)
+
+
+def test_serac_loss_composition(tiny):
+    torch.manual_seed(0)
+    net = SERACNet(tiny.model, ScopeClassifier(32, (1, -1), 16), None)
+    params = list(net.trained_cf_params().values())
+    for p in params:
+        p.requires_grad_(True)
+    cfg = SERACTrainConfig(c_edit=0.1, c_loc=1.0)
+    plain = counterfactual_loss(tiny.model, tiny.tok, net.cf, EXAMPLES, cfg, random.Random(0))
+    assert "sss" not in plain
+    assert torch.allclose(plain["loss"], 0.1 * plain["edit"] + 1.0 * plain["loc"])
+    c = 0.9
+    with_sss = counterfactual_loss(tiny.model, tiny.tok, net.cf, EXAMPLES,
+                                   SERACTrainConfig(c_edit=0.1, c_loc=1.0, sss_c=c), random.Random(0))
+    assert torch.allclose(with_sss["edit"], plain["edit"])
+    expected = 0.1 * (c * with_sss["sss"] + (1 - c) * with_sss["edit"]) + 1.0 * with_sss["loc"]
+    assert torch.allclose(with_sss["loss"], expected)
+    without_term = 0.1 * (1 - c) * with_sss["edit"] + with_sss["loc"]
+    assert _differ(_grads(with_sss["loss"], params), _grads(without_term, params)) > 0, \
+        "the SSS term must change the counterfactual model's gradient (double backward)"
+
+
+@pytest.mark.parametrize("name", ["mend", "mend+sss"])
+def test_mend_shipped_edit_takes_effect_and_reverts(default_lm, test_cases, name):
+    model, tok = default_lm.model, default_lm.tok
+    editor = make_editor(name)
+    saved = state_copy(model)
+    hits = 0
+    for case in test_cases:
+        req = case.request
+        before = teacher_forced(model, tok, [req.prompt], [req.target_new])[0]
+        with editor.edit(model, tok, [req]) as edit:
+            after = teacher_forced(edit.model, tok, [req.prompt], [req.target_new])[0]
+        assert before.argmax_ids != before.target_ids
+        hits += after.argmax_ids == after.target_ids
+        assert_bit_identical(model, saved)
+    assert hits >= len(test_cases) // 2
+
+
+@pytest.mark.parametrize("name", ["serac", "serac+sss"])
+def test_serac_sequential_memory(default_lm, test_cases, name):
+    model, tok = default_lm.model, default_lm.tok
+    editor = make_editor(name)
+    saved = state_copy(model)
+    reqs = [c.request for c in test_cases[:3]]
+    edits = [editor.edit(model, tok, [r]) for r in reqs]
+    wrapper = edits[0].model
+    for i, e in enumerate(edits):
+        e.apply()
+        assert len(wrapper.memory) == i + 1
+    prompts, targets = [r.prompt for r in reqs], [r.target_new for r in reqs]
+    before, after = answer_probability(model, tok, prompts, targets), answer_probability(wrapper, tok, prompts, targets)
+    assert all(a > 2 * b for a, b in zip(after, before)), (before, after)  # every edit answered from memory
+    edits[1].revert()
+    assert [e[0] for e in wrapper.memory.entries] == [reqs[0], reqs[2]]
+    for e in edits:
+        e.revert()
+    assert len(wrapper.memory) == 0
+    assert_bit_identical(model, saved)
+    batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs])
+    with torch.no_grad():  # an empty memory is the base model, bit for bit
+        assert torch.equal(wrapper(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits,
+                           model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits)
+
+
+def test_serac_routes_unrelated_rows_to_base(default_lm, test_cases):
+    model, tok = default_lm.model, default_lm.tok
+    case = test_cases[0]
+    neighbours = [p for p in case.probes if p.group == "neighbour"]
+    batch = encode_pairs(tok, [p.prompt for p in neighbours], [p.answer for p in neighbours])
+    with make_editor("serac").edit(model, tok, [case.request]) as edit, torch.no_grad():
+        out = edit.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+        base = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    assert torch.equal(out.logits, base.logits)
+    assert len(out.hidden_states) == len(base.hidden_states)
+
+
+def _tensors(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_mend_training_resumes(tiny, tmp_path):
+    cfg = MENDTrainConfig(steps=4, save_every=2, batch_size=2, norm_batches=1, rank=8, sss_c=0.5)
+    train_mend(tiny, EXAMPLES, tmp_path / "a", cfg, progress=False)
+    train_mend(tiny, EXAMPLES, tmp_path / "b", MENDTrainConfig(**{**cfg.__dict__, "steps": 2}), progress=False)
+    summary = train_mend(tiny, EXAMPLES, tmp_path / "b", cfg, resume=True, progress=False)
+    a, b = _tensors(tmp_path / "a"), _tensors(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert summary["train"]["steps"] == 4
+    editor = MEND(MENDConfig(checkpoint=str(tmp_path / "a")))
+    with editor.edit(tiny.model, tiny.tok, [EXAMPLES[0].request]) as edit:
+        assert edit.delta_norms() and all(v > 0 for v in edit.delta_norms().values())
+
+
+def test_serac_training_resumes(tiny, tmp_path):
+    cfg = SERACTrainConfig(steps=2, save_every=1, batch_size=2, dim=16, feature_layers=(1, -1), sss_c=0.5)
+    train_serac(tiny, EXAMPLES, tmp_path / "a", cfg, progress=False)
+    train_serac(tiny, EXAMPLES, tmp_path / "b", SERACTrainConfig(**{**cfg.__dict__, "steps": 1}), progress=False)
+    train_serac(tiny, EXAMPLES, tmp_path / "b", cfg, resume=True, progress=False)
+    a, b = _tensors(tmp_path / "a"), _tensors(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_clear_error_without_checkpoint(default_lm, tiny, tmp_path):
+    req = EXAMPLES[0].request
+    for editor in (MEND(MENDConfig(checkpoint=str(tmp_path))), SERAC(SERACConfig(checkpoint=str(tmp_path)))):
+        with pytest.raises(CheckpointError, match="python -m sss_core train"):
+            editor.edit(default_lm.model, default_lm.tok, [req])
+    if (ASSETS / "mend" / "model.safetensors").exists():  # a checkpoint trained for another model
+        with pytest.raises(CheckpointError, match="another model"):
+            make_editor("mend").edit(tiny.model, tiny.tok, [req])
