@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import assert_bit_identical, state_copy
+from model_support import assert_bit_identical, state_copy
 from sss_core.editors import make_editor
 from sss_core.evaluation.metrics import teacher_forced
 from sss_core.models import DEFAULT_MODEL, load_model

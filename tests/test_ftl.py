@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from conftest import assert_bit_identical, state_copy
+from model_support import assert_bit_identical, state_copy
 from sss_core.editors import make_editor
 from sss_core.errors import EditFailed, RequestError
 from sss_core.evaluation.metrics import run_edit, teacher_forced, top_k

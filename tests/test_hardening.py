@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from conftest import assert_bit_identical, state_copy
+from model_support import assert_bit_identical, state_copy
 from sss_core.editors import make_editor
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import request_warnings, run_edit

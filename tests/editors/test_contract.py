@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import assert_bit_identical, state_copy
+from model_support import assert_bit_identical, state_copy
 from sss_core.editors import EDITORS, make_editor
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import answer_probability

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import assert_bit_identical, state_copy, tiny_model
+from model_support import assert_bit_identical, state_copy, tiny_model
 from sss_core.editors import make_editor
 from sss_core.editors._meta import ASSETS, CheckpointError, TrainExample
 from sss_core.editors.mend import (MEND, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
