@@ -33,12 +33,32 @@ from scipy import stats
 from torch import nn
 
 from ..embeddings import Pooling, embed_prompts
+from ..text import encode_pairs, target_nll
 
 log = logging.getLogger(__name__)
 
-# (x, y, sign the paper's hypothesis predicts)
-PAIRS = (("lambda_max_before", "locality_drop", +1), ("knn_distance", "locality_drop", -1),
-         ("lambda_max_before", "knn_distance", -1))
+# (x, y, control, sign the paper's hypothesis predicts; 0: none). A control is partialled out of
+# both ranks: lambda_max is a gradient of the target's NLL, so a surprising target inflates both
+# lambda_max and the edit's size; "| target_nll" asks whether lambda_max says more than that.
+PAIRS = (("lambda_max_before", "locality_drop", None, +1),
+         ("lambda_max_before", "locality_drop", "target_nll", +1),
+         ("knn_distance", "locality_drop", None, -1),
+         ("knn_distance", "locality_drop", "target_nll", -1),
+         ("lambda_max_before", "knn_distance", None, -1),
+         ("target_nll", "locality_drop", None, 0))
+
+
+@torch.no_grad()
+def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
+                  batch_size: int = 128) -> list[float]:
+    """Per-token NLL of each target given its prompt on ``model`` (J of paper Eq. 8)."""
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = encode_pairs(tok, prompts[start:start + batch_size], targets[start:start + batch_size], device)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        out += target_nll(logits, batch).tolist()
+    return out
 
 
 def knn_density(model: nn.Module, tok, prompts: Sequence[str], reference: Sequence[str],
@@ -67,6 +87,7 @@ class Correlation:
     editor: str
     x: str
     y: str
+    control: str | None  # partialled out of both ranks, or None
     rho: float
     lo: float  # bootstrap confidence interval of rho
     hi: float
@@ -79,44 +100,66 @@ class Correlation:
     def verdict(self) -> str:
         if math.isnan(self.rho):
             return "undefined"
+        if self.expected_sign == 0:
+            return "no prediction"
         if self.lo > 0 or self.hi < 0:
             agrees = (self.lo > 0) == (self.expected_sign > 0)
             return "supports" if agrees else "contradicts"
         return "inconclusive"
 
 
-def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, n_boot: int = 1000,
-                level: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
-    """Spearman rho, its cluster-bootstrap CI (lo, hi) and p-value, for paired arrays."""
-    ok = np.isfinite(x) & np.isfinite(y)
+def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> float:
+    """Spearman rho of x and y; with z, of their ranks after regressing each on the ranks of z."""
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    if z is not None:
+        design = np.column_stack([np.ones(len(z)), stats.rankdata(z)])  # (n, 2)
+        rx = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+        ry = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, control: np.ndarray | None = None,
+                n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
+    """(Partial) Spearman rho, its cluster-bootstrap CI (lo, hi) and a p-value, for paired arrays."""
+    ok = np.isfinite(x) & np.isfinite(y) & (np.isfinite(control) if control is not None else True)
     x, y, clusters = x[ok], y[ok], clusters[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    z = control[ok] if control is not None else None
+    rho = partial_spearman(x, y, z) if len(x) > 3 else math.nan
+    if math.isnan(rho):
         return math.nan, math.nan, math.nan, math.nan
-    rho, p = stats.spearmanr(x, y)
+    dof = len(x) - 2 - (z is not None)
+    p = float(2 * stats.t.sf(abs(rho) * math.sqrt(dof / max(1e-12, 1 - rho ** 2)), dof))
     ids, inverse = np.unique(clusters, return_inverse=True)
     members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         idx = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
-        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
-            boots.append(stats.spearmanr(x[idx], y[idx])[0])
+        value = partial_spearman(x[idx], y[idx], z[idx] if z is not None else None)
+        if not math.isnan(value):
+            boots.append(value)
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(boots, [tail, 100 - tail]) if boots else (math.nan, math.nan)
-    return float(rho), float(lo), float(hi), float(p)
+    return rho, float(lo), float(hi), p
 
 
 def correlations(frame, n_boot: int = 1000) -> list[Correlation]:
-    """Spearman correlations of PAIRS per editor.
+    """Spearman correlations of PAIRS per editor (pairs whose columns the frame lacks are left out).
 
     ``frame`` (pandas) has one row per edit with columns editor, prompt, lambda_max_before,
-    knn_distance and locality (post-edit vs pre-edit agreement on neighbours).
+    knn_distance, target_nll and locality (post-edit vs pre-edit agreement on neighbours).
     """
     frame = frame.assign(locality_drop=1.0 - frame["locality"])
     out = []
     for editor, rows in frame.groupby("editor", sort=False):
-        for x, y, sign in PAIRS:
+        for x, y, control, sign in PAIRS:
+            if any(c not in rows for c in (x, y, control) if c is not None):
+                continue
+            z = rows[control].to_numpy(float) if control else None
             rho, lo, hi, p = spearman_ci(rows[x].to_numpy(float), rows[y].to_numpy(float),
-                                         rows["prompt"].to_numpy(), n_boot)
-            out.append(Correlation(editor, x, y, rho, lo, hi, p, len(rows), rows["prompt"].nunique(), sign))
+                                         rows["prompt"].to_numpy(), z, n_boot)
+            out.append(Correlation(editor, x, y, control, rho, lo, hi, p, len(rows), rows["prompt"].nunique(),
+                                   sign))
     return out

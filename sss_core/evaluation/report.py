@@ -22,7 +22,7 @@ import torch
 from ..editors import editor_config
 from ..types import PORTABILITY_GROUPS, EditCase
 from .datasets import group_counts
-from .hypothesis import Correlation, correlations, knn_density
+from .hypothesis import Correlation, correlations, knn_density, target_nll_of
 
 LABELS = {"reliability": "Reliability", "generality": "Generality", "locality": "Locality",
           "portability": "Portability", "neighbour": "Neighbor", "pre_neighbour": "Pre-Neighbor",
@@ -47,7 +47,7 @@ def load_results(path: Path) -> pd.DataFrame:
             rec = json.loads(line)
             row = {k: rec.get(k) for k in ("editor", "seed", "case_id", "mode", "n", "position", "C",
                                            "error", "lambda_max_before", "lambda_max_after", "seconds")}
-            row["prompt"] = rec["request"]["prompt"]
+            row["prompt"], row["target_new"] = rec["request"]["prompt"], rec["request"]["target_new"]
             # every post-edit prediction of the case, to tell whether two editors changed the model alike
             row["post"] = json.dumps([p["post"] for p in rec.get("probes") or []])
             row.update({k: (math.nan if v is None else v) for k, v in (rec.get("metrics") or {}).items()})
@@ -168,8 +168,8 @@ def c_sweep(frame: pd.DataFrame) -> tuple[str, CsvRows, pd.DataFrame]:
 
 def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
     """One row per (editor, pair) with rho, its bootstrap CI and the verdict."""
-    sign = {1: "> 0", -1: "< 0"}
-    body = [[c.editor, f"{c.x} ~ {c.y}", f"{c.rho:+.3f}", f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}",
+    sign = {1: "> 0", -1: "< 0", 0: "–"}
+    body = [[c.editor, f"{c.x} ~ {c.y}" + (f" given {c.control}" if c.control else ""), f"{c.rho:+.3f}", f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}",
              c.points, c.clusters, sign[c.expected_sign], c.verdict] for c in corrs]
     header = ["Editor", "Pair", "Spearman rho", "95% CI (bootstrap)", "p", "edits", "prompts",
               "paper predicts", "verdict"]
@@ -327,7 +327,8 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
             csv += rows
         single = frame[(frame["mode"] == "single") & frame["error"].isna()]
         density = _density(cfg, lm, cases_by_seed, list(single["prompt"].unique()))
-        corrs = correlations(single.assign(knn_distance=single["prompt"].map(density)))
+        nll = target_nll_of(lm.model, lm.tok, list(single["prompt"]), list(single["target_new"]))
+        corrs = correlations(single.assign(knn_distance=single["prompt"].map(density), target_nll=nll))
         md, rows = hypothesis_table(corrs)
         pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
         parts += ["## The paper's hypothesis, measured", "",
@@ -337,7 +338,10 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
                   f"({'every fact, first template' if cfg.data.startswith('world') else 'requests and probes'}; "
                   "large = sparse), and "
                   "locality_drop = 1 - locality. Spearman rho with a 95% bootstrap CI over edit prompts "
-                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts.", "", md, "",
+                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts. "
+                  "'given target_nll' is the partial rank correlation with the new target's NLL before editing "
+                  "(J of Eq. 8) partialled out: lambda_max is a gradient of J, so a surprising target raises both "
+                  "lambda_max and the size of the edit.", "", md, "",
                   "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
     if "single" in set(frame["mode"]):
         md, rows = sss_effect_table(frame)

@@ -49,7 +49,7 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
     t1 = summary_csv[(summary_csv["table"] == "table1") & (summary_csv["metric"] == "reliability")]
     assert list(t1["seeds"]) == [2, 2]
     assert (tmp_path / "c_sweep.html").exists() and (tmp_path / "sequential.html").exists()
-    assert len(pd.read_csv(tmp_path / "hypothesis.csv")) == 6  # 3 pairs x 2 editors
+    assert len(pd.read_csv(tmp_path / "hypothesis.csv")) == 12  # 6 pairs x 2 editors
     assert json.loads((tmp_path / "config.json").read_text())["runs"][0]["wall_seconds"] > 0
 
 
