@@ -82,7 +82,10 @@ class BenchConfig:
 
 
 def _complete_lines(path: Path) -> list[str]:
-    """The complete lines of a results file; a torn last line (a run killed mid-write) is cut off."""
+    """The complete lines of a results file; a torn last line (a run killed mid-write) is cut off.
+
+    Only for files nobody is writing to any more: a line being written would be cut off too.
+    """
     raw = path.read_bytes()
     good = raw.rfind(b"\n") + 1  # bytes after the last newline were never completed
     if good < len(raw):
@@ -263,7 +266,8 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(2)
-            written = sum(len(_complete_lines(f)) for f in out.glob("results.part*.jsonl"))
+            # count only: a worker may be in the middle of writing a line, which must not be cut off
+            written = sum(f.read_bytes().count(b"\n") for f in out.glob("results.part*.jsonl"))
             bar.update(max(0, written - bar.n))
     finally:
         for p in procs:
