@@ -22,9 +22,19 @@ JAPAN = EditRequest("The capital of Japan is", "Lima", subject="Japan")
 NAMES = list(EDITORS)
 
 
-def _trained_for_tiny(name: str, lm, tmp_path_factory) -> dict:
-    """Settings that point a trained editor at a few-step checkpoint for ``lm`` (none for others)."""
+def _settings_for_tiny(name: str, lm, tmp_path_factory) -> dict:
+    """Settings an editor needs for a model other than the shipped one.
+
+    Trained editors get a few-step checkpoint made for ``lm``; editors that estimate key statistics
+    get a small text file, as a user of another model would give them.
+    """
     fields = {f for f in EDITORS[name].config_cls.__dataclass_fields__}
+    if "mom2_text" in fields:
+        from sss_core.world.generate import build_world
+        text = tmp_path_factory.mktemp("mom2") / "text.txt"
+        text.write_text("\n".join(build_world(0).training_sentences()[:400]) + "\n")
+        return {"mom2_text": str(text), "stats_dir": str(tmp_path_factory.mktemp("stats"))} \
+            if "stats_dir" in fields else {"mom2_text": str(text)}
     if "checkpoint" not in fields:
         return {}
     out = tmp_path_factory.mktemp(f"{name.replace('+', '-')}-{lm.name}")
@@ -80,7 +90,7 @@ def test_bad_requests_raise_clear_errors(default_lm, name, bad):
 def test_every_family_edits_and_reverts(tiny_lm, name, tmp_path_factory):
     model, tok = tiny_lm.model, tiny_lm.tok
     saved = state_copy(model)
-    settings = _trained_for_tiny(name, tiny_lm, tmp_path_factory)
+    settings = _settings_for_tiny(name, tiny_lm, tmp_path_factory)
     enc = tok([FRANCE.prompt], return_tensors="pt")
     with torch.no_grad():
         before = model(**enc).logits
