@@ -53,6 +53,9 @@ def load_results(path: Path) -> pd.DataFrame:
             row.update({k: (math.nan if v is None else v) for k, v in (rec.get("metrics") or {}).items()})
             rows.append(row)
     frame = pd.DataFrame(rows)
+    from ..editors import EDITORS  # editors in their registry order (workers finish in any order)
+    rank = {name: i for i, name in enumerate(EDITORS)}
+    frame = frame.sort_values("editor", key=lambda col: col.map(lambda e: rank.get(e, len(rank))), kind="stable")
     for col in set(LABELS) | {"lambda_max_before", "lambda_max_after", "seconds", "n", "C"}:
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
     return frame
