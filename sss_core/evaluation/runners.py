@@ -161,12 +161,13 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
         try:
             for position, (case, key, pre) in enumerate(zip(cases, keys, pres), start=1):
                 torch.manual_seed(case_seed(seed, key.case_id))
-                current = applied[-1].model if applied else model
                 try:
+                    # always the base model: weight edits change it in place, memory editors (SERAC)
+                    # keep one memory per base model, so either way edit k sees edits 1..k-1
                     start = time.perf_counter()
-                    edit = editor.edit(current, tok, [case.request])
+                    edit = editor.edit(model, tok, [case.request])
                     seconds = time.perf_counter() - start
-                    result = evaluate_edit(current, tok, case, edit, name, seconds, with_lambda, pre=pre)
+                    result = evaluate_edit(model, tok, case, edit, name, seconds, with_lambda, pre=pre)
                 except SSSError as exc:
                     if not skip(key):
                         yield _failed(key, case, exc, n=n, position=position)

@@ -38,6 +38,59 @@ class ShiftEditor:
                           {"transformer.ln_f.bias": param.detach().clone()})
 
 
+class MemoryEditor:
+    """Like SERAC: edits go to a memory of the base model; the edit's model is a wrapper reading it."""
+
+    name = "memory"
+
+    def __init__(self):
+        self.memory: list = []
+        self.edited: list = []  # the model each edit was asked for
+        self.sizes: list[int] = []  # memory size at each forward of the wrapper
+
+    def edit(self, model, tok, requests):
+        self.edited.append(model)
+        editor = self
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.base, self.config = model, model.config
+
+            def get_input_embeddings(self):
+                return self.base.get_input_embeddings()
+
+            def forward(self, **kw):
+                editor.sizes.append(len(editor.memory))
+                return self.base(**kw)
+
+        class MemoryEdit:
+            model = Wrapper()
+
+            def apply(self):
+                editor.memory.append(requests[0])
+
+            def revert(self):
+                editor.memory.remove(requests[0])
+
+            def __enter__(self):
+                self.apply()
+                return self
+
+            def __exit__(self, *exc):
+                self.revert()
+        return MemoryEdit()
+
+
+def test_sequential_memory_editor_gets_the_base_model_and_accumulates(bench_lm):
+    cases = world_split_cases("test", seed=0)[:3]
+    editor = MemoryEditor()
+    outs = list(sequential_edits(bench_lm.model, bench_lm.tok, editor, cases, seed=0, with_lambda=False))
+    assert all(m is bench_lm.model for m in editor.edited)
+    assert editor.sizes == [1, 2, 3, 3, 3, 3]  # scored right after each edit, then all three once more
+    assert editor.memory == [] and len(outs) == 6
+
+
 def test_single_edits_revert_and_keep_raw_predictions(bench_lm):
     cases = world_split_cases("test", seed=0)[:3]
     saved = snapshot(bench_lm.model)
