@@ -89,7 +89,8 @@ def context_prefixes(model: nn.Module, tok, n: int, length: int, seed: int = 0) 
 
 @dataclass(frozen=True)
 class EditRows:
-    """Every request in every prefix, then one KL row per request, as one right-padded batch."""
+    """Every request in every prefix, then one KL row per request, as one right-padded batch
+    (fed through ``forward``: the padding is never seen)."""
 
     batch: PairBatch  # (rows, tokens); target_mask marks the new target's tokens (none on KL rows)
     lookup: torch.Tensor  # (rows,) index of the last subject token
@@ -103,10 +104,31 @@ class EditRows:
         return int(self.owner.numel())
 
 
-def build_rows(tok, requests: Sequence[EditRequest], prefixes: Sequence[str], kl_prompt: str,
-               device: torch.device) -> EditRows:
-    """Tokenise ``prefix + prompt + " " + target`` for each (request, prefix), plus KL rows."""
-    if "{}" not in kl_prompt:
+def causal_mask(model: nn.Module, rows: int, tokens: int) -> torch.Tensor:
+    """A ready additive causal mask (rows, 1, tokens, tokens): 0 where attention is allowed.
+
+    Right-padded rows need no padding mask in a causal model (their real tokens never attend to
+    the padding after them), and handing transformers a ready 4D mask skips its per-call mask
+    construction, which costs more than the forward pass itself on small models.
+    """
+    p = next(model.parameters())
+    mask = torch.full((tokens, tokens), torch.finfo(p.dtype).min, dtype=p.dtype, device=p.device).triu(1)
+    return mask[None, None].expand(rows, 1, tokens, tokens)
+
+
+def forward(model: nn.Module, input_ids: torch.Tensor):
+    """The model on right-padded ``input_ids`` (rows, tokens), with ``causal_mask`` and no cache."""
+    return model(input_ids=input_ids, attention_mask=causal_mask(model, *input_ids.shape), use_cache=False)
+
+
+def build_rows(model: nn.Module, tok, requests: Sequence[EditRequest], prefixes: Sequence[str],
+               kl_prompt: str | None) -> EditRows:
+    """Tokenise ``prefix + prompt + " " + target`` for each (request, prefix), plus KL rows
+    (``kl_prompt`` with the subject; none when ``kl_prompt`` is None).
+
+    The tensors live on the model's device.
+    """
+    if kl_prompt is not None and "{}" not in kl_prompt:
         raise RequestError(f"the KL prompt must contain '{{}}' for the subject, got {kl_prompt!r}")
     seqs: list[tuple[list[int], int]] = []  # (ids, prompt length)
     lookup, owner, is_kl = [], [], []
@@ -119,7 +141,7 @@ def build_rows(tok, requests: Sequence[EditRequest], prefixes: Sequence[str], kl
             lookup.append(subject_last_index(tok, text, r.subject, start=len(prefix)))
             owner.append(i)
             is_kl.append(False)
-    for i, r in enumerate(requests):
+    for i, r in enumerate(requests if kl_prompt is not None else ()):
         text = kl_prompt.replace("{}", r.subject, 1)
         p = tok(text)["input_ids"]
         seqs.append((p, len(p)))
@@ -127,46 +149,56 @@ def build_rows(tok, requests: Sequence[EditRequest], prefixes: Sequence[str], kl
         owner.append(i)
         is_kl.append(True)
     width = max(len(ids) for ids, _ in seqs)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    ids = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
     attn = torch.zeros((len(seqs), width), dtype=torch.long)
     tmask = torch.zeros((len(seqs), width), dtype=torch.bool)
     for r, (row, n_prompt) in enumerate(seqs):
         ids[r, :len(row)] = torch.tensor(row)
         attn[r, :len(row)] = 1
         tmask[r, n_prompt:len(row)] = True
+    device = next(model.parameters()).device
     as_t = lambda xs, dt=torch.long: torch.tensor(xs, dtype=dt, device=device)  # noqa: E731
     return EditRows(PairBatch(ids.to(device), attn.to(device), tmask.to(device)), as_t(lookup), as_t(owner),
                     as_t(is_kl, torch.bool), as_t([n - 1 for _, n in seqs]), len(requests))
 
 
-def _per_request_mean(values: torch.Tensor, rows: EditRows, select: torch.Tensor) -> torch.Tensor:
-    """Average ``values`` (rows, ...) over each request's selected rows -> (n_requests, ...)."""
-    owner = rows.owner[select]
-    out = torch.zeros((rows.n_requests, *values.shape[1:]), dtype=values.dtype, device=values.device)
-    out.index_add_(0, owner, values[select])
-    count = torch.zeros(rows.n_requests, dtype=values.dtype, device=values.device)
-    count.index_add_(0, owner, torch.ones_like(owner, dtype=values.dtype))
-    return out / count.clamp(min=1).view(-1, *([1] * (values.dim() - 1)))
+def _mean_by(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
+    """Average ``values`` (m, ...) by ``owner`` (m,) in 0..n-1 -> (n, ...); 0 where no value."""
+    out = torch.zeros((n, *values.shape[1:]), dtype=values.dtype, device=values.device).index_add(0, owner, values)
+    count = torch.bincount(owner, minlength=n).to(values.dtype).clamp(min=1)
+    return out / count.view(-1, *([1] * (values.dim() - 1)))
+
+
+def at_subject(values: torch.Tensor, rows: EditRows) -> torch.Tensor:
+    """(rows, tokens, d) -> (n_requests, d): the last subject token, averaged over each request's
+    prompt rows (all prefixes; KL rows excluded)."""
+    at = torch.arange(rows.n_rows, device=values.device)
+    prompt = ~rows.is_kl
+    return _mean_by(values[at, rows.lookup].float()[prompt], rows.owner[prompt], rows.n_requests)
 
 
 @torch.no_grad()
-def keys_and_values(model: nn.Module, rows: EditRows, key_module: str,
-                    value_module: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Input of ``key_module`` and output of ``value_module`` at the last subject token.
+def record(model: nn.Module, rows: EditRows, inputs_of: Sequence[str] = (),
+           outputs_of: Sequence[str] = ()) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One forward pass of ``rows``; the inputs and outputs of the named modules at every position.
 
-    Averaged over each request's prompt rows (all prefixes; KL rows excluded).
-    Returns keys (n_requests, d_in) and values (n_requests, d_out) or None, in float32.
+    Returns ({name: (rows, tokens, d_in)}, {name: (rows, tokens, d_out)}), float32.
     """
-    names = [key_module] + ([value_module] if value_module else [])
-    with trace(model, names) as rec:
-        model(input_ids=rows.batch.input_ids, attention_mask=rows.batch.attention_mask)
-    at = torch.arange(rows.n_rows, device=rows.lookup.device)
-    prompt_rows = ~rows.is_kl
-    keys = _per_request_mean(rec[key_module].input[at, rows.lookup].float(), rows, prompt_rows)
-    if value_module is None:
-        return keys, None
-    return keys, _per_request_mean(rec[value_module].output[at, rows.lookup].float(), rows, prompt_rows)
+    with trace(model, sorted({*inputs_of, *outputs_of})) as rec:
+        forward(model, rows.batch.input_ids)
+    return ({name: rec[name].input.float() for name in inputs_of},
+            {name: rec[name].output.float() for name in outputs_of})
+
+
+def update_spread(inputs: torch.Tensor, rows: EditRows, vectors: torch.Tensor) -> torch.Tensor:
+    """How much of each request's delta a weight update dW = sum_j delta_j a_j^T adds at every position.
+
+    inputs: (rows, tokens, d_in) keys at every position; vectors: (n_requests, d_in), the a_j.
+    Returns (rows, tokens, n_requests): k_t . a_j. For ROME's exact update it is 1 at the subject's
+    key and small but not zero elsewhere; optimising through it accounts for that leakage, and for
+    a batch also for the requests' effect on each other.
+    """
+    return torch.einsum("rtd,nd->rtn", inputs.double(), vectors.double()).float()
 
 
 @dataclass(frozen=True)
@@ -181,71 +213,105 @@ class DeltaSettings:
     early_stop_nll: float
 
 
-def optimise_deltas(model: nn.Module, rows: EditRows, module: str,
-                    s: DeltaSettings) -> tuple[torch.Tensor, dict]:
+def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSettings,
+                    spread: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Find, per request, the change of ``module``'s output at the last subject token that makes
     the model predict the new target.
 
+    ``spread`` (rows, tokens, n_requests) says how much of each request's delta each position
+    receives: by default its own delta, at its last subject token only (the paper); or
+    ``update_spread``, to optimise through the weight update that will actually be written.
+
     Loss per request: mean target NLL over its prompt rows + kl_factor * KL(before || after) of the
-    next-token distribution on its KL row + weight_decay * ||delta||^2 / ||output||^2. Requests
-    are optimised together but independently (their losses are summed and Adam is per-coordinate).
-    After each step ||delta|| is clamped to clamp_norm_factor * ||output||.
-    Returns deltas (n_requests, d_out) float32 and info (steps, final NLL per request).
+    next-token distribution on its KL row (skipped when kl_factor is 0) + weight_decay *
+    ||gain * delta||^2 / ||output||^2, where gain is the share of its delta that lands on the
+    request's subject token. Requests are optimised together (losses summed, Adam per coordinate,
+    and through ``spread`` each sees the others' deltas); a request whose NLL falls below
+    early_stop_nll is frozen and its rows leave the batch, so a large batch gets cheaper as it
+    converges.
+    After each step the change at the subject token is clamped to clamp_norm_factor * ||output||.
+    Returns deltas (n_requests, d_out) float32 and info (steps; final NLL and ||delta|| per request).
     """
-    n = rows.n_requests
-    at = torch.arange(rows.n_rows, device=rows.lookup.device)
-    device = rows.lookup.device
-    tokens = rows.batch.input_ids.shape[1]
-    select = torch.zeros((rows.n_rows, tokens), device=device)
-    select[at, rows.lookup] = 1.0  # (rows, tokens): where the delta is added
-    state: dict[str, torch.Tensor] = {}
+    n, device = rows.n_requests, rows.lookup.device
+    if spread is None:
+        spread = torch.zeros((*rows.batch.input_ids.shape, n), device=device)
+        spread[torch.arange(rows.n_rows, device=device), rows.lookup, rows.owner] = 1.0
+    lengths = rows.batch.attention_mask.sum(1)  # (rows,)
+    # the share of its own delta that lands on each request's subject token (1 for the paper's
+    # patch and ROME's exact update, below 1 for MEMIT's softened least squares): the clamp bounds
+    # the change actually made there, gain * ||delta||
+    at = torch.arange(rows.n_rows, device=device)
+    prompt_rows = ~rows.is_kl
+    own = spread[at, rows.lookup, rows.owner][prompt_rows]  # (prompt rows,)
+    gain = _mean_by(own, rows.owner[prompt_rows], n).abs().clamp(min=1e-3)  # (n,)
+    use_rows = torch.ones_like(rows.is_kl) if s.kl_factor > 0 else ~rows.is_kl
+    if s.kl_factor > 0 and int(rows.is_kl.sum()) != n:
+        raise ValueError("kl_factor > 0 needs one KL row per request: build the rows with a kl_prompt")
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    final_nll = torch.zeros(n, device=device)
     delta: torch.Tensor | None = None
+    ref_norm: torch.Tensor | None = None  # (n,) ||output|| at the subject before the edit
+    kl_ref: torch.Tensor | None = None  # (n, vocab) next-token log-probs of the KL rows before the edit
+    cur: dict[str, torch.Tensor] = {}  # the rows of this step: what the hook needs
 
-    def add_delta(out: torch.Tensor) -> torch.Tensor:  # (rows, tokens, d_out)
-        nonlocal delta
-        if delta is None:  # first pass: size the delta from the output, keep the original norms
-            state["ref_norm"] = _per_request_mean(out[at, rows.lookup].float().norm(dim=-1), rows,
-                                                  ~rows.is_kl).clamp(min=1e-6).detach()
+    def add_delta(out: torch.Tensor) -> torch.Tensor:  # (rows this step, tokens, d_out)
+        nonlocal delta, ref_norm
+        if delta is None:  # first pass, every request present: size delta, keep the original norms
+            at = torch.arange(out.shape[0], device=device)
+            prompt = ~cur["is_kl"]
+            norms = out[at, cur["lookup"]].float().norm(dim=-1)[prompt]
+            ref_norm = _mean_by(norms, cur["owner"][prompt], n).clamp(min=1e-6)
             delta = torch.zeros((n, out.shape[-1]), device=out.device, requires_grad=True)
-        return out + select[..., None].to(out.dtype) * delta[rows.owner][:, None, :].to(out.dtype)
+        return out + torch.einsum("rtn,nd->rtd", cur["spread"], delta).to(out.dtype)
 
-    ids, attn = rows.batch.input_ids, rows.batch.attention_mask
-    predict = rows.batch.predict_mask  # (rows, tokens-1)
-    labels = ids[:, 1:][predict]  # (target tokens,)
-    label_row = predict.nonzero()[:, 0]  # (target tokens,) row of each target token
-    n_labels = torch.zeros(rows.n_rows, device=device).index_add_(0, label_row, torch.ones_like(labels, dtype=torch.float))
-    nll_rows = ~rows.is_kl
-    kl_ref = None
     opt = None
-    nll = torch.zeros(n, device=device)
     step = 0
     with patch_output(model, module, add_delta), torch.enable_grad():
         for step in range(s.steps):
-            logits = model(input_ids=ids, attention_mask=attn).logits  # (rows, tokens, vocab)
-            # log-softmax only where it is needed: large vocabularies make the full tensor costly
-            tok_nll = nn.functional.cross_entropy(logits[:, :-1][predict].float(), labels, reduction="none")
-            row_nll = torch.zeros(rows.n_rows, device=device).index_add(0, label_row, tok_nll) / n_labels.clamp(min=1)
-            nll = _per_request_mean(row_nll, rows, nll_rows)  # (n,)
-            # (n, vocab); the KL rows come in request order
-            kl_lp = torch.log_softmax(logits[at, rows.last][rows.is_kl].float(), -1)
-            if kl_ref is None:  # step 0 runs with delta = 0: the unedited distribution
-                kl_ref = kl_lp.detach()
-            kl = (kl_ref.exp() * (kl_ref - kl_lp)).sum(-1)
-            decay = delta.pow(2).sum(-1) / state["ref_norm"].pow(2)
-            loss = (nll + s.kl_factor * kl + s.weight_decay * decay).sum()
+            idx = (use_rows & active[rows.owner]).nonzero()[:, 0]  # rows of the requests still active
+            width = int(lengths[idx].max())
+            ids = rows.batch.input_ids[idx, :width]
+            cur.update(spread=spread[idx, :width], owner=rows.owner[idx], lookup=rows.lookup[idx],
+                       is_kl=rows.is_kl[idx])
+            logits = forward(model, ids).logits  # (rows, tokens, vocab)
+            # cross-entropy only where a target token is predicted: large vocabularies make the
+            # full log-softmax costly
+            predict = rows.batch.predict_mask[idx, :width - 1]
+            label_row = predict.nonzero()[:, 0]
+            tok_nll = nn.functional.cross_entropy(logits[:, :-1][predict].float(), ids[:, 1:][predict],
+                                                  reduction="none")
+            row_nll = _mean_by(tok_nll, label_row, len(idx))  # (rows,)
+            prompt = ~cur["is_kl"]
+            nll = _mean_by(row_nll[prompt], cur["owner"][prompt], n)  # (n,), 0 for frozen requests
+            loss_n = nll + s.weight_decay * (gain * delta.norm(dim=-1) / ref_norm).pow(2)
+            if s.kl_factor > 0:
+                kl_at = cur["is_kl"].nonzero()[:, 0]
+                kl_owner = cur["owner"][kl_at]
+                lp = torch.log_softmax(logits[kl_at, rows.last[idx][kl_at]].float(), -1)  # (active, vocab)
+                if kl_ref is None:  # step 0 runs with delta = 0: the unedited distribution
+                    kl_ref = torch.zeros((n, lp.shape[-1]), device=device).index_copy(0, kl_owner, lp.detach())
+                ref = kl_ref[kl_owner]
+                kl = torch.zeros(n, device=device).index_add(0, kl_owner, (ref.exp() * (ref - lp)).sum(-1))
+                loss_n = loss_n + s.kl_factor * kl
+            loss = loss_n[active].sum()
             check_finite(loss, step)
-            if nll.max().item() < s.early_stop_nll:
+            final_nll = torch.where(active, nll.detach(), final_nll)
+            active = active & (nll.detach() >= s.early_stop_nll)
+            if not active.any():
                 break
             if opt is None:
                 opt = torch.optim.Adam([delta], lr=s.lr)
+            keep = delta.detach().clone()
             (delta.grad,) = torch.autograd.grad(loss, [delta])
             opt.step()
             with torch.no_grad():
-                limit = s.clamp_norm_factor * state["ref_norm"]
+                limit = s.clamp_norm_factor * ref_norm / gain
                 norm = delta.norm(dim=-1)
                 delta.mul_(torch.where(norm > limit, limit / norm.clamp(min=1e-12), torch.ones_like(norm))[:, None])
-    log.debug("delta optimisation: %d steps, final NLL %s", step + 1, nll.detach().tolist())
-    return delta.detach().float(), {"v_steps": step + 1, "v_nll": nll.detach().tolist()}
+                delta.copy_(torch.where(active[:, None], delta, keep))  # frozen requests keep their delta
+    delta = delta.detach().float()
+    log.debug("delta optimisation: %d steps, final NLL %s", step + 1, final_nll.tolist())
+    return delta, {"v_steps": step + 1, "v_nll": final_nll.tolist(), "delta_norms": delta.norm(dim=-1).tolist()}
 
 
 def _regularised(C: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -254,14 +320,51 @@ def _regularised(C: torch.Tensor, ridge: float) -> torch.Tensor:
     return C + ridge * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
 
 
+class CovarianceSolver:
+    """Solves (C + ridge * mean(diag C) * I) x = b with one Cholesky factorisation, kept for reuse.
+
+    C: (d_in, d_in) key second moment; everything in float64.
+    """
+
+    def __init__(self, C: torch.Tensor, ridge: float = 0.0):
+        self.factor = torch.linalg.cholesky(_regularised(C, ridge))
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        """(d_in,) or (d_in, m) -> the same shape."""
+        b = b.double()
+        return torch.cholesky_solve(b.reshape(b.shape[0], -1), self.factor).reshape(b.shape)
+
+
+def rank_one_vector(solver: CovarianceSolver, k: torch.Tensor, weight: float = 0.0) -> torch.Tensor:
+    """The a of ROME's update dW = r a^T, for the wanted change r of W k.
+
+    k: (d_in,) key. Returns a (d_in,) float64, with u = C^-1 k:
+    weight = 0: a = u / (k^T u), the least C-weighted change with dW k = r exactly (ROME);
+    weight > 0: a = (weight * C + k k^T)^-1 k = u / (weight + k^T u) (Sherman-Morrison), the
+    least-squares form MEMIT uses, with one key.
+    """
+    u = solver.solve(k)
+    return u / ((weight if weight > 0 else 0.0) + u @ k.double())
+
+
 def rank_one_update(C: torch.Tensor, k: torch.Tensor, r: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
     """ROME's closed form: the dW of least C-weighted change with dW k = r exactly.
 
     C: (d_in, d_in) key second moment; k: (d_in,) key; r: (d_out,) wanted change of W k.
     Returns dW (d_out, d_in) float64: r u^T / (u^T k) with u = C^-1 k.
     """
-    u = torch.linalg.solve(_regularised(C, ridge), k.double())
-    return torch.outer(r.double(), u) / (u @ k.double())
+    return torch.outer(r.double(), rank_one_vector(CovarianceSolver(C, ridge), k))
+
+
+def least_squares_vectors(C: torch.Tensor, K: torch.Tensor, weight: float, ridge: float = 0.0) -> torch.Tensor:
+    """The A of MEMIT's update dW = R^T A: A = K (weight * C + K^T K)^-1.
+
+    C: (d_in, d_in); K: (n, d_in) keys. Returns A (n, d_in) float64; row i is how strongly a key
+    excites request i's column of the update (about 1 for k_i itself when weight is small).
+    """
+    K = K.double()
+    M = weight * _regularised(C, ridge) + K.T @ K  # (d_in, d_in), symmetric positive definite
+    return torch.linalg.solve(M, K.T).T
 
 
 def least_squares_update(C: torch.Tensor, K: torch.Tensor, R: torch.Tensor, weight: float,
@@ -271,9 +374,7 @@ def least_squares_update(C: torch.Tensor, K: torch.Tensor, R: torch.Tensor, weig
     C: (d_in, d_in); K: (n, d_in) keys; R: (n, d_out) wanted changes of W k.
     Returns dW (d_out, d_in) float64 = R^T K (weight * C + K^T K)^-1.
     """
-    K, R = K.double(), R.double()
-    A = weight * _regularised(C, ridge) + K.T @ K  # (d_in, d_in), symmetric positive definite
-    return torch.linalg.solve(A, K.T @ R).T
+    return R.double().T @ least_squares_vectors(C, K, weight, ridge)
 
 
 def add_to_weight(spec: ArchSpec, weight: torch.Tensor, delta_out_in: torch.Tensor) -> None:

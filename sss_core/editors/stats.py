@@ -33,6 +33,7 @@ from torch import nn
 from ..errors import DataError, RequestError
 from ..hooks import trace
 from ..models import DEFAULT_MODEL, arch_spec
+from ._rank_one import forward
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,12 @@ def _safe(s: str) -> str:
 
 
 def cache_path(model: nn.Module, layer: int, source_label: str, n_samples: int,
-               cache_dir: str | os.PathLike | None = None) -> Path:
+               cache_dir: str | os.PathLike | None = None, fingerprint: str | None = None) -> Path:
     """Where the statistics of ``(model, layer, source, n_samples)`` are cached."""
     spec = arch_spec(model)
     name = _safe(Path(getattr(model.config, "_name_or_path", "") or "model").name)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return folder / (f"{name}-{model_fingerprint(model)}-{source_label}-"
+    return folder / (f"{name}-{fingerprint or model_fingerprint(model)}-{source_label}-"
                      f"{spec.mlp_out_name(model, layer)}-n{n_samples}.safetensors")
 
 
@@ -140,7 +141,7 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
     limit = _max_tokens(model)
     ids = [tok(s, truncation=True, max_length=limit)["input_ids"] for s in samples]
     ids = sorted((x for x in ids if x), key=len)  # similar lengths together: little padding
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = tok.pad_token_id or 0
     acc: dict[int, torch.Tensor] = {}
     n_tokens = 0
 
@@ -158,8 +159,8 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
                 for r, row in enumerate(rows):
                     x[r, :len(row)] = torch.tensor(row)
                     mask[r, :len(row)] = 1
-                try:
-                    model(input_ids=x.to(device), attention_mask=mask.to(device))
+                try:  # right padding needs no padding mask in a causal model: see _rank_one.causal_mask
+                    forward(model, x.to(device))
                 except _Stop:
                     pass
                 keep = mask.bool().to(device)
@@ -175,6 +176,29 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
     return {layer: (m / n_tokens).float() for layer, m in acc.items()}, n_tokens
 
 
+def _resolve(model: nn.Module, layers: Iterable[int], texts: TextSource, n_samples: int,
+             cache_dir: str | os.PathLike | None):
+    """({layer: cache path}, source label, loader of the samples)."""
+    if n_samples < 1:
+        raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
+    n_layers = arch_spec(model).n_layers(model)
+    label, load_samples = _source_label(model, texts, n_samples)
+    fingerprint = model_fingerprint(model)
+    paths = {layer: cache_path(model, layer, label, n_samples, cache_dir, fingerprint)
+             for layer in sorted({layer % n_layers for layer in layers})}
+    return paths, label, load_samples
+
+
+def moment_paths(model: nn.Module, layers: Iterable[int], texts: TextSource = None, n_samples: int = 10_000,
+                 cache_dir: str | os.PathLike | None = None) -> dict[int, Path]:
+    """Where ``key_second_moments`` caches each layer's statistics (whether or not they exist yet).
+
+    The path names the model and its weight fingerprint, the text source and the sample count, so
+    editors can use it as a key for what they derive from C.
+    """
+    return _resolve(model, layers, texts, n_samples, cache_dir)[0]
+
+
 def key_second_moments(model: nn.Module, tok, layers: Iterable[int], texts: TextSource = None,
                        n_samples: int = 10_000, cache_dir: str | os.PathLike | None = None,
                        batch_size: int = 32) -> dict[int, torch.Tensor]:
@@ -183,12 +207,7 @@ def key_second_moments(model: nn.Module, tok, layers: Iterable[int], texts: Text
     Layers found in the cache are loaded; the missing ones are computed together in one pass over
     the samples and saved (written atomically, so concurrent processes never read half a file).
     """
-    if n_samples < 1:
-        raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
-    n_layers = arch_spec(model).n_layers(model)
-    layers = sorted({layer % n_layers for layer in layers})
-    label, load_samples = _source_label(model, texts, n_samples)
-    paths = {layer: cache_path(model, layer, label, n_samples, cache_dir) for layer in layers}
+    paths, label, load_samples = _resolve(model, layers, texts, n_samples, cache_dir)
     out: dict[int, torch.Tensor] = {}
     for layer, path in paths.items():
         if path.is_file():
