@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..editors import EDITORS, editor_config, make_editor
-from ..errors import DataError, RequestError
+from ..errors import DataError, RequestError, SSSError
 from ..types import EditCase
 from .datasets import load_cases
 from .report import write_bench_report
@@ -303,23 +304,28 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     jobs = plan(cfg, lm, cases_by_seed, store.done)
     todo = sum(not store.done(k) for _, keys, _ in jobs for k in keys)
     skipped = sum(len(keys) for _, keys, _ in jobs) - todo
-    with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
-        if cfg.workers > 1:
-            store.close()
-            cpu_workers = _run_workers(cfg, out, len(jobs), bar)
-            merge_parts(out)
-            made = len(keys_of(out / "results.jsonl")) - len(store.keys)
-        else:
-            cpu_workers = 0.0
-            try:
-                made = _run_jobs(jobs, store, bar)
-            finally:
+    before, cpu_workers, interrupted = len(store.keys), 0.0, False
+    try:
+        with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
+            if cfg.workers > 1:
                 store.close()
+                cpu_workers = _run_workers(cfg, out, len(jobs), bar)
+            else:
+                _run_jobs(jobs, store, bar)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
+        interrupted = True
+    finally:
+        store.close()
+        merge_parts(out)
+    made = len(keys_of(out / "results.jsonl")) - before
     wall = time.time() - started
     _log_invocation(out, cfg, command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     wall_seconds=round(wall, 1),
                     cpu_seconds=round(time.process_time() - cpu_started + cpu_workers, 1),
-                    results_made=made, results_skipped=skipped)
+                    results_made=made, results_skipped=skipped, interrupted=interrupted)
+    if interrupted:
+        raise SSSError(f"interrupted after {made} new results; they are kept in {out / 'results.jsonl'}: "
+                       "rerun the same command with --resume to continue")
     report = write_bench_report(out, cfg, lm, cases_by_seed)
     return {"out": str(out), "results_made": made, "results_skipped": skipped, "wall_seconds": round(wall, 1),
             "report": str(report)}
@@ -379,11 +385,16 @@ def _argv(cfg: BenchConfig, args) -> list[str]:
     return argv + (["--resume"] if args.resume else [])
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_bench_command(args) -> None:
     import shlex
     import sys
 
     from ..cli import _parse_settings
+    signal.signal(signal.SIGTERM, _interrupt)  # a polite kill finishes like Ctrl-C: results logged, files closed
     if args.threads < 1:
         raise RequestError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import sss_core
+import sss_core.errors
 from sss_core.cli import main
 from sss_core.errors import DataError, RequestError
 from sss_core.evaluation.bench import BenchConfig, ResultStore, keys_of, merge_parts, run_bench
@@ -136,3 +137,23 @@ def test_resume_merges_what_workers_of_a_killed_run_left(tmp_path):
     merge_parts(tmp_path)
     assert {k.case_id for k in keys_of(tmp_path / "results.jsonl")} == {"a", "b", "c"}
     assert not list(tmp_path.glob("results.part*"))
+
+
+def test_ctrl_c_keeps_results_logs_the_run_and_resume_finishes(tmp_path, tiny_model_dir, monkeypatch):
+    import sss_core.evaluation.bench as bench
+    real = bench.single_edits
+
+    def interrupted_after_two(*args, **kwargs):
+        for i, outcome in enumerate(real(*args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, via the CLI's handler) does mid-run
+            yield outcome
+    monkeypatch.setattr(bench, "single_edits", interrupted_after_two)
+    cfg = BenchConfig(editors=("ft-l",), data=str(FIXTURES / "counterfact.json"), seeds=1, settings={"steps": 2},
+                      model=str(tiny_model_dir), device="cpu")
+    with pytest.raises(sss_core.errors.SSSError, match="interrupted after 2 new results"):
+        run_bench(cfg, tmp_path, progress=False)
+    assert len(lines(tmp_path / "results.jsonl")) == 2
+    assert json.loads((tmp_path / "config.json").read_text())["runs"][-1]["interrupted"] is True
+    monkeypatch.setattr(bench, "single_edits", real)
+    assert run_bench(cfg, tmp_path, resume=True, progress=False)["results_made"] == 1
