@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -60,6 +61,7 @@ def main() -> None:
     memit.edit(lm.model, lm.tok, requests[:2])
     warmup = time.perf_counter() - start
 
+    load_start = os.getloadavg()[0]
     times, accs = [], []
     for r in requests[:args.n_rome]:
         t = time.perf_counter()
@@ -68,6 +70,7 @@ def main() -> None:
         with edit:
             accs.append(_accuracy(lm.model, lm.tok, [r]))
     results = {"device": str(lm.device), "threads": torch.get_num_threads(), "warmup_s": round(warmup, 2),
+               "load_avg_1m_at_start": round(load_start, 2),
                "rome": {**_summary(times), "layer": rome.config.layer,
                         "reliability": round(statistics.mean(accs), 4)}}
     print(json.dumps(results["rome"]), flush=True)
@@ -82,6 +85,8 @@ def main() -> None:
         acc = _accuracy(lm.model, lm.tok, batch)
     results["memit"] = {**_summary(times), "batch": len(batch), "layers": list(memit.config.layers),
                         "reliability": round(acc, 4), "v_steps": edit.info["steps"]}
+    results["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews timings
+    print(json.dumps({k: v for k, v in results.items() if k not in ("rome", "memit")}), flush=True)
     print(json.dumps(results["memit"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

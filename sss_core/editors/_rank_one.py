@@ -11,6 +11,11 @@ last token of the subject, the value W k its output there. An edit
 3. writes the pair into W in closed form, weighting other keys by C = E[k k^T] (``stats.py``):
    ROME exactly (rank one), MEMIT in the least-squares sense over many pairs and layers.
 
+By default step 2 already optimises through the update of step 3 (``update_spread``): the
+closed-form update also moves the MLP output at the prompt's other tokens, and in a batch each
+request's column moves the others' outputs. On the small default model, optimising only the
+patch at the subject token (the paper) left ROME at 0.76 reliability; through the update, 0.96+.
+
 All functions take and return tensors on the model's device unless said otherwise.
 """
 

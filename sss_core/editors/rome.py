@@ -6,7 +6,7 @@ dW = delta u^T / (u^T k*) with u = C^-1 k*, C = E[k k^T] over text. Several requ
 one after another, each computed on the weights the previous ones left; the result is one edit.
 
 Example:
-    >>> editor = ROME(ROMEConfig(layer=1))
+    >>> editor = ROME(ROMEConfig(layer=0))
     >>> with editor.edit(lm.model, lm.tok, [EditRequest("The capital of France is", "Rome", "France")]):
     ...     ...
 """
@@ -40,7 +40,7 @@ class ROMEConfig:
     layer: int = _f(0, "block whose MLP output projection is edited. Default: best of the 4-layer default "
                        "model (measured: block 0; blocks 1-2 reach 0.6-0.7 reliability); the paper uses 17 "
                        "for GPT-2 XL, 5 for GPT-J")
-    v_lr: float = _f(1.0, "Adam learning rate of the value optimisation (paper: 0.5)")
+    v_lr: float = _f(2.0, "Adam learning rate of the value optimisation (paper: 0.5)")
     v_steps: int = _f(40, "maximum steps of the value optimisation; most edits stop early (paper: 20)")
     early_stop_nll: float = _f(0.05, "stop optimising once the target NLL of every prompt variant is below this")
     kl_factor: float = _f(0.0625, "weight of the KL term that keeps '{subject} is a' predictions (paper: 0.0625)")

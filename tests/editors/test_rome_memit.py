@@ -187,3 +187,18 @@ def test_key_statistics_need_text_for_other_models(tiny_lm, tmp_path):
     from_list = stats.key_second_moment(tiny_lm.model, tiny_lm.tok, 0, cache_dir=tmp_path,
                                         texts=["The capital of France is Paris.", "Berlin is a city in Germany."])
     assert torch.allclose(C, from_list, atol=1e-6)
+
+
+def test_memit_spreads_the_update_over_several_layers(default_lm, stats_dir):
+    from sss_core.evaluation.metrics import answer_probability
+    model, tok = default_lm.model, default_lm.tok
+    saved = state_copy(model)
+    requests = [FRANCE, SPAIN]
+    before = answer_probability(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
+    edit = MEMIT(MEMITConfig(layers=(0, 1), stats_dir=stats_dir, mom2_n_samples=N_SAMPLES)).edit(model, tok, requests)
+    assert set(edit.new) == {default_lm.spec.mlp_out_name(model, layer) + ".weight" for layer in (0, 1)}
+    assert all(norm > 0 for norm in edit.delta_norms().values())  # both layers take a share
+    with edit:
+        after = answer_probability(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
+    assert all(a > 2 * b for a, b in zip(after, before)), (before, after)
+    assert_bit_identical(model, saved)
