@@ -283,6 +283,17 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
     return sum(c.value for c in cpus)
 
 
+def rebuild_report(cfg: BenchConfig, out: Path) -> Path:
+    """Write the report of ``out`` again from its results (nothing is run, no invocation is logged)."""
+    from ..models import DEFAULT_MODEL, load_model
+    if not (out / "results.jsonl").exists():
+        raise RequestError(f"{out} has no results.jsonl to report on")
+    max_bytes = int(cfg.max_data_mb * 2**20)
+    cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
+                     for s in range(cfg.seeds)}
+    return write_bench_report(out, cfg, load_model(cfg.model or DEFAULT_MODEL, device=cfg.device), cases_by_seed)
+
+
 def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = "",
               progress: bool = True) -> dict:
     """Run everything ``cfg`` asks for into ``out``, then write the report. Returns a summary."""
@@ -367,6 +378,8 @@ def add_bench_parser(sub) -> None:
                    help="plots load plotly.js from a file next to them (offline) or from the CDN")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the work (e.g. 2 on 2 cores); each loads its own model copy")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rebuild the report of --out from its results (give the same --data, --n, --seeds)")
     p.add_argument("--no-progress", action="store_true")
     _add_model_arg(p)
     p.set_defaults(handler=run_bench_command)
@@ -406,5 +419,8 @@ def run_bench_command(args) -> None:
     # the exact command line when run as ``python -m sss_core``; an equivalent one when called in-process
     argv = sys.argv[1:] if Path(sys.argv[0]).name == "__main__.py" and "bench" in sys.argv else _argv(cfg, args)
     command = "python -m sss_core " + shlex.join(argv)
+    if args.report_only:
+        print(json.dumps({"report": str(rebuild_report(cfg.validate(), args.out))}))
+        return
     summary = run_bench(cfg, args.out, args.resume, command, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))

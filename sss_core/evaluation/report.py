@@ -229,13 +229,18 @@ def lambda_table(frame: pd.DataFrame) -> str:
 
 
 def timing_table(frame: pd.DataFrame) -> str:
-    """Results, failed edits and mean edit time per editor and mode."""
-    body = []
-    for (editor, mode), rows in frame.groupby(["editor", "mode"], sort=False):
-        if mode.endswith("/final"):
-            continue
-        body.append([editor, mode, len(rows), int(rows["error"].notna().sum()),
-                     f"{rows['seconds'].mean():.3f}" if rows["seconds"].notna().any() else "–"])
+    """Results, failed edits and mean edit time per editor and mode (single, sequential by n, sweep by C)."""
+    def order(mode: str) -> tuple:
+        kind, _, value = mode.partition("@")
+        kinds = ("single", "sequential", "sweep")
+        return kinds.index(kind) if kind in kinds else len(kinds), float(value.removeprefix("C=") or 0)
+
+    rows = frame[~frame["mode"].str.endswith("/final")]
+    editors = list(dict.fromkeys(rows["editor"]))
+    groups = sorted(rows.groupby(["editor", "mode"], sort=False),
+                    key=lambda g: (editors.index(g[0][0]), order(g[0][1])))
+    body = [[editor, mode, len(r), int(r["error"].notna().sum()),
+             f"{r['seconds'].mean():.3f}" if r["seconds"].notna().any() else "–"] for (editor, mode), r in groups]
     return md_table(["Editor", "Mode", "results", "failed edits", "mean edit time (s)"], body)
 
 

@@ -52,6 +52,11 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
     assert (tmp_path / "c_sweep.html").exists() and (tmp_path / "sequential.html").exists()
     assert len(pd.read_csv(tmp_path / "hypothesis.csv")) == 12  # 6 pairs x 2 editors
     assert json.loads((tmp_path / "config.json").read_text())["runs"][0]["wall_seconds"] > 0
+    (tmp_path / "report.md").unlink()
+    assert main(["bench", "--editors", "ft-l", "--data", cfg.data, "--seeds", "2", "--out", str(tmp_path),
+                 "--model", cfg.model, "--report-only"]) == 0
+    assert "Table 1" in (tmp_path / "report.md").read_text()
+    assert len(json.loads((tmp_path / "config.json").read_text())["runs"]) == 1  # not an invocation
 
 
 def test_existing_results_need_resume(tmp_path, tiny_model_dir):
