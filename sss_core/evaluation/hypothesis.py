@@ -33,7 +33,7 @@ from scipy import stats
 from torch import nn
 
 from ..embeddings import Pooling, embed_prompts
-from ..text import encode_pairs, target_nll
+from ..text import encode_pairs, max_positions, target_nll
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,16 @@ def knn_density(model: nn.Module, tok, prompts: Sequence[str], reference: Sequen
                 k: int = 10, pooling: Pooling = "mean") -> dict[str, float]:
     """Mean distance from each prompt to its k nearest reference prompts (itself excluded).
 
-    With fewer than k + 1 reference prompts, k shrinks to what there is.
+    With fewer than k + 1 reference prompts, k shrinks to what there is. Prompts longer than the
+    model's context cannot be embedded: they are left out of the reference and get NaN.
     """
-    prompts = list(dict.fromkeys(prompts))
-    reference = list(dict.fromkeys(reference))
+    limit = max_positions(model)
+
+    def fits(p: str) -> bool:
+        return limit is None or 0 < len(tok(p)["input_ids"]) <= limit
+    every = list(dict.fromkeys(prompts))
+    prompts = [p for p in every if fits(p)]
+    reference = [p for p in dict.fromkeys(reference) if fits(p)]
     k = min(k, len(reference) - 1)
     if k < 1:
         raise ValueError(f"the reference set has {len(reference)} prompts; the density needs at least 2")
@@ -79,7 +85,8 @@ def knn_density(model: nn.Module, tok, prompts: Sequence[str], reference: Sequen
     for i, p in enumerate(prompts):
         if p in where:
             dist[i, where[p]] = math.inf
-    return dict(zip(prompts, dist.topk(k, dim=1, largest=False).values.mean(1).tolist()))
+    found = dict(zip(prompts, dist.topk(k, dim=1, largest=False).values.mean(1).tolist()))
+    return {p: found.get(p, math.nan) for p in every}
 
 
 @dataclass(frozen=True)

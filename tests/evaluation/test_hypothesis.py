@@ -35,6 +35,9 @@ def test_density_and_nll_on_a_model(bench_lm):
     prompts = ["France is a country", "The capital of France is", "Paris is a city", "A B C D", "one two three"]
     dens = knn_density(bench_lm.model, bench_lm.tok, prompts[:2], prompts, k=10)
     assert set(dens) == set(prompts[:2]) and all(v > 0 for v in dens.values())  # k shrank to 4; self excluded
+    too_long = "word " * 200
+    dens = knn_density(bench_lm.model, bench_lm.tok, [prompts[0], too_long], prompts + [too_long], k=3)
+    assert dens[prompts[0]] > 0 and math.isnan(dens[too_long])  # beyond the context: left out, NaN
     nll = target_nll_of(bench_lm.model, bench_lm.tok, prompts[:2], ["Paris", "Rome"])
     assert len(nll) == 2 and all(v > 0 for v in nll)
 
