@@ -42,6 +42,8 @@ BLOCK = 25  # cases per job of single edits: the unit of work a worker takes
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """What one ``bench`` invocation runs (the CLI's flags; recorded in DIR/config.json)."""
+
     editors: tuple[str, ...]
     data: str = "world"  # "world", "world:SPLIT" or a JSON file
     n: int | None = None  # cases per seed (None: all)
@@ -364,7 +366,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--mode", dest="modes", type=_csv_list(str), default=("single",),
                    help="single, sequential, sweep, or a comma-separated list of them")
     p.add_argument("--seq-sizes", type=_csv_list(int), default=(1, 10, 100), help="sequential n values")
-    p.add_argument("--sweep-values", type=_csv_list(float), default=BenchConfig.sweep_values, help="C values")
+    p.add_argument("--sweep-values", type=_csv_list(float), default=BenchConfig.sweep_values,
+                   help="C values; the sweep sets sss_c of the +sss editors at edit time, so it is meaningful for "
+                        "FT-L (MEND and SERAC fix C when they are trained: sweep them by training checkpoints)")
     p.add_argument("--sweep-n", type=int, default=100, help="cases per seed in the C sweep")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished results")
     p.add_argument("--max-data-mb", type=float, default=100.0, help="refuse data files larger than this")
