@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from sss_core.editors import EDITORS, editor_config, make_editor

@@ -467,6 +467,17 @@ def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "expo
                                 key=f"{key}-html-{name}-{run.run_id}", on_click="ignore")
 
 
+def chart_with_table(fig, df: pd.DataFrame, stem: str, key: str, table_label: str = "Table") -> None:
+    """A figure, the table behind it, and both as downloads: the table as CSV, the figure as HTML."""
+    st.plotly_chart(fig, key=f"{key}-fig", width="stretch")
+    st.dataframe(df, hide_index=True, width="stretch", key=f"{key}-table")
+    c1, c2 = st.columns(2)
+    with c1:
+        frame_csv_button(df, f"{table_label} (CSV)", f"{stem}.csv", key=f"{key}-csv")
+    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig), f"{stem}.html", "text/html",
+                       key=f"{key}-html", on_click="ignore")
+
+
 def frame_csv_button(df: pd.DataFrame, label: str, file_name: str, key: str) -> None:
     buf = io.StringIO()
     df.to_csv(buf, index=False)

@@ -42,11 +42,16 @@ def _nonempty(text: str) -> str:
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="local model folder or hub name (default: the shipped model)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="weights' dtype (default: as saved); half precision halves GPU memory")
+    p.add_argument("--device-map", default=None, metavar="MAP",
+                   help="e.g. 'auto': spread a model too large for one GPU over all of them (accelerate); "
+                        "--device is then ignored")
 
 
 def _load(args):
     from .models import DEFAULT_MODEL, load_model
-    return load_model(args.model or DEFAULT_MODEL, device=args.device)
+    return load_model(args.model or DEFAULT_MODEL, device=args.device, dtype=args.dtype, device_map=args.device_map)
 
 
 def _emit(obj: dict, as_json: bool, text: str) -> None:

@@ -57,3 +57,18 @@ def test_lambda_and_world(tmp_path):
     assert res.returncode == 0, res.stderr
     assert len(json.loads((tmp_path / "test.json").read_text())) >= 500
     assert len(json.loads((tmp_path / "facts.json").read_text())) >= 2000
+
+
+def test_train_rejects_an_unknown_setting_before_loading_anything(tmp_path):
+    res = cli("train", "serac", "--out", str(tmp_path / "x"), "--set", "swap_target=0.5")
+    assert res.returncode == 2
+    assert "no setting 'swap_target'" in res.stderr and "swap_targets" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_lambda_on_a_bfloat16_model():
+    res = cli("lambda", "--prompt", "The capital of France is", "--target", "Paris", "--json", "--dtype", "bfloat16",
+              "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["lambda_max"] > 0

@@ -67,12 +67,6 @@ if history:
         "retention (all edits so far)": [s.retention for s in history],
         "reliability (this edit)": [s.metrics.get("reliability") for s in history],
         "locality (this edit's probes)": [s.metrics.get("locality") for s in history]})
-    st.plotly_chart(fig, key=f"seq-fig-{len(history)}", width="stretch")
-    st.dataframe(df, hide_index=True, width="stretch", key="seq-table")
-    e1, e2 = st.columns(2)
-    with e1:
-        panels.frame_csv_button(df, "History (CSV)", "sss-sequential.csv", key="seq-csv")
-    e2.download_button("Figure (HTML)", lambda: figures.figure_html(fig), "sss-sequential.html", "text/html",
-                       key="seq-html", on_click="ignore")
+    panels.chart_with_table(fig, df, "sss-sequential", key=f"seq-{len(history)}", table_label="History")
 else:
     st.info("No edits yet: apply the request above, or a batch of world presets.")

@@ -38,13 +38,7 @@ if sweep:
     keys = ("reliability", "generality", "locality")
     fig = figures.sweep_figure([p.c for p in pts], {k: [p.metrics.get(k) for p in pts] for k in keys},
                                [p.lambda_max_after for p in pts], pts[0].lambda_max_before)
-    st.plotly_chart(fig, key="sweep-fig", width="stretch")
     df = pd.DataFrame([{"C": p.c, **{k: p.metrics.get(k) for k in (*keys, "portability")},
                         "λ_max before": p.lambda_max_before, "λ_max after": p.lambda_max_after,
                         "seconds": p.seconds} for p in pts])
-    st.dataframe(df, hide_index=True, width="stretch", key="sweep-table")
-    c1, c2 = st.columns(2)
-    with c1:
-        panels.frame_csv_button(df, "Table (CSV)", "sss-sweep.csv", key="sweep-csv")
-    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig), "sss-sweep.html", "text/html",
-                       key="sweep-html", on_click="ignore")
+    panels.chart_with_table(fig, df, "sss-sweep", key="sweep")

@@ -21,7 +21,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import DataError, SSSError
+from ..errors import DataError, RequestError, SSSError
 from ..types import LOCALITY_GROUPS, EditRequest
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,20 @@ def easyedit_examples(path: str | Path) -> list[TrainExample]:
 def load_examples(data: str | Path = "world", split: str = "train") -> list[TrainExample]:
     """``data`` is 'world' (the built-in world, ``split``) or the path of an EasyEdit JSON."""
     return world_examples(split) if str(data) == "world" else easyedit_examples(data)
+
+
+def training_examples(data: str | Path | Sequence[TrainExample], sss_c: float, seed: int) -> list[TrainExample]:
+    """The checks and set-up every training entry point starts with: C in range, examples, torch seed.
+
+    data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
+    """
+    if not 0.0 <= sss_c <= 1.0:
+        raise RequestError(f"C must be in [0, 1], got {sss_c}")
+    examples = list(data) if not isinstance(data, (str, Path)) else load_examples(data, "train")
+    if not examples:
+        raise RequestError("no training examples")
+    torch.manual_seed(seed)
+    return examples
 
 
 def step_rng(seed: int, step: int) -> random.Random:
@@ -282,18 +296,20 @@ def evaluate_editor(lm, editor, cases, limit: int = 200) -> dict[str, float]:
 
 def add_train_parser(subparsers) -> None:
     """Add ``train mend|serac`` to an argparse subparsers object (``args.handler(args)`` runs it)."""
+    from ..cli import _add_model_arg
     p = subparsers.add_parser("train", help="meta-train MEND or train SERAC for a model")
     p.add_argument("editor", choices=("mend", "serac"))
     p.add_argument("--sss-c", type=float, default=0.0, help="C of the SSS term (0.9 in the paper; 0 = off)")
     p.add_argument("--data", default="world", help="'world' or the path of an EasyEdit ZsRE/CounterFact JSON")
     p.add_argument("--out", required=True, type=Path, help="folder for the checkpoint")
-    p.add_argument("--model", default=None, help="base model folder or hub name (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="training setting, e.g. --set lr=3e-4 --set swap_targets=0.5 (see the train configs)")
     p.add_argument("--validate", type=int, default=100, help="world validation edits scored at the end (0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
+    _add_model_arg(p)
     p.set_defaults(handler=_train_handler)
 
 
@@ -303,16 +319,25 @@ def _train_handler(args) -> None:
 
 def run_train(args) -> dict:
     """Run ``train mend|serac`` from parsed CLI arguments; returns the training summary."""
-    from ..models import DEFAULT_MODEL, load_model
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lm = load_model(args.model or DEFAULT_MODEL, device=args.device)
-    overrides = {"sss_c": args.sss_c, "seed": args.seed, "validate": args.validate}
+    from ..cli import _load, _parse_settings
+    from .mend import MENDTrainConfig, train_mend
+    from .serac import SERACTrainConfig, train_serac
+
+    config_cls, train = (MENDTrainConfig, train_mend) if args.editor == "mend" else (SERACTrainConfig, train_serac)
+    overrides = {**_parse_settings(getattr(args, "set", [])), "sss_c": args.sss_c, "seed": args.seed,
+                 "validate": args.validate}
     if args.steps:
         overrides["steps"] = args.steps
-    if args.editor == "mend":
-        from .mend import MENDTrainConfig, train_mend
-        return train_mend(lm, args.data, args.out, MENDTrainConfig(**overrides), resume=args.resume)
-    from .serac import SERACTrainConfig, train_serac
-    return train_serac(lm, args.data, args.out, SERACTrainConfig(**overrides), resume=args.resume)
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise RequestError(f"{args.editor} training has no setting {unknown[0]!r}; settings: {', '.join(sorted(known))}")
+    for key in ("feature_layers", "layers", "cf_layers"):  # JSON lists -> the tuples the configs hold
+        if isinstance(overrides.get(key), list):
+            overrides[key] = tuple(overrides[key])
+    config = config_cls(**overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = _load(args)
+    return train(lm, args.data, args.out, config, resume=args.resume)
 

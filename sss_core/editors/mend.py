@@ -41,8 +41,8 @@ from ..sss import Reduction, forward_pairs, sss_from_hidden
 from ..text import PairBatch, encode_for, encode_pairs
 from ..types import EditRequest
 from ._meta import (ASSETS, CheckpointError, LoopConfig, TrainExample, check_fingerprint,
-                    evaluate_editor, fingerprint, load_examples, load_trained, sample_batch,
-                    save_trained, step_rng, train_loop)
+                    evaluate_editor, fingerprint, load_trained, sample_batch,
+                    save_trained, step_rng, train_loop, training_examples)
 from .base import WeightEdit, model_lock
 
 log = logging.getLogger(__name__)
@@ -297,14 +297,8 @@ def train_mend(lm, data: str | Path | Sequence[TrainExample], out: Path | str, c
     data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
     Returns the summary also written to out/config.json (losses, wall time, validation scores).
     """
-    if not 0.0 <= cfg.sss_c <= 1.0:
-        raise RequestError(f"C must be in [0, 1], got {cfg.sss_c}")
-    out = Path(out)
-    examples = list(data) if not isinstance(data, (str, Path)) else load_examples(data, "train")
-    if not examples:
-        raise RequestError("no training examples")
-    model, tok = lm.model, lm.tok
-    torch.manual_seed(cfg.seed)
+    examples = training_examples(data, cfg.sss_c, cfg.seed)
+    out, model, tok = Path(out), lm.model, lm.tok
     net = build_net(model, cfg)
     if not resume:
         fit_normalisation(model, tok, net, examples, cfg)

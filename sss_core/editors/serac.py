@@ -23,7 +23,7 @@ import copy
 import logging
 import time
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -38,8 +38,8 @@ from ..sss import Reduction, sss_from_hidden
 from ..text import encode_pairs, max_positions, target_nll
 from ..types import EditRequest
 from ._meta import (ASSETS, CheckpointError, LoopConfig, TrainExample, check_fingerprint,
-                    evaluate_editor, fingerprint, load_examples, load_trained, sample_batch,
-                    save_trained, step_rng, train_loop)
+                    evaluate_editor, fingerprint, load_trained, sample_batch,
+                    save_trained, step_rng, train_loop, training_examples)
 from .base import model_lock
 from .mend import kl_loc
 
@@ -89,6 +89,9 @@ class SERACTrainConfig:
         "help": "weight of L_edit (1.0: with MEND's 0.1 the small counterfactual model learnt to read the "
                 "edit too slowly for a 10-minute CPU budget)"})
     c_loc: float = field(default=1.0, metadata={"help": "weight of L_loc"})
+    swap_targets: float = field(default=0.0, metadata={
+        "help": "share of the counterfactual model's edits whose target is swapped for another training "
+                "edit's target, so it learns to copy any target, not the ones that fit the relation"})
     sss_c: float = field(default=0.0, metadata={"help": "C of L_edit = C*SSS + (1-C)*L_edit; 0 disables SSS"})
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
@@ -376,8 +379,11 @@ def counterfactual_loss(model: nn.Module, tok, cf: nn.Module, batch: Sequence[Tr
     embed = cf.get_input_embeddings()
     eq_reqs, eq_prompts = [], []
     for ex in batch:
-        for p in (ex.request.prompt, rng.choice(ex.equiv[1:] or ex.equiv)):
-            eq_reqs.append(ex.request)
+        request = ex.request
+        if cfg.swap_targets > 0 and rng.random() < cfg.swap_targets:
+            request = replace(request, target_new=rng.choice(batch).request.target_new)
+        for p in (request.prompt, rng.choice(ex.equiv[1:] or ex.equiv)):
+            eq_reqs.append(request)
             eq_prompts.append(p)
     eq = encode_pairs(tok, eq_prompts, [r.target_new for r in eq_reqs], device)
     loc_pairs = [rng.choice(ex.loc) for ex in batch]
@@ -415,14 +421,8 @@ def train_serac(lm, data: str | Path | Sequence[TrainExample], out: Path | str,
 
     data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
     """
-    if not 0.0 <= cfg.sss_c <= 1.0:
-        raise RequestError(f"C must be in [0, 1], got {cfg.sss_c}")
-    out = Path(out)
-    examples = list(data) if not isinstance(data, (str, Path)) else load_examples(data, "train")
-    if not examples:
-        raise RequestError("no training examples")
-    model, tok = lm.model, lm.tok
-    torch.manual_seed(cfg.seed)
+    examples = training_examples(data, cfg.sss_c, cfg.seed)
+    out, model, tok = Path(out), lm.model, lm.tok
     d_model = model.get_input_embeddings().weight.shape[1]
     net = SERACNet(model, ScopeClassifier(d_model, cfg.feature_layers, cfg.dim), cfg.cf_layers)
     net.to(next(model.parameters()).device)

@@ -59,6 +59,8 @@ class BenchConfig:
     knn: int = 10  # neighbours of the density measure
     model: str | None = None
     device: str = "auto"
+    dtype: str | None = None  # "float32", "float16", "bfloat16"; None: as saved
+    device_map: str | None = None  # e.g. "auto": over several GPUs
     plotly_js: str = "directory"  # "directory" (offline, one plotly.min.js) or "cdn"
     workers: int = 1  # processes sharing the jobs (each loads its own copy of the model)
 
@@ -232,13 +234,12 @@ def _worker(cfg: BenchConfig, out: Path, index: int, threads: int, queue, cpu, p
     """
     import queue as queues
 
-    from ..models import DEFAULT_MODEL, load_model
     torch.set_num_threads(threads)
     max_bytes = int(cfg.max_data_mb * 2**20)
     cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
                      for s in range(cfg.seeds)}
     store = ResultStore(out / f"results.part{index}.jsonl", resume=True, also_done=keys_of(out / "results.jsonl"))
-    lm = load_model(cfg.model or DEFAULT_MODEL, device=cfg.device)
+    lm = _load_model(cfg)
     jobs = plan(cfg, lm, cases_by_seed, store.done)  # the same list as the parent's: plan is deterministic
     try:
         while os.getppid() == parent:
@@ -287,13 +288,12 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
 
 def rebuild_report(cfg: BenchConfig, out: Path) -> Path:
     """Write the report of ``out`` again from its results (nothing is run, no invocation is logged)."""
-    from ..models import DEFAULT_MODEL, load_model
     if not (out / "results.jsonl").exists():
         raise RequestError(f"{out} has no results.jsonl to report on")
     max_bytes = int(cfg.max_data_mb * 2**20)
     cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
                      for s in range(cfg.seeds)}
-    return write_bench_report(out, cfg, load_model(cfg.model or DEFAULT_MODEL, device=cfg.device), cases_by_seed)
+    return write_bench_report(out, cfg, _load_model(cfg), cases_by_seed)
 
 
 def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = "",
@@ -301,7 +301,6 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     """Run everything ``cfg`` asks for into ``out``, then write the report. Returns a summary."""
     from tqdm import tqdm
 
-    from ..models import DEFAULT_MODEL, load_model
 
     cfg.validate()
     max_bytes = int(cfg.max_data_mb * 2**20)
@@ -313,7 +312,7 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     store = ResultStore(out / "results.jsonl", resume)
     started, cpu_started = time.time(), time.process_time()
     _log_invocation(out, cfg, command, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    lm = load_model(cfg.model or DEFAULT_MODEL, device=cfg.device)
+    lm = _load_model(cfg)
     jobs = plan(cfg, lm, cases_by_seed, store.done)
     todo = sum(not store.done(k) for _, keys, _ in jobs for k in keys)
     skipped = sum(len(keys) for _, keys, _ in jobs) - todo
@@ -398,8 +397,15 @@ def _argv(cfg: BenchConfig, args) -> list[str]:
              if "sweep" in cfg.modes else [])
     argv += [a for k, v in cfg.settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     argv += ["--model", cfg.model] if cfg.model else []
+    argv += ["--dtype", cfg.dtype] if cfg.dtype else []
+    argv += ["--device-map", cfg.device_map] if cfg.device_map else []
     argv += ["--workers", str(cfg.workers)] if cfg.workers > 1 else []
     return argv + (["--resume"] if args.resume else [])
+
+
+def _load_model(cfg: BenchConfig):
+    from ..models import DEFAULT_MODEL, load_model
+    return load_model(cfg.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map)
 
 
 def _interrupt(signum, frame) -> None:
@@ -419,7 +425,7 @@ def run_bench_command(args) -> None:
                       seq_sizes=args.seq_sizes, sweep_values=args.sweep_values, sweep_n=args.sweep_n, fmt=args.fmt,
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=_parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
-                      plotly_js=args.plotly_js, workers=args.workers)
+                      dtype=args.dtype, device_map=args.device_map, plotly_js=args.plotly_js, workers=args.workers)
     # the exact command line when run as ``python -m sss_core``; an equivalent one when called in-process
     argv = sys.argv[1:] if Path(sys.argv[0]).name == "__main__.py" and "bench" in sys.argv else _argv(cfg, args)
     command = "python -m sss_core " + shlex.join(argv)

@@ -320,8 +320,8 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
              "Exact command(s), in order (one per invocation into this folder):", "", "```", commands, "```", "",
              f"- model: `{lm.name}`; device {lm.device}; torch {torch.__version__}, {torch.get_num_threads()} threads",
              f"- data: `{cfg.data}`, {len(cases_by_seed[0])} cases per seed, seeds 0..{cfg.seeds - 1}",
-             f"- probes per seed: " + ", ".join(f"{g} {k}" for g, k in counts.items()),
-             f"- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in editors),
+             "- probes per seed: " + ", ".join(f"{g} {k}" for g, k in counts.items()),
+             "- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in editors),
              f"- seeds: {seed_note(cfg.data)}",
              "- scores: EasyEdit teacher-forced token accuracy in %, mean ± std over seeds of the per-seed mean "
              "over cases; locality = agreement of post- with pre-edit argmax on neighbour prompts.", ""]
