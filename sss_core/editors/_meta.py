@@ -331,7 +331,8 @@ def run_train(args) -> dict:
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise RequestError(f"{args.editor} training has no setting {unknown[0]!r}; settings: {', '.join(sorted(known))}")
+        raise RequestError(f"{args.editor} training has no setting {unknown[0]!r}; "
+                           f"settings: {', '.join(sorted(known))}")
     for key in ("feature_layers", "layers", "cf_layers"):  # JSON lists -> the tuples the configs hold
         if isinstance(overrides.get(key), list):
             overrides[key] = tuple(overrides[key])

@@ -81,17 +81,22 @@ class SERACTrainConfig:
     dim: int = field(default=128, metadata={"help": "classifier embedding size"})
     cf_layers: tuple[int, ...] | None = field(default=None, metadata={
         "help": "blocks of the counterfactual model that are fine-tuned (None: all; the others stay the base's)"})
-    steps: int = field(default=700, metadata={"help": "training steps"})
+    steps: int = field(default=1400, metadata={
+        "help": "training steps (default model, validation reliability: 0.95 at 700, 0.98 at 1,400)"})
     batch_size: int = field(default=8, metadata={"help": "edits per step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the counterfactual model"})
     cls_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the classifier"})
     c_edit: float = field(default=1.0, metadata={
         "help": "weight of L_edit (1.0: with MEND's 0.1 the small counterfactual model learnt to read the "
                 "edit too slowly for a 10-minute CPU budget)"})
-    c_loc: float = field(default=1.0, metadata={"help": "weight of L_loc"})
-    swap_targets: float = field(default=0.0, metadata={
+    c_loc: float = field(default=0.3, metadata={
+        "help": "weight of L_loc (the scope classifier already keeps most unrelated inputs away from the "
+                "counterfactual model; on the default model 0.3 instead of 1.0 gave +4 points of "
+                "reliability at the same locality)"})
+    swap_targets: float = field(default=0.5, metadata={
         "help": "share of the counterfactual model's edits whose target is swapped for another training "
-                "edit's target, so it learns to copy any target, not the ones that fit the relation"})
+                "edit's target, so it learns to copy any target, not only the ones that fit the relation "
+                "(on the default model: validation reliability 0.88 -> 0.91; 0 = off)"})
     sss_c: float = field(default=0.0, metadata={"help": "C of L_edit = C*SSS + (1-C)*L_edit; 0 disables SSS"})
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})

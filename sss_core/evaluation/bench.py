@@ -32,11 +32,11 @@ from ..errors import DataError, RequestError, SSSError
 from ..types import EditCase
 from .datasets import load_cases
 from .report import write_bench_report
-from .runners import Outcome, RunKey, sequential_edits, single_edits
+from .runners import Outcome, RunKey, batch_edits, sequential_edits, single_edits
 
 log = logging.getLogger(__name__)
 
-MODES = ("single", "sequential", "sweep")
+MODES = ("single", "sequential", "batch", "sweep")
 BLOCK = 25  # cases per job of single edits: the unit of work a worker takes
 
 
@@ -50,6 +50,7 @@ class BenchConfig:
     seeds: int = 3  # seeds 0 .. seeds-1
     modes: tuple[str, ...] = ("single",)
     seq_sizes: tuple[int, ...] = (1, 10, 100)
+    batch_size: int = 100  # edits written at once in the batch mode (the paper's MEMIT batch)
     sweep_values: tuple[float, ...] = tuple(i / 10 for i in range(11))
     sweep_n: int = 100  # cases per seed in the C sweep
     fmt: str = "auto"
@@ -75,8 +76,8 @@ class BenchConfig:
         if "sweep" in self.modes and not self.sweep_editors:
             raise RequestError("the C sweep needs an editor with SSS among --editors, e.g. ft-l+sss")
         if (self.seeds < 1 or self.workers < 1 or (self.n is not None and self.n < 1)
-                or any(s < 1 for s in self.seq_sizes)):
-            raise RequestError("--n, --seeds, --seq-sizes and --workers must be positive")
+                or any(s < 1 for s in self.seq_sizes) or self.batch_size < 1):
+            raise RequestError("--n, --seeds, --seq-sizes, --batch-size and --workers must be positive")
         if any(not 0.0 <= c <= 1.0 for c in self.sweep_values):
             raise RequestError("C values of the sweep must be in [0, 1]")
         return self
@@ -179,6 +180,12 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                             for tail in ("", "/final") for c in chunk]
                     jobs.append((f"{name} seed {seed} sequential n={len(chunk)}", keys,
                                  lambda e=editor, c=chunk, s=seed: sequential_edits(model, tok, e, c, s, skip=skip)))
+            if "batch" in cfg.modes:
+                for start in range(0, len(cases), cfg.batch_size):
+                    chunk = cases[start:start + cfg.batch_size]
+                    keys = [RunKey(name, seed, c.request.case_id, f"batch@{len(chunk)}") for c in chunk]
+                    jobs.append((f"{name} seed {seed} batch {start // cfg.batch_size + 1}", keys,
+                                 lambda e=editor, c=chunk, s=seed: batch_edits(model, tok, e, c, s, skip=skip)))
         if "sweep" in cfg.modes:
             for name in cfg.sweep_editors:
                 for C in cfg.sweep_values:
@@ -363,8 +370,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--mode", dest="modes", type=_csv_list(str), default=("single",),
-                   help="single, sequential, sweep, or a comma-separated list of them")
+                   help="single, sequential, batch, sweep, or a comma-separated list of them")
     p.add_argument("--seq-sizes", type=_csv_list(int), default=(1, 10, 100), help="sequential n values")
+    p.add_argument("--batch-size", type=int, default=100,
+                   help="edits written at once in the batch mode (the cases are split into batches of this size)")
     p.add_argument("--sweep-values", type=_csv_list(float), default=BenchConfig.sweep_values,
                    help="C values; the sweep sets sss_c of the +sss editors at edit time, so it is meaningful for "
                         "FT-L (MEND and SERAC fix C when they are trained: sweep them by training checkpoints)")
@@ -393,6 +402,7 @@ def _argv(cfg: BenchConfig, args) -> list[str]:
             "--out", str(args.out), "--mode", ",".join(cfg.modes)]
     argv += ["--n", str(cfg.n)] if cfg.n else []
     argv += ["--seq-sizes", ",".join(map(str, cfg.seq_sizes))] if "sequential" in cfg.modes else []
+    argv += ["--batch-size", str(cfg.batch_size)] if "batch" in cfg.modes else []
     argv += (["--sweep-values", ",".join(f"{c:g}" for c in cfg.sweep_values), "--sweep-n", str(cfg.sweep_n)]
              if "sweep" in cfg.modes else [])
     argv += [a for k, v in cfg.settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
@@ -422,7 +432,7 @@ def run_bench_command(args) -> None:
         raise RequestError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     cfg = BenchConfig(editors=args.editors, data=args.data, n=args.n, seeds=args.seeds, modes=args.modes,
-                      seq_sizes=args.seq_sizes, sweep_values=args.sweep_values, sweep_n=args.sweep_n, fmt=args.fmt,
+                      seq_sizes=args.seq_sizes, batch_size=args.batch_size, sweep_values=args.sweep_values, sweep_n=args.sweep_n, fmt=args.fmt,
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=_parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
                       dtype=args.dtype, device_map=args.device_map, plotly_js=args.plotly_js, workers=args.workers)

@@ -1,4 +1,5 @@
-"""Run editors over many cases: single edits with revert, sequential edits that accumulate.
+"""Run editors over many cases: single edits with revert, sequential edits that accumulate,
+batches written at once.
 
 Each runner is a generator of ``Outcome`` (a key and an EditResult), so the caller can stream
 results to disk as they are made and skip keys it already has. A failed edit (e.g. a NaN loss)
@@ -187,6 +188,40 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
                 edit.revert()
 
 
+def batch_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
+                skip: Skip = _never) -> Iterator[Outcome]:
+    """Write all the cases' edits in one ``editor.edit`` call (MEMIT's mass editing) and score each
+    case with the whole batch applied, against the original model's predictions; then revert.
+
+    Mode ``batch@n``. Each result's ``seconds`` is the batch's edit time divided by n (its share);
+    lambda_max is not measured (the model seen before each case's edit is the unedited one, the
+    after is shared by the batch). A failed batch yields a failed outcome for every case.
+    """
+    name = getattr(editor, "name", type(editor).__name__)
+    n = len(cases)
+    keys = [RunKey(name, seed, c.request.case_id, f"batch@{n}") for c in cases]
+    if all(skip(k) for k in keys):
+        return
+    pres = _predictions_by_case(model, tok, cases)
+    torch.manual_seed(case_seed(seed, keys[0].case_id))
+    with model_lock(model):
+        try:
+            start = time.perf_counter()
+            edit = editor.edit(model, tok, [c.request for c in cases])
+            seconds = time.perf_counter() - start
+        except SSSError as exc:
+            for case, key in zip(cases, keys):
+                if not skip(key):
+                    yield _failed(key, case, exc, n=n)
+            return
+        with edit:
+            for case, key, pre in zip(cases, keys, pres):
+                if not skip(key):
+                    result = evaluate_edit(edit.model, tok, case, HeldEdit(edit.model), name, seconds / n,
+                                           with_lambda=False, pre=pre)
+                    yield Outcome(key, case, result, n=n)
+
+
 def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]):
     """Teacher-forced predictions of every case's probes, in one batched pass, split per case."""
     probes = [probes_of(c) for c in cases]
@@ -199,4 +234,4 @@ def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]):
     return out
 
 
-__all__ = ["HeldEdit", "Outcome", "RunKey", "case_seed", "sequential_edits", "single_edits"]
+__all__ = ["HeldEdit", "Outcome", "RunKey", "batch_edits", "case_seed", "sequential_edits", "single_edits"]

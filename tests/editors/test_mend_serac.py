@@ -126,7 +126,8 @@ def test_serac_swap_targets_trains_on_other_edits_targets(tiny):
     """swap_targets=1 gives each edit another batch edit's target; 0 keeps the random stream as it was."""
     net = SERACNet(tiny.model, ScopeClassifier(32, (1, -1), 16), None)
     examples = EXAMPLES * 3  # enough edits that some draw a target other than their own
-    plain = counterfactual_loss(tiny.model, tiny.tok, net.cf, examples, SERACTrainConfig(), random.Random(0))
+    plain = counterfactual_loss(tiny.model, tiny.tok, net.cf, examples, SERACTrainConfig(swap_targets=0.0),
+                                random.Random(0))
     again = counterfactual_loss(tiny.model, tiny.tok, net.cf, examples, SERACTrainConfig(swap_targets=0.0),
                                 random.Random(0))
     swapped = counterfactual_loss(tiny.model, tiny.tok, net.cf, examples, SERACTrainConfig(swap_targets=1.0),

@@ -59,6 +59,20 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
     assert len(json.loads((tmp_path / "config.json").read_text())["runs"]) == 1  # not an invocation
 
 
+def test_batch_mode_splits_cases_into_batches_and_reports_them(tmp_path, tiny_model_dir):
+    cfg = BenchConfig(editors=("memit",), data=str(FIXTURES / "rome_counterfact.json"), seeds=1, modes=("batch",),
+                      batch_size=2, settings={"v_steps": 2, "mom2_n_samples": 20, "mom2_text": "world",
+                                              "stats_dir": str(tmp_path / "stats")},
+                      model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+    summary = run_bench(cfg, tmp_path / "run", command="python -m sss_core bench ...", progress=False)
+    rows = [json.loads(x) for x in lines(tmp_path / "run" / "results.jsonl")]
+    assert summary["results_made"] == 2 and {r["mode"] for r in rows} == {"batch@2"}
+    assert all(r["error"] is None and r["n"] == 2 for r in rows)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Batch editing" in report and "| memit |" in report
+    assert "batch" in set(pd.read_csv(tmp_path / "run" / "summary.csv")["table"])
+
+
 def test_existing_results_need_resume(tmp_path, tiny_model_dir):
     (tmp_path / "results.jsonl").write_text('{"editor": "ft-l", "seed": 0, "case_id": "1", "mode": "single"}\n')
     cfg = BenchConfig(editors=("ft-l",), data=str(FIXTURES / "counterfact.json"), seeds=1, model=str(tiny_model_dir))

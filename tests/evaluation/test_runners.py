@@ -1,4 +1,5 @@
-"""Runners: single edits revert, sequential edits accumulate, are scored as they go and revert exactly."""
+"""Runners: single edits revert, sequential edits accumulate, are scored as they go and revert exactly;
+batches are written at once and scored with the whole batch applied."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sss_core.editors import make_editor
 from sss_core.editors.base import WeightEdit
 from sss_core.errors import EditFailed
 from sss_core.evaluation.datasets import world_split_cases
-from sss_core.evaluation.runners import RunKey, sequential_edits, single_edits
+from sss_core.evaluation.runners import RunKey, batch_edits, sequential_edits, single_edits
 
 
 def snapshot(model):
@@ -161,3 +162,50 @@ def test_sequential_resume_yields_only_missing_keys(bench_lm):
     never = ShiftEditor()
     assert list(sequential_edits(bench_lm.model, bench_lm.tok, never, cases, 0, skip=every.__contains__)) == []
     assert never.seen == []
+
+
+class BatchShiftEditor(ShiftEditor):
+    """Adds 1 per request, all in one edit: scores then see the whole batch."""
+
+    def __init__(self, fail: bool = False):
+        super().__init__()
+        self.batches: list[int] = []
+        self.fail = fail
+
+    def edit(self, model, tok, requests):
+        if self.fail:
+            raise EditFailed("the loss became nan; the edit was abandoned")
+        self.batches.append(len(requests))
+        param = dict(model.named_parameters())["transformer.ln_f.bias"]
+        return WeightEdit(model, {"transformer.ln_f.bias": param.detach() + len(requests)},
+                          {"transformer.ln_f.bias": param.detach().clone()})
+
+
+def test_batch_writes_once_scores_every_case_with_all_applied_and_reverts(bench_lm):
+    cases = world_split_cases("test", seed=0)[:4]
+    saved = snapshot(bench_lm.model)
+    editor = BatchShiftEditor()
+    outs = list(batch_edits(bench_lm.model, bench_lm.tok, editor, cases, seed=0))
+    assert_identical(bench_lm.model, saved)
+    assert editor.batches == [4]
+    assert [o.key for o in outs] == [RunKey("shift", 0, c.request.case_id, "batch@4") for c in cases]
+    assert all(o.n == 4 and o.result.seconds >= 0 for o in outs)
+    # every case is scored on the model with all four shifts: the same as the sequential run's final scores
+    seq = list(sequential_edits(bench_lm.model, bench_lm.tok, ShiftEditor(), cases, seed=0, with_lambda=False))
+    assert [o.result.metrics for o in outs] == [o.result.metrics for o in seq[4:]]
+    done = {outs[0].key, outs[1].key}
+    rest = list(batch_edits(bench_lm.model, bench_lm.tok, BatchShiftEditor(), cases, 0, skip=done.__contains__))
+    assert [o.key for o in rest] == [o.key for o in outs[2:]]
+    failed = list(batch_edits(bench_lm.model, bench_lm.tok, BatchShiftEditor(fail=True), cases, seed=0))
+    assert len(failed) == 4 and all(o.error.startswith("EditFailed") and o.result is None for o in failed)
+    assert_identical(bench_lm.model, saved)
+
+
+def test_batch_interrupted_midway_still_reverts(bench_lm):
+    cases = world_split_cases("test", seed=0)[:3]
+    saved = snapshot(bench_lm.model)
+    run = batch_edits(bench_lm.model, bench_lm.tok, BatchShiftEditor(), cases, seed=0)
+    next(run)
+    assert not torch.equal(bench_lm.model.transformer.ln_f.bias, saved["transformer.ln_f.bias"])
+    run.close()
+    assert_identical(bench_lm.model, saved)
