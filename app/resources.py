@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 from sss_core.evaluation.presets import presets
 from sss_core.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -26,6 +27,7 @@ N_BACKGROUND = 30
 WARMUP_ENV = "SSS_LAB_UMAP_WARMUP"  # "0" turns the start-up UMAP warm-up off (the app tests do)
 MODEL_ENV = "SSS_LAB_MODEL"  # what "default" means when set (a folder or hub name); else the shipped model
 THREADS_ENV = "SSS_LAB_TORCH_THREADS"  # CPU threads for torch: a number, or "auto" (the default)
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before the app changes it, for models that want the default
 SMALL_MODEL = 50_000_000  # parameters; below this, one CPU thread is as fast and far steadier
 
 
@@ -59,11 +61,9 @@ def torch_threads(lm: LoadedModel) -> int | None:
 def get_model(name: str) -> LoadedModel:
     """The model ``name`` (see model_path), loaded once per process. Raises ModelLoadError."""
     lm = load_model(model_path(name))
-    threads = torch_threads(lm)
-    if threads is not None:
-        import torch
-        torch.set_num_threads(threads)
-        log.info("torch uses %d CPU thread(s) for %s", threads, lm.name)
+    threads = torch_threads(lm) or TORCH_DEFAULT_THREADS  # the setting is per process: set it either way
+    torch.set_num_threads(threads)
+    log.info("torch uses %d CPU thread(s) for %s", threads, lm.name)
     return lm
 
 

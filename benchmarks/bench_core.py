@@ -23,8 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def p95(times: list[float]) -> float:
+    """The 95th percentile by nearest rank (the largest value when there are fewer than 20)."""
+    return sorted(times)[math.ceil(0.95 * len(times)) - 1]
 
 
 def _timeit(fn, repeat: int, warmup: int = 1) -> list[float]:
@@ -58,11 +65,10 @@ def _projection_inputs(lm, n_points: int):
 
     prompts = _world_prompts(n_points // 2)
     before = embed_prompts(lm.model, lm.tok, prompts)
-    edit = make_editor("ft-l").edit(lm.model, lm.tok, [_cases(1)[0].request])
-    try:
+    with make_editor("ft-l").edit(lm.model, lm.tok, [_cases(1)[0].request]):  # applied inside, reverted after
         after = embed_prompts(lm.model, lm.tok, prompts)
-    finally:
-        edit.revert()
+    if np.allclose(before, after):
+        raise SystemExit("the edit did not move the embeddings")
     return before, after
 
 
@@ -140,7 +146,7 @@ def measure(name: str, repeat: int) -> dict:
         raise SystemExit(f"unknown measurement {name!r}")
     info.update({"editors_available": list(EDITORS)} if name == "lambda-1" else {})
     return {"name": name, "n": len(times), "median_s": statistics.median(times),
-            "p95_s": sorted(times)[math.ceil(0.95 * len(times)) - 1],  # nearest rank
+            "p95_s": p95(times),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "torch_threads": torch.get_num_threads(), **info}
 

@@ -81,15 +81,18 @@ def add_edit(sub) -> None:
 
 
 def _parse_settings(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs -> {key: value}; values are JSON where they parse (a list becomes the
+    tuple the configs hold, e.g. ``--set layers=[0,1]``), else strings."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
             _fail(f"--set expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         try:
-            out[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            parsed = value
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
     return out
 
 

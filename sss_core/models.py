@@ -88,10 +88,34 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when present, else the CPU; otherwise the named device, which must exist here."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but this machine has no usable CUDA GPU: "
+                             "use --device cpu (or auto)")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ModelLoadError(f"device {device!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return resolved
+
+
+def _check_device_map(device_map: str | dict) -> None:
+    """A string device map is a placement strategy or one device; say so before loading anything."""
+    if isinstance(device_map, str) and device_map not in DEVICE_MAP_STRATEGIES:
+        try:
+            resolve_device(device_map)
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"device map {device_map!r} is neither one of "
+                                 f"{', '.join(DEVICE_MAP_STRATEGIES)} nor a usable device ({exc})") from exc
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "auto",
@@ -105,6 +129,10 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if device_map is None:
+        target = resolve_device(device)  # an unusable device fails here, before anything is loaded
+    else:
+        _check_device_map(device_map)
     name = str(name_or_path)
     path = Path(name).expanduser()
     looks_local = path.is_absolute() or name.startswith((".", "~")) or path.exists()
@@ -136,7 +164,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     except OSError as exc:
         raise ModelLoadError(f"could not load the weights of {name!r}: {exc}") from exc
     if device_map is None:
-        model.to(resolve_device(device))
+        model.to(target)
     model.eval()
     model.requires_grad_(False)
     if tok.pad_token is None:

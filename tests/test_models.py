@@ -57,3 +57,13 @@ def test_every_family_loads_from_a_local_folder(tiny_lm, tmp_path):
 def test_bad_layer_index(default_lm):
     with pytest.raises(ValueError, match="layer 99 does not exist"):
         default_lm.spec.block(default_lm.model, 99)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"device": "gpu"}, "unknown device 'gpu'"),
+    ({"device_map": "everywhere"}, "neither one of auto"),
+    *([({"device": "cuda"}, "no usable CUDA GPU")] if not torch.cuda.is_available() else []),
+])
+def test_unusable_device_or_device_map_is_refused_before_loading(kwargs, message):
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(DEFAULT_MODEL, **kwargs)

@@ -324,8 +324,7 @@ def run_train(args) -> dict:
     from .serac import SERACTrainConfig, train_serac
 
     config_cls, train = (MENDTrainConfig, train_mend) if args.editor == "mend" else (SERACTrainConfig, train_serac)
-    overrides = {**_parse_settings(getattr(args, "set", [])), "sss_c": args.sss_c, "seed": args.seed,
-                 "validate": args.validate}
+    overrides = {**_parse_settings(args.set), "sss_c": args.sss_c, "seed": args.seed, "validate": args.validate}
     if args.steps:
         overrides["steps"] = args.steps
     known = {f.name for f in fields(config_cls)}
@@ -333,9 +332,6 @@ def run_train(args) -> dict:
     if unknown:
         raise RequestError(f"{args.editor} training has no setting {unknown[0]!r}; "
                            f"settings: {', '.join(sorted(known))}")
-    for key in ("feature_layers", "layers", "cf_layers"):  # JSON lists -> the tuples the configs hold
-        if isinstance(overrides.get(key), list):
-            overrides[key] = tuple(overrides[key])
     config = config_cls(**overrides)
     if args.threads:
         torch.set_num_threads(args.threads)

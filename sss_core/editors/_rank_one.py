@@ -349,7 +349,7 @@ def rank_one_vector(solver: CovarianceSolver, k: torch.Tensor, weight: float = 0
     least-squares form MEMIT uses, with one key.
     """
     u = solver.solve(k)
-    return u / ((weight if weight > 0 else 0.0) + u @ k.double())
+    return u / (max(weight, 0.0) + u @ k.double())
 
 
 def rank_one_update(C: torch.Tensor, k: torch.Tensor, r: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:

@@ -149,6 +149,12 @@ def merge_parts(out: Path) -> None:
         part.unlink()
 
 
+def _cases_by_seed(cfg: BenchConfig) -> dict[int, list[EditCase]]:
+    """The cases of every seed (the world draws them per seed; a file only reorders them)."""
+    max_bytes = int(cfg.max_data_mb * 2**20)
+    return {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid) for s in range(cfg.seeds)}
+
+
 def _editor(name: str, seed: int, settings: dict, C: float | None = None):
     fields = {f.name for f in dataclasses.fields(EDITORS[name].config_cls)}
     overrides = {**settings, **({"seed": seed} if "seed" in fields else {})}
@@ -242,17 +248,17 @@ def _worker(cfg: BenchConfig, out: Path, index: int, threads: int, queue, cpu, p
     import queue as queues
 
     torch.set_num_threads(threads)
-    max_bytes = int(cfg.max_data_mb * 2**20)
-    cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
-                     for s in range(cfg.seeds)}
+    cases_by_seed = _cases_by_seed(cfg)
     store = ResultStore(out / f"results.part{index}.jsonl", resume=True, also_done=keys_of(out / "results.jsonl"))
     lm = _load_model(cfg)
     jobs = plan(cfg, lm, cases_by_seed, store.done)  # the same list as the parent's: plan is deterministic
     try:
         while os.getppid() == parent:
             try:
-                number = queue.get_nowait()
+                number = queue.get(timeout=5)  # blocking: get_nowait also fails while another worker reads
             except queues.Empty:
+                continue  # look at the parent again
+            if number is None:  # one stop sign per worker, after the last job
                 break
             _run_jobs([jobs[number]], store)
     finally:
@@ -266,7 +272,7 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
 
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state shared with the parent
     queue = ctx.Queue()
-    for number in range(n_jobs):
+    for number in [*range(n_jobs), *[None] * cfg.workers]:
         queue.put(number)
     cpus = [ctx.Value("d", 0.0) for _ in range(cfg.workers)]
     procs = [ctx.Process(target=_worker, args=(cfg, out, i, torch.get_num_threads(), queue, cpus[i], os.getpid()),
@@ -288,7 +294,7 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
     failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
         merge_parts(out)
-        raise RequestError(f"bench worker {failed[0]} stopped (exit code {procs[failed[0]].exitcode}); its finished "
+        raise SSSError(f"bench worker {failed[0]} stopped (exit code {procs[failed[0]].exitcode}); its finished "
                            "results are kept: rerun with --resume to continue")
     return sum(c.value for c in cpus)
 
@@ -297,9 +303,7 @@ def rebuild_report(cfg: BenchConfig, out: Path) -> Path:
     """Write the report of ``out`` again from its results (nothing is run, no invocation is logged)."""
     if not (out / "results.jsonl").exists():
         raise RequestError(f"{out} has no results.jsonl to report on")
-    max_bytes = int(cfg.max_data_mb * 2**20)
-    cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
-                     for s in range(cfg.seeds)}
+    cases_by_seed = _cases_by_seed(cfg)
     return write_bench_report(out, cfg, _load_model(cfg), cases_by_seed)
 
 
@@ -310,9 +314,7 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
 
 
     cfg.validate()
-    max_bytes = int(cfg.max_data_mb * 2**20)
-    cases_by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid)
-                     for s in range(cfg.seeds)}
+    cases_by_seed = _cases_by_seed(cfg)
     if not resume and any(out.glob("results.part*.jsonl")):
         raise RequestError(f"{out} has results of an earlier run; pass --resume to continue it, or choose another --out")
     merge_parts(out)  # what the workers of an interrupted run had finished
@@ -323,7 +325,7 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     jobs = plan(cfg, lm, cases_by_seed, store.done)
     todo = sum(not store.done(k) for _, keys, _ in jobs for k in keys)
     skipped = sum(len(keys) for _, keys, _ in jobs) - todo
-    before, cpu_workers, interrupted = len(store.keys), 0.0, False
+    before, cpu_workers, interrupted, failure = len(store.keys), 0.0, False, None
     try:
         with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
             if cfg.workers > 1:
@@ -333,6 +335,8 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
                 _run_jobs(jobs, store, bar)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
         interrupted = True
+    except SSSError as exc:  # a worker died: log the invocation, then say so
+        failure = exc
     finally:
         store.close()
         merge_parts(out)
@@ -341,10 +345,16 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     _log_invocation(out, cfg, command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     wall_seconds=round(wall, 1),
                     cpu_seconds=round(time.process_time() - cpu_started + cpu_workers, 1),
-                    results_made=made, results_skipped=skipped, interrupted=interrupted)
+                    results_made=made, results_skipped=skipped, interrupted=interrupted,
+                    **({"failed": str(failure)} if failure else {}))
+    if failure is not None:
+        raise failure
     if interrupted:
         raise SSSError(f"interrupted after {made} new results; they are kept in {out / 'results.jsonl'}: "
                        "rerun the same command with --resume to continue")
+    if made < todo:
+        raise SSSError(f"{todo - made} of {todo} results are missing from {out / 'results.jsonl'}; "
+                       "rerun the same command with --resume to make them")
     report = write_bench_report(out, cfg, lm, cases_by_seed)
     return {"out": str(out), "results_made": made, "results_skipped": skipped, "wall_seconds": round(wall, 1),
             "report": str(report)}
@@ -384,8 +394,8 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--knn", type=int, default=10, help="k of the local-density measure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor setting, every editor")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: small models edit several times faster on one thread "
-                        "than on two busy ones; raise it for large models)")
+                   help="torch CPU threads of each process, every worker included (default 1: small models edit "
+                        "several times faster on one thread than on two busy ones; raise it for large models)")
     p.add_argument("--plotly-js", choices=("directory", "cdn"), default="directory",
                    help="plots load plotly.js from a file next to them (offline) or from the CDN")
     p.add_argument("--workers", type=int, default=1,

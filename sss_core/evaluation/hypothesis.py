@@ -33,7 +33,7 @@ from scipy import stats
 from torch import nn
 
 from ..embeddings import Pooling, embed_prompts
-from ..text import encode_pairs, max_positions, target_nll
+from ..text import encode_for, max_positions, target_nll
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,18 @@ PAIRS = (("lambda_max_before", "locality_drop", None, +1),
 @torch.no_grad()
 def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
                   batch_size: int = 128) -> list[float]:
-    """Per-token NLL of each target given its prompt on ``model`` (J of paper Eq. 8)."""
-    device = next(model.parameters()).device
-    out: list[float] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = encode_pairs(tok, prompts[start:start + batch_size], targets[start:start + batch_size], device)
+    """Per-token NLL of each target given its prompt on ``model`` (J of paper Eq. 8).
+
+    Each distinct (prompt, target) pair is computed once (a bench repeats them for every editor).
+    """
+    pairs = list(dict.fromkeys(zip(prompts, targets)))
+    nll: dict[tuple[str, str], float] = {}
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        batch = encode_for(model, tok, [p for p, _ in chunk], [t for _, t in chunk])
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        out += target_nll(logits, batch).tolist()
-    return out
+        nll.update(zip(chunk, target_nll(logits, batch).tolist()))
+    return [nll[pair] for pair in zip(prompts, targets)]
 
 
 def knn_density(model: nn.Module, tok, prompts: Sequence[str], reference: Sequence[str],

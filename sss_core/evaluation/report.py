@@ -364,7 +364,6 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
                   "(J of Eq. 8) partialled out: lambda_max is a gradient of J, so a surprising target raises both "
                   "lambda_max and the size of the edit.", "", md, "",
                   "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
-    if "single" in set(frame["mode"]):
         md, rows = sss_effect_table(frame)
         parts += ["## What SSS changes, paired", "",
                   "Same seed, same case, editor with SSS minus without, in percentage points, with a 95% bootstrap "
