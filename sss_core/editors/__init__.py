@@ -26,19 +26,23 @@ class EditorSpec:
     config_cls: type
     defaults: dict[str, Any]  # overrides of the config class's defaults for this entry
     description: str
-    uses_sss: bool = False
+    uses_sss: bool = False  # the loss has the SSS term by default (C > 0): the "+sss" entries
+    c_field: str | None = None  # the config field holding C of L_all = (1-C)*L + C*SSS; None: no SSS term
 
 
 EDITORS: dict[str, EditorSpec] = {
-    "ft-l": EditorSpec("ft-l", FTL, FTLConfig, {}, "constrained fine-tuning of one MLP output projection"),
+    "ft-l": EditorSpec("ft-l", FTL, FTLConfig, {}, "constrained fine-tuning of one MLP output projection",
+                           c_field="sss_c"),
     "ft-l+sss": EditorSpec("ft-l+sss", FTL, FTLConfig, {"sss_c": 0.9}, "FT-L with the SSS loss term",
-                           uses_sss=True),
-    "mend": EditorSpec("mend", MEND, MENDConfig, {}, "meta-trained gradient transform (MEND)"),
+                           uses_sss=True, c_field="sss_c"),
+    "mend": EditorSpec("mend", MEND, MENDConfig, {}, "meta-trained gradient transform (MEND)", c_field="sss_c"),
     "mend+sss": EditorSpec("mend+sss", MEND, MENDConfig, {"sss_c": 0.9}, "MEND meta-trained with the SSS term",
-                           uses_sss=True),
-    "serac": EditorSpec("serac", SERAC, SERACConfig, {}, "edit memory, scope classifier, counterfactual model"),
+                           uses_sss=True, c_field="sss_c"),
+    "serac": EditorSpec("serac", SERAC, SERACConfig, {}, "edit memory, scope classifier, counterfactual model",
+                       c_field="sss_c"),
     "serac+sss": EditorSpec("serac+sss", SERAC, SERACConfig, {"sss_c": 0.9},
-                            "SERAC with the counterfactual model trained with the SSS term", uses_sss=True),
+                            "SERAC with the counterfactual model trained with the SSS term", uses_sss=True,
+                            c_field="sss_c"),
     "rome": EditorSpec("rome", ROME, ROMEConfig, {}, "rank-one update of one MLP output projection (ROME)"),
     "memit": EditorSpec("memit", MEMIT, MEMITConfig, {}, "least-squares update over several MLP layers (MEMIT)"),
 }

@@ -21,7 +21,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -292,49 +292,3 @@ def evaluate_editor(lm, editor, cases, limit: int = 200) -> dict[str, float]:
                 sums.setdefault(k, []).append(res.metrics[k])
         sums.setdefault("seconds_per_edit", []).append(res.seconds)
     return {k: round(sum(v) / len(v), 4) for k, v in sums.items()}
-
-
-def add_train_parser(subparsers) -> None:
-    """Add ``train mend|serac`` to an argparse subparsers object (``args.handler(args)`` runs it)."""
-    from ..cli import _add_model_arg
-    p = subparsers.add_parser("train", help="meta-train MEND or train SERAC for a model")
-    p.add_argument("editor", choices=("mend", "serac"))
-    p.add_argument("--sss-c", type=float, default=0.0, help="C of the SSS term (0.9 in the paper; 0 = off)")
-    p.add_argument("--data", default="world", help="'world' or the path of an EasyEdit ZsRE/CounterFact JSON")
-    p.add_argument("--out", required=True, type=Path, help="folder for the checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="training setting, e.g. --set lr=3e-4 --set swap_targets=0.5 (see the train configs)")
-    p.add_argument("--validate", type=int, default=100, help="world validation edits scored at the end (0: none)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
-    _add_model_arg(p)
-    p.set_defaults(handler=_train_handler)
-
-
-def _train_handler(args) -> None:
-    print(json.dumps(run_train(args), indent=2, default=str))  # the CLI's output, not a log
-
-
-def run_train(args) -> dict:
-    """Run ``train mend|serac`` from parsed CLI arguments; returns the training summary."""
-    from ..cli import _load, _parse_settings
-    from .mend import MENDTrainConfig, train_mend
-    from .serac import SERACTrainConfig, train_serac
-
-    config_cls, train = (MENDTrainConfig, train_mend) if args.editor == "mend" else (SERACTrainConfig, train_serac)
-    overrides = {**_parse_settings(args.set), "sss_c": args.sss_c, "seed": args.seed, "validate": args.validate}
-    if args.steps:
-        overrides["steps"] = args.steps
-    known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise RequestError(f"{args.editor} training has no setting {unknown[0]!r}; "
-                           f"settings: {', '.join(sorted(known))}")
-    config = config_cls(**overrides)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    lm = _load(args)
-    return train(lm, args.data, args.out, config, resume=args.resume)
-

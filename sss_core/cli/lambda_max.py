@@ -1,0 +1,27 @@
+"""``lambda``: print lambda_max (the SSS metric, paper Eq. 9) of a prompt and target."""
+
+from __future__ import annotations
+
+import time
+
+from .common import add_model_args, emit, load_model_from_args, nonempty
+
+def register(sub) -> None:
+    p = sub.add_parser("lambda", help="print lambda_max (the SSS metric) of prompt + target")
+    p.add_argument("--prompt", required=True, type=nonempty)
+    p.add_argument("--target", required=True, type=nonempty)
+    p.add_argument("--reduction", choices=("mean", "sum"), default="mean",
+                   help="mean over tokens (the paper) or sum (the authors' code)")
+    p.add_argument("--json", action="store_true")
+    add_model_args(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> None:
+    from ..sss import lambda_max
+    lm = load_model_from_args(args)
+    start = time.perf_counter()
+    value = lambda_max(lm.model, lm.tok, [args.prompt], [args.target], reduction=args.reduction).item()
+    out = {"prompt": args.prompt, "target": args.target, "lambda_max": value, "reduction": args.reduction,
+           "model": lm.name, "seconds": time.perf_counter() - start}
+    emit(out, args.json, f"lambda_max = {value:.6g}")
