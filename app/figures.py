@@ -24,10 +24,12 @@ METRIC_ORDER = ("reliability", "generality", "locality", "portability")
 
 
 def _colour(group: str) -> str:
+    """The colour of a probe group's points (grey for a group without one)."""
     return GROUP_COLOURS.get(group, "#7F7F7F")
 
 
 def _label(group: str, labels: Mapping[str, str] | None) -> str:
+    """A probe group's name in the legend: ``labels[group]`` if given, else the group itself."""
     return (labels or {}).get(group, group)
 
 

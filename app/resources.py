@@ -2,7 +2,7 @@
 
 Everything cached here is shared by every browser session, so it is either immutable (presets) or
 guarded: the model is only ever edited under ``sss_core.editors.base.model_lock`` and reverted before
-the lock is released (see app.analysis).
+the lock is released (see sss_core.analysis).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from sss_core.analysis import analyse_edit
 from sss_core.evaluation.presets import presets
 from sss_core.models import DEFAULT_MODEL, LoadedModel, load_model
+from sss_core.projection import project, warm_up_umap
 from sss_core.types import EditCase
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,6 @@ def prewarm(name: str) -> float:
     import pandas as pd
     import plotly.graph_objects as go
 
-    from app.analysis import analyse_edit  # here: analysis imports torch-heavy modules
-    from sss_core.projection import project
-
     start = time.perf_counter()
     try:
         lm = get_model(name)
@@ -115,6 +114,7 @@ def sequential_probe_cases() -> tuple[EditCase, ...]:
 
 
 def preset_by_id(case_id: str | None) -> EditCase | None:
+    """The preset with this case id, or None (also for None)."""
     return next((c for c in preset_cases() if c.request.case_id == case_id), None)
 
 
@@ -135,7 +135,7 @@ class WarmUp:
 
 
 def _warm(w: WarmUp) -> None:
-    from sss_core.projection import warm_up_umap
+    """Compile UMAP once (the body of the warm-up thread); records the seconds or the error in ``w``."""
     try:
         w.seconds = warm_up_umap()
     except Exception as exc:  # noqa: BLE001 - a failed warm-up only means the first UMAP is slow

@@ -37,6 +37,7 @@ QUERY_KEYS = ("prompt", "subject", "target", "editor", "C")
 
 
 def config_key(editor: str, field: str) -> str:
+    """The session-state key of one editor setting's widget, e.g. ``cfg:ft-l:lr``."""
     return f"{CONFIG_PREFIX}{editor}:{field}"
 
 
@@ -68,6 +69,7 @@ class SharedParams:
 
 
 def read_query_params() -> SharedParams:
+    """The shared-link parameters of the URL; a C that is not a number is left out."""
     qp = st.query_params
     c = None
     if "C" in qp:
@@ -127,11 +129,12 @@ def write_query_params(prompt: str | None, subject: str | None, target: str | No
 # --- results of this session ---------------------------------------------------------------------
 
 def last_run():
-    """The last EditRun of this session (app.analysis.EditRun) or None."""
+    """The last EditRun of this session (sss_core.analysis.EditRun) or None."""
     return st.session_state.get("_run")
 
 
 def set_last_run(run) -> None:
+    """Keep ``run`` as this session's last edit; the projections of the one before are dropped."""
     st.session_state["_run"] = run
     st.session_state["_projections"] = {}
 
@@ -142,10 +145,12 @@ def projection_cache() -> dict:
 
 
 def compare_runs() -> tuple | None:
+    """The (A, B) EditRuns of the last comparison in this session, or None."""
     return st.session_state.get("_compare")
 
 
 def set_compare_runs(runs: tuple) -> None:
+    """Keep the (A, B) EditRuns of a comparison."""
     st.session_state["_compare"] = runs
 
 
@@ -155,6 +160,7 @@ def sweep() -> dict | None:
 
 
 def set_sweep(value: dict) -> None:
+    """Keep the last C sweep (see ``sweep``)."""
     st.session_state["_sweep"] = value
 
 
@@ -164,14 +170,17 @@ def sequential_history() -> list:
 
 
 def sequential_baseline():
+    """The SequentialBaseline of this session's history (the unedited model's predictions), or None."""
     return st.session_state.get("_seq_baseline")
 
 
 def set_sequential_baseline(baseline) -> None:
+    """Keep the baseline that later steps of the history are compared with."""
     st.session_state["_seq_baseline"] = baseline
 
 
 def reset_sequential() -> None:
+    """Forget this session's sequential history and its baseline."""
     st.session_state["_seq_history"] = []
     st.session_state.pop("_seq_baseline", None)
 
@@ -182,4 +191,5 @@ def uploaded_cases() -> tuple[str, list] | None:
 
 
 def set_uploaded_cases(name: str, cases: list) -> None:
+    """Keep the cases read from an uploaded file, under its name (see ``uploaded_cases``)."""
     st.session_state["_uploaded"] = (name, cases)

@@ -3,26 +3,26 @@
 import pandas as pd
 import streamlit as st
 
-from app import figures, panels, state
+from app import figures, inputs, panels, state
 
 st.title("Compare two edits")
 st.caption("The same request edited twice, A and B, each on the unedited model. Advanced settings come from the "
            "Edit page's expander for each editor.")
 
-lm = panels.model_picker()
-request = panels.request_picker()
+lm = inputs.model_picker()
+request = inputs.request_picker()
 col_a, col_b = st.columns(2)
 with col_a:
     st.subheader("A")
     state.setdefault("cmp_editor_a", "ft-l")
-    a = panels.editor_picker("cmp_editor_a", "cmp_c_a", advanced=False, label="Editor A")
+    a = inputs.editor_picker("cmp_editor_a", "cmp_c_a", advanced=False, label="Editor A")
 with col_b:
     st.subheader("B")
     state.setdefault("cmp_editor_b", "ft-l+sss")
-    b = panels.editor_picker("cmp_editor_b", "cmp_c_b", advanced=False, label="Editor B")
+    b = inputs.editor_picker("cmp_editor_b", "cmp_c_b", advanced=False, label="Editor B")
 
 if st.button("Run both", type="primary", disabled=lm is None, key="run_compare"):
-    runs = tuple(panels.run_edit_with_status(lm, choice, request, with_background=False) for choice in (a, b))
+    runs = tuple(inputs.run_edit_with_status(lm, choice, request, with_background=False) for choice in (a, b))
     if all(r is not None for r in runs):
         state.set_compare_runs(runs)
 

@@ -2,21 +2,21 @@
 
 import streamlit as st
 
-from app import panels, state
+from app import inputs, panels, state
 
 st.title("Edit a fact")
 st.caption("Write one new fact into the model, measure it, and revert: the shared model is never left edited.")
 
-lm = panels.model_picker()
+lm = inputs.model_picker()
 left, right = st.columns([1, 2])
 with left:
-    choice = panels.editor_picker()
+    choice = inputs.editor_picker()
 with right:
-    request = panels.request_picker()
+    request = inputs.request_picker()
 state.write_query_params(request.prompt, request.subject, request.target, choice.editor, choice.c)
 
 if st.button("Run edit", type="primary", disabled=lm is None, key="run_edit"):
-    run = panels.run_edit_with_status(lm, choice, request)
+    run = inputs.run_edit_with_status(lm, choice, request)
     if run is not None:
         state.set_last_run(run)
 

@@ -3,7 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, panels, resources, state
+from app import figures, inputs, panels, resources, state
+from app.messages import show_error
+from sss_core import analysis
 from sss_core.types import Probe
 
 MAX_EDITS = 50
@@ -14,13 +16,14 @@ st.caption("Each edit is made on the model as the previous ones left it, and sco
            "model, and retention re-checks every earlier edit. Between clicks the shared model is unedited: "
            "this session's edits are replayed, extended and reverted under the model's lock.")
 
-lm = panels.model_picker()
-request = panels.request_picker()
-choice = panels.editor_picker("seq_editor", "seq_c", advanced=False)
+lm = inputs.model_picker()
+request = inputs.request_picker()
+choice = inputs.editor_picker("seq_editor", "seq_c", advanced=False)
 history = state.sequential_history()
 
 
 def _step(case):
+    """Stack one more edit of ``case`` on this session's history (taking the baseline first if needed)."""
     baseline = state.sequential_baseline()
     if baseline is None:
         probes = [Probe(c.request.prompt, c.request.ground_truth or c.request.target_new, "neighbour")
@@ -58,7 +61,7 @@ if apply_one or apply_k:
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
         except Exception as exc:  # noqa: BLE001
             status.update(label="The edit failed", state="error")
-            panels.show_error(exc, "The edit failed")
+            show_error(exc, "The edit failed")
 
 if history:
     df = pd.DataFrame([s.as_dict() for s in history])

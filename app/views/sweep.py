@@ -3,16 +3,18 @@
 import pandas as pd
 import streamlit as st
 
-from app import analysis, figures, panels, state
+from app import figures, inputs, panels, state
+from app.messages import show_error
+from sss_core import analysis
 
 st.title("C sweep")
 st.caption("C weighs the SSS term against the edit loss: L_all = (1 - C) * L_edit + C * SSS. C = 0 is the plain "
            "editor; C = 1 optimises only lambda_max and does not edit. Each point is its own edit on the "
            "unedited model.")
 
-lm = panels.model_picker()
-request = panels.request_picker()
-choice = panels.editor_picker("sweep_editor", advanced=False, label="Editor (with SSS)", only_with_c=True,
+lm = inputs.model_picker()
+request = inputs.request_picker()
+choice = inputs.editor_picker("sweep_editor", advanced=False, label="Editor (with SSS)", only_with_c=True,
                               show_c=False)
 state.setdefault("sweep_cs", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
 grid = [round(0.05 * i, 2) for i in range(21)]
@@ -28,7 +30,7 @@ if st.button("Run sweep", type="primary", disabled=lm is None or not cs, key="ru
         state.set_sweep({"editor": choice.editor, "request": case.request, "points": points})
     except Exception as exc:  # noqa: BLE001 - shown as a message
         bar.empty()
-        panels.show_error(exc, "The sweep failed")
+        show_error(exc, "The sweep failed")
 
 sweep = state.sweep()
 if sweep:

@@ -6,7 +6,7 @@ import threading
 
 import torch
 
-from app.analysis import analyse_edit
+from sss_core.analysis import analyse_edit
 from sss_core.evaluation.presets import presets
 
 

@@ -26,7 +26,7 @@ def test_opens_on_the_default_model_without_setup(app):
     # the advanced expander holds one input per editor setting except C
     labels = {w.label for w in (*app.number_input, *app.selectbox, *app.text_input, *app.checkbox)}
     import dataclasses
-    fields = {f.name for f in dataclasses.fields(EDITORS["ft-l+sss"].config_cls)} - {"sss_c"}
+    fields = {f.name for f in dataclasses.fields(EDITORS["ft-l+sss"].config_cls)} - {EDITORS["ft-l+sss"].c_field}
     assert fields <= labels
 
 

@@ -50,17 +50,6 @@ def test_projection_after_an_edit(app):
     assert {(k[1], k[2]) for k in cached} >= {("pca", "last"), ("tsne", "last"), ("tsne", "mean")}
 
 
-def test_neighbour_table_of_a_point():
-    from app.analysis import EmbeddingSet, neighbour_table
-    import numpy as np
-    emb = EmbeddingSet(("a", "b", "c"), ("rewrite", "neighbour", "background"),
-                       np.array([[0.0, 0], [1, 0], [5, 0]]), np.array([[4.0, 0], [1, 0], [5, 0]]),
-                       ("x",) * 3, ("y",) * 3, "last")
-    (row,) = neighbour_table(emb, 0, k=1)
-    assert (row["before"], row["kept"], row["after"], row["new"]) == ("b", "no", "c", "yes")
-    assert row["distance before"] == 1.0 and row["distance after"] == 1.0
-
-
 def test_compare_two_editors(app):
     _fast(app, "ft-l", "ft-l+sss")
     app.switch_page("app/views/compare.py").run()

@@ -1,12 +1,18 @@
-"""What the app computes for an edit, with no Streamlit in sight (so it is testable on its own).
+"""One edit analysed: what the app shows for an edit, with no user interface in it.
 
-``analyse_edit`` edits the shared model under its lock, measures everything the Edit and
+``analyse_edit`` edits the model under its lock, measures everything the app's Edit and
 Projection views show (probabilities, top-1 predictions, lambda_max, embeddings before and after,
-the weight delta) and reverts the edit in ``finally``: no other session ever sees the model edited.
+the weight delta) and reverts the edit in ``finally``: no other user of a shared model ever sees
+it edited. ``sweep_c`` repeats one edit over several values of C; ``sequential_step`` stacks edits.
+
+C, the weight of the SSS term in ``L_all = (1 - C) * L + C * SSS`` (paper Eq. 10), is the config
+field that the editor's registry entry names (``EDITORS[name].c_field``; None: no SSS term).
 
 Example:
+    >>> from sss_core import EditRequest, analyse_edit, case_for_request, load_model
     >>> lm = load_model()
-    >>> run = analyse_edit(lm, "ft-l+sss", {"sss_c": 0.9}, case_for_request(request))
+    >>> request = EditRequest("The capital of France is", "Rome", subject="France")
+    >>> run = analyse_edit(lm, "ft-l+sss", {"sss_c": 0.9}, case_for_request(request, lm=lm))
     >>> run.rows[0].top1_after, run.result.lambda_max_after
 """
 
@@ -22,19 +28,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from sss_core.editors import EDITORS, editor_config, make_editor
-from sss_core.editors.base import Edit, model_lock
-from sss_core.embeddings import POOLINGS, nearest_neighbours, sentence_states
-from sss_core.errors import RequestError
-from sss_core.evaluation.metrics import (TokenPrediction, answer_probability, evaluate_edit, probes_of,
-                                         request_warnings, teacher_forced)
-from sss_core.evaluation.presets import greedy_answer
-from sss_core.models import LoadedModel
-from sss_core.text import max_positions
-from sss_core.types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
+from .editors import EDITORS, editor_config, make_editor
+from .editors.base import Edit, model_lock
+from .embeddings import POOLINGS, nearest_neighbours, sentence_states
+from .errors import RequestError
+from .evaluation.metrics import (TokenPrediction, answer_probability, evaluate_edit, probes_of, request_warnings,
+                                 teacher_forced)
+from .evaluation.presets import greedy_answer
+from .models import LoadedModel
+from .text import max_positions
+from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
 Progress = Callable[[str], None]
-SSS_FIELD = "sss_c"  # the config field that holds C, for every editor that has one
 
 # Groups whose top-1 prediction should become the new target; in LOCALITY_GROUPS it should stay.
 REWRITE_GROUPS = ("rewrite", "paraphrase", "subject_replace")
@@ -46,7 +51,17 @@ GROUP_LABELS = {"rewrite": "edit prompt", "paraphrase": "paraphrase", "neighbour
 
 
 def _noop(_: str) -> None:
-    pass
+    """A progress callback that shows nothing."""
+
+
+def c_field(editor: str) -> str | None:
+    """The config field of ``editor`` that holds C (``EDITORS[editor].c_field``); None: it has no SSS term.
+
+    Raises RequestError for a name that is not in EDITORS.
+    """
+    if editor not in EDITORS:
+        raise RequestError(f"unknown editor {editor!r}; choose one of: {', '.join(EDITORS)}")
+    return EDITORS[editor].c_field
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,7 @@ class ProbeRow:
         return None
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as a flat dict, with ``flipped`` and the changes of P(new) and P(old) added."""
         d = dataclasses.asdict(self)
         d.update(flipped=self.flipped, delta_p_new=self.p_new_after - self.p_new_before,
                  delta_p_old=(self.p_old_after - self.p_old_before) if self.old is not None else math.nan)
@@ -124,7 +140,9 @@ class EditRun:
 
     @property
     def c(self) -> float | None:
-        return self.config.get(SSS_FIELD)
+        """C of the run (the editor's C field in its config); None for an editor without an SSS term."""
+        spec = EDITORS.get(self.editor)
+        return self.config.get(spec.c_field) if spec is not None and spec.c_field else None
 
     def to_json_dict(self) -> dict[str, Any]:
         """Config and results, JSON-ready (embeddings left out: they are large; export them as CSV)."""
@@ -177,6 +195,7 @@ def settings_for(editor: str, overrides: Mapping[str, Any]):
 
 
 def _check_lengths(lm: LoadedModel, texts: Sequence[str]) -> None:
+    """Raise RequestError if a text (with a few tokens of margin) is longer than the model's context."""
     limit = max_positions(lm.model)
     if limit is None:
         return
@@ -188,6 +207,7 @@ def _check_lengths(lm: LoadedModel, texts: Sequence[str]) -> None:
 
 
 def _sentences(case: EditCase, probes: Sequence[Probe], background: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The distinct prompts to embed (probes first, then ``background``) and the group of each."""
     sentences, groups, seen = [], [], set()
     for p in probes:
         if p.prompt not in seen:
@@ -296,6 +316,8 @@ def neighbour_table(emb: EmbeddingSet, index: int, k: int = 5) -> list[dict[str,
 
 @dataclass(frozen=True)
 class SweepPoint:
+    """One value of C in a sweep: the edit's metrics and lambda_max, and the seconds the edit took."""
+
     c: float
     metrics: dict[str, float]
     lambda_max_before: float
@@ -305,14 +327,18 @@ class SweepPoint:
 
 def sweep_c(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: EditCase,
             c_values: Sequence[float], progress: Callable[[int, float], None] | None = None) -> list[SweepPoint]:
-    """Run the same edit at each C (the editor's ``sss_c``), reverting after each."""
-    if SSS_FIELD not in {f.name for f in dataclasses.fields(EDITORS[editor].config_cls)}:
+    """Run the same edit at each C (the editor's C field, see ``c_field``), reverting after each.
+
+    ``progress(i, c)`` is called before the i-th value. Raises RequestError for an editor without C.
+    """
+    field_name = c_field(editor)
+    if field_name is None:
         raise RequestError(f"{editor} has no C to sweep; pick an editor with SSS")
     points = []
     for i, c in enumerate(c_values):
         if progress:
             progress(i, c)
-        run = analyse_edit(lm, editor, {**overrides, SSS_FIELD: float(c)}, case, with_embeddings=False)
+        run = analyse_edit(lm, editor, {**overrides, field_name: float(c)}, case, with_embeddings=False)
         r = run.result
         points.append(SweepPoint(float(c), r.metrics, r.lambda_max_before, r.lambda_max_after, run.seconds_edit))
     return points
@@ -330,6 +356,8 @@ class SequentialBaseline:
 
 @dataclass(frozen=True)
 class SequentialStep:
+    """The n-th edit of a sequential history, measured right after it was stacked on the n - 1 before."""
+
     n: int
     editor: str
     request: EditRequest
@@ -341,6 +369,7 @@ class SequentialStep:
     edit: Edit = field(repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
+        """One row of the history table (the Edit object left out)."""
         return {"n": self.n, "editor": self.editor, "prompt": self.request.prompt,
                 "target_new": self.request.target_new, **{f"this edit: {k}": v for k, v in self.metrics.items()
                                                           if k in ("reliability", "generality", "locality")},
@@ -349,18 +378,21 @@ class SequentialStep:
 
 
 def sequential_baseline(lm: LoadedModel, probes: Sequence[Probe]) -> SequentialBaseline:
+    """The unedited model's teacher-forced predictions on ``probes``, to compare later steps with."""
     with model_lock(lm.model):
         pre = teacher_forced(lm.model, lm.tok, [p.prompt for p in probes], [p.answer for p in probes])
     return SequentialBaseline(tuple(probes), tuple(pre))
 
 
 def _agreement(pre: Sequence[TokenPrediction], post: Sequence[TokenPrediction]) -> float:
+    """Mean fraction of target positions whose argmax is unchanged (EasyEdit locality); NaN if none."""
     scores = [sum(a == b for a, b in zip(x.argmax_ids, y.argmax_ids)) / len(y.target_ids)
               for x, y in zip(pre, post) if y.target_ids]
     return sum(scores) / len(scores) if scores else math.nan
 
 
 def _accuracy(preds: Sequence[TokenPrediction]) -> float:
+    """Mean teacher-forced token accuracy (argmax == target); NaN if there is no target token."""
     scores = [sum(a == b for a, b in zip(p.target_ids, p.argmax_ids)) / len(p.target_ids)
               for p in preds if p.target_ids]
     return sum(scores) / len(scores) if scores else math.nan

@@ -1,0 +1,264 @@
+"""Input widgets shared by several views: the model, the editor with its C and settings, the request.
+
+``run_edit_with_status`` runs what they picked, showing each stage. Widgets read and write session
+state only through app.state; errors become messages (app.messages), never tracebacks.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin
+
+import streamlit as st
+
+from app import resources, state
+from app.messages import show_error
+from app.uploads import parse_upload
+from sss_core import analysis
+from sss_core.editors import EDITORS, editor_config
+from sss_core.errors import SSSError
+from sss_core.evaluation.presets import case_for_request
+from sss_core.models import LoadedModel
+from sss_core.types import EditCase, EditRequest
+
+
+# --- model and editor -----------------------------------------------------------------------------
+
+def model_picker() -> LoadedModel | None:
+    """Text box for the model; returns the loaded model or None (after showing why)."""
+    state.setdefault(state.MODEL, state.DEFAULT_MODEL_NAME)
+    name = st.text_input("Model", key=state.MODEL,
+                         help="'default' is the shipped GPT-2 trained on the built-in fact world; or type a "
+                              "local Hugging Face folder or a hub name (needs a network the first time)")
+    try:
+        lm = resources.get_model(name)
+    except Exception as exc:  # noqa: BLE001 - any load failure is shown, the page stays usable
+        show_error(exc, f"Could not load the model {name!r}")
+        return None
+    resources.prewarm(name)  # once per model; never raises
+    return lm
+
+
+def has_c(editor: str) -> bool:
+    """Does this editor run with an SSS weight C (a C field in its registry entry, used by default)?"""
+    spec = EDITORS[editor]
+    return spec.uses_sss and spec.c_field is not None
+
+
+def _parse_literal(text: str) -> Any:
+    """A setting typed as text: a Python literal, None for "none" or nothing, else the text itself."""
+    text = text.strip()
+    if text.lower() in ("none", ""):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a plain string such as a folder path
+
+
+def config_widgets(editor: str) -> dict[str, Any]:
+    """One widget per setting of the editor's config (C excepted); returns the changed values."""
+    spec = EDITORS[editor]
+    c_name = analysis.c_field(editor)
+    defaults = editor_config(editor)
+    hints = typing.get_type_hints(spec.config_cls)
+    overrides: dict[str, Any] = {}
+    for f in dataclasses.fields(spec.config_cls):
+        if f.name == c_name:
+            continue
+        key, default = state.config_key(editor, f.name), getattr(defaults, f.name)
+        tp, help_ = hints.get(f.name, type(default)), f.metadata.get("help")
+        if tp is bool:
+            state.setdefault(key, bool(default))
+            value = st.checkbox(f.name, key=key, help=help_)
+        elif tp is int:
+            state.setdefault(key, int(default))
+            value = int(st.number_input(f.name, key=key, step=1, help=help_))
+        elif tp is float:
+            state.setdefault(key, float(default))
+            step = abs(float(default)) / 10 if default else 0.01
+            value = float(st.number_input(f.name, key=key, step=step, format="%g", help=help_))
+        elif get_origin(tp) is Literal:
+            options = list(get_args(tp))
+            state.setdefault(key, default)
+            value = st.selectbox(f.name, options, key=key, help=help_)
+        else:
+            state.setdefault(key, "None" if default is None else str(default))
+            value = _parse_literal(st.text_input(f.name, key=key, help=(help_ or "") + " (Python literal; None)"))
+        if value != default:
+            overrides[f.name] = value
+    return overrides
+
+
+def config_overrides_from_state(editor: str) -> dict[str, Any]:
+    """The advanced settings chosen for ``editor`` on the Edit page, without drawing widgets."""
+    defaults = editor_config(editor)
+    c_name = analysis.c_field(editor)
+    out = {}
+    for f in dataclasses.fields(EDITORS[editor].config_cls):
+        key = state.config_key(editor, f.name)
+        if f.name == c_name or key not in st.session_state:
+            continue
+        value = st.session_state[key]
+        if isinstance(value, str) and not isinstance(getattr(defaults, f.name), str):
+            value = _parse_literal(value)
+        if value != getattr(defaults, f.name):
+            out[f.name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class EditorChoice:
+    """What the editor picker holds: the editor, its C and the settings changed from its defaults."""
+
+    editor: str
+    c: float | None  # None when the editor has no C
+    overrides: dict[str, Any]
+
+
+def editor_picker(editor_key: str = state.EDITOR, c_key: str = state.C, advanced: bool = True,
+                  label: str = "Editor", only_with_c: bool = False, show_c: bool = True) -> EditorChoice:
+    """Editor select box, C slider and (optionally) the advanced settings expander."""
+    names = [n for n in EDITORS if has_c(n)] if only_with_c else list(EDITORS)
+    default = "ft-l+sss" if "ft-l+sss" in names else names[0]
+    if st.session_state.get(editor_key) not in names:
+        st.session_state[editor_key] = default
+    editor = st.selectbox(label, names, key=editor_key,
+                          format_func=lambda n: f"{n} - {EDITORS[n].description}")
+    uses_c = has_c(editor) and show_c
+    c_name = analysis.c_field(editor)
+    state.setdefault(c_key, float(EDITORS[editor].defaults.get(c_name, 0.9) if c_name else 0.9))
+    c = None
+    if uses_c:
+        c = st.slider("C (weight of the SSS term)", 0.0, 1.0, step=0.05, key=c_key,
+                      help="L_all = (1 - C) * L_edit + C * SSS (paper Eq. 10). C = 0 is the editor without "
+                           "SSS; C = 1 only minimises lambda_max and does not edit")
+    elif show_c:
+        st.caption(f"{editor} does not use SSS (C = 0); pick an editor ending in '+sss' to set C.")
+    if advanced:
+        with st.expander("Advanced: editor settings"):
+            st.caption(f"The settings of {editor} ({EDITORS[editor].config_cls.__name__}); defaults as shipped.")
+            overrides = config_widgets(editor)
+    else:
+        overrides = config_overrides_from_state(editor)
+    if uses_c:
+        overrides[c_name] = float(c)
+    return EditorChoice(editor, float(c) if uses_c else None, overrides)
+
+
+# --- the request and its run -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RequestChoice:
+    """What the request picker holds; ``build`` turns it into an EditCase (or raises RequestError)."""
+
+    source: str
+    prompt: str
+    subject: str | None
+    target: str
+    case: EditCase | None = None  # presets and uploads come as whole cases
+    paraphrases: tuple[str, ...] = ()
+    neighbours: tuple[str, ...] = ()
+
+    def build(self, lm: LoadedModel) -> EditCase:
+        """The EditCase to run (raises RequestError for an unusable typed request)."""
+        if self.case is not None:
+            return self.case
+        request = EditRequest(self.prompt, self.target, subject=self.subject or None).validate()
+        return case_for_request(request, self.paraphrases, self.neighbours, lm)
+
+    def describe(self) -> str:
+        """The request in one line: 'prompt' -> 'target'."""
+        return f"{self.prompt!r} -> {self.target!r}"
+
+
+def _preset_label(case: EditCase) -> str:
+    """How a preset or uploaded record is listed: prompt -> new target (was the old answer)."""
+    r = case.request
+    was = f" (was {r.ground_truth})" if r.ground_truth else ""
+    return f"{r.prompt} -> {r.target_new}{was}"
+
+
+def _lines(text: str) -> tuple[str, ...]:
+    """The non-empty lines of a text area, stripped."""
+    return tuple(line.strip() for line in (text or "").splitlines() if line.strip())
+
+
+def request_picker() -> RequestChoice:
+    """World preset, typed fact, or a record from an uploaded EasyEdit JSON file."""
+    state.setdefault(state.REQ_SOURCE, state.SOURCES[0])
+    source = st.radio("Request", state.SOURCES, key=state.REQ_SOURCE, horizontal=True)
+    if source == state.SOURCES[0]:
+        cases = {c.request.case_id: c for c in resources.preset_cases()}
+        if st.session_state.get(state.PRESET) not in cases:
+            st.session_state[state.PRESET] = next(iter(cases))
+        cid = st.selectbox("Fact from the built-in world (test split)", list(cases), key=state.PRESET,
+                           format_func=lambda i: _preset_label(cases[i]))
+        case = cases[cid]
+        st.caption(f"{len(case.probes)} probes come with it: " + ", ".join(
+            sorted({analysis.GROUP_LABELS.get(p.group, p.group) for p in case.probes})))
+        r = case.request
+        return RequestChoice(source, r.prompt, r.subject, r.target_new, case)
+    if source == state.SOURCES[1]:
+        state.setdefault(state.TYPED_PROMPT, "The capital of France is")
+        state.setdefault(state.TYPED_SUBJECT, "France")
+        state.setdefault(state.TYPED_TARGET, "Rome")
+        c1, c2, c3 = st.columns([3, 1.3, 1.3])
+        prompt = c1.text_input("Prompt", key=state.TYPED_PROMPT)
+        subject = c2.text_input("Subject (as in the prompt)", key=state.TYPED_SUBJECT,
+                                help="needed by ROME/MEMIT; leave empty otherwise")
+        target = c3.text_input("New target", key=state.TYPED_TARGET)
+        with st.expander("Paraphrases and neighbours (optional)"):
+            st.caption("A world fact's prompt gets every probe group of the world automatically.")
+            paras = st.text_area("Paraphrases, one per line (scored against the new target)",
+                                 key=state.TYPED_PARAPHRASES)
+            neigh = st.text_area("Neighbour prompts, one per line (should keep their answers)",
+                                 key=state.TYPED_NEIGHBOURS)
+        return RequestChoice(source, prompt.strip(), subject.strip() or None, target.strip(), None,
+                             _lines(paras), _lines(neigh))
+    upload = st.file_uploader("EasyEdit JSON (CounterFact, ZsRE, ROME's CounterFact, the world's records)",
+                              type=["json", "jsonl"], key="upload_file")
+    if upload is not None:
+        held = state.uploaded_cases()
+        if held is None or held[0] != f"{upload.name}:{upload.size}":
+            try:
+                state.set_uploaded_cases(f"{upload.name}:{upload.size}", parse_upload(upload.getvalue(), upload.name))
+                st.session_state[state.UPLOAD_CHOICE] = 0
+            except SSSError as exc:
+                show_error(exc, f"Could not read {upload.name}")
+                return RequestChoice(source, "", None, "")
+    held = state.uploaded_cases()
+    if held is None:
+        st.info("Upload a file to pick a record from it.")
+        return RequestChoice(source, "", None, "")
+    cases = held[1]
+    state.setdefault(state.UPLOAD_CHOICE, 0)
+    if st.session_state[state.UPLOAD_CHOICE] >= len(cases):
+        st.session_state[state.UPLOAD_CHOICE] = 0
+    i = st.selectbox(f"Record ({len(cases)} in {held[0].rsplit(':', 1)[0]})", range(len(cases)),
+                     key=state.UPLOAD_CHOICE, format_func=lambda j: f"{j}: {_preset_label(cases[j])}")
+    case = cases[i]
+    r = case.request
+    return RequestChoice(source, r.prompt, r.subject, r.target_new, case)
+
+
+def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: RequestChoice,
+                         with_background: bool = True) -> analysis.EditRun | None:
+    """Run one edit inside st.status, showing each stage; errors become messages."""
+    with st.status(f"Editing with {choice.editor}...", expanded=True) as status:
+        try:
+            case = request.build(lm)
+            run = analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
+                                        resources.background_prompts() if with_background else (),
+                                        progress=status.write)
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
+            status.update(label="The edit failed", state="error", expanded=True)
+            show_error(exc, "The edit failed")
+            return None
+        status.update(label=f"Done: edited in {run.seconds_edit:.2f}s, everything measured in "
+                            f"{run.seconds_total:.2f}s", state="complete", expanded=False)
+    return run
+
