@@ -19,7 +19,10 @@ pytestmark = pytest.mark.e2e
 # figure is recorded in test-artifacts/e2e-timings.json and docs/app.md).
 MAX_SECONDS = float(os.environ.get("SSS_LAB_E2E_MAX_SECONDS", "30"))
 IDLE = '[data-test-script-state="notRunning"]'
-VIEWS = ["Edit", "Projection", "Compare", "C sweep", "Sequential", "Results", "About"]
+# sidebar label -> the page's own title (its h1)
+TITLES = {"Edit": "Edit a fact", "Projection": "Projection", "Compare": "Compare two edits", "C sweep": "C sweep",
+          "Sequential": "Sequential editing", "Results": "Results of a bench run", "About": "About SSS Lab"}
+VIEWS = list(TITLES)
 
 
 def wait_idle(page, timeout: float = 120_000) -> None:
@@ -71,9 +74,16 @@ def run_and_time(page, server) -> dict:
 
 
 def go_to(page, view: str) -> None:
+    """Open ``view`` from the sidebar; return once its own script run has finished.
+
+    Any h1 and the idle marker are not enough: right after the click both still belong to the page
+    being left (its rerun has not started yet), whose charts are then still in the DOM and are
+    removed while the caller looks at them.
+    """
     page.locator('[data-testid="stSidebarNav"] a', has_text=view).first.click()
-    page.get_by_role("heading", level=1).first.wait_for()
+    page.get_by_role("heading", level=1, name=TITLES[view], exact=True).wait_for()
     wait_idle(page)
+    page.wait_for_function("() => document.querySelector('[data-stale=\"true\"]') === null")
 
 
 def _record(name: str, value) -> None:
@@ -99,10 +109,14 @@ def test_ftl_sss_edit_from_a_preset_shows_lambda_and_projection(server, new_page
     assert min(cold["seconds"], warm["seconds"]) < MAX_SECONDS, f"Run -> results: {cold} / {warm}"
 
     # The Projection view of the same session; clicking a point lists its neighbours before vs after.
+    shown = run_id(page)
     go_to(page, "Projection")
-    page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
+    # the Projection page's own chart of this run (its widget key: view, run id, method, pooling)
+    chart = page.locator(f'.st-key-proj-page-{shown}-pca-last [data-testid="stPlotlyChart"]')
+    point = chart.locator(".scatterlayer .trace:last-child .point").first
+    point.wait_for(state="visible")
     # plotly picks the point under the mouse on its drag layer: click at the point's position
-    box = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace:last-child .point').first.bounding_box()
+    box = point.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.get_by_text("Nearest neighbours of").wait_for(timeout=30_000)
