@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from .errors import ModelLoadError
+from .resources import default_model_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default-model"
+DEFAULT_MODEL = default_model_path()  # sss_core/assets/default-model, found as package data
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,30 @@ class ArchSpec:
     conv1d: bool = False  # GPT-2's Conv1D stores weight as (in, out), nn.Linear as (out, in)
 
     def block(self, model: nn.Module, layer: int) -> nn.Module:
+        """Transformer block ``layer`` of ``model`` (negative counts from the end, as in Python).
+
+        Raises:
+            ValueError: the model has no such block; the message gives the valid range.
+        """
         blocks = model.get_submodule(self.blocks)
         if not -len(blocks) <= layer < len(blocks):
             raise ValueError(f"layer {layer} does not exist: the model has {len(blocks)} blocks (0..{len(blocks) - 1})")
         return blocks[layer]
 
     def n_layers(self, model: nn.Module) -> int:
+        """Number of transformer blocks of ``model``."""
         return len(model.get_submodule(self.blocks))
 
     def mlp_out_name(self, model: nn.Module, layer: int) -> str:
+        """Full module name of block ``layer``'s MLP output projection, e.g. ``"transformer.h.0.mlp.c_proj"``.
+
+        A negative ``layer`` counts from the end and is written as its non-negative index.
+        """
         layer = layer % self.n_layers(model)
         return f"{self.blocks}.{layer}.{self.mlp_out}"
 
     def mlp_out_module(self, model: nn.Module, layer: int) -> nn.Module:
+        """Block ``layer``'s MLP output projection (the weight FT-L, ROME and MEMIT edit)."""
         return model.get_submodule(self.mlp_out_name(model, layer))
 
     def weight_out_in(self, weight: torch.Tensor) -> torch.Tensor:
@@ -67,6 +79,11 @@ ARCH_SPECS: dict[str, ArchSpec] = {
 
 
 def arch_spec(model: nn.Module) -> ArchSpec:
+    """The ArchSpec of ``model``'s family, looked up by ``model.config.model_type``.
+
+    Raises:
+        ModelLoadError: the family is not in ``ARCH_SPECS``; the message lists the supported ones.
+    """
     model_type = getattr(model.config, "model_type", None)
     if model_type not in ARCH_SPECS:
         raise ModelLoadError(f"model family {model_type!r} is not supported; supported: "
@@ -85,6 +102,7 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
+        """Device of the model's first parameter (with a device map: where the input ids go)."""
         return next(self.model.parameters()).device
 
 
@@ -118,6 +136,14 @@ def _check_device_map(device_map: str | dict) -> None:
                                  f"{', '.join(DEVICE_MAP_STRATEGIES)} nor a usable device ({exc})") from exc
 
 
+def _dtype_kwarg() -> str:
+    """``from_pretrained``'s dtype argument: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__).release >= (4, 56) else "torch_dtype"
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "auto",
                dtype: torch.dtype | str | None = None, trust_remote_code: bool = False,
                device_map: str | dict | None = None) -> LoadedModel:
@@ -126,6 +152,12 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     ``device="auto"`` picks CUDA when present, else the CPU. ``device_map`` (e.g. "auto") spreads a
     model too large for one GPU over several devices with accelerate; then ``device`` is ignored.
     ``trust_remote_code`` stays off unless asked: remote code runs with your permissions.
+    Works with transformers 4.46+ and 5.x.
+
+    Raises:
+        ModelLoadError: an unusable device or device map (before anything is loaded), a missing
+            folder, a folder without config.json or tokenizer, a hub name that cannot be fetched,
+            a model that is not a causal LM, or a family with no ArchSpec.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -152,7 +184,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
                              "files (tokenizer.json or vocab files)") from exc
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
-        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        kwargs[_dtype_kwarg()] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if device_map is not None:
         kwargs["device_map"] = device_map
     # eager attention: the SSS term needs a double backward, which fused kernels may not support

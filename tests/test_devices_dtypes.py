@@ -16,12 +16,19 @@ FRANCE = EditRequest("The capital of France is", "Rome", subject="France")
 
 
 def test_device_map_over_cpu_modules_edits_and_reverts():
+    """A model loaded with an explicit device map is placed by it, edits, and reverts bit-exactly.
+
+    transformers 4.x dispatches it with accelerate's hooks and records ``hf_device_map``;
+    transformers 5 loads a map with one device straight onto it, without hooks or ``hf_device_map``.
+    """
     n_layer = 4
     device_map = {"transformer.wte": "cpu", "transformer.wpe": "cpu", "transformer.drop": "cpu",
                   **{f"transformer.h.{i}": "cpu" for i in range(n_layer)}, "transformer.ln_f": "cpu",
                   "lm_head": "cpu"}
     lm = load_model(DEFAULT_MODEL, device_map=device_map)
-    assert getattr(lm.model, "hf_device_map", None)
+    assert {p.device.type for p in lm.model.parameters()} == {"cpu"}
+    if hasattr(lm.model, "hf_device_map"):  # transformers 4.x
+        assert set(lm.model.hf_device_map.values()) == {"cpu"}
     saved = state_copy(lm.model)
     with make_editor("ft-l+sss").edit(lm.model, lm.tok, [FRANCE]):
         pred = teacher_forced(lm.model, lm.tok, [FRANCE.prompt], ["Rome"])[0]

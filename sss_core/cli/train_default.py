@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(sub) -> None:
     p = sub.add_parser("train-default", help="train the default model on the fact world (about 20 min on 2 cores)")
-    p.add_argument("--out", type=Path, default=Path("assets/default-model"))
+    p.add_argument("--out", type=Path, default=Path("sss_core/assets/default-model"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None)
     p.set_defaults(handler=run)

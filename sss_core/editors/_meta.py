@@ -30,11 +30,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import DataError, RequestError, SSSError
+from ..resources import editor_checkpoints_path
 from ..types import LOCALITY_GROUPS, EditRequest
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "editors"
+ASSETS = editor_checkpoints_path()  # sss_core/assets/editors, found as package data
 
 
 class CheckpointError(SSSError):

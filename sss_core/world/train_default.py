@@ -1,6 +1,6 @@
 """Train the project's default model (a small GPT-2) on the built-in fact world.
 
-Run: ``python -m sss_core train-default --out assets/default-model --seed 0``.
+Run: ``python -m sss_core train-default --out sss_core/assets/default-model --seed 0``.
 Deterministic given the seed on one machine (same torch build, same thread count).
 """
 
@@ -170,7 +170,7 @@ def write_model_card(out: Path, card: dict) -> None:
 Made by the project, offline, with:
 
 ```bash
-python -m sss_core train-default --out assets/default-model --seed {cfg['seed']}
+python -m sss_core train-default --out sss_core/assets/default-model --seed {cfg['seed']}
 ```
 
 | | |

@@ -1,0 +1,83 @@
+"""``sss-lab-app``: start the browser app from any folder, installed or in a clone.
+
+It runs ``streamlit run streamlit_app.py`` on the router that sits beside this package (in a clone:
+the repository root; installed: site-packages) with the project's Streamlit settings. Streamlit
+reads ``.streamlit/config.toml`` only from the current folder (and, in recent versions, the
+router's), so an installed app started elsewhere gets those settings as flags instead:
+``STREAMLIT_SETTINGS`` below, kept equal to ``.streamlit/config.toml`` by tests/app/test_launch.py.
+Arguments after the command go to ``streamlit run`` and win over these settings.
+
+Example:
+    $ sss-lab-app                        # http://localhost:8501
+    $ sss-lab-app --server.port 8600     # another port
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+ROUTER = "streamlit_app.py"  # the entry file; its st.Page paths ("app/views/...") are relative to its folder
+
+# .streamlit/config.toml as "section.key" -> value. The app listens on this machine only; to share it
+# on a network pass --server.address 0.0.0.0 explicitly (there is no authentication).
+STREAMLIT_SETTINGS: dict[str, object] = {
+    "server.address": "localhost",
+    "server.port": 8501,
+    "server.headless": True,
+    "server.runOnSave": False,
+    "server.fileWatcherType": "none",  # an installed app's sources do not change; watching them costs CPU
+    "server.maxUploadSize": 50,  # MB
+    "browser.gatherUsageStats": False,
+    "browser.serverAddress": "localhost",
+    "client.showErrorDetails": "none",  # errors are shown as messages by the app, never a traceback
+    "client.toolbarMode": "minimal",
+    "logger.level": "info",
+}
+
+
+def router_path() -> Path:
+    """The app's entry file, ``streamlit_app.py``, found beside the installed ``app`` package.
+
+    Raises:
+        FileNotFoundError: the entry file is not beside the package (a broken install); reinstall
+            with ``pip install sss-lab`` (or ``pip install -e .`` in a clone).
+    """
+    package_dir = resources.files("app")
+    if not isinstance(package_dir, Path):
+        raise FileNotFoundError(f"the app package is not on disk ({package_dir!r}): install it with pip")
+    router = package_dir.parent / ROUTER
+    if not router.is_file():
+        raise FileNotFoundError(f"{router} is missing: the app needs {ROUTER} beside its app/ package; "
+                                "reinstall with pip install sss-lab (or pip install -e . in a clone)")
+    return router
+
+
+def streamlit_args(extra: list[str]) -> list[str]:
+    """``streamlit``'s arguments: ``run``, the router, the project's settings as flags, then ``extra``.
+
+    Example:
+        >>> streamlit_args(["--server.port", "8600"])[-2:]
+        ['--server.port', '8600']
+    """
+    flags: list[str] = []
+    for key, value in STREAMLIT_SETTINGS.items():
+        flags += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return ["run", str(router_path()), *flags, *extra]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app in this process until it is stopped (Ctrl+C); returns streamlit's exit status."""
+    from streamlit.web import cli as streamlit_cli  # here: importing streamlit starts its config machinery
+
+    args = streamlit_args(sys.argv[1:] if argv is None else argv)
+    try:
+        streamlit_cli.main(args=args, prog_name="streamlit", standalone_mode=True)
+    except SystemExit as exc:  # click ends with SystemExit(code) in standalone mode
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
