@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sss_core.errors import DataError
+from sss_core.evaluation.store import RUN_LOG_FILE, RunLog, read_records
+
 MAX_FILE_BYTES = 60 * 1024 * 1024
 MAX_ROWS = 20000
 KINDS = {".jsonl": "results", ".csv": "tables", ".md": "markdown", ".html": "plots", ".json": "json"}
@@ -19,37 +22,31 @@ KINDS = {".jsonl": "results", ".csv": "tables", ".md": "markdown", ".html": "plo
 
 @dataclass
 class Report:
+    """What ``read_report`` found in a folder, by kind, and a message per file it could not read."""
+
     folder: Path
     markdown: dict[str, str] = field(default_factory=dict)  # file name -> text
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # CSV tables
     results: dict[str, pd.DataFrame] = field(default_factory=dict)  # JSON lines, flattened
     plots: dict[str, str] = field(default_factory=dict)  # HTML file name -> HTML text
     json: dict[str, object] = field(default_factory=dict)
+    runs: pd.DataFrame | None = None  # the bench's run log (config.json), one row per invocation
     problems: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
+        """Whether nothing readable was found."""
         return not (self.markdown or self.tables or self.results or self.plots or self.json)
 
 
 def read_jsonl(path: Path, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, int]:
-    """Rows of a JSON-lines file, flattened; returns the frame and the number of unreadable lines."""
-    rows, bad = [], 0
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1  # e.g. the last line of an interrupted run
-                continue
-            if isinstance(obj, dict):
-                rows.append(obj)
-            else:
-                bad += 1
-            if len(rows) >= max_rows:
-                break
+    """Rows of a JSON-lines file (a bench's results, or a worker's part file), flattened with
+    ``pd.json_normalize`` (``metrics.reliability``, ``request.prompt``, ...).
+
+    Read through the bench's store, leniently: returns the frame and the number of unreadable
+    lines (e.g. the torn last line of an interrupted run), which are skipped.
+    """
+    rows, bad = read_records(path, strict=False, max_rows=max_rows)
     return (pd.json_normalize(rows, max_level=2) if rows else pd.DataFrame()), bad
 
 
@@ -80,9 +77,26 @@ def read_report(folder: str | Path) -> Report:
                 rep.plots[path.name] = path.read_text(encoding="utf-8", errors="replace")
             else:
                 rep.json[path.name] = json.loads(path.read_text(encoding="utf-8"))
+                if path.name == RUN_LOG_FILE:
+                    rep.runs = runs_table(path)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, the rest still shown
             rep.problems.append(f"{path.name}: could not read it ({type(exc).__name__}: {exc})")
     return rep
+
+
+RUN_COLUMNS = ("command", "started", "finished", "wall_seconds", "cpu_seconds", "results_made", "results_skipped",
+               "interrupted", "model_name", "model_device", "git_commit")
+
+
+def runs_table(path: Path) -> pd.DataFrame | None:
+    """The invocations of a bench's run log, one row each (the columns of RUN_COLUMNS it has),
+    or None when the file is not a bench run log."""
+    try:
+        runs = RunLog(path).runs()
+    except DataError:
+        return None
+    frame = pd.DataFrame(runs)
+    return frame[[c for c in RUN_COLUMNS if c in frame.columns]] if runs else None
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame | None:

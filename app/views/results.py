@@ -7,8 +7,9 @@ from app import panels, resources
 from app.reports import read_report, summary_table
 
 st.title("Results of a bench run")
-st.caption("Open the --out folder of `python -m sss_core bench`: its report (Markdown), tables (CSV), per-case "
-           "results (JSON lines) and plots (HTML) are shown, whichever of them are there.")
+st.caption("Open the --out folder of `python -m sss_core bench`: its report (Markdown), the runs into it "
+           "(config.json), tables (CSV), per-case results (JSON lines) and plots (HTML) are shown, whichever of "
+           "them are there.")
 
 found = resources.list_report_dirs()
 if found:
@@ -32,6 +33,9 @@ if folder:
         for name, text in rep.markdown.items():
             with st.expander(f"{name}", expanded=name.lower().startswith("report")):
                 st.markdown(text)
+        if rep.runs is not None:
+            st.subheader(f"Runs into this folder ({len(rep.runs)})")
+            st.dataframe(rep.runs, hide_index=True, width="stretch", key="res-runs")
         for name, df in rep.results.items():
             st.subheader(f"Per-case results: {name} ({len(df)} rows)")
             summary = summary_table(df)

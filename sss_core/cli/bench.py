@@ -51,13 +51,16 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the work (e.g. 2 on 2 cores); each loads its own model copy")
     p.add_argument("--report-only", action="store_true",
-                   help="only rebuild the report of --out from its results (give the same --data, --n, --seeds)")
+                   help="only rebuild the report of --out from its results (give the same --data, --n, --seeds); "
+                        "no model is loaded, except for results written before the k-NN density and target NLL "
+                        "were stored with each result: then --model (default the shipped one) computes them")
     p.add_argument("--no-progress", action="store_true")
     add_model_args(p)
     p.set_defaults(handler=run)
 
 
 def _argv(cfg: BenchConfig, args) -> list[str]:
+    """An argument list equivalent to this invocation, for the run log when ``run`` is called in-process."""
     argv = ["bench", "--editors", ",".join(cfg.editors), "--data", cfg.data, "--seeds", str(cfg.seeds),
             "--out", str(args.out), "--mode", ",".join(cfg.modes)]
     argv += ["--n", str(cfg.n)] if cfg.n else []
@@ -74,6 +77,7 @@ def _argv(cfg: BenchConfig, args) -> list[str]:
 
 
 def _interrupt(signum, frame) -> None:
+    """SIGTERM handler: stop the bench as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -84,7 +88,8 @@ def run(args) -> None:
         raise RequestError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     cfg = BenchConfig(editors=args.editors, data=args.data, n=args.n, seeds=args.seeds, modes=args.modes,
-                      seq_sizes=args.seq_sizes, batch_size=args.batch_size, sweep_values=args.sweep_values, sweep_n=args.sweep_n, fmt=args.fmt,
+                      seq_sizes=args.seq_sizes, batch_size=args.batch_size, sweep_values=args.sweep_values,
+                      sweep_n=args.sweep_n, fmt=args.fmt,
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
                       dtype=args.dtype, device_map=args.device_map, plotly_js=args.plotly_js, workers=args.workers)

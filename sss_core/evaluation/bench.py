@@ -1,9 +1,12 @@
 """``python -m sss_core bench``: editors x seeds x modes over a data set, streamed, resumable.
 
 Results go to ``DIR/results.jsonl`` one line per (editor, seed, case_id, mode), flushed as each
-is made, so a killed run keeps everything it finished and ``--resume`` skips those keys.
+is made, so a killed run keeps everything it finished and ``--resume`` skips those keys. A single
+edit's line also carries the hypothesis' per-edit measures (k-NN density of the prompt, NLL of
+the new target), taken on the unedited model before its job, so the report needs no model.
 ``DIR/config.json`` lists every invocation with its exact command; at the end the report
-(``report.md``, CSVs, plotly HTML) is rebuilt from everything in the results file.
+(``report.md``, CSVs, plotly HTML) is rebuilt from everything in the results file. The folder is
+read and written through ``store.BenchStore``.
 
 Example:
     python -m sss_core bench --editors ft-l,ft-l+sss --data world --n 500 --seeds 3 --out runs/world
@@ -12,25 +15,27 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
 from ..editors import EDITORS, editor_config, make_editor
-from ..errors import DataError, RequestError, SSSError
+from ..errors import RequestError, SSSError
+from ..models import DEFAULT_MODEL, LoadedModel, load_model
 from ..types import EditCase
 from .datasets import load_cases
-from .report import write_bench_report
+from .hypothesis import EditMeasures, reference_prompts
+from .report import missing_measures, write_bench_report
 from .runners import Outcome, RunKey, batch_edits, sequential_edits, single_edits
+from .store import BenchStore, ResultFile
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ class BenchConfig:
     plotly_js: str = "directory"  # "directory" (offline, one plotly.min.js) or "cdn"
     workers: int = 1  # processes sharing the jobs (each loads its own copy of the model)
 
-    def validate(self) -> "BenchConfig":
+    def validate(self) -> BenchConfig:
+        """Check every field; returns self. Raises RequestError naming the flag to fix."""
         if not self.editors:
             raise RequestError("give at least one editor, e.g. --editors ft-l,ft-l+sss")
         for name in self.editors:
@@ -82,69 +88,8 @@ class BenchConfig:
 
     @property
     def sweep_editors(self) -> list[str]:
+        """The editors among ``editors`` that use SSS (the C sweep runs these)."""
         return [e for e in self.editors if EDITORS[e].uses_sss]
-
-
-def _complete_lines(path: Path) -> list[str]:
-    """The complete lines of a results file; a torn last line (a run killed mid-write) is cut off.
-
-    Only for files nobody is writing to any more: a line being written would be cut off too.
-    """
-    raw = path.read_bytes()
-    good = raw.rfind(b"\n") + 1  # bytes after the last newline were never completed
-    if good < len(raw):
-        log.warning("dropping an unfinished last line of %s", path)
-        with open(path, "r+b") as fh:
-            fh.truncate(good)
-    return raw[:good].decode("utf-8").splitlines()
-
-
-def keys_of(path: Path) -> set[RunKey]:
-    """The keys already in a results file (empty if there is none)."""
-    keys = set()
-    for i, line in enumerate(_complete_lines(path) if path.exists() else []):
-        try:
-            rec = json.loads(line)
-            keys.add(RunKey(rec["editor"], rec["seed"], rec["case_id"], rec["mode"]))
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise DataError(f"{path} line {i + 1} is corrupt ({exc}); move the file away to start over")
-    return keys
-
-
-class ResultStore:
-    """An append-only results file; each result is one JSON line, flushed as soon as it is written."""
-
-    def __init__(self, path: Path, resume: bool, also_done: set[RunKey] = frozenset()):
-        self.path = path
-        if path.exists() and path.stat().st_size and not resume:
-            raise RequestError(f"{path.parent} already has results; pass --resume to continue that run, "
-                               "or choose another --out")
-        self.keys = keys_of(path) | set(also_done)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a", encoding="utf-8")
-
-    def done(self, key: RunKey) -> bool:
-        return key in self.keys
-
-    def write(self, outcome: Outcome) -> None:
-        self._fh.write(json.dumps(outcome.to_json(), ensure_ascii=False) + "\n")
-        self._fh.flush()
-        self.keys.add(outcome.key)
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-def merge_parts(out: Path) -> None:
-    """Move the complete lines of worker files (results.part*.jsonl) into results.jsonl."""
-    main = out / "results.jsonl"
-    if main.exists():
-        _complete_lines(main)
-    for part in sorted(out.glob("results.part*.jsonl")):
-        lines = _complete_lines(part)
-        with open(main, "a", encoding="utf-8") as fh:
-            fh.write("".join(line + "\n" for line in lines))
-        part.unlink()
 
 
 def _cases_by_seed(cfg: BenchConfig) -> dict[int, list[EditCase]]:
@@ -154,18 +99,28 @@ def _cases_by_seed(cfg: BenchConfig) -> dict[int, list[EditCase]]:
 
 
 def _editor(name: str, seed: int, settings: dict, C: float | None = None):
-    fields = {f.name for f in dataclasses.fields(EDITORS[name].config_cls)}
+    """Editor ``name`` with ``settings``, its seed (if it has one) and, for the sweep, C in its registry's C field."""
+    spec = EDITORS[name]
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     overrides = {**settings, **({"seed": seed} if "seed" in fields else {})}
     if C is not None:
-        overrides["sss_c"] = C
+        overrides[spec.c_field] = C  # the sweep runs only editors with SSS, which name their C field
     return make_editor(name, **overrides)
 
 
-Job = tuple[str, list[RunKey], Callable[[], Iterator[Outcome]]]
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: the results ``run()`` yields, for ``keys``, editing ``cases``."""
+
+    desc: str  # shown on the progress bar
+    keys: list[RunKey]
+    cases: list[EditCase]
+    run: Callable[[], Iterator[Outcome]]
+    measure: bool = False  # store the hypothesis' measures with each result (single edits: the report uses them)
 
 
 def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -> list[Job]:
-    """Every (description, keys, generator) the run consists of, in order."""
+    """Every job the run consists of, in order (deterministic: workers rebuild the same list)."""
     model, tok = lm.model, lm.tok
     jobs: list[Job] = []
     for seed, cases in cases_by_seed.items():
@@ -175,33 +130,42 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                 for start in range(0, len(cases), BLOCK):
                     block = cases[start:start + BLOCK]
                     keys = [RunKey(name, seed, c.request.case_id, "single") for c in block]
-                    jobs.append((f"{name} seed {seed} single", keys,
-                                 lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip)))
+                    jobs.append(Job(f"{name} seed {seed} single", keys, block,
+                                    lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip),
+                                    measure=True))
             if "sequential" in cfg.modes:
                 for n in cfg.seq_sizes:
                     chunk = cases[:n]
                     keys = [RunKey(name, seed, c.request.case_id, f"sequential@{len(chunk)}{tail}")
                             for tail in ("", "/final") for c in chunk]
-                    jobs.append((f"{name} seed {seed} sequential n={len(chunk)}", keys,
-                                 lambda e=editor, c=chunk, s=seed: sequential_edits(model, tok, e, c, s, skip=skip)))
+                    jobs.append(Job(f"{name} seed {seed} sequential n={len(chunk)}", keys, chunk,
+                                    lambda e=editor, c=chunk, s=seed: sequential_edits(model, tok, e, c, s,
+                                                                                       skip=skip)))
             if "batch" in cfg.modes:
                 for start in range(0, len(cases), cfg.batch_size):
                     chunk = cases[start:start + cfg.batch_size]
                     keys = [RunKey(name, seed, c.request.case_id, f"batch@{len(chunk)}") for c in chunk]
-                    jobs.append((f"{name} seed {seed} batch {start // cfg.batch_size + 1}", keys,
-                                 lambda e=editor, c=chunk, s=seed: batch_edits(model, tok, e, c, s, skip=skip)))
+                    jobs.append(Job(f"{name} seed {seed} batch {start // cfg.batch_size + 1}", keys, chunk,
+                                    lambda e=editor, c=chunk, s=seed: batch_edits(model, tok, e, c, s, skip=skip)))
         if "sweep" in cfg.modes:
             for name in cfg.sweep_editors:
                 for C in cfg.sweep_values:
                     editor, mode = _editor(name, seed, cfg.settings, C), f"sweep@C={C:g}"
                     chunk = cases[:cfg.sweep_n]
                     keys = [RunKey(name, seed, c.request.case_id, mode) for c in chunk]
-                    jobs.append((f"{name} seed {seed} C={C:g}", keys, lambda e=editor, c=chunk, s=seed, m=mode, C=C:
-                                 single_edits(model, tok, e, c, s, mode=m, skip=skip, C=C, with_lambda=False)))
+                    jobs.append(Job(f"{name} seed {seed} C={C:g}", keys, chunk,
+                                    lambda e=editor, c=chunk, s=seed, m=mode, C=C:
+                                    single_edits(model, tok, e, c, s, mode=m, skip=skip, C=C, with_lambda=False)))
     return jobs
 
 
+def _measures(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]]) -> EditMeasures:
+    """The hypothesis' per-edit measures of this bench (the reference is embedded on first use)."""
+    return EditMeasures(lm.model, lm.tok, reference_prompts(cfg.data, cases_by_seed[0]), cfg.knn)
+
+
 def _git_commit() -> str | None:
+    """The checked-out commit of this code, or None outside a git checkout."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                               cwd=Path(__file__).parent).stdout.strip() or None
@@ -209,29 +173,32 @@ def _git_commit() -> str | None:
         return None
 
 
-def _log_invocation(out: Path, cfg: BenchConfig, command: str, **extra) -> list[dict]:
-    path = out / "config.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    if extra.get("finished") and runs and runs[-1]["command"] == command and "finished" not in runs[-1]:
-        runs[-1].update(extra)
-    else:
-        runs.append({"command": command, "config": dataclasses.asdict(cfg), "git_commit": _git_commit(),
-                     "python": platform.python_version(), "torch": torch.__version__,
-                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), **extra})
-    path.write_text(json.dumps({"runs": runs}, indent=1, default=str))
-    return runs
+def _invocation(cfg: BenchConfig, command: str) -> dict:
+    """The run log's entry of this invocation: its command and config, and the machine it runs on."""
+    return {"command": command, "config": dataclasses.asdict(cfg), "git_commit": _git_commit(),
+            "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _run_jobs(jobs: list[Job], store: ResultStore, bar=None) -> int:
-    """Run the jobs in order, writing each outcome as it comes. Returns how many were written."""
+def _run_jobs(jobs: list[Job], results: ResultFile, measures: EditMeasures, bar=None) -> int:
+    """Run the jobs in order, writing each outcome as it comes (with its case's measures, if the job has them).
+
+    The measures of a job's cases are taken before the job starts, while the model is unedited
+    (sequential and batch jobs keep edits applied between the outcomes they yield).
+    Returns how many results were written.
+    """
     made = 0
-    for desc, keys, run in jobs:
-        if all(store.done(k) for k in keys):
+    for job in jobs:
+        if all(results.done(k) for k in job.keys):
             continue
         if bar is not None:
-            bar.set_postfix_str(desc)
-        for outcome in run():
-            store.write(outcome)
+            bar.set_postfix_str(job.desc)
+        requests = [c.request for c in job.cases] if job.measure else []
+        fields = {(r.prompt, r.target_new): m for r, m in zip(requests, measures(requests))}
+        for outcome in job.run():
+            request = outcome.case.request
+            results.write(outcome, **fields.get((request.prompt, request.target_new), {}))
             made += 1
             if bar is not None:
                 bar.update(1)
@@ -247,9 +214,10 @@ def _worker(cfg: BenchConfig, out: Path, index: int, threads: int, queue, cpu, p
 
     torch.set_num_threads(threads)
     cases_by_seed = _cases_by_seed(cfg)
-    store = ResultStore(out / f"results.part{index}.jsonl", resume=True, also_done=keys_of(out / "results.jsonl"))
+    results = BenchStore(out).open_part(index)
     lm = _load_model(cfg)
-    jobs = plan(cfg, lm, cases_by_seed, store.done)  # the same list as the parent's: plan is deterministic
+    jobs = plan(cfg, lm, cases_by_seed, results.done)  # the same list as the parent's: plan is deterministic
+    measures = _measures(cfg, lm, cases_by_seed)
     try:
         while os.getppid() == parent:
             try:
@@ -258,13 +226,13 @@ def _worker(cfg: BenchConfig, out: Path, index: int, threads: int, queue, cpu, p
                 continue  # look at the parent again
             if number is None:  # one stop sign per worker, after the last job
                 break
-            _run_jobs([jobs[number]], store)
+            _run_jobs([jobs[number]], results, measures)
     finally:
-        store.close()
+        results.close()
         cpu.value = time.process_time()
 
 
-def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
+def _run_workers(cfg: BenchConfig, store: BenchStore, n_jobs: int, bar) -> float:
     """Run the jobs in ``cfg.workers`` processes; returns their CPU seconds. Progress from their files."""
     import multiprocessing
 
@@ -273,17 +241,15 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
     for number in [*range(n_jobs), *[None] * cfg.workers]:
         queue.put(number)
     cpus = [ctx.Value("d", 0.0) for _ in range(cfg.workers)]
-    procs = [ctx.Process(target=_worker, args=(cfg, out, i, torch.get_num_threads(), queue, cpus[i], os.getpid()),
-                         daemon=True)
+    procs = [ctx.Process(target=_worker, args=(cfg, store.folder, i, torch.get_num_threads(), queue, cpus[i],
+                                               os.getpid()), daemon=True)
              for i in range(cfg.workers)]
     for p in procs:
         p.start()
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(2)
-            # count only: a worker may be in the middle of writing a line, which must not be cut off
-            written = sum(f.read_bytes().count(b"\n") for f in out.glob("results.part*.jsonl"))
-            bar.update(max(0, written - bar.n))
+            bar.update(max(0, store.part_lines() - bar.n))
     finally:
         for p in procs:
             if p.is_alive():
@@ -291,73 +257,91 @@ def _run_workers(cfg: BenchConfig, out: Path, n_jobs: int, bar) -> float:
             p.join()
     failed = [i for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
-        merge_parts(out)
+        store.merge_parts()
         raise SSSError(f"bench worker {failed[0]} stopped (exit code {procs[failed[0]].exitcode}); its finished "
-                           "results are kept: rerun with --resume to continue")
+                       "results are kept: rerun with --resume to continue")
     return sum(c.value for c in cpus)
 
 
-def rebuild_report(cfg: BenchConfig, out: Path) -> Path:
-    """Write the report of ``out`` again from its results (nothing is run, no invocation is logged)."""
-    if not (out / "results.jsonl").exists():
+def rebuild_report(cfg: BenchConfig, out: Path, lm=None) -> Path:
+    """Write the report of ``out`` again from its results (nothing is run, no invocation is logged).
+
+    No model is loaded unless results written before the per-edit measures were stored need
+    them: then ``lm``, or else the model of ``cfg`` (``--model``, default the shipped one),
+    computes them for this report (the results file is not changed).
+    Raises RequestError if ``out`` has no results.
+    """
+    store = BenchStore(out)
+    if not store.exists():
         raise RequestError(f"{out} has no results.jsonl to report on")
     cases_by_seed = _cases_by_seed(cfg)
-    return write_bench_report(out, cfg, _load_model(cfg), cases_by_seed)
+    missing = missing_measures(store.frame())
+    if missing and lm is None:
+        log.warning("%d results in %s predate the stored k-NN density and target NLL; loading the model to "
+                    "compute them", missing, out)
+        lm = _load_model(cfg)
+    return write_bench_report(out, cfg, cases_by_seed, lm)
 
 
 def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = "",
               progress: bool = True) -> dict:
-    """Run everything ``cfg`` asks for into ``out``, then write the report. Returns a summary."""
-    from tqdm import tqdm
+    """Run everything ``cfg`` asks for into ``out``, then write the report. Returns a summary.
 
+    Raises RequestError if ``out`` has results and not ``resume``; SSSError if the run was
+    interrupted, a worker died or results are missing (what is finished is kept: rerun with
+    ``resume``).
+    """
+    from tqdm import tqdm
 
     cfg.validate()
     cases_by_seed = _cases_by_seed(cfg)
-    if not resume and any(out.glob("results.part*.jsonl")):
-        raise RequestError(f"{out} has results of an earlier run; pass --resume to continue it, or choose another --out")
-    merge_parts(out)  # what the workers of an interrupted run had finished
-    store = ResultStore(out / "results.jsonl", resume)
+    store = BenchStore(out)
+    if not resume and store.has_parts():
+        raise RequestError(f"{out} has results of an earlier run; pass --resume to continue it, "
+                           "or choose another --out")
+    store.merge_parts()  # what the workers of an interrupted run had finished
+    results = store.open(resume)
     started, cpu_started = time.time(), time.process_time()
-    _log_invocation(out, cfg, command, started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    entry = store.log.append(_invocation(cfg, command))
     lm = _load_model(cfg)
-    jobs = plan(cfg, lm, cases_by_seed, store.done)
-    todo = sum(not store.done(k) for _, keys, _ in jobs for k in keys)
-    skipped = sum(len(keys) for _, keys, _ in jobs) - todo
-    before, cpu_workers, interrupted, failure = len(store.keys), 0.0, False, None
+    store.log.update(entry, model_name=lm.name, model_device=str(lm.device))
+    jobs = plan(cfg, lm, cases_by_seed, results.done)
+    todo = sum(not results.done(k) for job in jobs for k in job.keys)
+    skipped = sum(len(job.keys) for job in jobs) - todo
+    before, cpu_workers, interrupted, failure = len(results.keys), 0.0, False, None
     try:
         with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
             if cfg.workers > 1:
-                store.close()
-                cpu_workers = _run_workers(cfg, out, len(jobs), bar)
+                results.close()
+                cpu_workers = _run_workers(cfg, store, len(jobs), bar)
             else:
-                _run_jobs(jobs, store, bar)
+                _run_jobs(jobs, results, _measures(cfg, lm, cases_by_seed), bar)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
         interrupted = True
     except SSSError as exc:  # a worker died: log the invocation, then say so
         failure = exc
     finally:
-        store.close()
-        merge_parts(out)
-    made = len(keys_of(out / "results.jsonl")) - before
+        results.close()
+        store.merge_parts()
+    made = len(store.keys()) - before
     wall = time.time() - started
-    _log_invocation(out, cfg, command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    wall_seconds=round(wall, 1),
-                    cpu_seconds=round(time.process_time() - cpu_started + cpu_workers, 1),
-                    results_made=made, results_skipped=skipped, interrupted=interrupted,
-                    **({"failed": str(failure)} if failure else {}))
+    store.log.update(entry, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     wall_seconds=round(wall, 1), cpu_seconds=round(time.process_time() - cpu_started + cpu_workers, 1),
+                     results_made=made, results_skipped=skipped, interrupted=interrupted,
+                     **({"failed": str(failure)} if failure else {}))
     if failure is not None:
         raise failure
     if interrupted:
-        raise SSSError(f"interrupted after {made} new results; they are kept in {out / 'results.jsonl'}: "
+        raise SSSError(f"interrupted after {made} new results; they are kept in {store.results_path}: "
                        "rerun the same command with --resume to continue")
     if made < todo:
-        raise SSSError(f"{todo - made} of {todo} results are missing from {out / 'results.jsonl'}; "
+        raise SSSError(f"{todo - made} of {todo} results are missing from {store.results_path}; "
                        "rerun the same command with --resume to make them")
-    report = write_bench_report(out, cfg, lm, cases_by_seed)
+    report = write_bench_report(out, cfg, cases_by_seed, lm)
     return {"out": str(out), "results_made": made, "results_skipped": skipped, "wall_seconds": round(wall, 1),
             "report": str(report)}
 
 
-def _load_model(cfg: BenchConfig):
-    from ..models import DEFAULT_MODEL, load_model
+def _load_model(cfg: BenchConfig) -> LoadedModel:
+    """The model of ``cfg`` (default: the shipped one), as ``load_model`` loads it. Raises ModelLoadError."""
     return load_model(cfg.model or DEFAULT_MODEL, device=cfg.device, dtype=cfg.dtype, device_map=cfg.device_map)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,7 +33,10 @@ from scipy import stats
 from torch import nn
 
 from ..embeddings import Pooling, embed_prompts
+from ..errors import RequestError
 from ..text import encode_for, max_positions, target_nll
+from ..types import EditCase, EditRequest
+from .presets import default_world
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +54,10 @@ PAIRS = (("lambda_max_before", "locality_drop", None, +1),
 @torch.no_grad()
 def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
                   batch_size: int = 128) -> list[float]:
-    """Per-token NLL of each target given its prompt on ``model`` (J of paper Eq. 8).
+    """Per-token NLL of each target given its prompt on ``model`` (J of paper Eq. 8), in nats.
 
     Each distinct (prompt, target) pair is computed once (a bench repeats them for every editor).
+    Raises RequestError if a prompt + target is longer than the model's context.
     """
     pairs = list(dict.fromkeys(zip(prompts, targets)))
     nll: dict[tuple[str, str], float] = {}
@@ -65,36 +69,130 @@ def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequen
     return [nll[pair] for pair in zip(prompts, targets)]
 
 
+class KnnReference:
+    """A reference set of prompts, embedded once, to measure how crowded a prompt's neighbourhood is.
+
+    Prompts longer than the model's context cannot be embedded: they are left out of the
+    reference, and a query that long gets NaN. With fewer than k + 1 reference prompts, k shrinks
+    to what there is. Raises ValueError if fewer than 2 reference prompts fit.
+
+    Example:
+        >>> ref = KnnReference(lm.model, lm.tok, world_prompts, k=10)
+        >>> ref.distances(["The capital of France is"])  # {prompt: mean distance to its 10 nearest}
+    """
+
+    def __init__(self, model: nn.Module, tok, reference: Sequence[str], k: int = 10, pooling: Pooling = "mean"):
+        """Embed ``reference`` (duplicates once) with ``model``; pooled last hidden state, ``pooling`` over tokens."""
+        self.model, self.tok, self.pooling = model, tok, pooling
+        self._limit = max_positions(model)
+        self.reference = [p for p in dict.fromkeys(reference) if self.fits(p)]
+        self.k = min(k, len(self.reference) - 1)
+        if self.k < 1:
+            raise ValueError(f"the reference set has {len(self.reference)} prompts; the density needs at least 2")
+        # (reference, d_model)
+        self.embeddings = torch.from_numpy(embed_prompts(model, tok, self.reference, pooling))
+        self._where = {p: i for i, p in enumerate(self.reference)}
+
+    def fits(self, prompt: str) -> bool:
+        """Whether ``prompt`` has at least one token and fits in the model's context."""
+        return self._limit is None or 0 < len(self.tok(prompt)["input_ids"]) <= self._limit
+
+    def distances(self, prompts: Sequence[str], batch_size: int = 64) -> dict[str, float]:
+        """Mean Euclidean distance from each prompt to its k nearest reference prompts (itself excluded).
+
+        ``batch_size`` prompts are embedded at once; padding changes the last bits of an
+        embedding, so a value that must not depend on its neighbours in the batch needs 1.
+        """
+        every = list(dict.fromkeys(prompts))
+        queries = [p for p in every if self.fits(p)]
+        if not queries:
+            return {p: math.nan for p in every}
+        q = embed_prompts(self.model, self.tok, queries, self.pooling, batch_size)
+        q = torch.from_numpy(q)  # (queries, d_model)
+        dist = torch.cdist(q, self.embeddings)  # (queries, reference)
+        for i, p in enumerate(queries):
+            if p in self._where:
+                dist[i, self._where[p]] = math.inf
+        found = dict(zip(queries, dist.topk(self.k, dim=1, largest=False).values.mean(1).tolist()))
+        return {p: found.get(p, math.nan) for p in every}
+
+
 def knn_density(model: nn.Module, tok, prompts: Sequence[str], reference: Sequence[str],
                 k: int = 10, pooling: Pooling = "mean") -> dict[str, float]:
     """Mean distance from each prompt to its k nearest reference prompts (itself excluded).
 
     With fewer than k + 1 reference prompts, k shrinks to what there is. Prompts longer than the
     model's context cannot be embedded: they are left out of the reference and get NaN.
+    Raises ValueError if fewer than 2 reference prompts fit. See ``KnnReference``.
     """
-    limit = max_positions(model)
+    return KnnReference(model, tok, reference, k, pooling).distances(prompts)
 
-    def fits(p: str) -> bool:
-        return limit is None or 0 < len(tok(p)["input_ids"]) <= limit
-    every = list(dict.fromkeys(prompts))
-    prompts = [p for p in every if fits(p)]
-    reference = [p for p in dict.fromkeys(reference) if fits(p)]
-    k = min(k, len(reference) - 1)
-    if k < 1:
-        raise ValueError(f"the reference set has {len(reference)} prompts; the density needs at least 2")
-    q = torch.from_numpy(embed_prompts(model, tok, prompts, pooling))  # (queries, d_model)
-    r = torch.from_numpy(embed_prompts(model, tok, reference, pooling))  # (reference, d_model)
-    dist = torch.cdist(q, r)  # (queries, reference)
-    where = {p: i for i, p in enumerate(reference)}
-    for i, p in enumerate(prompts):
-        if p in where:
-            dist[i, where[p]] = math.inf
-    found = dict(zip(prompts, dist.topk(k, dim=1, largest=False).values.mean(1).tolist()))
-    return {p: found.get(p, math.nan) for p in every}
+
+def reference_prompts(data: str, cases: Sequence[EditCase]) -> list[str]:
+    """The prompts the k-NN density is measured against, for a bench over ``data``.
+
+    The built-in world (``data`` "world" or "world:SPLIT"): every fact's prompt (first template).
+    A data file: the requests and probes of ``cases`` (the bench passes seed 0's).
+    """
+    if data.startswith("world"):
+        return [f.prompt() for f in default_world().facts]
+    return [p for c in cases for p in [c.request.prompt] + [q.prompt for q in c.probes]]
+
+
+class EditMeasures:
+    """The per-edit numbers of the hypothesis that need the unedited model, for storing with each result.
+
+    ``knn_distance`` (see ``KnnReference``) of the request's prompt and ``target_nll``
+    (``target_nll_of``) of its prompt + new target. Each prompt and each (prompt, target) pair
+    is measured once, on its own (a batch of one), so a stored value does not depend on which
+    other requests shared its batch, its job or its worker; results are cached. The reference is
+    embedded on first use. Call it only while the model is unedited.
+
+    Example:
+        >>> measures = EditMeasures(lm.model, lm.tok, reference_prompts("world", cases), k=10)
+        >>> measures([case.request])  # [{"knn_distance": 7.91, "target_nll": 6.02}]
+    """
+
+    def __init__(self, model: nn.Module, tok, reference: Sequence[str], k: int = 10):
+        """Measure on ``model``; the density against ``reference`` with ``k`` neighbours."""
+        self.model, self.tok, self.k = model, tok, k
+        self._reference = list(reference)
+        self._knn: KnnReference | None = None
+        self._density: dict[str, float] = {}
+        self._nll: dict[tuple[str, str], float] = {}
+
+    def _knn_reference(self) -> KnnReference | None:
+        """The reference, embedded on first use; None (with a warning) when it is too small."""
+        if self._knn is None and self._reference:
+            try:
+                self._knn = KnnReference(self.model, self.tok, self._reference, self.k)
+            except ValueError as exc:  # too few reference prompts: every density is undefined
+                log.warning("no k-NN density: %s", exc)
+            self._reference = []  # tried once
+        return self._knn
+
+    def __call__(self, requests: Sequence[EditRequest]) -> list[dict[str, float]]:
+        """``{"knn_distance": float, "target_nll": float}`` per request; NaN where it cannot be measured
+        (a prompt, or prompt + target, longer than the model's context)."""
+        for r in requests:
+            if r.prompt not in self._density:
+                knn = self._knn_reference()
+                self._density[r.prompt] = knn.distances([r.prompt], batch_size=1)[r.prompt] if knn else math.nan
+            pair = (r.prompt, r.target_new)
+            if pair not in self._nll:
+                try:
+                    self._nll[pair] = target_nll_of(self.model, self.tok, [r.prompt], [r.target_new])[0]
+                except RequestError as exc:
+                    log.warning("no target NLL for %r: %s", r.prompt, exc)
+                    self._nll[pair] = math.nan
+        return [{"knn_distance": self._density[r.prompt], "target_nll": self._nll[(r.prompt, r.target_new)]}
+                for r in requests]
 
 
 @dataclass(frozen=True)
 class Correlation:
+    """The Spearman correlation of one PAIRS entry over one editor's edits, with its bootstrap CI."""
+
     editor: str
     x: str
     y: str
@@ -109,6 +207,8 @@ class Correlation:
 
     @property
     def verdict(self) -> str:
+        """"supports" / "contradicts" (the CI excludes 0 on / against the predicted side), "inconclusive",
+        "no prediction" (the paper predicts no sign) or "undefined" (rho is NaN)."""
         if math.isnan(self.rho):
             return "undefined"
         if self.expected_sign == 0:

@@ -1,28 +1,36 @@
-"""Turn a bench's results.jsonl into paper-shaped tables (Markdown + CSV) and plotly plots.
+"""Turn a bench's results into paper-shaped tables (Markdown + CSV) and plotly plots.
 
 Every number is a mean over seeds of the per-seed mean over cases, shown as ``mean ± std``
 (sample std over the seed means; a single seed shows no std), in percent like the paper.
+The results are read through ``store.BenchStore``; the hypothesis' per-edit measures are stored
+with them, so no model is needed (except for results written before they were stored).
 
 Example:
-    >>> frame = load_results(Path("runs/world/results.jsonl"))
+    >>> frame = BenchStore(Path("runs/world")).frame()
     >>> print(table1(frame)[0])
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+import numpy as np
 import pandas as pd
-
+import plotly.graph_objects as go
 import torch
+from plotly.subplots import make_subplots
 
-from ..editors import editor_config
+from ..editors import EDITORS, editor_config
+from ..errors import RequestError
 from ..types import PORTABILITY_GROUPS, EditCase
 from .datasets import group_counts
-from .hypothesis import Correlation, correlations, knn_density, target_nll_of
+from .hypothesis import Correlation, correlations, knn_density, reference_prompts, target_nll_of
+from .store import MEASURES, BenchStore
+
+log = logging.getLogger(__name__)
 
 LABELS = {"reliability": "Reliability", "generality": "Generality", "locality": "Locality",
           "portability": "Portability", "neighbour": "Neighbor", "pre_neighbour": "Pre-Neighbor",
@@ -35,30 +43,6 @@ TABLE3 = ("reliability", "neighbour", "pre_neighbour", "post_neighbour", "distra
 SEQUENTIAL = ("reliability", "locality", "generality")
 
 CsvRows = list[dict]
-
-
-def load_results(path: Path) -> pd.DataFrame:
-    """One row per result line: key columns, the request prompt and one column per metric."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            row = {k: rec.get(k) for k in ("editor", "seed", "case_id", "mode", "n", "position", "C",
-                                           "error", "lambda_max_before", "lambda_max_after", "seconds")}
-            row["prompt"], row["target_new"] = rec["request"]["prompt"], rec["request"]["target_new"]
-            # every post-edit prediction of the case, to tell whether two editors changed the model alike
-            row["post"] = json.dumps([p["post"] for p in rec.get("probes") or []])
-            row.update({k: (math.nan if v is None else v) for k, v in (rec.get("metrics") or {}).items()})
-            rows.append(row)
-    frame = pd.DataFrame(rows)
-    from ..editors import EDITORS  # editors in their registry order (workers finish in any order)
-    rank = {name: i for i, name in enumerate(EDITORS)}
-    frame = frame.sort_values("editor", key=lambda col: col.map(lambda e: rank.get(e, len(rank))), kind="stable")
-    for col in set(LABELS) | {"lambda_max_before", "lambda_max_after", "seconds", "n", "C"}:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
-    return frame
 
 
 def seed_stats(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
@@ -88,6 +72,7 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _csv(table: str, stats: pd.DataFrame, metrics: Sequence[str], **fixed) -> CsvRows:
+    """One summary.csv row per (group of ``stats``, metric): mean, std, seeds and cases per seed."""
     rows = []
     for key, s in stats.iterrows():
         key = key if isinstance(key, tuple) else (key,)
@@ -185,8 +170,9 @@ def c_sweep(frame: pd.DataFrame) -> tuple[str, CsvRows, pd.DataFrame]:
 def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
     """One row per (editor, pair) with rho, its bootstrap CI and the verdict."""
     sign = {1: "> 0", -1: "< 0", 0: "–"}
-    body = [[c.editor, f"{c.x} ~ {c.y}" + (f" given {c.control}" if c.control else ""), f"{c.rho:+.3f}", f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}",
-             c.points, c.clusters, sign[c.expected_sign], c.verdict] for c in corrs]
+    body = [[c.editor, f"{c.x} ~ {c.y}" + (f" given {c.control}" if c.control else ""), f"{c.rho:+.3f}",
+             f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}", c.points, c.clusters, sign[c.expected_sign], c.verdict]
+            for c in corrs]
     header = ["Editor", "Pair", "Spearman rho", "95% CI (bootstrap)", "p", "edits", "prompts",
               "paper predicts", "verdict"]
     csv = [{"table": "hypothesis", **{k: getattr(c, k) for k in c.__dataclass_fields__}, "verdict": c.verdict}
@@ -196,7 +182,6 @@ def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
 
 def sss_pairs(editors: Sequence[str]) -> list[tuple[str, str]]:
     """(editor, editor with SSS) pairs among ``editors``: same method and config class, SSS on in one."""
-    from ..editors import EDITORS
     specs = [EDITORS[e] for e in editors if e in EDITORS]
     return [(a.name, b.name) for a in specs for b in specs
             if not a.uses_sss and b.uses_sss and (a.factory, a.config_cls) == (b.factory, b.config_cls)]
@@ -204,7 +189,6 @@ def sss_pairs(editors: Sequence[str]) -> list[tuple[str, str]]:
 
 def sss_effect_table(frame: pd.DataFrame, n_boot: int = 1000) -> tuple[str, CsvRows]:
     """Paired (same seed and case) difference made by adding SSS, with a bootstrap 95% CI over cases."""
-    import numpy as np
     rows, body, csv = single(frame[frame["error"].isna()]), [], []
     rng = np.random.default_rng(0)
     for base, with_sss in sss_pairs(list(dict.fromkeys(rows["editor"]))):
@@ -259,7 +243,6 @@ def timing_table(frame: pd.DataFrame) -> str:
 
 def c_sweep_figure(stats: pd.DataFrame):
     """Metrics against C with std error bars, one line per (editor, metric)."""
-    import plotly.graph_objects as go
     fig = go.Figure()
     for editor in dict.fromkeys(e for e, _ in stats.index):
         part = stats.loc[editor]
@@ -273,8 +256,6 @@ def c_sweep_figure(stats: pd.DataFrame):
 
 def sequential_figure(frame: pd.DataFrame):
     """Reliability, locality and generality against the number of sequential edits (log x)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
     rows = frame[frame["mode"].str.startswith("sequential@")]
     fig = make_subplots(rows=1, cols=len(SEQUENTIAL), subplot_titles=[LABELS[m] for m in SEQUENTIAL])
     for final, dash in ((False, "solid"), (True, "dash")):
@@ -307,22 +288,57 @@ def seed_note(data: str) -> str:
             "therefore give the same single-edit scores under every seed (std 0).")
 
 
-def _density(cfg, lm, cases_by_seed: dict[int, list[EditCase]], prompts: list[str]) -> dict:
-    if cfg.data.startswith("world"):
-        from .presets import default_world
-        reference = [f.prompt() for f in default_world().facts]
-    else:
-        reference = [p for c in cases_by_seed[0] for p in [c.request.prompt] + [q.prompt for q in c.probes]]
-    return knn_density(lm.model, lm.tok, prompts, reference, cfg.knn)
+def _hypothesis_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the hypothesis is measured on: single edits that did not fail."""
+    return frame[(frame["mode"] == "single") & frame["error"].isna()]
 
 
-def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCase]]) -> Path:
-    """Write report.md, summary.csv, cases.csv, hypothesis.csv and the plots from DIR/results.jsonl.
+def missing_measures(frame: pd.DataFrame) -> int:
+    """How many results the hypothesis needs lack the stored measures (written before they were stored)."""
+    return int((~_hypothesis_rows(frame)["measured"].astype(bool)).sum())
 
-    ``cfg`` is the bench's BenchConfig (data, settings, knn, plotly_js); ``lm`` the loaded model.
+
+def _hypothesis_frame(frame: pd.DataFrame, cfg, lm, cases_by_seed: dict[int, list[EditCase]]) -> pd.DataFrame:
+    """The rows the hypothesis is measured on, with their measures: stored ones, or for results written
+    before they were stored, computed on ``lm`` (the results file is not changed).
+
+    Raises RequestError, saying what to do, when some are missing and ``lm`` is None.
     """
-    frame = load_results(out / "results.jsonl")
-    runs = json.loads((out / "config.json").read_text())["runs"]
+    rows = _hypothesis_rows(frame)
+    todo = ~rows["measured"].astype(bool)
+    if not todo.any():
+        return rows
+    if lm is None:
+        raise RequestError(f"{int(todo.sum())} results were written before the k-NN density and target NLL were "
+                           "stored with each result; give the model they were made with to compute them "
+                           "(bench --report-only --model NAME, the same --data, --n and --seeds), or rerun the bench")
+    log.info("computing the k-NN density and target NLL of %d older results on %s", int(todo.sum()), lm.name)
+    old = rows[todo]  # batched over every missing prompt, as reports computed them before they were stored
+    density = knn_density(lm.model, lm.tok, list(old["prompt"].unique()),
+                          reference_prompts(cfg.data, cases_by_seed[0]), cfg.knn)
+    nll = pd.Series(target_nll_of(lm.model, lm.tok, list(old["prompt"]), list(old["target_new"])), index=old.index)
+    return rows.assign(knn_distance=rows["knn_distance"].where(~todo, old["prompt"].map(density)),
+                       target_nll=rows["target_nll"].where(~todo, nll))
+
+
+def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]], lm=None) -> Path:
+    """Write report.md, summary.csv, cases.csv, hypothesis.csv and the plots from the results in ``out``.
+
+    ``cfg`` is the bench's BenchConfig (data, seeds, settings, knn, plotly_js). No model is
+    needed: the model's name and device come from the run log, the hypothesis' measures from the
+    results. ``lm`` (a LoadedModel) is only used for results written before the measures were
+    stored; without it those raise RequestError, saying what to do.
+    """
+    store = BenchStore(out)
+    frame = store.frame()
+    hypothesis_rows = _hypothesis_frame(frame, cfg, lm, cases_by_seed)  # refused before anything is written
+    runs = store.log.runs()
+    model_name = store.log.latest("model_name") or (lm.name if lm is not None else "not recorded")
+    device = store.log.latest("model_device") or (lm.device if lm is not None else "not recorded")
+    knns = {r["config"].get("knn") for r in runs if isinstance(r.get("config"), dict)} - {None}
+    if knns - {cfg.knn}:  # the stored densities were measured with the run's k
+        log.warning("the runs into %s measured the k-NN density with k = %s, but the report says k = %d",
+                    out, ", ".join(map(str, sorted(knns))), cfg.knn)
     commands = "\n".join(f"{r['command']}\n    # started {r.get('started')}, wall {r.get('wall_seconds', '?')} s, "
                          f"CPU {r.get('cpu_seconds', '?')} s, "
                          f"{r.get('results_made', '?')} results made, {r.get('results_skipped', '?')} resumed"
@@ -331,7 +347,7 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
     editors = list(dict.fromkeys(frame["editor"]))
     parts = [f"# Bench report: {', '.join(editors)} on {cfg.data}", "",
              "Exact command(s), in order (one per invocation into this folder):", "", "```", commands, "```", "",
-             f"- model: `{lm.name}`; device {lm.device}; torch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"- model: `{model_name}`; device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads",
              f"- data: `{cfg.data}`, {len(cases_by_seed[0])} cases per seed, seeds 0..{cfg.seeds - 1}",
              "- probes per seed: " + ", ".join(f"{g} {k}" for g, k in counts.items()),
              "- editor settings: " + "; ".join(f"{e}: {editor_config(e, **cfg.settings)}" for e in editors),
@@ -346,10 +362,7 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
                                    table5(frame))):
             parts += [f"## {title}", "", md, ""]
             csv += rows
-        single = frame[(frame["mode"] == "single") & frame["error"].isna()]
-        density = _density(cfg, lm, cases_by_seed, list(single["prompt"].unique()))
-        nll = target_nll_of(lm.model, lm.tok, list(single["prompt"]), list(single["target_new"]))
-        corrs = correlations(single.assign(knn_distance=single["prompt"].map(density), target_nll=nll))
+        corrs = correlations(hypothesis_rows)
         md, rows = hypothesis_table(corrs)
         pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
         parts += ["## The paper's hypothesis, measured", "",
@@ -394,7 +407,7 @@ def write_bench_report(out: Path, cfg, lm, cases_by_seed: dict[int, list[EditCas
               "Every case's raw predictions (teacher-forced argmax tokens before and after, per probe) are in "
               "`results.jsonl`; per-case scores in `cases.csv`; every table cell in `summary.csv`.", ""]
     pd.DataFrame(csv).to_csv(out / "summary.csv", index=False)
-    frame.drop(columns="post").to_csv(out / "cases.csv", index=False)
+    frame.drop(columns=["post", *MEASURES, "measured"]).to_csv(out / "cases.csv", index=False)
     path = out / "report.md"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -17,8 +17,12 @@ import pytest
 import sss_core
 import sss_core.errors
 from sss_core.cli import main
-from sss_core.errors import DataError, RequestError
-from sss_core.evaluation.bench import BenchConfig, ResultStore, keys_of, merge_parts, run_bench
+from sss_core.errors import RequestError
+from sss_core.evaluation import bench
+from sss_core.evaluation.bench import BenchConfig, run_bench
+from sss_core.evaluation.hypothesis import knn_density, reference_prompts, target_nll_of
+from sss_core.evaluation.report import write_bench_report
+from sss_core.evaluation.store import MEASURES, BenchStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REPO = Path(sss_core.__file__).resolve().parents[1]
@@ -28,7 +32,7 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
+def test_bench_all_modes_and_report(tmp_path, tiny_model_dir, monkeypatch):
     cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
                       modes=("single", "sequential", "sweep"), seq_sizes=(1, 2), sweep_values=(0.0, 1.0), sweep_n=1,
                       settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
@@ -52,11 +56,58 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir):
     assert (tmp_path / "c_sweep.html").exists() and (tmp_path / "sequential.html").exists()
     assert len(pd.read_csv(tmp_path / "hypothesis.csv")) == 12  # 6 pairs x 2 editors
     assert json.loads((tmp_path / "config.json").read_text())["runs"][0]["wall_seconds"] > 0
+    # the hypothesis' measures are stored with each single edit (only those: the report uses only them)
+    assert all((set(MEASURES) <= set(r)) == (r["mode"] == "single") for r in rows)
+    assert f"- model: `{tiny_model_dir}`; device cpu;" in report  # from the run log
+    (tmp_path / "report.md").unlink()
+    hypothesis = (tmp_path / "hypothesis.csv").read_text()
+
+    def no_model(cfg):
+        raise AssertionError("--report-only loaded a model")
+    monkeypatch.setattr(bench, "_load_model", no_model)
+    assert main(["bench", "--editors", "ft-l", "--data", cfg.data, "--seeds", "2", "--out", str(tmp_path),
+                 "--model", cfg.model, "--set", "steps=2", "--report-only"]) == 0
+    assert (tmp_path / "report.md").read_text() == report  # same report, no model
+    assert (tmp_path / "hypothesis.csv").read_text() == hypothesis
+    assert len(json.loads((tmp_path / "config.json").read_text())["runs"]) == 1  # not an invocation
+
+
+def test_measures_are_stored_as_a_batched_report_would_compute_them(tmp_path, tiny_model_dir, bench_lm):
+    cfg = BenchConfig(editors=("ft-l",), data=str(FIXTURES / "rome_counterfact.json"), seeds=1,
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn", knn=3)
+    run_bench(cfg, tmp_path, progress=False)
+    frame = BenchStore(tmp_path).frame()
+    assert frame["measured"].all() and frame[list(MEASURES)].notna().all().all()
+    cases = bench._cases_by_seed(cfg)
+    density = knn_density(bench_lm.model, bench_lm.tok, list(frame["prompt"]), reference_prompts(cfg.data, cases[0]),
+                          k=3)
+    nll = target_nll_of(bench_lm.model, bench_lm.tok, list(frame["prompt"]), list(frame["target_new"]))
+    assert frame["knn_distance"].tolist() == pytest.approx(frame["prompt"].map(density).tolist(), rel=1e-5)
+    assert frame["target_nll"].tolist() == pytest.approx(nll, rel=1e-5)
+
+
+def test_results_written_before_measures_were_stored(tmp_path, tiny_model_dir, bench_lm):
+    """An older results folder (no measures in it) is reported with a model, and refused without one."""
+    cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+    run_bench(cfg, tmp_path, progress=False)
+    results, log = tmp_path / "results.jsonl", tmp_path / "config.json"
+    old = [{k: v for k, v in json.loads(x).items() if k not in MEASURES} for x in lines(results)]
+    results.write_text("".join(json.dumps(r) + "\n" for r in old))
+    runs = json.loads(log.read_text())
+    runs["runs"][0] = {k: v for k, v in runs["runs"][0].items() if k not in ("model_name", "model_device")}
+    log.write_text(json.dumps(runs))
+    cases = bench._cases_by_seed(cfg)
+    with pytest.raises(RequestError, match="--report-only --model"):
+        write_bench_report(tmp_path, cfg, cases)
+    write_bench_report(tmp_path, cfg, cases, bench_lm)
+    assert len(pd.read_csv(tmp_path / "hypothesis.csv")) == 12
+    assert f"- model: `{bench_lm.name}`; device cpu;" in (tmp_path / "report.md").read_text()
+    assert [json.loads(x) for x in lines(results)] == old  # the results file is left as it was
     (tmp_path / "report.md").unlink()
     assert main(["bench", "--editors", "ft-l", "--data", cfg.data, "--seeds", "2", "--out", str(tmp_path),
-                 "--model", cfg.model, "--report-only"]) == 0
-    assert "Table 1" in (tmp_path / "report.md").read_text()
-    assert len(json.loads((tmp_path / "config.json").read_text())["runs"]) == 1  # not an invocation
+                 "--model", cfg.model, "--report-only"]) == 0  # loads the model to compute them
+    assert "hypothesis" in (tmp_path / "report.md").read_text()
 
 
 def test_batch_mode_splits_cases_into_batches_and_reports_them(tmp_path, tiny_model_dir):
@@ -78,18 +129,6 @@ def test_existing_results_need_resume(tmp_path, tiny_model_dir):
     cfg = BenchConfig(editors=("ft-l",), data=str(FIXTURES / "counterfact.json"), seeds=1, model=str(tiny_model_dir))
     with pytest.raises(RequestError, match="--resume"):
         run_bench(cfg, tmp_path, progress=False)
-
-
-def test_store_drops_a_torn_line_and_refuses_a_corrupt_one(tmp_path):
-    path = tmp_path / "results.jsonl"
-    good = '{"editor": "ft-l", "seed": 0, "case_id": "1", "mode": "single"}\n'
-    path.write_text(good + '{"editor": "ft-l", "se')
-    store = ResultStore(path, resume=True)
-    store.close()
-    assert path.read_text() == good and len(store.keys) == 1
-    path.write_text("garbage\n" + good)
-    with pytest.raises(DataError, match="line 1 is corrupt"):
-        ResultStore(path, resume=True)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -144,22 +183,12 @@ def test_workers_share_the_jobs_and_agree_with_one_process(tmp_path, tiny_model_
 
     def scores(folder):
         rows = [json.loads(x) for x in lines(folder / "results.jsonl")]
-        return {(r["editor"], r["seed"], r["case_id"], r["mode"]): r["metrics"] for r in rows}
-    assert scores(tmp_path / "one") == scores(tmp_path / "two")
-
-
-def test_resume_merges_what_workers_of_a_killed_run_left(tmp_path):
-    good = '{"editor": "ft-l", "seed": 0, "case_id": "%s", "mode": "single"}\n'
-    (tmp_path / "results.jsonl").write_text(good % "a")
-    (tmp_path / "results.part0.jsonl").write_text(good % "b" + '{"editor": "ft-l", "se')
-    (tmp_path / "results.part1.jsonl").write_text(good % "c")
-    merge_parts(tmp_path)
-    assert {k.case_id for k in keys_of(tmp_path / "results.jsonl")} == {"a", "b", "c"}
-    assert not list(tmp_path.glob("results.part*"))
+        return {(r["editor"], r["seed"], r["case_id"], r["mode"]): (r["metrics"], [r[m] for m in MEASURES])
+                for r in rows}
+    assert scores(tmp_path / "one") == scores(tmp_path / "two")  # measures too: each taken alone, not batched
 
 
 def test_ctrl_c_keeps_results_logs_the_run_and_resume_finishes(tmp_path, tiny_model_dir, monkeypatch):
-    import sss_core.evaluation.bench as bench
     real = bench.single_edits
 
     def interrupted_after_two(*args, **kwargs):

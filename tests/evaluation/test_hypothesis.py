@@ -7,8 +7,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from sss_core.evaluation.hypothesis import (correlations, knn_density, partial_spearman, spearman_ci,
-                                            target_nll_of)
+from sss_core.evaluation.hypothesis import (
+    EditMeasures,
+    KnnReference,
+    correlations,
+    knn_density,
+    partial_spearman,
+    reference_prompts,
+    spearman_ci,
+    target_nll_of,
+)
+from sss_core.evaluation.presets import presets
+from sss_core.types import EditRequest
 
 
 def test_partial_spearman_removes_a_shared_cause():
@@ -53,3 +63,25 @@ def test_correlations_per_editor_and_verdicts():
     strong = corrs[("lambda_max_before", "locality_drop", None)]
     assert strong.rho > 0.99 and strong.verdict == "supports"
     assert corrs[("lambda_max_before", "knn_distance", None)].verdict == "inconclusive"
+
+
+def test_edit_measures_are_taken_alone_cached_and_nan_beyond_the_context(bench_lm):
+    reference = ["France is a country", "The capital of France is", "Paris is a city", "A B C D", "one two three"]
+    measures = EditMeasures(bench_lm.model, bench_lm.tok, reference, k=3)
+    requests = [EditRequest("The capital of France is", "Rome", "France"),
+                EditRequest("Paris is a city", "big", "Paris"), EditRequest("word " * 200, "x", "word")]
+    first = measures(requests)
+    alone = KnnReference(bench_lm.model, bench_lm.tok, reference, k=3).distances([requests[1].prompt], batch_size=1)
+    assert first[1]["knn_distance"] == alone[requests[1].prompt]  # a batch of one: the same value in any job
+    assert first[0]["target_nll"] == target_nll_of(bench_lm.model, bench_lm.tok, [requests[0].prompt], ["Rome"])[0]
+    assert math.isnan(first[2]["knn_distance"]) and math.isnan(first[2]["target_nll"])  # too long: not measurable
+    assert measures(requests[:2]) == first[:2]
+    assert math.isnan(EditMeasures(bench_lm.model, bench_lm.tok, ["one"], k=3)(requests[:1])[0]["knn_distance"])
+
+
+def test_reference_prompts_of_the_world_and_of_a_file():
+    world = reference_prompts("world", [])
+    assert len(world) > 100 and len(set(world)) == len(world)
+    cases = presets("test", 2)
+    assert reference_prompts("data.json", cases)[0] == cases[0].request.prompt
+    assert len(reference_prompts("data.json", cases)) == sum(1 + len(c.probes) for c in cases)
