@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import RequestError
-from .text import max_positions
+from .text import forward_hidden, max_positions, pad_id, right_pad
 
 Pooling = Literal["last", "mean"]
 POOLINGS: tuple[str, ...] = ("last", "mean")
@@ -71,25 +71,20 @@ def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Seq
         return SentenceStates({p: np.zeros((0, d), dtype=np.float32) for p in poolings},
                               np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     device = model.get_input_embeddings().weight.device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = pad_id(tok)
     pooled: dict[str, list[torch.Tensor]] = {p: [] for p in poolings}
     ids_out, probs_out = [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         lengths = torch.tensor([len(r) for r in chunk], device=device)
-        width = int(lengths.max())
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        for r, row in enumerate(chunk):
-            ids[r, :len(row)] = torch.tensor(row)
-        ids = ids.to(device)
-        mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()  # (batch, tokens)
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        hidden = out.hidden_states[layer].float()  # (batch, tokens, d_model)
+        ids, mask = right_pad(chunk, pad, device)  # (batch, tokens) each
+        logits, hidden_states = forward_hidden(model, ids, mask)
+        hidden = hidden_states[layer].float()  # (batch, tokens, d_model)
         last = torch.arange(len(chunk), device=device), lengths - 1
         for p in poolings:
             h = hidden[last] if p == "last" else (hidden * mask[..., None]).sum(1) / lengths[:, None]
             pooled[p].append(h.cpu())  # (batch, d_model)
-        prob, top = torch.softmax(out.logits[last].float(), -1).max(-1)  # (batch,)
+        prob, top = torch.softmax(logits[last].float(), -1).max(-1)  # (batch,)
         ids_out.append(top.cpu())
         probs_out.append(prob.cpu())
     return SentenceStates({p: torch.cat(v).numpy() for p, v in pooled.items()},

@@ -1,4 +1,12 @@
-"""Tokenise (prompt, target) pairs into one right-padded batch with the target positions marked."""
+"""Text in, tensors out, written once: joining prompt and target, right padding, the causal forward.
+
+Every batch in the project is right-padded: a causal model's real tokens never attend to the
+padding after them, so the pad id does not matter and position ids need no shifting.
+
+Example:
+    >>> b = encode_pairs(tok, ["The capital of France is"], ["Paris"])
+    >>> nll = target_nll(forward_logits(model, b), b)          # (batch,)
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,33 @@ import torch
 from .errors import RequestError
 
 
+def pad_id(tok) -> int:
+    """The tokenizer's pad id, or 0 when it has none (right padding is never attended to)."""
+    return tok.pad_token_id if tok.pad_token_id is not None else 0
+
+
+def right_pad(rows: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows of any lengths -> (input_ids (batch, tokens), attention_mask (batch, tokens)).
+
+    Each row's ids come first, then ``pad`` up to the longest row; the mask is 1 on the real
+    tokens. ValueError for no rows.
+    """
+    if not rows:
+        raise ValueError("no rows to pad")
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, :len(row)] = torch.tensor(list(row), dtype=torch.long)
+        mask[r, :len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
 @dataclass(frozen=True)
 class PairBatch:
+    """Right-padded (prompt, target) rows for teacher forcing, with the target tokens marked."""
+
     input_ids: torch.Tensor  # (batch, tokens) prompt ids then target ids, right-padded
     attention_mask: torch.Tensor  # (batch, tokens) 1 on real tokens
     target_mask: torch.Tensor  # (batch, tokens) True where the token belongs to the target
@@ -52,13 +85,18 @@ def encode_pairs(tok, prompts: Sequence[str], targets: Sequence[str],
         longest = max(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
         raise RequestError(f"prompt + target is {width} tokens but the model reads at most {max_length}: "
                            f"shorten {prompts[longest][:60]!r}...")
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attn = torch.zeros((len(rows), width), dtype=torch.long)
-    tmask = torch.zeros((len(rows), width), dtype=torch.bool)
+    return pair_batch(rows, pad_id(tok), device)
+
+
+def pair_batch(rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad: int,
+               device: torch.device | str = "cpu") -> PairBatch:
+    """(prompt ids, target ids) per row -> a right-padded PairBatch with the target ids marked.
+
+    A row's target may be empty (a prompt-only row: nothing marked).
+    """
+    ids, attn = right_pad([list(p) + list(t) for p, t in rows], pad)
+    tmask = torch.zeros(ids.shape, dtype=torch.bool)
     for r, (p, t) in enumerate(rows):
-        ids[r, :len(p) + len(t)] = torch.tensor(p + t)
-        attn[r, :len(p) + len(t)] = 1
         tmask[r, len(p):len(p) + len(t)] = True
     return PairBatch(ids.to(device), attn.to(device), tmask.to(device))
 
@@ -71,7 +109,32 @@ def max_positions(model) -> int | None:
 
 def encode_for(model, tok, prompts: Sequence[str], targets: Sequence[str]) -> PairBatch:
     """``encode_pairs`` on the model's input device, checked against its context length."""
-    return encode_pairs(tok, prompts, targets, model.get_input_embeddings().weight.device, max_positions(model))
+    return encode_pairs(tok, prompts, targets, input_device(model), max_positions(model))
+
+
+def input_device(model) -> torch.device:
+    """Where the model's input ids must be (its input embedding's device)."""
+    return model.get_input_embeddings().weight.device
+
+
+def forward_logits(model, batch) -> torch.Tensor:
+    """The model on a right-padded batch (anything with ``input_ids`` and ``attention_mask``).
+
+    input_ids, attention_mask: (batch, tokens) -> logits (batch, tokens, vocab). Gradients flow
+    as the caller's grad mode allows.
+    """
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+
+
+def forward_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The model on right-padded rows, with every layer's hidden states.
+
+    input_ids, attention_mask: (batch, tokens) -> (logits (batch, tokens, vocab), hidden_states:
+    a tuple of n_layers + 1 tensors (batch, tokens, d_model), the input embeddings first).
+    """
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    return out.logits, out.hidden_states
 
 
 def target_nll(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
@@ -83,3 +146,15 @@ def target_nll(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
     nll = -logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0]  # (batch, tokens-1)
     m = batch.predict_mask.float()
     return (nll * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def kl_loc(pre_logits: torch.Tensor, post_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens of KL(pre || post), in nats: the locality loss L_loc of MEND (Mitchell et al., 2022).
+
+    pre_logits, post_logits: (batch, tokens, vocab); mask: (batch, tokens), 1 on real tokens -> scalar.
+    Computed in float32 whatever the logits' dtype.
+    """
+    pre = torch.log_softmax(pre_logits.float(), -1)
+    post = torch.log_softmax(post_logits.float(), -1)
+    kl = (pre.exp() * (pre - post)).sum(-1)  # (batch, tokens)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)

@@ -1,4 +1,9 @@
-"""``train mend|serac``: meta-train MEND or train SERAC for a model, resumable."""
+"""``train EDITOR``: train a trained editor (MEND, SERAC, any registry entry with a trainer), resumable.
+
+The data is loaded here ('world': the built-in world's train split; a path: every record of a
+file ``sss_core.evaluation.datasets`` reads, in file order) and handed to the entry's trainer
+with a validator of the world's validation split; the summary is printed as JSON.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,15 @@ from .common import add_model_args, load_model_from_args, parse_settings
 
 
 def register(sub) -> None:
-    """Add ``train`` to the CLI's subparsers."""
-    p = sub.add_parser("train", help="meta-train MEND or train SERAC for a model")
-    p.add_argument("editor", choices=("mend", "serac"))
-    p.add_argument("--sss-c", type=float, default=0.0, help="C of the SSS term (0.9 in the paper; 0 = off)")
-    p.add_argument("--data", default="world", help="'world' or the path of an EasyEdit ZsRE/CounterFact JSON")
+    """Add ``train`` to the CLI's subparsers (one choice per registry entry with a trainer)."""
+    from ..editors import trainable_editors  # the registry imports torch: only when the CLI is built
+
+    p = sub.add_parser("train", help="train a trained editor (MEND, SERAC) for a model")
+    p.add_argument("editor", choices=trainable_editors())
+    p.add_argument("--sss-c", type=float, default=None,
+                   help="C of the SSS term (0.9 in the paper; 0 = off; default: the entry's, 0.9 for +sss)")
+    p.add_argument("--data", default="world",
+                   help="'world' or the path of a data file (EasyEdit ZsRE/CounterFact, ROME, KnowEdit)")
     p.add_argument("--out", required=True, type=Path, help="folder for the checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
@@ -26,27 +35,38 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
+def training_cases(data: str):
+    """The EditCases to train on: 'world' -> the world's train split; a path -> every record of the file.
+
+    DataError for a missing or malformed file.
+    """
+    from ..evaluation.datasets import load_dataset, world_split_cases
+
+    return world_split_cases("train") if data == "world" else load_dataset(data)
+
+
 def run(args) -> None:
-    """Run ``train mend|serac`` from parsed arguments; print the training summary as JSON."""
+    """Run ``train EDITOR`` from parsed arguments; print the training summary as JSON."""
     import torch
 
-    from ..editors.mend import MENDTrainConfig, train_mend
-    from ..editors.serac import SERACTrainConfig, train_serac
+    from ..editors import EDITORS, train_config
     from ..errors import RequestError
-    from dataclasses import fields
+    from ..evaluation.datasets import world_split_cases
+    from ..evaluation.validation import validator
 
-    config_cls, train = (MENDTrainConfig, train_mend) if args.editor == "mend" else (SERACTrainConfig, train_serac)
-    overrides = {**parse_settings(args.set), "sss_c": args.sss_c, "seed": args.seed, "validate": args.validate}
+    spec = EDITORS[args.editor]
+    overrides = {**parse_settings(args.set), "seed": args.seed, "validate": args.validate}
+    if args.sss_c is not None:
+        if spec.c_field is None:
+            raise RequestError(f"{args.editor} has no SSS term: leave out --sss-c")
+        overrides[spec.c_field] = args.sss_c
     if args.steps:
         overrides["steps"] = args.steps
-    known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise RequestError(f"{args.editor} training has no setting {unknown[0]!r}; "
-                           f"settings: {', '.join(sorted(known))}")
-    config = config_cls(**overrides)
+    config = train_config(args.editor, **overrides)  # unknown settings fail before anything is loaded
+    cases = training_cases(args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
     lm = load_model_from_args(args)
-    summary = train(lm, args.data, args.out, config, resume=args.resume)
+    validate = validator(lm.model, lm.tok, world_split_cases("validation")) if args.data == "world" else None
+    summary = spec.trainer(lm, cases, args.out, config, resume=args.resume, source=args.data, validate=validate)
     print(json.dumps(summary, indent=2, default=str))  # the CLI's output, not a log

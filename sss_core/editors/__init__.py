@@ -1,7 +1,15 @@
 """Every editor, listed once. ``make_editor(name, **overrides)`` builds one by name.
 
+An entry (``EditorSpec``) carries everything the CLI, the app and the tests need: the editor's
+class and config, which config field holds C, and for a trained editor its trainer and train
+config. ``register_editor`` adds one, as PEFT's ``register_peft_method`` does: a name is
+registered once, a second registration is refused. A new editor is one file plus one line in
+``_BUILT_IN`` below (or a ``register_editor`` call in the user's own code).
+
 Example:
     >>> editor = make_editor("ft-l+sss", sss_c=0.5, steps=40)
+    >>> spec = EDITORS["mend"]
+    >>> spec.trainer(lm, examples, "out", train_config("mend", steps=200))
 """
 
 from __future__ import annotations
@@ -13,14 +21,26 @@ from typing import Any, Callable
 from ..errors import RequestError
 from .base import Edit, Editor, WeightEdit
 from .ftl import FTL, FTLConfig
-from .mend import MEND, MENDConfig
 from .memit import MEMIT, MEMITConfig
+from .mend import MEND, MENDConfig, MENDTrainConfig, train_mend
 from .rome import ROME, ROMEConfig
-from .serac import SERAC, SERACConfig
+from .serac import SERAC, SERACConfig, SERACTrainConfig, train_serac
+from .training import Trainer
+
+# fields every trained editor's configs have: the CLI and the contract tests set them
+TRAIN_FIELDS = ("steps", "seed", "validate")
+CHECKPOINT_FIELD = "checkpoint"  # the editor config field that reads what the trainer wrote
+
+
+def _fields(cls: type) -> set[str]:
+    """The field names of a config dataclass."""
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 @dataclass(frozen=True)
 class EditorSpec:
+    """One entry of the registry: how to build, configure and (for trained editors) train an editor."""
+
     name: str
     factory: Callable[..., Editor]  # called as factory(config, name=name)
     config_cls: type
@@ -28,42 +48,124 @@ class EditorSpec:
     description: str
     uses_sss: bool = False  # the loss has the SSS term by default (C > 0): the "+sss" entries
     c_field: str | None = None  # the config field holding C of L_all = (1-C)*L + C*SSS; None: no SSS term
+    trainer: Trainer | None = None  # trained editors: writes the checkpoint config_cls.checkpoint reads
+    train_config_cls: type | None = None  # the trainer's config (holds C in c_field too)
+
+    @property
+    def trainable(self) -> bool:
+        """True for an editor that needs a checkpoint made by its trainer (MEND, SERAC)."""
+        return self.trainer is not None
+
+    def check(self) -> None:
+        """ValueError naming what is wrong when the entry's parts do not fit together."""
+        fields = _fields(self.config_cls)
+        unknown = sorted(set(self.defaults) - fields)
+        if unknown:
+            raise ValueError(f"editor {self.name!r}: default {unknown[0]!r} is not a field of "
+                             f"{self.config_cls.__name__}")
+        if self.c_field is not None and self.c_field not in fields:
+            raise ValueError(f"editor {self.name!r}: c_field {self.c_field!r} is not a field of "
+                             f"{self.config_cls.__name__}")
+        if (self.trainer is None) != (self.train_config_cls is None):
+            raise ValueError(f"editor {self.name!r}: give both trainer and train_config_cls, or neither")
+        if self.trainer is None:
+            return
+        train_fields = _fields(self.train_config_cls)
+        needed = [*TRAIN_FIELDS, *([self.c_field] if self.c_field else [])]
+        missing = [f for f in needed if f not in train_fields]
+        if missing:
+            raise ValueError(f"editor {self.name!r}: {self.train_config_cls.__name__} lacks the field "
+                             f"{missing[0]!r} (a train config has {', '.join(needed)})")
+        if CHECKPOINT_FIELD not in fields:
+            raise ValueError(f"editor {self.name!r}: a trained editor's {self.config_cls.__name__} needs a "
+                             f"{CHECKPOINT_FIELD!r} field (the folder its trainer wrote)")
 
 
-EDITORS: dict[str, EditorSpec] = {
-    "ft-l": EditorSpec("ft-l", FTL, FTLConfig, {}, "constrained fine-tuning of one MLP output projection",
-                           c_field="sss_c"),
-    "ft-l+sss": EditorSpec("ft-l+sss", FTL, FTLConfig, {"sss_c": 0.9}, "FT-L with the SSS loss term",
-                           uses_sss=True, c_field="sss_c"),
-    "mend": EditorSpec("mend", MEND, MENDConfig, {}, "meta-trained gradient transform (MEND)", c_field="sss_c"),
-    "mend+sss": EditorSpec("mend+sss", MEND, MENDConfig, {"sss_c": 0.9}, "MEND meta-trained with the SSS term",
-                           uses_sss=True, c_field="sss_c"),
-    "serac": EditorSpec("serac", SERAC, SERACConfig, {}, "edit memory, scope classifier, counterfactual model",
-                       c_field="sss_c"),
-    "serac+sss": EditorSpec("serac+sss", SERAC, SERACConfig, {"sss_c": 0.9},
-                            "SERAC with the counterfactual model trained with the SSS term", uses_sss=True,
-                            c_field="sss_c"),
-    "rome": EditorSpec("rome", ROME, ROMEConfig, {}, "rank-one update of one MLP output projection (ROME)"),
-    "memit": EditorSpec("memit", MEMIT, MEMITConfig, {}, "least-squares update over several MLP layers (MEMIT)"),
-}
+EDITORS: dict[str, EditorSpec] = {}
+
+
+def register_editor(spec: EditorSpec) -> EditorSpec:
+    """Add ``spec`` to EDITORS under ``spec.name``; returns it.
+
+    Raises ValueError when the name is taken (pick another name; the registered entries are the
+    keys of EDITORS) or when the entry's parts do not fit together (``EditorSpec.check``).
+    """
+    if spec.name in EDITORS:
+        raise ValueError(f"an editor named {spec.name!r} is already registered "
+                         f"({EDITORS[spec.name].description}); register yours under another name")
+    spec.check()
+    EDITORS[spec.name] = spec
+    return spec
+
+
+_BUILT_IN = (
+    EditorSpec("ft-l", FTL, FTLConfig, {}, "constrained fine-tuning of one MLP output projection", c_field="sss_c"),
+    EditorSpec("ft-l+sss", FTL, FTLConfig, {"sss_c": 0.9}, "FT-L with the SSS loss term", uses_sss=True,
+               c_field="sss_c"),
+    EditorSpec("mend", MEND, MENDConfig, {}, "meta-trained gradient transform (MEND)", c_field="sss_c",
+               trainer=train_mend, train_config_cls=MENDTrainConfig),
+    EditorSpec("mend+sss", MEND, MENDConfig, {"sss_c": 0.9}, "MEND meta-trained with the SSS term", uses_sss=True,
+               c_field="sss_c", trainer=train_mend, train_config_cls=MENDTrainConfig),
+    EditorSpec("serac", SERAC, SERACConfig, {}, "edit memory, scope classifier, counterfactual model",
+               c_field="sss_c", trainer=train_serac, train_config_cls=SERACTrainConfig),
+    EditorSpec("serac+sss", SERAC, SERACConfig, {"sss_c": 0.9},
+               "SERAC with the counterfactual model trained with the SSS term", uses_sss=True, c_field="sss_c",
+               trainer=train_serac, train_config_cls=SERACTrainConfig),
+    EditorSpec("rome", ROME, ROMEConfig, {}, "rank-one update of one MLP output projection (ROME)"),
+    EditorSpec("memit", MEMIT, MEMITConfig, {}, "least-squares update over several MLP layers (MEMIT)"),
+)
+for _entry in _BUILT_IN:
+    register_editor(_entry)
+
+
+def _spec(name: str) -> EditorSpec:
+    """The entry ``name``; RequestError listing the names when there is none."""
+    if name not in EDITORS:
+        raise RequestError(f"unknown editor {name!r}; choose one of: {', '.join(EDITORS)}")
+    return EDITORS[name]
+
+
+def _build(cls: type, defaults: dict[str, Any], overrides: dict[str, Any], what: str):
+    """``cls(**defaults, **overrides)``; RequestError naming ``what`` for an override ``cls`` lacks."""
+    fields = _fields(cls)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise RequestError(f"{what} has no setting {unknown[0]!r}; settings: {', '.join(sorted(fields))}")
+    return cls(**{**{k: v for k, v in defaults.items() if k in fields}, **overrides})
 
 
 def editor_config(name: str, **overrides: Any):
-    """The config an editor named ``name`` would run with, given ``overrides``."""
-    if name not in EDITORS:
-        raise RequestError(f"unknown editor {name!r}; choose one of: {', '.join(EDITORS)}")
-    spec = EDITORS[name]
-    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise RequestError(f"editor {name!r} has no setting {unknown[0]!r}; settings: {', '.join(sorted(fields))}")
-    return spec.config_cls(**{**spec.defaults, **overrides})
+    """The config an editor named ``name`` would run with, given ``overrides``.
+
+    RequestError for an unknown name or a setting the config does not have.
+    """
+    spec = _spec(name)
+    return _build(spec.config_cls, spec.defaults, overrides, f"editor {name!r}")
+
+
+def train_config(name: str, **overrides: Any):
+    """The train config of the trained editor ``name``, given ``overrides``.
+
+    The entry's C (e.g. 0.9 for "mend+sss") is the default of its C field. RequestError for an
+    unknown name, an editor that is not trained, or a setting the train config does not have.
+    """
+    spec = _spec(name)
+    if not spec.trainable:
+        raise RequestError(f"editor {name!r} is not trained; trained editors: {', '.join(trainable_editors())}")
+    defaults = {spec.c_field: spec.defaults[spec.c_field]} if spec.c_field in spec.defaults else {}
+    return _build(spec.train_config_cls, defaults, overrides, f"{name} training")
+
+
+def trainable_editors() -> list[str]:
+    """Names of the registered editors that have a trainer."""
+    return [name for name, spec in EDITORS.items() if spec.trainable]
 
 
 def make_editor(name: str, **overrides: Any) -> Editor:
-    """Build the editor ``name`` (a key of EDITORS) with config ``overrides``."""
+    """Build the editor ``name`` (a key of EDITORS) with config ``overrides``; RequestError as ``editor_config``."""
     config = editor_config(name, **overrides)  # raises a clear error for an unknown name
     return EDITORS[name].factory(config, name=name)
 
 
-__all__ = ["EDITORS", "Edit", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor"]
+__all__ = ["EDITORS", "Edit", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor",
+           "register_editor", "train_config", "trainable_editors"]

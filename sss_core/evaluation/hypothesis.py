@@ -34,7 +34,7 @@ from torch import nn
 
 from ..embeddings import Pooling, embed_prompts
 from ..errors import RequestError
-from ..text import encode_for, max_positions, target_nll
+from ..text import encode_for, forward_logits, max_positions, target_nll
 from ..types import EditCase, EditRequest
 from .presets import default_world
 
@@ -64,7 +64,7 @@ def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequen
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         batch = encode_for(model, tok, [p for p, _ in chunk], [t for _, t in chunk])
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = forward_logits(model, batch)
         nll.update(zip(chunk, target_nll(logits, batch).tolist()))
     return [nll[pair] for pair in zip(prompts, targets)]
 

@@ -3,7 +3,8 @@
 On the default model (shipped checkpoints): the edit raises the new target's probability, revert is
 bit-exact, a second edit stacked on the first does not undo it, bad requests raise RequestError.
 On tiny random GPT-2, GPT-J, GPT-NeoX and Llama models: the edit changes the output and reverts
-exactly (trained editors get a few-step checkpoint made here for that model).
+exactly (trained editors get a few-step checkpoint made here for that model by the trainer their
+registry entry names).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import pytest
 import torch
 
 from model_support import assert_bit_identical, state_copy
-from sss_core.editors import EDITORS, make_editor
+from sss_core.editors import EDITORS, make_editor, train_config
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import answer_probability
 from sss_core.types import EditRequest
+from sss_core.world.records import world_cases
 
 FRANCE = EditRequest("The capital of France is", "Rome", subject="France")
 JAPAN = EditRequest("The capital of Japan is", "Lima", subject="Japan")
@@ -35,16 +37,12 @@ def _settings_for_tiny(name: str, lm, tmp_path_factory) -> dict:
         text.write_text("\n".join(build_world(0).training_sentences()[:400]) + "\n")
         return {"mom2_text": str(text), "stats_dir": str(tmp_path_factory.mktemp("stats"))} \
             if "stats_dir" in fields else {"mom2_text": str(text)}
-    if "checkpoint" not in fields:
+    spec = EDITORS[name]
+    if not spec.trainable:
         return {}
     out = tmp_path_factory.mktemp(f"{name.replace('+', '-')}-{lm.name}")
-    sss_c = EDITORS[name].defaults.get("sss_c", 0.0)
-    if name.startswith("mend"):
-        from sss_core.editors.mend import MENDTrainConfig, train_mend
-        train_mend(lm, "world", out, MENDTrainConfig(steps=3, batch_size=2, sss_c=sss_c), progress=False)
-    else:
-        from sss_core.editors.serac import SERACTrainConfig, train_serac
-        train_serac(lm, "world", out, SERACTrainConfig(steps=3, batch_size=2, sss_c=sss_c), progress=False)
+    quick = {k: v for k, v in {"steps": 3, "batch_size": 2}.items() if k in spec.train_config_cls.__dataclass_fields__}
+    spec.trainer(lm, world_cases(split="train"), out, train_config(name, **quick), progress=False)
     return {"checkpoint": str(out)}
 
 

@@ -1,5 +1,5 @@
 """MEND and SERAC, with and without SSS: loss composition, shipped checkpoints, revert, memory,
-resumable training and the error without a checkpoint."""
+resumable training, the error without a checkpoint, the registry entries of trained editors."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import torch
 from safetensors.torch import load_file
 
 from model_support import assert_bit_identical, state_copy, tiny_model
-from sss_core.editors import make_editor
-from sss_core.editors._meta import ASSETS, CheckpointError, TrainExample
+from sss_core.editors import EDITORS, EditorSpec, make_editor, register_editor, train_config, trainable_editors
+from sss_core.editors.training import (ASSETS, CheckpointError, TrainExample, check_fingerprint, examples_from_cases,
+                                       load_trained, model_fingerprint)
 from sss_core.editors.mend import (MEND, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
                                    patched, train_mend, weight_deltas, edit_factors)
 from sss_core.editors.serac import (SERAC, SERACConfig, SERACNet, SERACTrainConfig, ScopeClassifier,
                                     counterfactual_loss, train_serac)
+from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import answer_probability, teacher_forced
 from sss_core.text import encode_pairs
 from sss_core.types import EditRequest
@@ -225,3 +227,59 @@ def test_clear_error_without_checkpoint(default_lm, tiny, tmp_path):
     if (ASSETS / "mend" / "model.safetensors").exists():  # a checkpoint trained for another model
         with pytest.raises(CheckpointError, match="another model"):
             make_editor("mend").edit(tiny.model, tiny.tok, [req])
+
+
+def test_training_from_cases_records_source_and_validates(tiny, tmp_path, test_cases):
+    """A trainer takes EditCases; the caller's validator scores the result and both land in config.json."""
+    seen = []
+
+    def validate(editor, n):
+        seen.append((type(editor).__name__, n))
+        return {"reliability": 1.0}
+
+    cfg = MENDTrainConfig(steps=1, batch_size=2, norm_batches=1, rank=8, validate=3)
+    summary = train_mend(tiny, test_cases, tmp_path, cfg, progress=False, source="six cases", validate=validate)
+    assert seen == [("MEND", 3)]
+    _, saved = load_trained(tmp_path, "mend")
+    assert saved["data"] == summary["data"] == "six cases"
+    assert saved["validation"] == summary["validation"] == {"reliability": 1.0}
+    assert summary["n_train_examples"] == len(examples_from_cases(test_cases))
+    assert list(summary) == ["kind", "names", "dims", "train", "data", "n_train_examples", "fingerprint",
+                             "final_losses", "wall_seconds", "validation"]
+
+
+def test_training_refuses_a_path(tiny, tmp_path):
+    with pytest.raises(RequestError, match="load the cases first"):
+        train_mend(tiny, "world", tmp_path, MENDTrainConfig(steps=1), progress=False)
+
+
+def test_shipped_checkpoints_match_the_one_fingerprint(default_lm):
+    """Checkpoints written before the fingerprint had "weights" still match; a new one has it."""
+    now = model_fingerprint(default_lm.model)
+    assert len(now["weights"]) == 16
+    for kind in ("mend", "serac"):
+        folder = ASSETS / kind
+        if (folder / "config.json").exists():
+            _, saved = load_trained(folder, kind)
+            check_fingerprint(saved["fingerprint"], default_lm.model, folder)
+
+
+def test_registry_entries_of_trained_editors():
+    assert trainable_editors() == ["mend", "mend+sss", "serac", "serac+sss"]
+    assert train_config("mend+sss").sss_c == 0.9 and train_config("serac").sss_c == 0.0
+    assert EDITORS["serac"].trainer is train_serac and EDITORS["mend"].train_config_cls is MENDTrainConfig
+    with pytest.raises(RequestError, match="not trained"):
+        train_config("rome")
+    with pytest.raises(RequestError, match="no setting 'swap_target'"):
+        train_config("serac", swap_target=0.5)
+
+
+def test_registry_refuses_a_duplicate_and_a_misfit():
+    spec = EDITORS["mend"]
+    with pytest.raises(ValueError, match="already registered.*another name"):
+        register_editor(spec)
+    with pytest.raises(ValueError, match="both trainer and train_config_cls"):
+        register_editor(EditorSpec("mend-x", MEND, MENDConfig, {}, "x", trainer=train_mend))
+    with pytest.raises(ValueError, match="c_field 'C'"):
+        register_editor(EditorSpec("mend-x", MEND, MENDConfig, {}, "x", c_field="C"))
+    assert "mend-x" not in EDITORS

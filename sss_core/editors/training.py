@@ -1,19 +1,26 @@
-"""Shared machinery of the trained editors (MEND, SERAC): data, training loop, checkpoints.
+"""Training of the trained editors (MEND, SERAC): examples, fingerprints, checkpoints, the loop.
 
 Training data is a list of ``TrainExample`` (the edit, prompts that must give the new target,
-prompts that must not change) read from the built-in world's train split or from an EasyEdit
-ZsRE / CounterFact JSON. ``train_loop`` runs a seeded, resumable Adam loop with a tqdm bar; each
-step's randomness comes from (seed, step), so a resumed run continues exactly as an
-uninterrupted one. Checkpoints are safetensors plus JSON, written to a fresh folder and then
-published by an atomic rename of ``latest.json``; nothing is ever unpickled.
+prompts that must not change), built by ``examples_from_cases`` from EditCases (the world's
+train split, or any file ``sss_core.evaluation.datasets`` reads; the caller loads them).
+``train_loop`` runs a seeded, resumable Adam loop with a tqdm bar; each step's randomness comes
+from (seed, step), so a resumed run continues exactly as an uninterrupted one. Checkpoints are
+safetensors plus JSON, written to a fresh folder and then published by an atomic rename of
+``latest.json``; nothing is ever unpickled.
+
+A trainer (``train_mend``, ``train_serac``) has the signature of ``Trainer``; its editor's
+registry entry (``sss_core.editors.EDITORS``) names it with its train config, so the CLI and the
+tests train any trained editor the same way. Scoring the trained editor at the end is the
+caller's: it passes a ``Validator`` (the CLI passes ``sss_core.evaluation.validation``'s).
 
 Example:
-    >>> examples = load_examples("world", split="train")
+    >>> examples = examples_from_cases(world_cases(split="train"))
     >>> train_loop(net, lambda step: {"loss": ...}, list(net.parameters()), LoopConfig(), out)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -23,19 +30,38 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import DataError, RequestError, SSSError
+from ..errors import RequestError, SSSError
+from ..models import arch_spec
 from ..resources import editor_checkpoints_path
-from ..types import LOCALITY_GROUPS, EditRequest
+from ..types import LOCALITY_GROUPS, EditCase, EditRequest
+from .base import Editor
 
 log = logging.getLogger(__name__)
 
 ASSETS = editor_checkpoints_path()  # sss_core/assets/editors, found as package data
+
+Validator = Callable[[Editor, int], dict[str, float]]
+"""validate(editor, n) -> mean scores of the trained ``editor`` over ``n`` held-out edits."""
+
+
+class Trainer(Protocol):
+    """What a trained editor's registry entry names as its trainer (``train_mend``, ``train_serac``)."""
+
+    def __call__(self, lm, data: Sequence["TrainExample"] | Sequence[EditCase], out: Path | str, cfg: Any,
+                 resume: bool = False, progress: bool = True, source: str | None = None,
+                 validate: Validator | None = None) -> dict:
+        """Train for ``lm`` (a LoadedModel) on ``data``, save the checkpoint in ``out``, return its summary.
+
+        ``source`` names the data in the summary ('world', a file path); ``validate`` scores the
+        trained editor on ``cfg.validate`` edits when both are given.
+        """
+        ...
 
 
 class CheckpointError(SSSError):
@@ -51,9 +77,14 @@ class TrainExample:
     loc: tuple[tuple[str, str], ...]  # (prompt, answer) pairs whose predictions must not change
 
 
-# ---------------------------------------------------------------- data sources
+# ---------------------------------------------------------------- data
 
-def _from_cases(cases) -> list[TrainExample]:
+def examples_from_cases(cases: Sequence[EditCase]) -> list[TrainExample]:
+    """One TrainExample per case that has locality probes (a case without any teaches no locality).
+
+    equiv: the request's prompt then its paraphrase probes (duplicates dropped); loc: its probes
+    of ``LOCALITY_GROUPS`` with their answers.
+    """
     out = []
     for case in cases:
         req = case.request
@@ -64,61 +95,30 @@ def _from_cases(cases) -> list[TrainExample]:
     return out
 
 
-def world_examples(split: str = "train", world_seed: int = 0) -> list[TrainExample]:
-    """Training examples from the built-in world's edit records (``world_cases``)."""
-    from ..world.generate import build_world
-    from ..world.records import world_cases
-    return _from_cases(world_cases(build_world(world_seed), split))
+def training_examples(data: Sequence[TrainExample] | Sequence[EditCase], sss_c: float, seed: int
+                      ) -> list[TrainExample]:
+    """The checks and set-up every trainer starts with: C in range, examples, torch seed.
 
-
-def easyedit_examples(path: str | Path) -> list[TrainExample]:
-    """Training examples from an EasyEdit ZsRE or CounterFact (flat) training JSON."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"no training file at {path}: give 'world' or the path of an EasyEdit JSON")
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(records, list):
-        raise DataError(f"{path} must hold a JSON list of edit records")
-    out = []
-    for i, r in enumerate(records):
-        try:
-            if "src" in r:  # ZsRE (MEND split)
-                req = EditRequest(r["src"], r["alt"], subject=r.get("subject"),
-                                  ground_truth=(r.get("answers") or [None])[0])
-                equiv, loc = (r["src"], r["rephrase"]), ((r["loc"], r["loc_ans"]),)
-            else:  # CounterFact, EasyEdit flat
-                req = EditRequest(r["prompt"], r["target_new"], subject=r.get("subject"),
-                                  ground_truth=r.get("ground_truth"))
-                equiv = (r["prompt"], r["rephrase_prompt"])
-                loc = ((r["locality_prompt"], r["locality_ground_truth"]),)
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"{path}: record {i} lacks the field {exc}; expected EasyEdit ZsRE "
-                            "(src, rephrase, alt, loc, loc_ans) or CounterFact (prompt, target_new, "
-                            "rephrase_prompt, locality_prompt, locality_ground_truth)") from exc
-        out.append(TrainExample(req, tuple(dict.fromkeys(equiv)), loc))
-    return out
-
-
-def load_examples(data: str | Path = "world", split: str = "train") -> list[TrainExample]:
-    """``data`` is 'world' (the built-in world, ``split``) or the path of an EasyEdit JSON."""
-    return world_examples(split) if str(data) == "world" else easyedit_examples(data)
-
-
-def training_examples(data: str | Path | Sequence[TrainExample], sss_c: float, seed: int) -> list[TrainExample]:
-    """The checks and set-up every training entry point starts with: C in range, examples, torch seed.
-
-    data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
+    data: TrainExamples, or EditCases (converted by ``examples_from_cases``). RequestError for C
+    outside [0, 1], for no examples, or for a path or name (load the cases first, e.g. with
+    ``sss_core.evaluation.datasets.load_cases``).
     """
     if not 0.0 <= sss_c <= 1.0:
         raise RequestError(f"C must be in [0, 1], got {sss_c}")
-    examples = list(data) if not isinstance(data, (str, Path)) else load_examples(data, "train")
+    if isinstance(data, (str, os.PathLike)):
+        raise RequestError(f"training data must be TrainExamples or EditCases, not {str(data)!r}: load the "
+                           "cases first (sss_core.evaluation.datasets.load_cases)")
+    items = list(data)
+    examples = examples_from_cases(items) if items and isinstance(items[0], EditCase) else items
     if not examples:
         raise RequestError("no training examples")
     torch.manual_seed(seed)
     return examples
+
+
+def data_label(source: str | None, examples: Sequence[TrainExample]) -> str:
+    """What a checkpoint records as its training data: ``source``, else the number of examples."""
+    return source if source is not None else f"{len(examples)} examples"
 
 
 def step_rng(seed: int, step: int) -> random.Random:
@@ -128,22 +128,48 @@ def step_rng(seed: int, step: int) -> random.Random:
 
 def sample_batch(examples: Sequence[TrainExample], batch_size: int, rng: random.Random
                  ) -> list[TrainExample]:
+    """``batch_size`` distinct examples drawn by ``rng`` (all of them when there are fewer)."""
     return rng.sample(list(examples), min(batch_size, len(examples)))
 
 
-# ---------------------------------------------------------------- model fingerprints
+# ---------------------------------------------------------------- model fingerprint
 
-def fingerprint(model: nn.Module) -> dict:
-    """What identifies the base model a checkpoint was trained for (shapes and a checksum)."""
+def model_fingerprint(model: nn.Module, elements_per_tensor: int = 4096) -> dict:
+    """What identifies a base model: its shapes, an embedding checksum and a hash of its weights.
+
+    Returns {"model_type", "n_layers", "d_model", "vocab", "embed_checksum" (mean |embedding|),
+    "weights" (16 hex digits: sha256 of the config and a strided sample of at most
+    ``elements_per_tensor`` values per tensor)}. The MLP output projections are left out of
+    "weights" on purpose: ROME, MEMIT and FT-L change them, and an edited model should keep using
+    the key statistics (``stats.py``, keyed by "weights") and the trained editors of the unedited
+    one. "weights" is exact, so it changes with the dtype; a trained editor's checkpoint is
+    matched on the other fields (``check_fingerprint``), which do not.
+    """
     emb = model.get_input_embeddings().weight
     cfg = model.config
+    spec = arch_spec(model)
+    skip = {spec.mlp_out_name(model, layer) for layer in range(spec.n_layers(model))}
+    h = hashlib.sha256(cfg.to_json_string(use_diff=False).encode())
+    for name, p in model.named_parameters():
+        if name.rsplit(".", 1)[0] in skip:
+            continue
+        flat = p.detach().reshape(-1)
+        stride = max(1, flat.numel() // elements_per_tensor)
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(flat[::stride].float().cpu().numpy().tobytes())
     return {"model_type": cfg.model_type, "n_layers": cfg.num_hidden_layers,
             "d_model": emb.shape[1], "vocab": emb.shape[0],
-            "embed_checksum": float(emb.detach().float().abs().mean())}
+            "embed_checksum": float(emb.detach().float().abs().mean()), "weights": h.hexdigest()[:16]}
 
 
 def check_fingerprint(saved: dict, model: nn.Module, where: Path) -> None:
-    now = fingerprint(model)
+    """CheckpointError unless ``saved`` (a checkpoint's fingerprint) matches ``model``.
+
+    Compared: model type, layer count, widths, vocabulary and the embedding checksum (relative
+    tolerance 1e-3, so a float16 or bfloat16 copy of the model matches); not "weights", which
+    checkpoints written before it existed lack.
+    """
+    now = model_fingerprint(model)
     same = all(saved.get(k) == now[k] for k in ("model_type", "n_layers", "d_model", "vocab"))
     if same:
         same = math.isclose(saved["embed_checksum"], now["embed_checksum"], rel_tol=1e-3)
@@ -156,6 +182,7 @@ def check_fingerprint(saved: dict, model: nn.Module, where: Path) -> None:
 # ---------------------------------------------------------------- checkpoints
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     with open(tmp, "rb") as fh:
@@ -211,6 +238,7 @@ def _save_train_state(folder: Path, step: int, module: nn.Module, opt: torch.opt
 
 
 def _load_train_state(folder: Path, module: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, dict]:
+    """Restore ``module`` and ``opt`` from the state latest.json points at; (step, extra)."""
     latest = json.loads((folder / "latest.json").read_text())
     target = folder / latest["dir"]
     state = json.loads((target / "state.json").read_text())
@@ -229,6 +257,8 @@ def _load_train_state(folder: Path, module: nn.Module, opt: torch.optim.Optimize
 
 @dataclass(frozen=True)
 class LoopConfig:
+    """The optimisation settings ``train_loop`` shares between trainers."""
+
     steps: int = field(default=1000, metadata={"help": "optimisation steps"})
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
     grad_clip: float = field(default=1.0, metadata={"help": "clip the global gradient norm"})
@@ -280,16 +310,15 @@ def train_loop(module: nn.Module, step_fn: Callable[[int], dict[str, torch.Tenso
     return {"final_losses": means, "wall_seconds": round(seconds + time.perf_counter() - t0, 1)}
 
 
-# ---------------------------------------------------------------- evaluation and CLI
+def publish(out: Path, tensors: Callable[[], dict[str, torch.Tensor]], config: dict,
+            editor: Callable[[], Editor], validate: Validator | None, n_validate: int) -> dict:
+    """Save the trained checkpoint; with ``validate`` and ``n_validate`` > 0, score it and save again.
 
-def evaluate_editor(lm, editor, cases, limit: int = 200) -> dict[str, float]:
-    """Mean reliability / generality / locality over ``cases`` and the mean seconds per edit."""
-    from ..evaluation.metrics import run_edit
-    sums: dict[str, list[float]] = {}
-    for case in list(cases)[:limit]:
-        res = run_edit(lm.model, lm.tok, editor, case, with_lambda=False)
-        for k in ("reliability", "generality", "locality"):
-            if not math.isnan(res.metrics.get(k, math.nan)):
-                sums.setdefault(k, []).append(res.metrics[k])
-        sums.setdefault("seconds_per_edit", []).append(res.seconds)
-    return {k: round(sum(v) / len(v), 4) for k, v in sums.items()}
+    tensors() gives the checkpoint's tensors, editor() an editor reading ``out``. The scores go
+    to config["validation"] (in out/config.json too). Returns ``config``.
+    """
+    save_trained(out, tensors(), config)
+    if validate is not None and n_validate > 0:
+        config["validation"] = validate(editor(), n_validate)
+        save_trained(out, tensors(), config)
+    return config
