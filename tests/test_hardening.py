@@ -83,6 +83,7 @@ def test_interrupted_edit_leaves_the_model_restored(default_lm, exc):
             raise exc("interrupted")
         return out
 
+    hooks_before = {id(m): dict(m._forward_hooks) for m in model.modules()}
     with pytest.raises(exc):
         with patch_output(model, default_lm.spec.mlp_out_name(model, 1), boom):
             make_editor("ft-l+sss", steps=20, early_stop_loss=0.0).edit(
@@ -90,4 +91,9 @@ def test_interrupted_edit_leaves_the_model_restored(default_lm, exc):
     assert calls["n"] == 4
     assert_bit_identical(model, saved)
     assert not any(p.requires_grad for p in model.parameters())
-    assert not model._forward_hooks and not any(m._forward_hooks for m in model.modules())
+    # the model's own hooks stay and ours are gone; transformers 5 adds hooks of its own on the first
+    # forward pass that asks for hidden states, so the hooks after may be more than before
+    after = {id(m): dict(m._forward_hooks) for m in model.modules()}
+    assert all(after[k].items() >= hooks.items() for k, hooks in hooks_before.items())
+    assert not [h for hooks in after.values() for h in hooks.values()
+                if getattr(h, "__module__", "").startswith("sss_core")]

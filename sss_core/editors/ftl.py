@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FTLConfig:
+    """Settings of FT-L (constrained fine-tuning), with the SSS term when ``sss_c`` > 0."""
+
     layer: int = field(default=0, metadata={"help": "which block's MLP output projection is trained"})
     steps: int = field(default=25, metadata={"help": "maximum optimisation steps"})
     lr: float = field(default=5e-3, metadata={
@@ -43,6 +45,7 @@ class FTLConfig:
     seed: int = field(default=0, metadata={"help": "torch seed (FT-L itself is deterministic on CPU)"})
 
     def validate(self) -> "FTLConfig":
+        """Return self; RequestError naming the first setting out of range."""
         if not 0.0 <= self.sss_c <= 1.0 or self.sss_c != self.sss_c:
             raise RequestError(f"C must be in [0, 1], got {self.sss_c}")
         if not (self.lr > 0 and self.lr < float("inf")):
@@ -58,6 +61,7 @@ class FTL:
     """Constrained fine-tuning of one MLP output projection (FT-L), with optional SSS."""
 
     def __init__(self, config: FTLConfig = FTLConfig(), name: str = "ft-l"):
+        """``config`` is validated here (RequestError); ``name`` labels the results (a registry key)."""
         self.config = config.validate()
         self.name = name
 

@@ -32,11 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def _f(default, help_text: str):
+    """A dataclass field with a default and its help text (shown by the CLI and the app)."""
     return field(default=default, metadata={"help": help_text})
 
 
 @dataclass(frozen=True)
 class MEMITConfig:
+    """Settings of MEMIT; the defaults suit the shipped model (paper values in each help text)."""
+
     layers: tuple[int, ...] = _f((0,), "blocks whose MLP output projections share the update. Default: best "
                                        "for the 4-layer default model, which recalls facts in block 0 (measured); "
                                        "the paper uses 13-17 for GPT-2 XL, 3-8 for GPT-J")
@@ -69,6 +72,7 @@ class MEMITConfig:
     seed: int = _f(0, "seed of the context-prefix sampling")
 
     def validate(self) -> "MEMITConfig":
+        """Return self; RequestError naming the first setting out of range."""
         R1.validate_settings(self)
         if not self.layers:
             raise RequestError("MEMIT needs at least one layer")
@@ -77,6 +81,7 @@ class MEMITConfig:
         return self
 
     def delta_settings(self) -> R1.DeltaSettings:
+        """The knobs of the value (delta) optimisation, for ``_rank_one.optimise_deltas``."""
         return R1.DeltaSettings(self.v_lr, self.v_steps, self.kl_factor, self.v_weight_decay,
                                 self.clamp_norm_factor, self.early_stop_nll)
 
@@ -85,6 +90,7 @@ class MEMIT:
     """Mass editing: all requests in one batch, the update spread over several layers."""
 
     def __init__(self, config: MEMITConfig = MEMITConfig(), name: str = "memit"):
+        """``config`` is validated here (RequestError); ``name`` labels the results (a registry key)."""
         self.config = config.validate()
         self.name = name
         self._prefixes = R1.PrefixCache(config.n_prefixes, config.prefix_length, config.seed)

@@ -32,11 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def _f(default, help_text: str):
+    """A dataclass field with a default and its help text (shown by the CLI and the app)."""
     return field(default=default, metadata={"help": help_text})
 
 
 @dataclass(frozen=True)
 class ROMEConfig:
+    """Settings of ROME; the defaults suit the shipped model (paper values in each help text)."""
+
     layer: int = _f(0, "block whose MLP output projection is edited. Default: best of the 4-layer default "
                        "model (measured: block 0; blocks 1-2 reach 0.6-0.7 reliability); the paper uses 17 "
                        "for GPT-2 XL, 5 for GPT-J")
@@ -67,10 +70,12 @@ class ROMEConfig:
     seed: int = _f(0, "seed of the context-prefix sampling")
 
     def validate(self) -> "ROMEConfig":
+        """Return self; RequestError naming the first setting out of range."""
         R1.validate_settings(self)
         return self
 
     def delta_settings(self) -> R1.DeltaSettings:
+        """The knobs of the value (delta) optimisation, for ``_rank_one.optimise_deltas``."""
         return R1.DeltaSettings(self.v_lr, self.v_steps, self.kl_factor, self.v_weight_decay,
                                 self.clamp_norm_factor, self.early_stop_nll)
 
@@ -79,6 +84,7 @@ class ROME:
     """Rank-one model editing of one MLP output projection, one request after another."""
 
     def __init__(self, config: ROMEConfig = ROMEConfig(), name: str = "rome"):
+        """``config`` is validated here (RequestError); ``name`` labels the results (a registry key)."""
         self.config = config.validate()
         self.name = name
         self._prefixes = R1.PrefixCache(config.n_prefixes, config.prefix_length, config.seed)

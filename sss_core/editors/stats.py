@@ -31,11 +31,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import DataError, RequestError
-from ..hooks import trace
+from ..hooks import TraceDict
 from ..models import DEFAULT_MODEL, arch_spec
-from ..text import right_pad
 from ._rank_one import forward
-from .training import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +57,26 @@ def is_default_model(model: nn.Module) -> bool:
         return False
 
 
+def model_fingerprint(model: nn.Module, elements_per_tensor: int = 4096) -> str:
+    """A short hash of the model's config and a strided sample of its weights.
+
+    The MLP output projections are left out on purpose: ROME, MEMIT and FT-L change them, and
+    sequential edits should keep using the statistics of the unedited model, as ROME and MEMIT do.
+    Cheap for large models: at most ``elements_per_tensor`` values are read per tensor.
+    """
+    spec = arch_spec(model)
+    skip = {spec.mlp_out_name(model, layer) for layer in range(spec.n_layers(model))}
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, p in model.named_parameters():
+        if name.rsplit(".", 1)[0] in skip:
+            continue
+        flat = p.detach().reshape(-1)
+        stride = max(1, flat.numel() // elements_per_tensor)
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(flat[::stride].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _source_label(model: nn.Module, texts: TextSource, n_samples: int) -> tuple[str, object]:
     """(label for the cache key, a zero-argument loader of the sample list)."""
     if texts is None:
@@ -69,6 +87,7 @@ def _source_label(model: nn.Module, texts: TextSource, n_samples: int) -> tuple[
         texts = WORLD
     if isinstance(texts, str) and texts == WORLD:
         def world() -> list[str]:
+            """The first ``n_samples`` sentences of the built-in world corpus."""
             from ..world.generate import build_world
             return build_world(0).training_sentences()[:n_samples]
         return "world0", world
@@ -80,6 +99,7 @@ def _source_label(model: nn.Module, texts: TextSource, n_samples: int) -> tuple[
         digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:8]
 
         def from_file() -> list[str]:
+            """The first ``n_samples`` non-empty lines of the file."""
             with path.open(encoding="utf-8") as f:
                 lines = [line.strip() for line in f]
             return [line for line in lines if line][:n_samples]
@@ -90,6 +110,7 @@ def _source_label(model: nn.Module, texts: TextSource, n_samples: int) -> tuple[
 
 
 def _safe(s: str) -> str:
+    """``s`` reduced to a short file-name-safe label ("model" when nothing is left)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:60] or "model"
 
 
@@ -99,15 +120,12 @@ def cache_path(model: nn.Module, layer: int, source_label: str, n_samples: int,
     spec = arch_spec(model)
     name = _safe(Path(getattr(model.config, "_name_or_path", "") or "model").name)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return folder / (f"{name}-{fingerprint or model_fingerprint(model)['weights']}-{source_label}-"
+    return folder / (f"{name}-{fingerprint or model_fingerprint(model)}-{source_label}-"
                      f"{spec.mlp_out_name(model, layer)}-n{n_samples}.safetensors")
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the deepest needed layer has run."""
-
-
 def _max_tokens(model: nn.Module) -> int:
+    """Tokens kept per sample: MAX_TOKENS_PER_SAMPLE, or the model's context length if shorter."""
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     return min(MAX_TOKENS_PER_SAMPLE, limit or MAX_TOKENS_PER_SAMPLE)
 
@@ -118,36 +136,33 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
     """E[k k^T] over every token of ``samples`` at each layer -> ({layer: (d_in, d_in)}, n_tokens)."""
     spec = arch_spec(model)
     device = next(model.parameters()).device
+    n_layers = spec.n_layers(model)
     names = {layer: spec.mlp_out_name(model, layer) for layer in layers}
-    deepest = names[max(layers)]
+    # the deepest module last: the forward pass stops once it has run (later blocks are not needed)
+    ordered = [names[layer] for layer in sorted(names, key=lambda layer: layer % n_layers)]
     limit = _max_tokens(model)
     ids = [tok(s, truncation=True, max_length=limit)["input_ids"] for s in samples]
     ids = sorted((x for x in ids if x), key=len)  # similar lengths together: little padding
     pad = tok.pad_token_id or 0
     acc: dict[int, torch.Tensor] = {}
     n_tokens = 0
-
-    def stop(module, args, output):
-        raise _Stop
-
-    with trace(model, list(names.values())) as rec:
-        handle = model.get_submodule(deepest).register_forward_hook(stop)
-        try:
-            for start in range(0, len(ids), batch_size):
-                rows = ids[start:start + batch_size]
-                x, mask = right_pad(rows, pad)
-                try:  # right padding needs no padding mask in a causal model: see _rank_one.causal_mask
-                    forward(model, x.to(device))
-                except _Stop:
-                    pass
-                keep = mask.bool().to(device)
-                n_tokens += int(keep.sum())
-                for layer, name in names.items():
-                    k = rec[name].input[keep].float()  # (tokens, d_in)
-                    kk = (k.T @ k).double().cpu()
-                    acc[layer] = acc[layer] + kk if layer in acc else kk
-        finally:
-            handle.remove()
+    for start in range(0, len(ids), batch_size):
+        rows = ids[start:start + batch_size]
+        width = len(rows[-1])
+        x = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            x[r, :len(row)] = torch.tensor(row)
+            mask[r, :len(row)] = 1
+        # right padding needs no padding mask in a causal model: see _rank_one.causal_mask
+        with TraceDict(model, ordered, retain_output=False, stop=True) as rec:
+            forward(model, x.to(device))
+        keep = mask.bool().to(device)
+        n_tokens += int(keep.sum())
+        for layer, name in names.items():
+            k = rec[name].input[keep].float()  # (tokens, d_in)
+            kk = (k.T @ k).double().cpu()
+            acc[layer] = acc[layer] + kk if layer in acc else kk
     if n_tokens == 0:
         raise DataError("the text samples for key statistics are empty")
     return {layer: (m / n_tokens).float() for layer, m in acc.items()}, n_tokens
@@ -160,7 +175,7 @@ def _resolve(model: nn.Module, layers: Iterable[int], texts: TextSource, n_sampl
         raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
     n_layers = arch_spec(model).n_layers(model)
     label, load_samples = _source_label(model, texts, n_samples)
-    fingerprint = model_fingerprint(model)["weights"]
+    fingerprint = model_fingerprint(model)
     paths = {layer: cache_path(model, layer, label, n_samples, cache_dir, fingerprint)
              for layer in sorted({layer % n_layers for layer in layers})}
     return paths, label, load_samples

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..editors.base import Edit, Editor, model_lock
 from ..sss import lambda_max
-from ..text import encode_for, forward_logits
+from ..text import encode_for
 from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest, EditResult, Probe,
                      ProbeResult)
 
@@ -35,7 +35,7 @@ def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Seque
     out: list[TokenPrediction] = []
     for start in range(0, len(prompts), batch_size):
         batch = encode_for(model, tok, prompts[start:start + batch_size], answers[start:start + batch_size])
-        logits = forward_logits(model, batch)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         argmax = logits[:, :-1].argmax(-1)  # (batch, tokens-1): prediction of token t+1
         mask = batch.predict_mask
         for r in range(batch.input_ids.shape[0]):
@@ -58,7 +58,8 @@ def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, flo
 def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
     """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities."""
     batch = encode_for(model, tok, prompts, answers)
-    logp = torch.log_softmax(forward_logits(model, batch)[:, :-1].float(), -1)
+    logp = torch.log_softmax(model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+                             .logits[:, :-1].float(), -1)
     tok_lp = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0] * batch.predict_mask
     return tok_lp.sum(1).exp().tolist()
 
@@ -131,8 +132,7 @@ def evaluate_edit(model: nn.Module, tok, case: EditCase, edit: Edit, editor_name
                                 tuple(tok.convert_ids_to_tokens(list(a.argmax_ids))),
                                 tuple(tok.convert_ids_to_tokens(list(b.argmax_ids))))
                     for p, a, b in zip(probes, pre, post))
-    info = getattr(edit, "info", {})
-    extra = {k: v for k, v in info.items() if k in ("steps", "layer", "layers")}
+    extra = {k: v for k, v in edit.info.items() if k in ("steps", "layer", "layers")}
     return EditResult(editor=editor_name, request=req, metrics=summarize(results), probes=results,
                       lambda_max_before=lam_before, lambda_max_after=lam_after, seconds=seconds, extra=extra)
 
@@ -149,7 +149,7 @@ def run_edit(model: nn.Module, tok, editor: Editor, case: EditCase, with_lambda:
         start = time.perf_counter()
         edit = editor.edit(model, tok, [case.request])
         seconds = time.perf_counter() - start
-        return evaluate_edit(model, tok, case, edit, getattr(editor, "name", ""), seconds, with_lambda)
+        return evaluate_edit(model, tok, case, edit, editor.name, seconds, with_lambda)
 
 
 def single_case(request: EditRequest, paraphrases: Sequence[str] = (),

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import torch
 from torch import nn
 
-from ..editors.base import Edit, Editor, model_lock
+from ..editors.base import Edit, EditBase, Editor, model_lock
 from ..errors import SSSError
 from ..types import EditCase, EditResult
 from .metrics import evaluate_edit, probes_of, teacher_forced
@@ -98,7 +98,7 @@ def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase
                  mode: str = "single", skip: Skip = _never, with_lambda: bool = True,
                  C: float | None = None) -> Iterator[Outcome]:
     """Edit, evaluate and revert each case on its own (the paper's default protocol)."""
-    name = getattr(editor, "name", type(editor).__name__)
+    name = editor.name
     for case in cases:
         key = RunKey(name, seed, case.request.case_id, mode)
         if skip(key):
@@ -116,27 +116,14 @@ def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase
         yield Outcome(key, case, result, C=C)
 
 
-class HeldEdit:
+class HeldEdit(EditBase):
     """An Edit that is already applied and stays so: lets ``evaluate_edit`` score the current model."""
 
-    def __init__(self, model: nn.Module):
-        self._model = model
+    def _apply(self) -> None:
+        """Nothing to do: the model already carries the edits."""
 
-    @property
-    def model(self) -> nn.Module:
-        return self._model
-
-    def apply(self) -> None:
-        pass
-
-    def revert(self) -> None:
-        pass
-
-    def __enter__(self) -> "HeldEdit":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
+    def _revert(self) -> None:
+        """Nothing to do: the edits stay."""
 
 
 def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
@@ -150,7 +137,7 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
     A run whose keys are all in ``skip`` is not run at all; a partly done run is redone whole
     (edits accumulate, so it cannot start in the middle) and only the missing keys are yielded.
     """
-    name = getattr(editor, "name", type(editor).__name__)
+    name = editor.name
     n = len(cases)
     keys = [RunKey(name, seed, c.request.case_id, f"sequential@{n}") for c in cases]
     finals = [k._replace(mode=f"{k.mode}/final") for k in keys]
@@ -197,7 +184,7 @@ def batch_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase]
     lambda_max is not measured (the model seen before each case's edit is the unedited one, the
     after is shared by the batch). A failed batch yields a failed outcome for every case.
     """
-    name = getattr(editor, "name", type(editor).__name__)
+    name = editor.name
     n = len(cases)
     keys = [RunKey(name, seed, c.request.case_id, f"batch@{n}") for c in cases]
     if all(skip(k) for k in keys):

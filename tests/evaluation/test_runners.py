@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from sss_core.editors import make_editor
-from sss_core.editors.base import WeightEdit
+from sss_core.editors.base import EditBase, WeightEdit
 from sss_core.errors import EditFailed
 from sss_core.evaluation.datasets import world_split_cases
 from sss_core.evaluation.runners import RunKey, batch_edits, sequential_edits, single_edits
@@ -65,22 +65,13 @@ class MemoryEditor:
                 editor.sizes.append(len(editor.memory))
                 return self.base(**kw)
 
-        class MemoryEdit:
-            model = Wrapper()
-
-            def apply(self):
+        class MemoryEdit(EditBase):
+            def _apply(self):
                 editor.memory.append(requests[0])
 
-            def revert(self):
+            def _revert(self):
                 editor.memory.remove(requests[0])
-
-            def __enter__(self):
-                self.apply()
-                return self
-
-            def __exit__(self, *exc):
-                self.revert()
-        return MemoryEdit()
+        return MemoryEdit(Wrapper())
 
 
 def test_sequential_memory_editor_gets_the_base_model_and_accumulates(bench_lm):
