@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import RequestError
 from ..hooks import patch_output, trace
 from ..models import ArchSpec
-from ..text import PairBatch, target_ids
+from ..text import PairBatch, pad_id, pair_batch, target_ids
 from ..types import EditRequest
 from .base import check_finite
 
@@ -154,17 +154,10 @@ def build_rows(model: nn.Module, tok, requests: Sequence[EditRequest], prefixes:
         lookup.append(subject_last_index(tok, text, r.subject, start=kl_prompt.index("{}")))
         owner.append(i)
         is_kl.append(True)
-    width = max(len(ids) for ids, _ in seqs)
-    ids = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    tmask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for r, (row, n_prompt) in enumerate(seqs):
-        ids[r, :len(row)] = torch.tensor(row)
-        attn[r, :len(row)] = 1
-        tmask[r, n_prompt:len(row)] = True
     device = next(model.parameters()).device
+    batch = pair_batch([(row[:n_prompt], row[n_prompt:]) for row, n_prompt in seqs], pad_id(tok), device)
     as_t = lambda xs, dt=torch.long: torch.tensor(xs, dtype=dt, device=device)  # noqa: E731
-    return EditRows(PairBatch(ids.to(device), attn.to(device), tmask.to(device)), as_t(lookup), as_t(owner),
+    return EditRows(batch, as_t(lookup), as_t(owner),
                     as_t(is_kl, torch.bool), as_t([n - 1 for _, n in seqs]), len(requests))
 
 

@@ -18,6 +18,7 @@ with the substituted weight, batched (a test checks it against ``torch.func.func
 Example:
     >>> editor = make_editor("mend+sss")               # loads assets/editors/mend-sss
     >>> with editor.edit(lm.model, lm.tok, [request]) as edited: ...
+    >>> train_mend(lm, examples_from_cases(cases), "my-mend", MENDTrainConfig(sss_c=0.9))
 """
 
 from __future__ import annotations
@@ -39,18 +40,20 @@ from ..errors import RequestError
 from ..hooks import TraceDict
 from ..models import arch_spec
 from ..sss import Reduction, forward_pairs, sss_from_hidden
-from ..text import PairBatch, encode_for, encode_pairs
-from ..types import EditRequest
-from ._meta import (ASSETS, CheckpointError, LoopConfig, TrainExample, check_fingerprint,
-                    evaluate_editor, fingerprint, load_trained, sample_batch,
-                    save_trained, step_rng, train_loop, training_examples)
+from ..text import PairBatch, encode_for, encode_pairs, forward_logits, kl_loc
+from ..types import EditCase, EditRequest
 from .base import WeightEdit, model_lock
+from .training import (ASSETS, CheckpointError, LoopConfig, TrainExample, Validator, check_fingerprint,
+                       data_label, load_trained, model_fingerprint, publish, sample_batch, step_rng,
+                       train_loop, training_examples)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class MENDConfig:
+    """Settings of a MEND editor: which trained hypernetwork, and how far its edits step."""
+
     checkpoint: str | None = field(default=None, metadata={
         "help": "folder of a trained MEND; None = the shipped one (mend, or mend-sss when sss_c > 0)"})
     sss_c: float = field(default=0.0, metadata={
@@ -58,6 +61,7 @@ class MENDConfig:
     scale: float = field(default=1.0, metadata={"help": "multiplies the learned edit step sizes"})
 
     def validate(self) -> "MENDConfig":
+        """This config, checked; RequestError for C outside [0, 1] or a scale that is not positive."""
         if not 0.0 <= self.sss_c <= 1.0:
             raise RequestError(f"C must be in [0, 1], got {self.sss_c}")
         if not self.scale > 0:
@@ -65,6 +69,7 @@ class MENDConfig:
         return self
 
     def folder(self) -> Path:
+        """The checkpoint folder this config reads."""
         if self.checkpoint:
             return Path(self.checkpoint)
         return ASSETS / ("mend-sss" if self.sss_c > 0 else "mend")
@@ -72,6 +77,8 @@ class MENDConfig:
 
 @dataclass(frozen=True)
 class MENDTrainConfig:
+    """Settings of MEND's meta-training (``train_mend``); saved in the checkpoint's config.json."""
+
     layers: tuple[int, ...] = field(default=(-2, -1), metadata={"help": "blocks whose MLP output projection is edited"})
     rank: int = field(default=128, metadata={"help": "hidden width of each residual block of g"})
     n_blocks: int = field(default=1, metadata={"help": "residual blocks in g"})
@@ -86,8 +93,9 @@ class MENDTrainConfig:
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
     norm_batches: int = field(default=16, metadata={"help": "batches for g's input normalisation statistics"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
-    validate: int = field(default=0, metadata={"help": "validation edits scored at the end (world data only)"})
-    seed: int = 0
+    validate: int = field(default=0, metadata={
+        "help": "validation edits scored at the end (when the caller gives a validator; the CLI does for world data)"})
+    seed: int = field(default=0, metadata={"help": "seeds initialisation and every step's sampling"})
 
 
 class GradientTransform(nn.Module):
@@ -138,6 +146,7 @@ class MENDNet(nn.Module):
 
 
 def _module_name(param_name: str) -> str:
+    """The module owning a parameter: 'transformer.h.3.mlp.c_proj.weight' -> 'transformer.h.3.mlp.c_proj'."""
     return param_name.rsplit(".", 1)[0]
 
 
@@ -192,14 +201,6 @@ def weight_deltas(model: nn.Module, net: MENDNet, edits: dict[str, tuple[torch.T
     return out
 
 
-def kl_loc(pre_logits: torch.Tensor, post_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over real tokens of KL(pre || post). logits: (b, t, vocab), mask: (b, t) -> scalar."""
-    pre = F.log_softmax(pre_logits.float(), -1)
-    post = F.log_softmax(post_logits.float(), -1)
-    kl = (pre.exp() * (pre - post)).sum(-1)  # (b, t)
-    return (kl * mask).sum() / mask.sum().clamp(min=1)
-
-
 def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample], cfg: MENDTrainConfig,
               rng) -> dict[str, torch.Tensor]:
     """The meta-training loss of one batch of edits (MEND, or MEND w/ SSS when cfg.sss_c > 0)."""
@@ -219,7 +220,7 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
     loc_pairs = [(i, *rng.choice(ex.loc)) for i, ex in enumerate(batch)]
     loc = encode_pairs(tok, [p for _, p, _ in loc_pairs], [a for _, _, a in loc_pairs], device)
     with torch.no_grad():
-        pre_logits = model(input_ids=loc.input_ids, attention_mask=loc.attention_mask).logits
+        pre_logits = forward_logits(model, loc)
     with torch.enable_grad():
         with patched(model, net, edits, torch.tensor(eq_rows, device=device)):
             nll, hidden = forward_pairs(model, eq)
@@ -228,7 +229,7 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
                 lam = sss_from_hidden(nll, hidden, eq.attention_mask, cfg.sss_reduction, create_graph=True)
                 sss = lam[:len(batch)].mean()
         with patched(model, net, edits, torch.tensor([i for i, _, _ in loc_pairs], device=device)):
-            post_logits = model(input_ids=loc.input_ids, attention_mask=loc.attention_mask).logits
+            post_logits = forward_logits(model, loc)
         l_edit = nll.mean()
         l_loc = kl_loc(pre_logits, post_logits, loc.attention_mask)
         plain = cfg.c_edit * l_edit + cfg.c_loc * l_loc
@@ -275,12 +276,16 @@ def fit_normalisation(model: nn.Module, tok, net: MENDNet, examples: Sequence[Tr
         g.std.copy_(std.clamp(min=std.mean().item() * 1e-2 + 1e-12).float())
 
 
-def train_mend(lm, data: str | Path | Sequence[TrainExample], out: Path | str, cfg: MENDTrainConfig = MENDTrainConfig(),
-               resume: bool = False, progress: bool = True) -> dict:
+def train_mend(lm, data: Sequence[TrainExample] | Sequence[EditCase], out: Path | str,
+               cfg: MENDTrainConfig = MENDTrainConfig(), resume: bool = False, progress: bool = True,
+               source: str | None = None, validate: Validator | None = None) -> dict:
     """Meta-train MEND (w/ SSS when cfg.sss_c > 0) for ``lm`` and save the checkpoint in ``out``.
 
-    data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
-    Returns the summary also written to out/config.json (losses, wall time, validation scores).
+    data: TrainExamples or EditCases (e.g. the world's train split). ``source`` names the data in
+    the checkpoint; ``validate`` scores the trained editor on ``cfg.validate`` edits (a
+    ``training.Trainer``). Returns the summary also written to out/config.json (losses, wall
+    time, validation scores). RequestError for bad settings; CheckpointError for ``resume``
+    without a saved state.
     """
     examples = training_examples(data, cfg.sss_c, cfg.seed)
     out, model, tok = Path(out), lm.model, lm.tok
@@ -300,15 +305,10 @@ def train_mend(lm, data: str | Path | Sequence[TrainExample], out: Path | str, c
                              progress=progress)
     config = {"kind": "mend", "names": net.names,
               "dims": [[g.d_in, g.d_out] for g in net.transforms], "train": asdict(cfg),
-              "data": str(data) if isinstance(data, (str, Path)) else f"{len(examples)} examples",
-              "n_train_examples": len(examples), "fingerprint": fingerprint(model), **summary}
-    save_trained(out, net.state_dict(), config)
-    if cfg.validate and str(data) == "world":
-        from ..world.records import world_cases
-        editor = MEND(MENDConfig(checkpoint=str(out), sss_c=cfg.sss_c))
-        config["validation"] = evaluate_editor(lm, editor, world_cases(split="validation"), cfg.validate)
-        save_trained(out, net.state_dict(), config)
-    return config
+              "data": data_label(source, examples),
+              "n_train_examples": len(examples), "fingerprint": model_fingerprint(model), **summary}
+    return publish(out, net.state_dict, config, lambda: MEND(MENDConfig(checkpoint=str(out), sss_c=cfg.sss_c)),
+                   validate, cfg.validate)
 
 
 class MEND:

@@ -15,6 +15,7 @@ Example:
     >>> editor = make_editor("serac")
     >>> with editor.edit(lm.model, lm.tok, [request]) as edited:
     ...     edited.model(input_ids=ids).logits        # routed row by row
+    >>> train_serac(lm, examples_from_cases(cases), "my-serac", SERACTrainConfig(steps=700))
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from ..errors import RequestError
 from ..models import arch_spec
 from ..sss import Reduction, sss_from_hidden
-from ..text import encode_pairs, max_positions, target_nll
-from ..types import EditRequest
-from ._meta import (ASSETS, CheckpointError, LoopConfig, TrainExample, check_fingerprint,
-                    evaluate_editor, fingerprint, load_trained, sample_batch,
-                    save_trained, step_rng, train_loop, training_examples)
+from ..text import (encode_pairs, forward_hidden, forward_logits, kl_loc, max_positions, pad_id, right_pad,
+                    target_nll)
+from ..types import EditCase, EditRequest
 from .base import EditBase, model_lock
-from .mend import kl_loc
+from .training import (ASSETS, CheckpointError, LoopConfig, TrainExample, Validator, check_fingerprint,
+                       data_label, load_trained, model_fingerprint, publish, sample_batch, step_rng,
+                       train_loop, training_examples)
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,15 @@ def edit_prefix(request: EditRequest) -> str:
 
 @dataclass(frozen=True)
 class SERACConfig:
+    """Settings of a SERAC editor: which trained classifier and counterfactual model, and the scope threshold."""
+
     checkpoint: str | None = field(default=None, metadata={
         "help": "folder of a trained SERAC; None = the shipped one (serac, or serac-sss when sss_c > 0)"})
     sss_c: float = field(default=0.0, metadata={"help": "C the counterfactual model was trained with; picks the checkpoint"})
     threshold: float = field(default=0.5, metadata={"help": "in scope when the classifier's probability exceeds this"})
 
     def validate(self) -> "SERACConfig":
+        """This config, checked; RequestError for C outside [0, 1] or a threshold outside (0, 1)."""
         if not 0.0 <= self.sss_c <= 1.0:
             raise RequestError(f"C must be in [0, 1], got {self.sss_c}")
         if not 0.0 < self.threshold < 1.0:
@@ -72,11 +76,14 @@ class SERACConfig:
         return self
 
     def folder(self) -> Path:
+        """The checkpoint folder this config reads."""
         return Path(self.checkpoint) if self.checkpoint else ASSETS / ("serac-sss" if self.sss_c > 0 else "serac")
 
 
 @dataclass(frozen=True)
 class SERACTrainConfig:
+    """Settings of SERAC's training (``train_serac``); saved in the checkpoint's config.json."""
+
     feature_layers: tuple[int, ...] = field(default=(2, -1), metadata={"help": "hidden_states used by the classifier"})
     dim: int = field(default=128, metadata={"help": "classifier embedding size"})
     cf_layers: tuple[int, ...] | None = field(default=None, metadata={
@@ -100,8 +107,9 @@ class SERACTrainConfig:
     sss_c: float = field(default=0.0, metadata={"help": "C of L_edit = C*SSS + (1-C)*L_edit; 0 disables SSS"})
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
-    validate: int = field(default=0, metadata={"help": "validation edits scored at the end (world data only)"})
-    seed: int = 0
+    validate: int = field(default=0, metadata={
+        "help": "validation edits scored at the end (when the caller gives a validator; the CLI does for world data)"})
+    seed: int = field(default=0, metadata={"help": "seeds initialisation and every step's sampling"})
 
 
 class ScopeClassifier(nn.Module):
@@ -132,13 +140,9 @@ class ScopeClassifier(nn.Module):
 def base_hidden(model: nn.Module, tok, texts: Sequence[str]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """The base model's hidden states of ``texts`` (right-padded): (tuple of (b, t, d), mask (b, t))."""
     device = next(model.parameters()).device
-    enc = [tok(t)["input_ids"] for t in texts]
-    width = max(map(len, enc))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.tensor([e + [pad] * (width - len(e)) for e in enc], device=device)
-    mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in enc], device=device)
-    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-    return out.hidden_states, mask
+    ids, mask = right_pad([tok(t)["input_ids"] for t in texts], pad_id(tok), device)
+    _, hidden_states = forward_hidden(model, ids, mask)
+    return hidden_states, mask
 
 
 def with_prefix(embed: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, prefixes: Sequence[Sequence[int]]
@@ -223,12 +227,15 @@ class SERACModel(nn.Module):
 
     @property
     def config(self):
+        """The base model's config (callers read its sizes and context length)."""
         return self.base.config
 
     def get_input_embeddings(self) -> nn.Module:
+        """The base model's input embedding (shared by the counterfactual model's inputs)."""
         return self.base.get_input_embeddings()
 
     def get_output_embeddings(self) -> nn.Module:
+        """The base model's output head."""
         return self.base.get_output_embeddings()
 
     def scope(self, hidden_states: Sequence[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,7 +389,7 @@ def counterfactual_loss(model: nn.Module, tok, cf: nn.Module, batch: Sequence[Tr
     loc_pairs = [rng.choice(ex.loc) for ex in batch]
     loc = encode_pairs(tok, [p for p, _ in loc_pairs], [a for _, a in loc_pairs], device)
     with torch.no_grad():
-        pre_logits = model(input_ids=loc.input_ids, attention_mask=loc.attention_mask).logits
+        pre_logits = forward_logits(model, loc)
     head = cf.get_output_embeddings()
     with torch.enable_grad():
         eq_hidden, full_last, full_mask = counterfactual_forward(cf, tok, embed(eq.input_ids), eq.attention_mask,
@@ -408,11 +415,15 @@ def serac_state(net: SERACNet) -> dict[str, torch.Tensor]:
     return out
 
 
-def train_serac(lm, data: str | Path | Sequence[TrainExample], out: Path | str,
-                cfg: SERACTrainConfig = SERACTrainConfig(), resume: bool = False, progress: bool = True) -> dict:
+def train_serac(lm, data: Sequence[TrainExample] | Sequence[EditCase], out: Path | str,
+                cfg: SERACTrainConfig = SERACTrainConfig(), resume: bool = False, progress: bool = True,
+                source: str | None = None, validate: Validator | None = None) -> dict:
     """Train SERAC's classifier and counterfactual model for ``lm``; save the checkpoint in ``out``.
 
-    data: 'world' (the built-in world's train split), an EasyEdit JSON path, or TrainExamples.
+    data: TrainExamples or EditCases (e.g. the world's train split). ``source`` names the data in
+    the checkpoint; ``validate`` scores the trained editor on ``cfg.validate`` edits (a
+    ``training.Trainer``). Returns the summary also written to out/config.json. RequestError for
+    bad settings; CheckpointError for ``resume`` without a saved state.
     """
     examples = training_examples(data, cfg.sss_c, cfg.seed)
     out, model, tok = Path(out), lm.model, lm.tok
@@ -437,12 +448,6 @@ def train_serac(lm, data: str | Path | Sequence[TrainExample], out: Path | str,
         summary = train_loop(net, step, groups, loop, out, resume, desc=f"SERAC (C={cfg.sss_c})",
                              progress=progress)
     config = {"kind": "serac", "train": asdict(cfg), "n_train_examples": len(examples),
-              "data": str(data) if isinstance(data, (str, Path)) else f"{len(examples)} examples",
-              "fingerprint": fingerprint(model), **summary}
-    save_trained(out, serac_state(net), config)
-    if cfg.validate and str(data) == "world":
-        from ..world.records import world_cases
-        editor = SERAC(SERACConfig(checkpoint=str(out), sss_c=cfg.sss_c))
-        config["validation"] = evaluate_editor(lm, editor, world_cases(split="validation"), cfg.validate)
-        save_trained(out, serac_state(net), config)
-    return config
+              "data": data_label(source, examples), "fingerprint": model_fingerprint(model), **summary}
+    return publish(out, lambda: serac_state(net), config,
+                   lambda: SERAC(SERACConfig(checkpoint=str(out), sss_c=cfg.sss_c)), validate, cfg.validate)

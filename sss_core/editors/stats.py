@@ -33,7 +33,9 @@ from torch import nn
 from ..errors import DataError, RequestError
 from ..hooks import TraceDict
 from ..models import DEFAULT_MODEL, arch_spec
+from ..text import right_pad
 from ._rank_one import forward
+from .training import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +57,6 @@ def is_default_model(model: nn.Module) -> bool:
         return bool(name) and Path(name).expanduser().resolve() == DEFAULT_MODEL.resolve()
     except OSError:
         return False
-
-
-def model_fingerprint(model: nn.Module, elements_per_tensor: int = 4096) -> str:
-    """A short hash of the model's config and a strided sample of its weights.
-
-    The MLP output projections are left out on purpose: ROME, MEMIT and FT-L change them, and
-    sequential edits should keep using the statistics of the unedited model, as ROME and MEMIT do.
-    Cheap for large models: at most ``elements_per_tensor`` values are read per tensor.
-    """
-    spec = arch_spec(model)
-    skip = {spec.mlp_out_name(model, layer) for layer in range(spec.n_layers(model))}
-    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    for name, p in model.named_parameters():
-        if name.rsplit(".", 1)[0] in skip:
-            continue
-        flat = p.detach().reshape(-1)
-        stride = max(1, flat.numel() // elements_per_tensor)
-        h.update(f"{name}{tuple(p.shape)}".encode())
-        h.update(flat[::stride].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _source_label(model: nn.Module, texts: TextSource, n_samples: int) -> tuple[str, object]:
@@ -120,7 +102,7 @@ def cache_path(model: nn.Module, layer: int, source_label: str, n_samples: int,
     spec = arch_spec(model)
     name = _safe(Path(getattr(model.config, "_name_or_path", "") or "model").name)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return folder / (f"{name}-{fingerprint or model_fingerprint(model)}-{source_label}-"
+    return folder / (f"{name}-{fingerprint or model_fingerprint(model)['weights']}-{source_label}-"
                      f"{spec.mlp_out_name(model, layer)}-n{n_samples}.safetensors")
 
 
@@ -148,12 +130,7 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
     n_tokens = 0
     for start in range(0, len(ids), batch_size):
         rows = ids[start:start + batch_size]
-        width = len(rows[-1])
-        x = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            x[r, :len(row)] = torch.tensor(row)
-            mask[r, :len(row)] = 1
+        x, mask = right_pad(rows, pad)
         # right padding needs no padding mask in a causal model: see _rank_one.causal_mask
         with TraceDict(model, ordered, retain_output=False, stop=True) as rec:
             forward(model, x.to(device))
@@ -175,7 +152,7 @@ def _resolve(model: nn.Module, layers: Iterable[int], texts: TextSource, n_sampl
         raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
     n_layers = arch_spec(model).n_layers(model)
     label, load_samples = _source_label(model, texts, n_samples)
-    fingerprint = model_fingerprint(model)
+    fingerprint = model_fingerprint(model)["weights"]
     paths = {layer: cache_path(model, layer, label, n_samples, cache_dir, fingerprint)
              for layer in sorted({layer % n_layers for layer in layers})}
     return paths, label, load_samples

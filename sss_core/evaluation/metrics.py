@@ -17,7 +17,7 @@ from torch import nn
 
 from ..editors.base import Edit, Editor, model_lock
 from ..sss import lambda_max
-from ..text import encode_for
+from ..text import encode_for, forward_logits
 from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest, EditResult, Probe,
                      ProbeResult)
 
@@ -35,7 +35,7 @@ def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Seque
     out: list[TokenPrediction] = []
     for start in range(0, len(prompts), batch_size):
         batch = encode_for(model, tok, prompts[start:start + batch_size], answers[start:start + batch_size])
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = forward_logits(model, batch)
         argmax = logits[:, :-1].argmax(-1)  # (batch, tokens-1): prediction of token t+1
         mask = batch.predict_mask
         for r in range(batch.input_ids.shape[0]):
@@ -58,8 +58,7 @@ def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, flo
 def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
     """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities."""
     batch = encode_for(model, tok, prompts, answers)
-    logp = torch.log_softmax(model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-                             .logits[:, :-1].float(), -1)
+    logp = torch.log_softmax(forward_logits(model, batch)[:, :-1].float(), -1)
     tok_lp = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0] * batch.predict_mask
     return tok_lp.sum(1).exp().tolist()
 
