@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     ".analysis": ("EditRun", "EmbeddingSet", "ProbeRow", "SequentialStep", "SweepPoint", "analyse_edit", "c_field",
                   "neighbour_table", "sequential_baseline", "sequential_step", "sweep_c"),
-    ".editors": ("EDITORS", "Edit", "Editor", "EditorSpec", "editor_config", "make_editor"),
+    ".editors": ("EDITORS", "Edit", "EditBase", "Editor", "EditorSpec", "editor_config", "make_editor",
+                  "register_editor", "train_config", "trainable_editors"),
     ".embeddings": ("embed_prompts",),
     ".errors": ("DataError", "EditFailed", "ModelLoadError", "RequestError", "SSSError"),
     ".evaluation.datasets": ("load_cases", "load_dataset"),
@@ -59,19 +60,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [  # sorted; grouped by layer in the module docstring
-    "DEFAULT_MODEL", "EDITORS", "DataError", "Edit", "EditCase", "EditFailed", "EditRequest", "EditResult", "EditRun",
-    "Editor", "EditorSpec", "EmbeddingSet", "LoadedModel", "ModelLoadError", "Probe", "ProbeRow", "RequestError",
-    "SSSError", "SequentialStep", "SweepPoint", "analyse_edit", "c_field", "case_for_request", "editor_config",
-    "embed_prompts", "evaluate_edit", "lambda_max", "load_cases", "load_dataset", "load_model", "make_editor",
-    "neighbour_table", "presets", "project", "run_edit", "sequential_baseline", "sequential_step", "sss_from_hidden",
-    "sweep_c",
-]
+__all__ = sorted(_MODULE_OF)  # the TYPE_CHECKING imports below list the same names (tests/test_public_api.py)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
     from .analysis import (EditRun, EmbeddingSet, ProbeRow, SequentialStep, SweepPoint, analyse_edit, c_field,
                            neighbour_table, sequential_baseline, sequential_step, sweep_c)
-    from .editors import EDITORS, Edit, Editor, EditorSpec, editor_config, make_editor
+    from .editors import (EDITORS, Edit, EditBase, Editor, EditorSpec, editor_config, make_editor, register_editor,
+                          train_config, trainable_editors)
     from .embeddings import embed_prompts
     from .errors import DataError, EditFailed, ModelLoadError, RequestError, SSSError
     from .evaluation.datasets import load_cases, load_dataset

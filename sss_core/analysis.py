@@ -263,7 +263,7 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
         t0 = time.perf_counter()
         edit = make_editor(editor, **dict(overrides)).edit(model, tok, [request])
         seconds_edit = time.perf_counter() - t0
-        norms = edit.delta_norms() if callable(getattr(edit, "delta_norms", None)) else None
+        norms = edit.delta_norms() or None  # {} (no weight changed, e.g. SERAC) is shown as "none"
         lap("edit")
 
         progress("Scoring the edit (metrics and lambda_max)")

@@ -4,6 +4,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from app import panels, resources
+from app.messages import show_error
 from app.reports import read_report, summary_table
 
 st.title("Results of a bench run")
@@ -23,7 +24,7 @@ if folder:
     try:
         rep = read_report(folder)
     except Exception as exc:  # noqa: BLE001
-        panels.show_error(exc, "Cannot open the report")
+        show_error(exc, "Cannot open the report")
         rep = None
     if rep is not None:
         for problem in rep.problems:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import RequestError
-from .base import Edit, Editor, WeightEdit
+from .base import Edit, EditBase, Editor, WeightEdit
 from .ftl import FTL, FTLConfig
 from .memit import MEMIT, MEMITConfig
 from .mend import MEND, MENDConfig, MENDTrainConfig, train_mend
@@ -167,5 +167,5 @@ def make_editor(name: str, **overrides: Any) -> Editor:
     return EDITORS[name].factory(config, name=name)
 
 
-__all__ = ["EDITORS", "Edit", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor",
+__all__ = ["EDITORS", "Edit", "EditBase", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor",
            "register_editor", "train_config", "trainable_editors"]
