@@ -20,6 +20,7 @@ from .resources import default_model_path
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = default_model_path()  # sss_core/assets/default-model, found as package data
+HUB_CHECK_SECONDS = 3.0  # how long to wait for the hub before deciding there is no network
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class LoadedModel:
     model: nn.Module
     tok: object  # a transformers PreTrainedTokenizerBase
     spec: ArchSpec
-    name: str
+    name: str  # public_name(): a hub name, a folder's name, or the shipped model's place in the package
 
     @property
     def device(self) -> torch.device:
@@ -144,6 +145,46 @@ def _dtype_kwarg() -> str:
     return "dtype" if Version(transformers.__version__).release >= (4, 56) else "torch_dtype"
 
 
+def public_name(name_or_path: str | Path) -> str:
+    """The name a model is shown and written under: never a path of this machine's file system.
+
+    The shipped model -> ``"sss_core/assets/default-model"`` (its place in the package); a local
+    folder -> the folder's name; a hub name -> itself. Results, exports and logs carry this name,
+    so a file written on a server does not give away where that server keeps its models.
+
+    Example:
+        >>> public_name(DEFAULT_MODEL), public_name("/data/models/pythia-70m"), public_name("gpt2")
+        ('sss_core/assets/default-model', 'pythia-70m', 'gpt2')
+    """
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists() and path.resolve() == DEFAULT_MODEL.resolve():
+        return "sss_core/assets/default-model"
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+        return path.resolve().name or name
+    return name
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be used now, in a few words, or None when it answers.
+
+    Offline mode (HF_HUB_OFFLINE=1) says so without a request; otherwise one HEAD request to the
+    hub's endpoint (HF_ENDPOINT), through huggingface_hub's own session (its proxies), with a short
+    timeout and no retries: a machine without network answers in well under a second, instead of
+    the minute of retries a download would spend.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_CHECK_SECONDS)
+    except Exception as exc:  # requests' or httpx's connection and timeout errors, whichever the version uses
+        return f"no network connection to {constants.ENDPOINT} ({type(exc).__name__})"
+    return None
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "auto",
                dtype: torch.dtype | str | None = None, trust_remote_code: bool = False,
                device_map: str | dict | None = None) -> LoadedModel:
@@ -154,10 +195,16 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     ``trust_remote_code`` stays off unless asked: remote code runs with your permissions.
     Works with transformers 4.46+ and 5.x.
 
+    A hub name is fetched when the hub answers (``_hub_unreachable``); without a network (or with
+    HF_HUB_OFFLINE=1) it is read from the local Hugging Face cache only, so a model downloaded
+    before still loads and a missing one fails at once with one line instead of retrying.
+    ``LoadedModel.name`` is ``public_name(name_or_path)``.
+
     Raises:
         ModelLoadError: an unusable device or device map (before anything is loaded), a missing
-            folder, a folder without config.json or tokenizer, a hub name that cannot be fetched,
-            a model that is not a causal LM, or a family with no ArchSpec.
+            folder, a folder without config.json or tokenizer, a hub name that cannot be fetched
+            (no network and not in the cache, or not on the hub), a model that is not a causal LM,
+            or a family with no ArchSpec. The message is one line.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -172,17 +219,23 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
         raise ModelLoadError(f"no model folder at {path}: check the path, or give a hub name such as 'gpt2'")
     if looks_local and not (path / "config.json").exists():
         raise ModelLoadError(f"{path} has no config.json: point at a Hugging Face model folder")
+    offline = None if looks_local else _hub_unreachable()
+    hub: dict = {"trust_remote_code": trust_remote_code, **({"local_files_only": True} if offline else {})}
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(name, **hub)
     except OSError as exc:
-        raise ModelLoadError(f"could not load the model config for {name!r}: {exc}. Give a local "
-                             "folder, or a hub name with a network connection") from exc
+        if offline:
+            raise ModelLoadError(f"{name!r} is not a local folder and not in the Hugging Face cache, and the hub "
+                                 f"cannot be reached ({offline}): give the path of a model folder, or connect "
+                                 "to the network once to download it") from None
+        raise ModelLoadError(f"could not load the model config for {name!r}: {_one_line(exc)}. Give a local "
+                             "folder, or a hub name that exists") from exc
     try:
-        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(name, **hub)
     except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{name!r} has no usable tokenizer ({exc}); the folder needs tokenizer "
+        raise ModelLoadError(f"{name!r} has no usable tokenizer ({_one_line(exc)}); the folder needs tokenizer "
                              "files (tokenizer.json or vocab files)") from exc
-    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    kwargs: dict = dict(hub)
     if dtype is not None:
         kwargs[_dtype_kwarg()] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if device_map is not None:
@@ -192,9 +245,10 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     try:
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except ValueError as exc:
-        raise ModelLoadError(f"{name!r} ({config.model_type}) is not a causal language model: {exc}") from exc
+        raise ModelLoadError(f"{name!r} ({config.model_type}) is not a causal language model: "
+                             f"{_one_line(exc)}") from exc
     except OSError as exc:
-        raise ModelLoadError(f"could not load the weights of {name!r}: {exc}") from exc
+        raise ModelLoadError(f"could not load the weights of {name!r}: {_one_line(exc)}") from exc
     if device_map is None:
         model.to(target)
     model.eval()
@@ -202,4 +256,9 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     log.info("loaded %s (%s) on %s", name, config.model_type, next(model.parameters()).device)
-    return LoadedModel(model=model, tok=tok, spec=arch_spec(model), name=name)
+    return LoadedModel(model=model, tok=tok, spec=arch_spec(model), name=public_name(name))
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (transformers' messages span several)."""
+    return " ".join(str(exc).split())

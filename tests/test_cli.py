@@ -1,4 +1,5 @@
 import hashlib
+import shutil
 import json
 import subprocess
 import sys
@@ -72,3 +73,100 @@ def test_lambda_on_a_bfloat16_model():
               "--device", "cpu")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["lambda_max"] > 0
+
+
+# --- arguments are checked before torch is imported (issue 15.6) ------------------------------------
+
+def _torch_after(argv: list[str]) -> tuple[bool, str]:
+    """Run the CLI on ``argv`` in a fresh interpreter; (was torch imported?, stderr)."""
+    code = ("import sys\nfrom sss_core.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return res.stdout.split()[-2:] != ["False", "False"], res.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--help"], ""),
+    (["edit", "--help"], ""),
+    (["bench", "--help"], ""),
+    (["train", "--help"], ""),
+    (["edit", "--editor", "bogus", "--prompt", "p", "--target", "t"], "unknown editor 'bogus'"),
+    (["edit", "--editor", "rome", "--prompt", "p", "--target", "t", "--top-k", "0"], "--top-k"),
+    (["edit", "--editor", "rome", "--prompt", "p", "--target", "t", "--set", "lr=NaN"], "NaN is not a usable"),
+    (["edit", "--editor", "rome", "--prompt", "p", "--target", "t", "--set", "steps=1e999"], "out of range"),
+    (["edit", "--editor", "rome", "--prompt", "p", "--target", "t", "--set", "steps=99999999999999999999"],
+     "out of range"),
+    (["edit", "--editor", "rome", "--prompt", "p", "--target", "t", "--set", "=3"], "KEY=VALUE"),
+    (["edit", "--editor", "rome", "--prompt", "The capital of France is", "--subject", "Spain", "--target", "t"],
+     "subject"),
+    (["lambda", "--prompt", "p", "--target", " "], "must not be empty"),
+    (["lambda", "--prompt", "p", "--target", "t", "--model", ""], "must not be empty"),
+    (["bench", "--editors", "ft-l,nope", "--out", "x"], "unknown editor 'nope'"),
+    (["bench", "--editors", "ft-l", "--out", "x", "--mode", "parallel"], "unknown mode 'parallel'"),
+    (["bench", "--editors", "ft-l", "--out", "x", "--threads", "0"], "--threads"),
+    (["bench", "--editors", "ft-l", "--out", "x", "--seeds", "-1"], "--seeds"),
+    (["bench", "--editors", "ft-l", "--out", "x", "--seq-sizes", "1,0"], "--seq-sizes"),
+    (["bench", "--editors", "ft-l", "--out", "x", "--sweep-values", "0,1.5"], "--sweep-values"),
+    (["train", "rome", "--out", "x"], "not a trained editor"),
+    (["train", "mend", "--out", "x", "--sss-c", "2"], "C must be in"),
+])
+def test_bad_arguments_are_refused_before_torch_is_imported(argv, message):
+    torch_loaded, err = _torch_after(argv)
+    assert not torch_loaded, f"{argv} imported torch before refusing (or helping)"
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_bad_editor_is_refused_within_a_second_of_start_up():
+    import time
+    start = time.perf_counter()
+    res = cli("edit", "--editor", "bogus", "--prompt", "The capital of France is", "--target", "Rome")
+    elapsed = time.perf_counter() - start
+    assert res.returncode == 2 and "unknown editor 'bogus'" in res.stderr
+    assert elapsed < 3.0, f"took {elapsed:.1f} s (torch alone takes longer than that to import)"
+
+
+def test_parser_names_mirror_the_registry_and_the_bench():
+    from sss_core import editors
+    from sss_core.cli import names
+    from sss_core.evaluation.bench import MODES
+    built_in = tuple(spec.name for spec in editors._BUILT_IN)
+    assert names.EDITOR_NAMES == built_in
+    assert names.TRAINED_EDITOR_NAMES == tuple(n for n in built_in if editors.EDITORS[n].trainable)
+    assert names.BENCH_MODES == MODES
+
+
+# --- no hub, no network: one line at once (issue 15.6) -----------------------------------------------
+
+def _offline_env(cache: Path) -> dict:
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    # nothing listens on port 9 of this machine: the hub's endpoint refuses at once, as with no network
+    return {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(cache)}
+
+
+def test_hub_name_without_network_fails_at_once_with_one_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "sss_core", "lambda", "--model", "gpt2", "--prompt", "a",
+                          "--target", "b"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=_offline_env(tmp_path))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "'gpt2' is not a local folder" in lines[0] and "cannot be reached" in lines[0]
+    assert "Retry" not in res.stderr
+
+
+def test_hub_name_without_network_loads_from_the_cache(tmp_path):
+    # the Hugging Face cache layout: models--ORG--NAME/{refs/main, snapshots/REVISION/files}
+    repo = tmp_path / "models--sss-lab--default"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(DEFAULT_MODEL, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    res = subprocess.run([sys.executable, "-m", "sss_core", "lambda", "--model", "sss-lab/default", "--prompt",
+                          "The capital of France is", "--target", "Paris", "--json"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=_offline_env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["model"] == "sss-lab/default" and out["lambda_max"] > 0
+    assert "Retry" not in res.stderr

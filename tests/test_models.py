@@ -67,3 +67,42 @@ def test_bad_layer_index(default_lm):
 def test_unusable_device_or_device_map_is_refused_before_loading(kwargs, message):
     with pytest.raises(ModelLoadError, match=message):
         load_model(DEFAULT_MODEL, **kwargs)
+
+
+def test_public_name_never_holds_a_path_of_this_machine(tmp_path):
+    from sss_core.models import public_name
+    assert public_name(DEFAULT_MODEL) == "sss_core/assets/default-model"
+    assert public_name(str(DEFAULT_MODEL)) == "sss_core/assets/default-model"
+    (tmp_path / "pythia-70m").mkdir()
+    assert public_name(tmp_path / "pythia-70m") == "pythia-70m"
+    assert public_name("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"
+
+
+def test_loaded_model_is_named_without_a_path(default_lm, tiny_lm, tmp_path):
+    assert default_lm.name == "sss_core/assets/default-model"
+    tiny_lm.model.save_pretrained(tmp_path / "mine")
+    tiny_lm.tok.save_pretrained(tmp_path / "mine")
+    assert load_model(tmp_path / "mine", device="cpu").name == "mine"
+
+
+def test_unreachable_hub_is_one_line_without_retries(monkeypatch, caplog):
+    import time
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # refuses at once, as with no network
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    start = time.perf_counter()
+    with pytest.raises(ModelLoadError) as exc:
+        load_model("sss-lab-tests/no-such-model", device="cpu")
+    assert time.perf_counter() - start < 10
+    message = str(exc.value)
+    assert "\n" not in message and "not a local folder" in message and "cannot be reached" in message
+    assert "Retry" not in caplog.text
+
+
+def test_offline_mode_needs_no_request(monkeypatch):
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(type(get_session()), "head", lambda *a, **k: pytest.fail("asked the hub while offline"))
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
+        load_model("sss-lab-tests/no-such-model", device="cpu")

@@ -6,49 +6,47 @@ Example:
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import sys
 from pathlib import Path
 
-import torch
-
-from ..editors import EDITORS
-from ..errors import RequestError
-from ..evaluation.bench import BenchConfig, rebuild_report, run_bench
-from .common import add_model_args, csv_list, parse_settings
+from ..jsonio import to_json
+from .common import add_model_args, csv_list, parse_settings, positive_int, unit_interval_list
+from .names import EDITOR_NAMES, bench_modes, editor_names
 
 
 def register(sub) -> None:
-    """Add ``bench`` to the CLI's subparsers."""
+    """Add ``bench`` to the CLI's subparsers (torch-free: the bench is imported only to run)."""
     p = sub.add_parser("bench", help="run editors over a data set and seeds; write results and a report")
-    p.add_argument("--editors", required=True, type=csv_list(str), help=f"comma-separated: {', '.join(EDITORS)}")
+    p.add_argument("--editors", required=True, type=editor_names,
+                   help=f"comma-separated: {', '.join(EDITOR_NAMES)}")
     p.add_argument("--data", default="world", help="world, world:SPLIT (train/validation/test) or a JSON file")
     p.add_argument("--format", dest="fmt", default="auto", help="auto, zsre, counterfact, rome, knowedit, world")
-    p.add_argument("--n", type=int, default=None, help="cases per seed (default: all)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
+    p.add_argument("--n", type=positive_int, default=None, help="cases per seed (default: all)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="number of seeds (0..K-1)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--mode", dest="modes", type=csv_list(str), default=("single",),
+    p.add_argument("--mode", dest="modes", type=bench_modes, default=("single",),
                    help="single, sequential, batch, sweep, or a comma-separated list of them")
-    p.add_argument("--seq-sizes", type=csv_list(int), default=(1, 10, 100), help="sequential n values")
-    p.add_argument("--batch-size", type=int, default=100,
+    p.add_argument("--seq-sizes", type=csv_list(positive_int), default=(1, 10, 100),
+                   help="sequential n values")
+    p.add_argument("--batch-size", type=positive_int, default=100,
                    help="edits written at once in the batch mode (the cases are split into batches of this size)")
-    p.add_argument("--sweep-values", type=csv_list(float), default=BenchConfig.sweep_values,
-                   help="C values; the sweep sets sss_c of the +sss editors at edit time, so it is meaningful for "
+    p.add_argument("--sweep-values", type=unit_interval_list, default=None,
+                   help="C values (default 0, 0.1, ..., 1); the sweep sets sss_c of the +sss editors at edit time, so it is meaningful for "
                         "FT-L (MEND and SERAC fix C when they are trained: sweep them by training checkpoints)")
-    p.add_argument("--sweep-n", type=int, default=100, help="cases per seed in the C sweep")
+    p.add_argument("--sweep-n", type=positive_int, default=100, help="cases per seed in the C sweep")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished results")
     p.add_argument("--max-data-mb", type=float, default=100.0, help="refuse data files larger than this")
     p.add_argument("--skip-invalid", action="store_true", help="leave malformed records out instead of failing")
-    p.add_argument("--knn", type=int, default=10, help="k of the local-density measure")
+    p.add_argument("--knn", type=positive_int, default=10, help="k of the local-density measure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor setting, every editor")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads of each process, every worker included (default 1: small models edit "
                         "several times faster on one thread than on two busy ones; raise it for large models)")
     p.add_argument("--plotly-js", choices=("directory", "cdn"), default="directory",
                    help="plots load plotly.js from a file next to them (offline) or from the CDN")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="processes sharing the work (e.g. 2 on 2 cores); each loads its own model copy")
     p.add_argument("--report-only", action="store_true",
                    help="only rebuild the report of --out from its results (give the same --data, --n, --seeds); "
@@ -59,7 +57,7 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def _argv(cfg: BenchConfig, args) -> list[str]:
+def _argv(cfg, args) -> list[str]:
     """An argument list equivalent to this invocation, for the run log when ``run`` is called in-process."""
     argv = ["bench", "--editors", ",".join(cfg.editors), "--data", cfg.data, "--seeds", str(cfg.seeds),
             "--out", str(args.out), "--mode", ",".join(cfg.modes)]
@@ -68,7 +66,7 @@ def _argv(cfg: BenchConfig, args) -> list[str]:
     argv += ["--batch-size", str(cfg.batch_size)] if "batch" in cfg.modes else []
     argv += (["--sweep-values", ",".join(f"{c:g}" for c in cfg.sweep_values), "--sweep-n", str(cfg.sweep_n)]
              if "sweep" in cfg.modes else [])
-    argv += [a for k, v in cfg.settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    argv += [a for k, v in cfg.settings.items() for a in ("--set", f"{k}={to_json(v)}")]
     argv += ["--model", cfg.model] if cfg.model else []
     argv += ["--dtype", cfg.dtype] if cfg.dtype else []
     argv += ["--device-map", cfg.device_map] if cfg.device_map else []
@@ -83,12 +81,15 @@ def _interrupt(signum, frame) -> None:
 
 def run(args) -> None:
     """Run (or with --report-only, re-report) a bench from parsed arguments; print its summary as JSON."""
+    import torch  # here: the arguments were checked by the parser before torch and the bench are imported
+
+    from ..evaluation.bench import BenchConfig, rebuild_report, run_bench
+
     signal.signal(signal.SIGTERM, _interrupt)  # a polite kill finishes like Ctrl-C: results logged, files closed
-    if args.threads < 1:
-        raise RequestError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     cfg = BenchConfig(editors=args.editors, data=args.data, n=args.n, seeds=args.seeds, modes=args.modes,
-                      seq_sizes=args.seq_sizes, batch_size=args.batch_size, sweep_values=args.sweep_values,
+                      seq_sizes=args.seq_sizes, batch_size=args.batch_size,
+                      **({"sweep_values": args.sweep_values} if args.sweep_values else {}),
                       sweep_n=args.sweep_n, fmt=args.fmt,
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
@@ -97,7 +98,7 @@ def run(args) -> None:
     argv = sys.argv[1:] if Path(sys.argv[0]).name == "__main__.py" and "bench" in sys.argv else _argv(cfg, args)
     command = "python -m sss_core " + shlex.join(argv)
     if args.report_only:
-        print(json.dumps({"report": str(rebuild_report(cfg.validate(), args.out))}))
+        print(to_json({"report": str(rebuild_report(cfg.validate(), args.out))}))
         return
     summary = run_bench(cfg, args.out, args.resume, command, progress=not args.no_progress)
-    print(json.dumps(summary, indent=2))
+    print(to_json(summary, indent=True))

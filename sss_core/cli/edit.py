@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import sys
 
-from .common import add_model_args, emit, fail, load_model_from_args, nonempty, parse_settings, unit_interval
+from .common import (add_model_args, emit, load_model_from_args, nonempty, parse_settings, positive_int,
+                     unit_interval)
+from .names import EDITOR_NAMES, editor_name
+
 
 def register(sub) -> None:
-    from ..editors import EDITORS
+    """Add ``edit`` to the CLI's subparsers (torch-free: nothing heavy is imported to parse)."""
     p = sub.add_parser("edit", help="edit one fact, evaluate it, revert")
-    p.add_argument("--editor", required=True, help=f"one of: {', '.join(EDITORS)}")
+    p.add_argument("--editor", required=True, type=editor_name, help=f"one of: {', '.join(EDITOR_NAMES)}")
     p.add_argument("--C", dest="C", type=unit_interval, default=None,
                    help="SSS weight C in [0, 1] (editors with +sss; default 0.9)")
     p.add_argument("--prompt", required=True, type=nonempty)
@@ -21,25 +24,26 @@ def register(sub) -> None:
                    help="an unrelated prompt whose prediction must not change (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="editor setting, e.g. --set steps=40 --set lr=1e-3")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_args(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> None:
-    from ..editors import EDITORS, make_editor
-    from ..evaluation.metrics import request_warnings, run_edit, top_k
-    from ..evaluation.presets import case_for_request
+    """Run ``edit`` from parsed arguments: edit, score, revert; print JSON (``--json``) or text."""
     from ..types import EditRequest
 
-    if args.editor not in EDITORS:
-        fail(f"unknown editor {args.editor!r}; choose one of: {', '.join(EDITORS)}")
     settings = parse_settings(args.set)
     if args.C is not None:
         settings["sss_c"] = args.C
-    editor = make_editor(args.editor, **settings)
     request = EditRequest(args.prompt, args.target, subject=args.subject).validate()
+    # torch, the registry and the model only once every argument that can be checked without them is valid
+    from ..editors import make_editor
+    from ..evaluation.metrics import request_warnings, run_edit, top_k
+    from ..evaluation.presets import case_for_request
+
+    editor = make_editor(args.editor, **settings)
     lm = load_model_from_args(args)
     case = case_for_request(request, args.paraphrase, args.neighbour, lm)
     warnings = request_warnings(lm.model, lm.tok, request)

@@ -6,7 +6,9 @@ import time
 
 from .common import add_model_args, emit, load_model_from_args, nonempty
 
+
 def register(sub) -> None:
+    """Add ``lambda`` to the CLI's subparsers."""
     p = sub.add_parser("lambda", help="print lambda_max (the SSS metric) of prompt + target")
     p.add_argument("--prompt", required=True, type=nonempty)
     p.add_argument("--target", required=True, type=nonempty)
@@ -18,6 +20,7 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
+    """Load the model, compute lambda_max of ``--prompt`` + ``--target``; print it (JSON with ``--json``)."""
     from ..sss import lambda_max
     lm = load_model_from_args(args)
     start = time.perf_counter()

@@ -7,29 +7,28 @@ with a validator of the world's validation split; the summary is printed as JSON
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .common import add_model_args, load_model_from_args, parse_settings
+from ..jsonio import to_json
+from .common import add_model_args, load_model_from_args, parse_settings, positive_int, unit_interval
+from .names import TRAINED_EDITOR_NAMES, trained_editor_name
 
 
 def register(sub) -> None:
-    """Add ``train`` to the CLI's subparsers (one choice per registry entry with a trainer)."""
-    from ..editors import trainable_editors  # the registry imports torch: only when the CLI is built
-
+    """Add ``train`` to the CLI's subparsers (one choice per registry entry with a trainer; torch-free)."""
     p = sub.add_parser("train", help="train a trained editor (MEND, SERAC) for a model")
-    p.add_argument("editor", choices=trainable_editors())
-    p.add_argument("--sss-c", type=float, default=None,
+    p.add_argument("editor", type=trained_editor_name, help=f"one of: {', '.join(TRAINED_EDITOR_NAMES)}")
+    p.add_argument("--sss-c", type=unit_interval, default=None,
                    help="C of the SSS term (0.9 in the paper; 0 = off; default: the entry's, 0.9 for +sss)")
     p.add_argument("--data", default="world",
                    help="'world' or the path of a data file (EasyEdit ZsRE/CounterFact, ROME, KnowEdit)")
     p.add_argument("--out", required=True, type=Path, help="folder for the checkpoint")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+    p.add_argument("--steps", type=positive_int, default=None, help="override the number of training steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="training setting, e.g. --set lr=3e-4 --set swap_targets=0.5 (see the train configs)")
     p.add_argument("--validate", type=int, default=100, help="world validation edits scored at the end (0: none)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state")
     add_model_args(p)
     p.set_defaults(handler=run)
@@ -69,4 +68,4 @@ def run(args) -> None:
     lm = load_model_from_args(args)
     validate = validator(lm.model, lm.tok, world_split_cases("validation")) if args.data == "world" else None
     summary = spec.trainer(lm, cases, args.out, config, resume=args.resume, source=args.data, validate=validate)
-    print(json.dumps(summary, indent=2, default=str))  # the CLI's output, not a log
+    print(to_json(summary, indent=True))  # the CLI's output, not a log

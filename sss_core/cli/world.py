@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from ..jsonio import to_json
 
 
 def register(sub) -> None:
+    """Add ``world`` to the CLI's subparsers."""
     p = sub.add_parser("world", help="write the built-in fact world as JSON records")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0)
@@ -14,6 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> None:
+    """Write the world's records under ``--out``; print the counts as JSON."""
     from ..world.records import write_world
     counts = write_world(args.out, args.seed)
-    print(json.dumps({"out": str(args.out), **counts}))
+    print(to_json({"out": str(args.out), **counts}))
