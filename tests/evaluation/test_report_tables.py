@@ -1,0 +1,136 @@
+"""The report's tables on a small hand-made results file with known means and stds.
+
+Every cell is mean ± std over seeds of the per-seed mean over cases (sample std, ddof 1); failed
+edits are left out. The numbers below were worked out by hand from ``RECORDS``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sss_core.evaluation import report
+from sss_core.evaluation.hypothesis import correlations, partial_spearman, spearman_ci
+from sss_core.evaluation.store import BenchStore
+
+
+def _record(editor, seed, case, mode="single", C=None, error=None, lam=(0.5, 0.1), **metrics):
+    rec = {"editor": editor, "seed": seed, "case_id": case, "mode": mode, "C": C, "error": error,
+           "request": {"prompt": f"prompt {case}", "target_new": "x"}}
+    if error is None:
+        rec.update(metrics=metrics, lambda_max_before=lam[0], lambda_max_after=lam[1], seconds=1.0,
+                   probes=[{"group": "rewrite", "post": [f"{editor}{metrics['reliability']}"]}])
+    return rec
+
+
+# ft-l, per seed (cases a, b):  reliability  locality    generality  portability (case a only)
+#   seed 0                      1.0, 0.5     0.5, 1.0    0.0, 1.0    1.0
+#   seed 1                      1.0, 1.0     1.0, 0.8    0.5, 0.5    0.0     (+ a failed edit, left out)
+#   seed 2                      0.5, 0.5     0.0, 0.6    1.0, 1.0    0.5
+# per-seed means: reliability .75 1 .5 -> 75.00 ± 25.00; locality .75 .9 .3 -> 65.00 ± 31.22;
+# generality .5 .5 1 -> 66.67 ± 28.87; portability 1 0 .5 -> 50.00 ± 50.00 (1 case per seed)
+FTL = [("0", "a", 1.0, 0.5, 0.0, 1.0), ("0", "b", 0.5, 1.0, 1.0, None),
+       ("1", "a", 1.0, 1.0, 0.5, 0.0), ("1", "b", 1.0, 0.8, 0.5, None),
+       ("2", "a", 0.5, 0.0, 1.0, 0.5), ("2", "b", 0.5, 0.6, 1.0, None)]
+RECORDS = [_record("ft-l", int(s), c, reliability=r, locality=loc, generality=g, portability=p, neighbour=loc,
+                   lam=(0.5, 0.1 if c == "a" else 0.9))
+           for s, c, r, loc, g, p in FTL]
+RECORDS.append(_record("ft-l", 1, "c", error="EditFailed: the loss became nan"))
+# ft-l+sss, seed 0 only: one seed shows no std
+RECORDS += [_record("ft-l+sss", 0, "a", reliability=1.0, locality=1.0, generality=1.0, portability=None),
+            _record("ft-l+sss", 0, "b", reliability=0.0, locality=0.5, generality=0.0, portability=None)]
+# a C sweep of ft-l+sss, 2 seeds x 2 cases: C = 0 reliability 1 1 | 1 .5 ; C = 0.5 reliability .5 0 | 1 1
+for seed, C, rels in ((0, 0.0, (1.0, 1.0)), (1, 0.0, (1.0, 0.5)), (0, 0.5, (0.5, 0.0)), (1, 0.5, (1.0, 1.0))):
+    RECORDS += [_record("ft-l+sss", seed, case, mode=f"sweep@C={C:g}", C=C, reliability=r, locality=1.0, generality=r)
+                for case, r in zip("ab", rels)]
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory) -> pd.DataFrame:
+    store = BenchStore(tmp_path_factory.mktemp("bench"))
+    with store.open() as results:
+        for rec in RECORDS:
+            results.write(rec)
+    return store.frame()
+
+
+def test_seed_stats_mean_and_std_over_seed_means(frame):
+    s = report.seed_stats(report.single(frame), ["editor"], ["reliability", "locality", "portability"])
+    assert s.loc["ft-l", "reliability:mean"] == pytest.approx(0.75)
+    assert s.loc["ft-l", "reliability:std"] == pytest.approx(0.25)
+    assert s.loc["ft-l", "locality:mean"] == pytest.approx(0.65)
+    assert s.loc["ft-l", "locality:std"] == pytest.approx(np.std([0.75, 0.9, 0.3], ddof=1))
+    assert s.loc["ft-l", "portability:cases"] == 1 and s.loc["ft-l", "reliability:cases"] == 2
+    assert s.loc["ft-l", "seeds"] == 3 and s.loc["ft-l+sss", "seeds"] == 1
+    assert math.isnan(s.loc["ft-l+sss", "reliability:std"])
+
+
+def test_table1_cells(frame):
+    md, rows = report.table1(frame)
+    assert md.splitlines() == [
+        "| Metric | ft-l | ft-l+sss |",
+        "|---|---|---|",
+        "| Reliability | 75.00 ± 25.00 | 50.00 |",
+        "| Locality | 65.00 ± 31.22 | 75.00 |",
+        "| Generality | 66.67 ± 28.87 | 50.00 |",
+        "| Portability | 50.00 ± 50.00 | – |",
+        "| cases / seed | 2 | 2 |"]
+    cells = {(r["editor"], r["metric"]): (r["mean"], r["std"], r["seeds"], r["cases_per_seed"]) for r in rows}
+    assert cells[("ft-l", "generality")] == pytest.approx((2 / 3, np.std([0.5, 0.5, 1.0], ddof=1), 3, 2))
+    assert cells[("ft-l", "portability")] == pytest.approx((0.5, 0.5, 3, 1))
+
+
+def test_table3_and_c_sweep_cells(frame):
+    md, _ = report.table3(frame)
+    assert "| Neighbor | 65.00 ± 31.22 | – |" in md.splitlines()
+    md, rows, stats_ = report.c_sweep(frame)
+    # C = 0: seed means 1, .75 -> 87.50 ± 17.68; C = 0.5: seed means .25, 1 -> 62.50 ± 53.03
+    assert md.splitlines()[2:] == ["| 0.00 | 87.50 ± 17.68 | 87.50 ± 17.68 | 100.00 ± 0.00 |",
+                                   "| 0.50 | 62.50 ± 53.03 | 62.50 ± 53.03 | 100.00 ± 0.00 |"]
+    assert list(stats_.index) == [("ft-l+sss", 0.0), ("ft-l+sss", 0.5)]
+
+
+def test_sss_effect_and_lambda_tables(frame):
+    md, rows = report.sss_effect_table(frame, n_boot=200)
+    # seed 0: a 1.0 -> 1.0, b 0.5 -> 0.0: mean difference -0.25 over 2 paired cases
+    rel = next(r for r in rows if r["metric"] == "reliability")
+    assert (rel["editor"], rel["baseline"], rel["pairs"]) == ("ft-l+sss", "ft-l", 2)
+    assert rel["mean_diff"] == pytest.approx(-0.25) and rel["lo"] == pytest.approx(-0.5) and rel["hi"] == 0
+    assert "| ft-l+sss - ft-l | -25.00 [-50.00, +0.00] |" in md
+    lam = report.lambda_table(frame).splitlines()[2]
+    # ft-l: 6 edits, lambda 0.5 -> 0.1 (3) or 0.9 (3): median after 0.5, fell in half of them
+    assert lam == "| ft-l | 0.5 | 0.5 | 50.0 | 6 |"
+
+
+def test_spearman_and_partial_spearman_known_values():
+    x, y = np.array([1, 2, 3, 4, 5.0]), np.array([2, 1, 4, 3, 5.0])
+    assert partial_spearman(x, y) == pytest.approx(0.8)
+    assert partial_spearman(x, -y) == pytest.approx(-0.8)
+    assert math.isnan(partial_spearman(x, np.ones(5)))
+    rng = np.random.default_rng(1)
+    a, b, z = rng.normal(size=40), rng.normal(size=40), rng.normal(size=40)
+    ra, rb, rz = (stats.rankdata(v) for v in (a, b, z))
+    res = [r - np.polyval(np.polyfit(rz, r, 1), rz) for r in (ra, rb)]
+    assert partial_spearman(a, b, z) == pytest.approx(np.corrcoef(*res)[0, 1])
+    rho, lo, hi, p = spearman_ci(a, b, np.arange(40))
+    assert rho == pytest.approx(stats.spearmanr(a, b).statistic) and lo < rho < hi
+    assert p == pytest.approx(stats.spearmanr(a, b).pvalue, rel=1e-6)
+
+
+def test_correlations_on_a_monotone_frame():
+    """locality falls as lambda_max grows: rho(lambda_max, locality_drop) = +1, the paper's side."""
+    n = 8
+    frame = pd.DataFrame({"editor": "ft-l", "prompt": [f"p{i}" for i in range(n)],
+                          "lambda_max_before": np.arange(n, dtype=float), "locality": 1 - np.arange(n) / n,
+                          "knn_distance": -np.arange(n, dtype=float), "target_nll": np.arange(n)[::-1] * 1.0})
+    corrs = {(c.x, c.y, c.control): c for c in correlations(frame, n_boot=100)}
+    lam = corrs[("lambda_max_before", "locality_drop", None)]
+    assert lam.rho == pytest.approx(1.0) and lam.verdict == "supports" and (lam.points, lam.clusters) == (n, n)
+    knn = corrs[("knn_distance", "locality_drop", None)]
+    assert knn.rho == pytest.approx(-1.0) and knn.verdict == "supports"
+    assert corrs[("lambda_max_before", "knn_distance", None)].rho == pytest.approx(-1.0)
+    assert corrs[("target_nll", "locality_drop", None)].verdict == "no prediction"
