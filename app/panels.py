@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import math
 from typing import Any
 
@@ -20,6 +19,7 @@ from app import figures, resources, state
 from app.messages import show_error
 from sss_core import analysis
 from sss_core.editors import EDITORS
+from sss_core.jsonio import to_json
 from sss_core.projection import METHOD_LABELS, METHODS, project
 
 POOLING_LABELS = {"last": "last token", "mean": "mean of tokens"}
@@ -209,12 +209,18 @@ def embeddings_csv(run: analysis.EditRun, projections: dict) -> str:
     return df.to_csv(index=False)
 
 
+def run_json(run: analysis.EditRun) -> str:
+    """The "Config + results (JSON)" export: strict JSON (NaN and Infinity as null, ``sss_core.jsonio``);
+    the model is named by ``LoadedModel.name``, never by a path of the server."""
+    return to_json(run.to_json_dict(), indent=True)
+
+
 def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "export") -> None:
     """Download the run's config and results (JSON), tables (CSV) and figures (standalone HTML)."""
     stem = f"sss-{run.editor}-{run.run_id}"
     projections = dict(state.projection_cache())  # the callables below run outside the script thread
     cols = st.columns(3 + len(figs))
-    cols[0].download_button("Config + results (JSON)", lambda: json.dumps(run.to_json_dict(), indent=2, default=str),
+    cols[0].download_button("Config + results (JSON)", lambda: run_json(run),
                             f"{stem}.json", "application/json", key=f"{key}-json-{run.run_id}", on_click="ignore")
     cols[1].download_button("Probe table (CSV)", lambda: probe_frame(run).to_csv(index=False), f"{stem}-probes.csv",
                             "text/csv", key=f"{key}-csv-{run.run_id}", on_click="ignore")

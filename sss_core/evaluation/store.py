@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..editors import EDITORS
 from ..errors import DataError, RequestError
+from ..jsonio import to_json
 from .runners import Outcome, RunKey
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class ResultFile:
         record = dict(outcome.to_json() if isinstance(outcome, Outcome) else outcome)
         record.update({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in fields.items()})
         key = key_of(record)
-        self._fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        self._fh.write(to_json(record) + "\n")
         self._fh.flush()
         self.keys.add(key)
 
@@ -237,7 +238,7 @@ class RunLog:
         """Replace the file with ``runs`` (through a temporary file)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"runs": runs}, indent=1, default=str), encoding="utf-8")
+        tmp.write_text(to_json({"runs": runs}, indent=True), encoding="utf-8")
         os.replace(tmp, self.path)  # a killed run never leaves half a log
 
 

@@ -58,7 +58,7 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir, monkeypatch):
     assert json.loads((tmp_path / "config.json").read_text())["runs"][0]["wall_seconds"] > 0
     # the hypothesis' measures are stored with each single edit (only those: the report uses only them)
     assert all((set(MEASURES) <= set(r)) == (r["mode"] == "single") for r in rows)
-    assert f"- model: `{tiny_model_dir}`; device cpu;" in report  # from the run log
+    assert f"- model: `{tiny_model_dir.name}`; device cpu;" in report  # from the run log: a name, not a path
     (tmp_path / "report.md").unlink()
     hypothesis = (tmp_path / "hypothesis.csv").read_text()
 
