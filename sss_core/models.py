@@ -193,7 +193,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     ``device="auto"`` picks CUDA when present, else the CPU. ``device_map`` (e.g. "auto") spreads a
     model too large for one GPU over several devices with accelerate; then ``device`` is ignored.
     ``trust_remote_code`` stays off unless asked: remote code runs with your permissions.
-    Works with transformers 4.46+ and 5.x.
+    Works with transformers 4.52+ and 5.x.
 
     A hub name is fetched when the hub answers (``_hub_unreachable``); without a network (or with
     HF_HUB_OFFLINE=1) it is read from the local Hugging Face cache only, so a model downloaded
