@@ -60,23 +60,37 @@ KNOWEDIT_GROUPS = {"Relation_Specificity": "unrelated_attribute", "Forgetfulness
 
 
 class _Fields:
-    """Typed access to one record's fields; every failure names the record and the field."""
+    """Typed access to one record's fields; every failure names the record and the field.
 
-    def __init__(self, rec: Any, index: int, source: str):
-        self.source, self.index = source, index
+    ``lenient`` (``--skip-invalid``): a malformed optional probe group is left out and its name
+    kept in ``dropped`` instead of failing the record (``optional``).
+    """
+
+    def __init__(self, rec: Any, index: int, source: str, lenient: bool = False):
+        self.source, self.index, self.lenient = source, index, lenient
+        self.dropped: list[str] = []  # optional probe groups left out of this record (lenient mode)
         if not isinstance(rec, dict):
-            self.fail(None, f"is a JSON {type(rec).__name__}, not an object")
+            self.fail(None, f"is a JSON {_kind(rec)}, not an object")
         self.rec = rec
 
     def fail(self, field: str | None, problem: str):
+        """Raise DataError: ``SOURCE: record I, field 'F' PROBLEM``."""
         where = f"{self.source}: record {self.index}" + (f", field {field!r}" if field else "")
         raise DataError(f"{where} {problem}")
 
     def get(self, path: str, required: bool = True) -> Any:
-        """The value at a dotted ``path`` ("requested_rewrite.target_new.str"), or None."""
+        """The value at a dotted ``path`` ("requested_rewrite.target_new.str"), or None when absent.
+
+        A required value that is missing, or sits under a value that is not an object, fails.
+        """
         value: Any = self.rec
-        for part in path.split("."):
-            if not isinstance(value, dict) or part not in value:
+        parts = path.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(value, dict):
+                if required:
+                    self.fail(".".join(parts[:depth]), f"must be an object, got {_show(value)}")
+                return None
+            if part not in value:
                 if required:
                     self.fail(path, "is missing")
                 return None
@@ -84,31 +98,67 @@ class _Fields:
         return value
 
     def text(self, path: str, required: bool = True) -> str | None:
-        """A non-empty string (the first one if the value is a list of aliases)."""
+        """A non-empty string (the first one if the value is a list of aliases).
+
+        Absent, null or unusable (an empty string, a number, an object) with ``required=False``: None.
+        """
         value = self.get(path, required)
-        if value is None and not required:
-            return None
         out = _first_text(value)
-        if out is None:
-            if not required:
-                return None
-            self.fail(path, f"must be a non-empty string, got {json.dumps(value)[:60]}")
+        if out is None and required:
+            self.fail(path, f"must be a non-empty string, got {_show(value)}")
         return out
 
     def texts(self, path: str) -> list[str]:
-        """A string or list of strings (absent or null: empty)."""
+        """A string or list of strings (absent or null: empty); anything else fails."""
         value = self.get(path, required=False)
         if value is None:
             return []
         items = value if isinstance(value, list) else [value]
         out = [_first_text(v) for v in items]
         if any(v is None for v in out):
-            self.fail(path, "must be a string or a list of non-empty strings")
+            self.fail(path, f"must be a string or a list of non-empty strings, got {_show(value)}")
         return out
 
+    def optional(self, field: str, build: Callable[[], list[Probe]]) -> list[Probe]:
+        """The probes ``build()`` makes from the optional group ``field``.
+
+        A malformed group raises DataError; in lenient mode it is left out (logged and counted in
+        ``dropped``) and the record, whose edit and other probes are usable, is kept.
+        """
+        try:
+            return build()
+        except DataError as exc:
+            if not self.lenient:
+                raise
+            self.dropped.append(field)
+            log.warning("%s; that probe group is left out, the record kept", exc)
+            return []
+
     def case_id(self, stem: str) -> str:
+        """The record's ``case_id`` as text, or ``STEM-INDEX`` when it has none."""
         value = self.rec.get("case_id")
-        return f"{stem}-{self.index}" if value is None else str(value)
+        if value is None:
+            return f"{stem}-{self.index}"
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            self.fail("case_id", f"must be a non-empty string or a whole number, got {_show(value)}")
+        return str(value)
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of ``value``'s type: object, array, string, number, boolean, null."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _show(value: Any) -> str:
+    """A short rendering of a bad value for an error message (at most about 60 characters)."""
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else repr(value[:60])
+    if isinstance(value, (dict, list)):
+        return f"{'an' if _kind(value) in ('object', 'array') else 'a'} {_kind(value)} of {len(value)} item(s)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        return "a number too large to be meant"
+    return repr(value)[:60] if value is not None else "null"
 
 
 def _first_text(value: Any) -> str | None:
@@ -116,6 +166,29 @@ def _first_text(value: Any) -> str | None:
     while isinstance(value, list) and value:
         value = value[0]
     return value if isinstance(value, str) and value.strip() else None
+
+
+def _fill(f: _Fields, template: str, subject: str, field: str) -> str:
+    """``template`` with its (first) ``{}`` replaced by ``subject``; fails naming ``field`` without one.
+
+    ``str.replace``, not ``str.format``: a template holding other braces is still a template.
+    """
+    if "{}" not in template:
+        f.fail(field, "must contain '{}' where the subject goes")
+    return template.replace("{}", subject, 1)
+
+
+def _one_hop(f: _Fields) -> list[Probe]:
+    """EasyEdit's ``portability`` object {New Question, New Answer} -> one one_hop probe.
+
+    Absent, null or empty ({}): no portability probe (EasyEdit writes {} for records without one).
+    """
+    value = f.get("portability", required=False)
+    if value is None or value == {}:
+        return []
+    if not isinstance(value, dict):
+        f.fail("portability", f"must be an object with 'New Question' and 'New Answer', got {_show(value)}")
+    return [Probe(f.text("portability.New Question"), f.text("portability.New Answer"), "one_hop")]
 
 
 def _request(f: _Fields, prompt: str, target: str, subject: str | None, truth: str | None,
@@ -127,24 +200,38 @@ def _request(f: _Fields, prompt: str, target: str, subject: str | None, truth: s
 
 
 def _grouped(f: _Fields, names: dict[str, str]) -> list[Probe]:
-    """KnowEdit-style ``locality`` / ``portability`` dicts: {name: [{prompt, ground_truth}, ...]}."""
+    """KnowEdit-style ``locality`` / ``portability`` dicts: {name: [{prompt, ground_truth}, ...]}.
+
+    Each named group is optional on its own: a malformed one fails, or in lenient mode is dropped.
+    """
     probes = []
     for kind in ("locality", "portability"):
         groups = f.get(kind, required=False)
         if groups is None:
             continue
         if not isinstance(groups, dict):
-            f.fail(kind, "must be an object of named probe lists")
+            probes += f.optional(kind, lambda kind=kind, groups=groups: f.fail(
+                kind, f"must be an object of named probe lists, got {_show(groups)}"))
+            continue
         for name, items in groups.items():
-            if name not in names:
-                f.fail(f"{kind}.{name}", f"is not a known group; known: {', '.join(sorted(names))}")
-            for j, item in enumerate(items if isinstance(items, list) else [items]):
-                field = f"{kind}.{name}[{j}]"
-                item = item if isinstance(item, dict) else {}
-                prompt, answer = _first_text(item.get("prompt")), _first_text(item.get("ground_truth"))
-                if prompt is None or answer is None:
-                    f.fail(field, "needs a non-empty 'prompt' and 'ground_truth'")
-                probes.append(Probe(prompt, answer, names[name]))
+            probes += f.optional(f"{kind}.{name}", lambda kind=kind, name=name, items=items:
+                                 _named_group(f, kind, name, items, names))
+    return probes
+
+
+def _named_group(f: _Fields, kind: str, name: str, items: Any, names: dict[str, str]) -> list[Probe]:
+    """The probes of one named group ``kind.name`` (a list of {prompt, ground_truth}, or one such object)."""
+    if name not in names:
+        f.fail(f"{kind}.{name}", f"is not a known group; known: {', '.join(sorted(names))}")
+    if items is None:
+        return []
+    probes = []
+    for j, item in enumerate(items if isinstance(items, list) else [items]):
+        item = item if isinstance(item, dict) else {}
+        prompt, answer = _first_text(item.get("prompt")), _first_text(item.get("ground_truth"))
+        if prompt is None or answer is None:
+            f.fail(f"{kind}.{name}[{j}]", "needs a non-empty 'prompt' and 'ground_truth'")
+        probes.append(Probe(prompt, answer, names[name]))
     return probes
 
 
@@ -152,28 +239,27 @@ def parse_zsre(f: _Fields, stem: str) -> EditCase:
     """ZsRE (EasyEdit/MEND), with the portability, inverse-relation and subject-replace extras."""
     src, alt, subject = f.text("src"), f.text("alt"), f.text("subject", required=False)
     truth = f.text("answers", required=False) or f.text("pred", required=False)
-    probes = [Probe(p, alt, "paraphrase") for p in f.texts("rephrase")]
-    loc = f.text("loc", required=False)
-    if loc is not None:
-        probes.append(Probe(loc, f.text("loc_ans"), "neighbour"))
-    if f.get("portability", required=False) is not None:
-        probes.append(Probe(f.text("portability.New Question"), f.text("portability.New Answer"), "one_hop"))
-    inverse = f.text("inverse question", required=False)
-    if inverse is not None:
-        probes.append(Probe(inverse, f.text("subject"), "reversed_relation"))
-    alias_question = f.text("alter_subject_question", required=False)
-    if alias_question is not None:
-        probes.append(Probe(alias_question, alt, "subject_replace"))
+    probes = f.optional("rephrase", lambda: [Probe(p, alt, "paraphrase") for p in f.texts("rephrase")])
+    probes += f.optional("loc", lambda: [Probe(f.text("loc"), f.text("loc_ans"), "neighbour")]
+                         if f.get("loc", required=False) is not None else [])
+    probes += f.optional("portability", lambda: _one_hop(f))
+    probes += f.optional("inverse question", lambda: [Probe(f.text("inverse question"), f.text("subject"),
+                                                             "reversed_relation")]
+                         if f.get("inverse question", required=False) is not None else [])
+    probes += f.optional("alter_subject_question", lambda: [Probe(f.text("alter_subject_question"), alt,
+                                                                   "subject_replace")]
+                         if f.get("alter_subject_question", required=False) is not None else [])
     return EditCase(_request(f, src, alt, subject, truth, stem), tuple(probes))
 
 
 def parse_counterfact(f: _Fields, stem: str) -> EditCase:
     """EasyEdit's flat CounterFact (KnowEdit-style groups too, when present)."""
     prompt, target = f.text("prompt"), f.text("target_new")
-    probes = [Probe(p, target, "paraphrase") for p in f.texts("rephrase_prompt") + f.texts("rephrase_prompts")]
-    loc = f.text("locality_prompt", required=False)
-    if loc is not None:
-        probes.append(Probe(loc, f.text("locality_ground_truth"), "neighbour"))
+    probes = f.optional("rephrase_prompt", lambda: [Probe(p, target, "paraphrase") for p in
+                                                    f.texts("rephrase_prompt") + f.texts("rephrase_prompts")])
+    probes += f.optional("locality_prompt", lambda: [Probe(f.text("locality_prompt"),
+                                                           f.text("locality_ground_truth"), "neighbour")]
+                         if f.get("locality_prompt", required=False) is not None else [])
     probes += _grouped(f, KNOWEDIT_GROUPS)
     req = _request(f, prompt, target, f.text("subject", False), f.text("ground_truth", False), stem)
     return EditCase(req, tuple(probes))
@@ -182,43 +268,46 @@ def parse_counterfact(f: _Fields, stem: str) -> EditCase:
 def parse_rome(f: _Fields, stem: str) -> EditCase:
     """ROME's nested CounterFact, with the portability and subject-replace extras."""
     template, subject = f.text("requested_rewrite.prompt"), f.text("requested_rewrite.subject")
-    if "{}" not in template:
-        f.fail("requested_rewrite.prompt", "must contain '{}' where the subject goes")
     new, true = f.text("requested_rewrite.target_new.str"), f.text("requested_rewrite.target_true.str")
-    prompt = template.format(subject)
-    probes = [Probe(p, new, "paraphrase") for p in f.texts("paraphrase_prompts")]
-    neighbours = f.texts("neighborhood_prompts")
-    probes += [Probe(p, true, "pre_neighbour") for p in neighbours]
-    probes += [Probe(p, new, "post_neighbour") for p in f.texts("attribute_prompts")]
-    probes += [Probe(f"{prompt} {new}. {p}", true, "distract_neighbour") for p in neighbours[:MAX_DISTRACT]]
-    alias = f.text("alternative_subject", required=False)
-    if alias is not None:
-        probes.append(Probe(template.format(alias), new, "subject_replace"))
-    if f.get("portability", required=False) is not None:
-        probes.append(Probe(f.text("portability.New Question"), f.text("portability.New Answer"), "one_hop"))
+    prompt = _fill(f, template, subject, "requested_rewrite.prompt")
+    probes = f.optional("paraphrase_prompts", lambda: [Probe(p, new, "paraphrase")
+                                                       for p in f.texts("paraphrase_prompts")])
+    neighbours = f.optional("neighborhood_prompts", lambda: [Probe(p, true, "pre_neighbour")
+                                                             for p in f.texts("neighborhood_prompts")])
+    probes += neighbours
+    probes += f.optional("attribute_prompts", lambda: [Probe(p, new, "post_neighbour")
+                                                       for p in f.texts("attribute_prompts")])
+    probes += [Probe(f"{prompt} {new}. {p.prompt}", true, "distract_neighbour") for p in neighbours[:MAX_DISTRACT]]
+    probes += f.optional("alternative_subject", lambda: [
+        Probe(_fill(f, template, f.text("alternative_subject"), "requested_rewrite.prompt"), new, "subject_replace")]
+        if f.get("alternative_subject", required=False) is not None else [])
+    probes += f.optional("portability", lambda: _one_hop(f))
     req = _request(f, prompt, new, subject, true, stem)
     return EditCase(req, tuple(probes), relation=f.text("requested_rewrite.relation_id", required=False))
 
 
 def parse_knowedit(f: _Fields, stem: str) -> EditCase:
     """KnowEdit (ZsRE, Wiki_recent, WikiData_counterfact; WikiBio's field names)."""
-    prompt = f.text("prompt" if "prompt" in f.rec else "text")  # WikiBio names them text/labels/concept
-    target = f.text("target_new" if "target_new" in f.rec else "labels")
+    wikibio = "prompt" not in f.rec and "text" in f.rec  # WikiBio names them text/labels/concept
+    prompt = f.text("text" if wikibio else "prompt")
+    target = f.text("labels" if wikibio and "target_new" not in f.rec else "target_new")
     subject = f.text("subject" if "subject" in f.rec else "concept", required=False)
-    paraphrases = f.texts("rephrase") + f.texts("rephrase_prompt") + f.texts("rephrase_prompts")
-    probes = [Probe(p, target, "paraphrase") for p in paraphrases] + _grouped(f, KNOWEDIT_GROUPS)
+    probes = f.optional("rephrase", lambda: [Probe(p, target, "paraphrase") for p in f.texts("rephrase") +
+                                             f.texts("rephrase_prompt") + f.texts("rephrase_prompts")])
+    probes += _grouped(f, KNOWEDIT_GROUPS)
     req = _request(f, prompt, target, subject, f.text("ground_truth", required=False), stem)
     return EditCase(req, tuple(probes))
 
 
 def parse_world(f: _Fields, stem: str) -> EditCase:
-    """The world's own records (``to_record``), checked before ``from_record``."""
-    f.text("prompt"), f.text("target_new")  # name the field if missing before from_record sees it
-    _grouped(f, {v: k for k, v in EXPORT_NAMES.items()})
+    """The world's own records (``to_record``), read by ``from_record``; its errors name the record here."""
+    def drop(exc: DataError, field: str) -> None:
+        f.optional(field, lambda: f.fail(None, str(exc)))  # lenient: counted and logged; strict: raised
+
     try:
-        return from_record(f.rec)
-    except (KeyError, TypeError, ValueError) as exc:
-        f.fail(None, f"is not a valid world record ({exc!r})")
+        return from_record(f.rec, on_bad_group=drop)
+    except DataError as exc:
+        f.fail(None, str(exc))
 
 
 PARSERS: dict[str, Callable[[_Fields, str], EditCase]] = {
@@ -244,6 +333,21 @@ def detect_format(rec: Any) -> str:
                     f"pass the format explicitly, one of: {', '.join(FORMATS)}")
 
 
+def _detect_file_format(records: list, source: str) -> str:
+    """The format of the first record whose format can be told (a malformed first record is then
+    reported, or skipped, as that format's record); DataError naming record 0 if none can."""
+    for rec in records:
+        try:
+            return detect_format(rec)
+        except DataError:
+            continue
+    try:
+        detect_format(records[0])
+    except DataError as exc:
+        raise DataError(f"{source}: record 0: {exc}") from None
+    raise AssertionError("unreachable: record 0's format could not be told above")
+
+
 def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
     """The records of a JSON list file (or JSON lines), with size and syntax checked."""
     path = Path(path)
@@ -264,6 +368,9 @@ def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
         if data is None:
             raise DataError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
                             "expected a JSON list of records (or one JSON object per line)") from None
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits; nesting deeper than Python's stack
+        raise DataError(f"{path} cannot be read as JSON ({_kind_of_error(exc)}); expected a JSON list of "
+                        "records") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -277,10 +384,16 @@ def _human(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
 
+def _kind_of_error(exc: BaseException) -> str:
+    """What made a JSON text unreadable, in words."""
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+
+
 def _json_lines(text: str) -> list | None:
+    """The records of a JSON-lines text (one JSON value per non-blank line), or None if it is not one."""
     try:
         return [json.loads(line) for line in text.splitlines() if line.strip()] or None
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -288,19 +401,31 @@ def load_dataset(path: str | Path, fmt: str = "auto", limit: int | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES, skip_invalid: bool = False) -> list[EditCase]:
     """Every record of ``path`` (the first ``limit``) as an EditCase.
 
-    ``fmt="auto"`` detects the format from the first record. A malformed record raises
-    DataError naming the record and field; with ``skip_invalid`` it is logged and left out
-    instead (real files have a few, e.g. ZsRE records with an empty ``alt``).
+    ``fmt="auto"`` detects the format from the first record. Whatever is wrong with a record
+    (a missing field, a wrong type, null, an empty string, a list where a string belongs), the
+    error is a DataError naming the file, the record and the field. With ``skip_invalid``
+    exactly what is unusable is left out: a record whose edit (prompt, target, subject) is
+    unusable is skipped; a malformed optional probe group (paraphrases, neighbours, portability,
+    ...) is dropped and the record kept. Both are logged, and counted in one line at the end
+    (real files have a few, e.g. ZsRE records with an empty ``alt``).
+
+    Raises:
+        DataError: as above, or no usable record at all, or a ``limit`` below 1.
     """
     path = Path(path)
+    if limit is not None and limit < 1:
+        raise DataError(f"the number of records to load must be at least 1, got {limit}")
     records = read_records(path, max_bytes)[:limit]
-    fmt = detect_format(records[0]) if fmt == "auto" else fmt
+    if fmt == "auto":
+        fmt = _detect_file_format(records, path.name)
     if fmt not in PARSERS:
         raise DataError(f"unknown data format {fmt!r}; choose one of: auto, {', '.join(FORMATS)}")
-    cases, skipped = [], 0
+    cases, skipped, dropped = [], 0, 0
     for i, rec in enumerate(records):
         try:
-            cases.append(PARSERS[fmt](_Fields(rec, i, path.name), path.stem))
+            fields = _Fields(rec, i, path.name, lenient=skip_invalid)
+            cases.append(PARSERS[fmt](fields, path.stem))
+            dropped += len(fields.dropped)
         except DataError as exc:
             if not skip_invalid:
                 raise
@@ -308,7 +433,10 @@ def load_dataset(path: str | Path, fmt: str = "auto", limit: int | None = None,
             log.warning("skipped: %s", exc)
     if not cases:
         raise DataError(f"{path}: no usable records")
-    log.info("loaded %d %s cases from %s (%d skipped)", len(cases), fmt, path, skipped)
+    log.info("loaded %d %s cases from %s", len(cases), fmt, path)
+    if skipped or dropped:
+        log.warning("%s: %d record(s) skipped as unusable, %d malformed probe group(s) dropped from kept records",
+                    path.name, skipped, dropped)
     return cases
 
 

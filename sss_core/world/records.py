@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
+from ..errors import DataError
 from ..types import GROUPS, EditCase, EditRequest, Probe
 from .generate import Fact, World, build_world
 from .relations import ONE_HOP, RELATIONS_BY_ID, REVERSED
@@ -105,18 +107,110 @@ def to_record(case: EditCase) -> dict:
     return rec
 
 
-def from_record(rec: dict) -> EditCase:
-    """The inverse of ``to_record``."""
-    req = EditRequest(rec["prompt"], rec["target_new"], subject=rec.get("subject"),
-                      ground_truth=rec.get("ground_truth"), case_id=rec.get("case_id"))
-    probes = [Probe(p, req.target_new, "paraphrase") for p in rec.get("rephrase_prompts") or []]
+def from_record(rec: dict, on_bad_group: Callable[[DataError, str], None] | None = None) -> EditCase:
+    """The inverse of ``to_record``.
+
+    ``on_bad_group(error, field)`` is called for a malformed optional probe group (the paraphrases,
+    or one named ``locality`` / ``portability`` group), which is then left out; without it the
+    error is raised. An empty or null group is no probe.
+
+    Raises:
+        DataError: naming the field (``'prompt'``, ``'locality.Neighbor[0]'``, ...) that is missing
+            or malformed: the record is not an object, the prompt or target is not a non-empty
+            string, or (without ``on_bad_group``) a probe group is malformed.
+    """
+    if not isinstance(rec, dict):
+        raise DataError(f"a world record is a JSON object, got a {type(rec).__name__}")
+    prompt, target = _required_text(rec, "prompt"), _required_text(rec, "target_new")
+    req = EditRequest(prompt, target, subject=_optional_text(rec, "subject"),
+                      ground_truth=_optional_text(rec, "ground_truth"), case_id=_optional_id(rec))
+
+    def group(field: str, build: Callable[[], list[Probe]]) -> list[Probe]:
+        try:
+            return build()
+        except DataError as exc:
+            if on_bad_group is None:
+                raise
+            on_bad_group(exc, field)
+            return []
+
+    probes = group("rephrase_prompts", lambda: [Probe(p, target, "paraphrase")
+                                                for p in _texts(rec, "rephrase_prompts")])
     by_name = {v: k for k, v in EXPORT_NAMES.items()}
     for kind in ("locality", "portability"):
-        for name, items in (rec.get(kind) or {}).items():
-            probes += [Probe(it["prompt"], it["ground_truth"], by_name[name]) for it in items]
+        groups = rec.get(kind)
+        if groups is None:
+            continue
+        if not isinstance(groups, dict):
+            probes += group(kind, lambda kind=kind: _bad(kind, "must be an object of named probe lists"))
+            continue
+        for name, items in groups.items():
+            probes += group(f"{kind}.{name}", lambda kind=kind, name=name, items=items:
+                            _group_probes(f"{kind}.{name}", items, by_name.get(name), by_name))
     order = {g: i for i, g in enumerate(GROUPS)}
     probes.sort(key=lambda p: order[p.group])
-    return EditCase(req, tuple(probes), relation=rec.get("relation_id"))
+    return EditCase(req, tuple(probes), relation=_optional_text(rec, "relation_id"))
+
+
+def _bad(field: str, problem: str):
+    """Raise DataError ``field 'FIELD' PROBLEM``."""
+    raise DataError(f"field {field!r} {problem}")
+
+
+def _required_text(rec: dict, field: str) -> str:
+    """``rec[field]``, a non-empty string; DataError naming the field otherwise."""
+    value = rec.get(field)
+    if not isinstance(value, str) or not value.strip():
+        _bad(field, "is missing" if field not in rec else f"must be a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _optional_text(rec: dict, field: str) -> str | None:
+    """``rec[field]`` when a non-empty string; absent, null or empty: None; another type: DataError."""
+    value = rec.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        _bad(field, f"must be a string, got {value!r:.60}")
+    return value
+
+
+def _optional_id(rec: dict) -> str | None:
+    """``rec["case_id"]`` as text (a string or a whole number), or None."""
+    value = rec.get("case_id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        _bad("case_id", f"must be a string or a whole number, got {value!r:.60}")
+    return str(value)
+
+
+def _texts(rec: dict, field: str) -> list[str]:
+    """``rec[field]``: a list of non-empty strings (absent or null: none); DataError otherwise."""
+    value = rec.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        _bad(field, "must be a list of non-empty strings")
+    return value
+
+
+def _group_probes(field: str, items, group: str | None, by_name: dict[str, str]) -> list[Probe]:
+    """The probes of one named group: a list of {prompt, ground_truth} objects (null: none)."""
+    if group is None:
+        _bad(field, f"is not a known group; known: {', '.join(sorted(by_name))}")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        _bad(field, "must be a list of {prompt, ground_truth} objects")
+    probes = []
+    for j, item in enumerate(items):
+        prompt = item.get("prompt") if isinstance(item, dict) else None
+        answer = item.get("ground_truth") if isinstance(item, dict) else None
+        if not (isinstance(prompt, str) and prompt.strip() and isinstance(answer, str) and answer.strip()):
+            _bad(f"{field}[{j}]", "needs a non-empty 'prompt' and 'ground_truth'")
+        probes.append(Probe(prompt, answer, group))
+    return probes
 
 
 def write_world(out: Path, seed: int = 0) -> dict[str, int]:

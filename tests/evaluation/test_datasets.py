@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -199,3 +200,213 @@ def test_real_zsre_train_has_two_empty_targets():
     with pytest.raises(DataError, match="record 534, field 'alt' must be a non-empty string"):
         load_dataset(path)
     assert len(load_dataset(path, skip_invalid=True)) == 998
+
+
+# --- malformed and unusual records (issue 15.3) ------------------------------------------------------
+
+BAD_VALUES = {"null": None, "empty string": "", "blank string": "   ", "number": 7, "huge number": 10**40,
+              "float": 1e308, "boolean": True, "object": {"a": 1}, "empty list": [], "list of numbers": [1, 2],
+              "list with an empty string": ["", "ok"]}  # a text's first alias is the one used: empty
+# (fixture, record, path) of the fields of each format a record cannot do without
+REQUIRED = [("zsre.json", 0, ("src",)), ("zsre.json", 0, ("alt",)),
+            ("counterfact.json", 0, ("prompt",)), ("counterfact.json", 0, ("target_new",)),
+            ("rome_counterfact.json", 0, ("requested_rewrite", "prompt")),
+            ("rome_counterfact.json", 0, ("requested_rewrite", "subject")),
+            ("rome_counterfact.json", 0, ("requested_rewrite", "target_new", "str")),
+            ("rome_counterfact.json", 0, ("requested_rewrite", "target_true")),
+            ("rome_counterfact.json", 0, ("requested_rewrite",)),
+            ("knowedit.json", 1, ("prompt",)), ("knowedit.json", 1, ("target_new",))]
+# (fixture, record, path, the probe group it feeds) of optional probe groups
+OPTIONAL = [("zsre.json", 0, ("rephrase",), "paraphrase"), ("zsre.json", 0, ("loc",), "neighbour"),
+            ("zsre.json", 0, ("loc_ans",), "neighbour"), ("zsre.json", 1, ("portability",), "one_hop"),
+            ("zsre.json", 1, ("portability", "New Question"), "one_hop"),
+            ("zsre.json", 2, ("inverse question",), "reversed_relation"),
+            ("zsre.json", 3, ("alter_subject_question",), "subject_replace"),
+            ("counterfact.json", 0, ("rephrase_prompt",), "paraphrase"),
+            ("counterfact.json", 0, ("locality_ground_truth",), "neighbour"),
+            ("rome_counterfact.json", 0, ("paraphrase_prompts",), "paraphrase"),
+            ("rome_counterfact.json", 0, ("neighborhood_prompts",), "pre_neighbour"),
+            ("rome_counterfact.json", 0, ("attribute_prompts",), "post_neighbour"),
+            ("rome_counterfact.json", 0, ("portability",), "one_hop"),
+            ("rome_counterfact.json", 0, ("portability", "New Answer"), "one_hop"),
+            ("rome_counterfact.json", 1, ("alternative_subject",), "subject_replace"),
+            ("knowedit.json", 0, ("locality", "Relation_Specificity"), "unrelated_attribute"),
+            ("knowedit.json", 0, ("portability", "Reasoning"), "one_hop"),
+            ("knowedit.json", 0, ("portability",), ("subject_replace", "one_hop", "reversed_relation"))]
+
+
+def _records(name: str) -> list:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def _set(rec: dict, path: tuple[str, ...], value) -> None:
+    for part in path[:-1]:
+        rec = rec[part]
+    rec[path[-1]] = value
+
+
+def _write(tmp_path, records, name="bad.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_empty_portability_object_means_no_portability_probe(tmp_path):
+    rome, zsre = _records("rome_counterfact.json"), _records("zsre.json")
+    rome[0]["portability"], zsre[1]["portability"] = {}, {}
+    first = load_dataset(_write(tmp_path, rome, "rome.json"))[0]
+    assert "one_hop" not in groups(first)
+    assert group_counts([first]) == {"paraphrase": 2, "pre_neighbour": 3, "post_neighbour": 2, "distract_neighbour": 2}
+    tarn = load_dataset(_write(tmp_path, zsre, "zsre.json"))[1]
+    assert groups(tarn) == ["paraphrase", "neighbour"]
+    for value in (None, {}):  # null too
+        zsre[1]["portability"] = value
+        assert groups(load_dataset(_write(tmp_path, zsre, "zsre.json"))[1]) == ["paraphrase", "neighbour"]
+
+
+@pytest.mark.parametrize("name, index, path", REQUIRED, ids=lambda v: ".".join(v) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize("kind", sorted(BAD_VALUES) + ["missing"])
+def test_a_bad_required_field_names_record_and_field_and_skips_only_that_record(tmp_path, caplog, name, index,
+                                                                                 path, kind):
+    records = _records(name)
+    if kind == "missing":
+        parent = records[index]
+        for part in path[:-1]:
+            parent = parent[part]
+        del parent[path[-1]]
+    else:
+        value = BAD_VALUES[kind]
+        if kind == "list with an empty string" or (kind == "object" and path[-1] in ("requested_rewrite", "target_true")):
+            value = [""]  # a list's first alias is used; an empty first alias is unusable
+        _set(records[index], path, value)
+    file = _write(tmp_path, records)
+    with pytest.raises(DataError) as err:
+        load_dataset(file)
+    message = str(err.value)
+    assert f"bad.json: record {index}, field '" in message
+    assert path[0] in message
+    kept = load_dataset(file, skip_invalid=True)
+    assert len(kept) == len(records) - 1
+    assert "1 record(s) skipped" in caplog.text
+
+
+@pytest.mark.parametrize("name, index, path, group", OPTIONAL, ids=lambda v: "+".join(v) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize("kind", ["number", "object", "list of numbers", "empty string", "list with an empty string"])
+def test_a_bad_optional_group_fails_strictly_and_is_dropped_leniently(tmp_path, caplog, name, index, path, group, kind):
+    records = _records(name)
+    value = BAD_VALUES[kind]
+    if path in (("portability",), ("locality", "Relation_Specificity"), ("portability", "Reasoning")) and kind == "object":
+        value = {"Mystery": 1} if len(path) == 1 else {"prompt": 3}
+    _set(records[index], path, value)
+    file = _write(tmp_path, records)
+    with pytest.raises(DataError, match=f"bad.json: record {index}, field '{path[0]}"):
+        load_dataset(file)
+    cases = load_dataset(file, skip_invalid=True)
+    assert len(cases) == len(records)  # the record is kept: its edit is usable
+    reference = load_dataset(FIXTURES / name)[index]
+    assert dataclasses.replace(cases[index].request, case_id=None) == dataclasses.replace(reference.request, case_id=None)
+    dropped = group if isinstance(group, tuple) else (group,)
+    assert sum(g in dropped for g in groups(cases[index])) < sum(g in dropped for g in groups(reference))
+    others = [p for p in reference.probes if p.group not in dropped and p.group != "distract_neighbour"]
+    assert all(p in cases[index].probes for p in others)  # every other probe group is kept
+    assert "1 malformed probe group(s) dropped" in caplog.text
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[" + "1" * 5000 + "]", "cannot be read as JSON"),  # past Python's limit on digits of an int
+    ("[" * 100_000 + "]" * 100_000, "cannot be read as JSON"),  # deeper than Python's stack
+    ('{"src": "Who?", "alt": "x", "loc": 3}', "record 0, field 'loc' must be"),  # one object, not a list: one record
+    ('[{"src": "Who?", "alt": "x"}, {"src": "a"}]', "record 1, field 'alt' is missing"),
+    ('[{"src": "Who?", "alt": "x", "case_id": {"a": 1}}]', "field 'case_id' must be"),
+    ('[{"src": "Who?", "alt": "x"}, 5]', "record 1 is a JSON number, not an object"),
+    ('[{"src": "Who?", "alt": "x"}, null]', "record 1 is a JSON null, not an object"),
+    ('[{"src": "Who?", "alt": "x"}, ["Who?", "x"]]', "record 1 is a JSON array, not an object"),
+])
+def test_unusual_files_and_records_are_data_errors(tmp_path, content, message):
+    path = tmp_path / "data.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_dataset(path)
+
+
+def test_limit_below_one_is_a_data_error():
+    with pytest.raises(DataError, match="at least 1"):
+        load_dataset(FIXTURES / "zsre.json", limit=0)
+
+
+def test_rome_template_with_other_braces_still_fills_the_subject(tmp_path):
+    rome = _records("rome_counterfact.json")
+    rome[0]["requested_rewrite"]["prompt"] = "{} (born {year}) originates from"
+    case = load_dataset(_write(tmp_path, rome))[0]
+    assert case.request.prompt == "Tam Ferrow (born {year}) originates from"
+
+
+def test_world_records_name_the_bad_field(tmp_path):
+    from sss_core.world.records import from_record
+    records = [to_record(c) for c in world_split_cases("test")[:3]]
+    good = from_record(records[1])
+    bad = json.loads(json.dumps(records))
+    bad[1]["locality"]["Neighbor"] = [{"prompt": 5, "ground_truth": "x"}]
+    bad[2]["prompt"] = ["a list"]
+    path = _write(tmp_path, bad, "world.json")
+    with pytest.raises(DataError, match=r"world.json: record 1 field 'locality.Neighbor\[0\]'"):
+        load_dataset(path, fmt="world")
+    cases = load_dataset(path, fmt="world", skip_invalid=True)
+    assert [c.request.case_id for c in cases] == [records[0]["case_id"], records[1]["case_id"]]
+    assert "neighbour" not in groups(cases[1])
+    assert [p for p in good.probes if p.group != "neighbour"] == list(cases[1].probes)
+    for rec, field in ((None, "object"), ({"prompt": "p"}, "'target_new' is missing"),
+                       ({"prompt": "p", "target_new": "t", "rephrase_prompts": "one"}, "'rephrase_prompts'"),
+                       ({"prompt": "p", "target_new": "t", "portability": {"Nope": []}}, "not a known group")):
+        with pytest.raises(DataError, match=field):
+            from_record(rec)
+
+
+# --- property: whatever a record holds, the loader answers with cases or a DataError -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30) | st.floats(allow_nan=False)
+    | st.text(max_size=12) | st.sampled_from(["", " ", "{}", "{} x {y}", "Paris"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["prompt", "ground_truth", "str", "New Question", "New Answer", "Neighbor",
+                         "Reasoning", "x"]), inner, max_size=3),
+    max_leaves=8)
+
+
+def _paths(value, prefix=()):
+    """Every path (keys and list indices) into a JSON value."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*prefix, i))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["zsre.json", "counterfact.json", "rome_counterfact.json", "knowedit.json"]),
+       data=st.data(), value=JSON_VALUES, delete=st.booleans(), lenient=st.booleans())
+def test_any_value_anywhere_gives_cases_or_a_data_error(tmp_path, name, data, value, delete, lenient):
+    records = _records(name)
+    path = data.draw(st.sampled_from([p for p in _paths(records) if p]))
+    parent = records
+    for part in path[:-1]:
+        parent = parent[part]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    file = tmp_path / "data.json"
+    file.write_text(json.dumps(records))
+    try:
+        cases = load_dataset(file, skip_invalid=lenient)
+    except DataError as exc:
+        assert "data.json" in str(exc)
+        return
+    assert all(isinstance(c.request.prompt, str) and c.request.prompt.strip() for c in cases)
+    assert all(isinstance(p.prompt, str) and isinstance(p.answer, str) and p.answer.strip()
+               for c in cases for p in c.probes)
