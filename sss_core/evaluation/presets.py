@@ -44,11 +44,17 @@ def presets(split: str = "test", n: int = 50, seed: int = 0) -> list[EditCase]:
 
 @torch.no_grad()
 def greedy_answer(lm, prompt: str, max_new_tokens: int = 3) -> str:
-    """The model's own greedy continuation, used as the teacher-forced text of a locality probe."""
-    enc = lm.tok(prompt, return_tensors="pt").to(lm.device)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                            pad_token_id=lm.tok.pad_token_id)
-    text = lm.tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    """The model's own greedy continuation, used as the teacher-forced text of a locality probe.
+
+    Only ``input_ids`` and ``attention_mask`` reach ``generate``: what a tokenizer adds beyond them
+    (``token_type_ids`` from Pythia's and Falcon's) is not an input of a causal LM, and
+    ``generate`` refuses any keyword the model's forward does not take.
+    """
+    enc = lm.tok(prompt, return_tensors="pt")
+    ids = enc["input_ids"].to(lm.device)  # (1, tokens)
+    out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                            do_sample=False, pad_token_id=lm.tok.pad_token_id)
+    text = lm.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
     return text or lm.tok.decode(out[0, -1:])
 
 
