@@ -12,9 +12,9 @@ import pytest
 from app import figures
 from app.reports import read_report, summary_table
 from app.uploads import parse_upload
+from real_data import anchor_file
 from sss_core.errors import DataError
 
-ANCHOR = Path(__file__).resolve().parents[2].parent / "shared" / "anchor-data"
 
 
 def test_parse_flat_zsre_and_nested_records():
@@ -63,10 +63,9 @@ def test_json_lines_and_errors():
 
 @pytest.mark.parametrize("name", ["knowledgespread/counterfact-train.json", "knowledgespread/zsre_mend_train-1k.json",
                                   "instructed_portability/counterfact_subject_replace.json"])
+@pytest.mark.real_data
 def test_real_easyedit_files(name):
-    path = ANCHOR / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
+    path = anchor_file(name)
     cases = parse_upload(path.read_bytes(), path.name, max_records=50)
     assert len(cases) == 50 and all(c.request.prompt and c.request.target_new for c in cases)
 

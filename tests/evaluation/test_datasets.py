@@ -15,8 +15,9 @@ from sss_core.world.records import to_record
 
 from pathlib import Path
 
+from real_data import anchor_file
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-ANCHOR = Path(__file__).resolve().parents[3] / "shared" / "anchor-data"  # ../shared/anchor-data
 
 
 def groups(case):
@@ -180,11 +181,10 @@ REAL = {"knowledgespread/counterfact-train.json": ("counterfact", {"paraphrase",
         "instructed_portability/zsre_subject_replace.json": ("zsre", {"subject_replace"})}
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_files(name):
-    path = ANCHOR / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
+    path = anchor_file(name)
     fmt, expected = REAL[name]
     assert detect_format(json.loads(path.read_text())[0]) == fmt
     cases = load_dataset(path, limit=200)
@@ -193,10 +193,9 @@ def test_real_files(name):
     assert all(c.request.validate() for c in cases)
 
 
+@pytest.mark.real_data
 def test_real_zsre_train_has_two_empty_targets():
-    path = ANCHOR / "knowledgespread/zsre_mend_train-1k.json"
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
+    path = anchor_file("knowledgespread/zsre_mend_train-1k.json")
     with pytest.raises(DataError, match="record 534, field 'alt' must be a non-empty string"):
         load_dataset(path)
     assert len(load_dataset(path, skip_invalid=True)) == 998
