@@ -14,10 +14,9 @@ from browser_support import ARTIFACTS, browser, chromium_path, new_page, screens
 
 pytestmark = pytest.mark.e2e
 
-# Seconds from pressing Run to results and projection on screen. The target on the default model on 2 CPU
-# cores is 5 s; the assertion is looser so a busy shared machine does not fail the suite (the measured
-# figure is recorded in test-artifacts/e2e-timings.json and docs/app.md).
-MAX_SECONDS = float(os.environ.get("SSS_LAB_E2E_MAX_SECONDS", "30"))
+# Seconds from pressing Run to results and projection on screen are measured and recorded in
+# test-artifacts/e2e-timings.json, not asserted: a busy shared machine must not fail the suite.
+# benchmarks/bench_app_run.py runs the timed test and compares the figures with the 5 s target.
 IDLE = '[data-test-script-state="notRunning"]'
 # sidebar label -> the page's own title (its h1)
 TITLES = {"Edit": "Edit a fact", "Projection": "Projection", "Compare": "Compare two edits", "C sweep": "C sweep",
@@ -106,7 +105,6 @@ def test_ftl_sss_edit_from_a_preset_shows_lambda_and_projection(server, new_page
     assert re.fullmatch(r"[0-9.e+-]+", metrics["λ_max before"]) and re.fullmatch(r"[0-9.e+-]+", metrics["λ_max after"])
     assert_no_traceback(page)
     screenshot(page, "edit")
-    assert min(cold["seconds"], warm["seconds"]) < MAX_SECONDS, f"Run -> results: {cold} / {warm}"
 
     # The Projection view of the same session; clicking a point lists its neighbours before vs after.
     shown = run_id(page)
