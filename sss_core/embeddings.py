@@ -29,6 +29,7 @@ POOLINGS: tuple[str, ...] = ("last", "mean")
 
 
 def _encode(tok, prompts: Sequence[str], limit: int | None) -> list[list[int]]:
+    """Token ids of each prompt; RequestError for an empty prompt, one with no tokens, or one past ``limit``."""
     rows = []
     for prompt in prompts:
         if not prompt or not prompt.strip():

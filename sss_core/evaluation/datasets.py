@@ -193,6 +193,7 @@ def _one_hop(f: _Fields) -> list[Probe]:
 
 def _request(f: _Fields, prompt: str, target: str, subject: str | None, truth: str | None,
              stem: str) -> EditRequest:
+    """The record's EditRequest; a subject that is not in the prompt is dropped (logged), not fatal."""
     if subject is not None and subject not in prompt:
         log.debug("%s record %d: subject %r is not in the prompt; dropped", f.source, f.index, subject)
         subject = None
@@ -381,6 +382,7 @@ def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
 
 
 def _human(n: int) -> str:
+    """A byte count as "1.5 kB" / "101.0 MB"."""
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
 

@@ -24,6 +24,8 @@ from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest,
 
 @dataclass(frozen=True)
 class TokenPrediction:
+    """One probe's answer tokens and the model's teacher-forced argmax at each of them."""
+
     target_ids: tuple[int, ...]  # the answer's token ids
     argmax_ids: tuple[int, ...]  # the model's teacher-forced argmax at each answer position
 
@@ -77,6 +79,9 @@ def request_warnings(model: nn.Module, tok, request: EditRequest) -> list[str]:
 
 
 def _score(probe: Probe, pre: TokenPrediction, post: TokenPrediction) -> float:
+    """EasyEdit's score of one probe: locality groups, the fraction of answer positions whose argmax
+    is unchanged by the edit; the others, the fraction that equal the answer's tokens. NaN for an
+    answer with no tokens."""
     if not post.target_ids:
         return math.nan
     if probe.group in LOCALITY_GROUPS:

@@ -28,6 +28,7 @@ def default_world(seed: int = 0) -> World:
 
 @lru_cache(maxsize=4)
 def _prompt_index(seed: int = 0) -> dict[str, Fact]:
+    """Every world fact under each of its prompts (all templates), for ``world_fact_for``."""
     world = default_world(seed)
     return {t.format(f.subject): f for f in world.facts for t in RELATIONS_BY_ID[f.relation].templates}
 

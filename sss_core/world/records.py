@@ -30,6 +30,7 @@ EXPORT_NAMES = {"neighbour": "Neighbor", "pre_neighbour": "Pre_Neighbor", "post_
 
 
 def _prompt(relation: str, subject: str, template: int = 0) -> str:
+    """The prompt of ``relation`` about ``subject`` in template number ``template``."""
     return RELATIONS_BY_ID[relation].templates[template].format(subject)
 
 
