@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
 from .resources import default_model_path
+
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used, so that a wrong model name or an
+    import torch      # unreachable hub is refused without the seconds torch takes to import
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when present, else the CPU; otherwise the named device, which must exist here."""
+    import torch
+
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -185,6 +189,22 @@ def _hub_unreachable() -> str | None:
     return None
 
 
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local Hugging Face cache holds ``name``'s config.json (a hub name downloaded before)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repository id (HFValidationError): nothing of it can be cached
+        return False
+
+
+def _not_reachable(name: str, why: str) -> str:
+    """The one-line error for a hub name that is neither a local folder nor cached, with no hub to ask."""
+    return (f"{name!r} is not a local folder and not in the Hugging Face cache, and the hub cannot be reached "
+            f"({why}): give the path of a model folder, or connect to the network once to download it")
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.device = "auto",
                dtype: torch.dtype | str | None = None, trust_remote_code: bool = False,
                device_map: str | dict | None = None) -> LoadedModel:
@@ -206,12 +226,6 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
             (no network and not in the cache, or not on the hub), a model that is not a causal LM,
             or a family with no ArchSpec. The message is one line.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    if device_map is None:
-        target = resolve_device(device)  # an unusable device fails here, before anything is loaded
-    else:
-        _check_device_map(device_map)
     name = str(name_or_path)
     path = Path(name).expanduser()
     looks_local = path.is_absolute() or name.startswith((".", "~")) or path.exists()
@@ -220,14 +234,21 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     if looks_local and not (path / "config.json").exists():
         raise ModelLoadError(f"{path} has no config.json: point at a Hugging Face model folder")
     offline = None if looks_local else _hub_unreachable()
+    if offline and not _in_hub_cache(name):  # say so before the seconds torch and transformers take to import
+        raise ModelLoadError(_not_reachable(name, offline))
+    if device_map is None:
+        target = resolve_device(device)  # an unusable device fails here, before anything is loaded
+    else:
+        _check_device_map(device_map)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     hub: dict = {"trust_remote_code": trust_remote_code, **({"local_files_only": True} if offline else {})}
     try:
         config = AutoConfig.from_pretrained(name, **hub)
     except OSError as exc:
         if offline:
-            raise ModelLoadError(f"{name!r} is not a local folder and not in the Hugging Face cache, and the hub "
-                                 f"cannot be reached ({offline}): give the path of a model folder, or connect "
-                                 "to the network once to download it") from None
+            raise ModelLoadError(_not_reachable(name, offline)) from None
         raise ModelLoadError(f"could not load the model config for {name!r}: {_one_line(exc)}. Give a local "
                              "folder, or a hub name that exists") from exc
     try:

@@ -77,11 +77,12 @@ def test_lambda_on_a_bfloat16_model():
 
 # --- arguments are checked before torch is imported (issue 15.6) ------------------------------------
 
-def _torch_after(argv: list[str]) -> tuple[bool, str]:
+def _torch_after(argv: list[str], env: dict | None = None) -> tuple[bool, str]:
     """Run the CLI on ``argv`` in a fresh interpreter; (was torch imported?, stderr)."""
     code = ("import sys\nfrom sss_core.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
-    res = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=env)
     return res.stdout.split()[-2:] != ["False", "False"], res.stderr
 
 
@@ -154,6 +155,9 @@ def test_hub_name_without_network_fails_at_once_with_one_line(tmp_path):
     assert len(lines) == 1, res.stderr
     assert "'gpt2' is not a local folder" in lines[0] and "cannot be reached" in lines[0]
     assert "Retry" not in res.stderr
+    torch_loaded, err = _torch_after(["lambda", "--model", "gpt2", "--prompt", "a", "--target", "b"],
+                                     _offline_env(tmp_path))
+    assert not torch_loaded and "cannot be reached" in err  # refused before torch's seconds of import
 
 
 def test_hub_name_without_network_loads_from_the_cache(tmp_path):

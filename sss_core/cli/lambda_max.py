@@ -21,8 +21,9 @@ def register(sub) -> None:
 
 def run(args) -> None:
     """Load the model, compute lambda_max of ``--prompt`` + ``--target``; print it (JSON with ``--json``)."""
+    lm = load_model_from_args(args)  # first: a model that cannot be loaded is refused before torch is imported
     from ..sss import lambda_max
-    lm = load_model_from_args(args)
+
     start = time.perf_counter()
     value = lambda_max(lm.model, lm.tok, [args.prompt], [args.target], reduction=args.reduction).item()
     out = {"prompt": args.prompt, "target": args.target, "lambda_max": value, "reduction": args.reduction,
