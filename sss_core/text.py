@@ -55,23 +55,154 @@ class PairBatch:
         return self.target_mask[:, 1:]
 
 
-def target_ids(tok, prompt: str, target: str) -> tuple[list[int], list[int]]:
-    """Ids of ``prompt`` and of `` target`` as they appear in ``prompt + " " + target``.
+def join_parts(prompt: str, target: str) -> tuple[str, str]:
+    """``(prompt, target)`` as they are joined: one space between them, whatever was typed.
 
-    Tokenising the joint string and splitting at the prompt's length keeps the boundary tokens the
-    model would see; where the joint tokenisation does not start with the prompt's ids (a merge
-    across the boundary), the target is tokenised on its own.
+    A prompt's trailing spaces and a target's leading spaces are dropped, so ``" Rome"`` and
+    ``"Rome"`` (and ``"... is "``) give the same text; the separating space is added only where it
+    is missing, as the reference implementations do (ROME's ``compute_v``, EasyEdit).
+
+    Example:
+        >>> join_parts("The capital of France is ", " Rome")
+        ('The capital of France is', ' Rome')
     """
-    p = tok(prompt)["input_ids"]
-    joint = tok(prompt + " " + target)["input_ids"]
-    if joint[:len(p)] == p and len(joint) > len(p):
-        return p, joint[len(p):]
-    return p, tok(" " + target, add_special_tokens=False)["input_ids"]
+    return prompt.rstrip(" "), " " + target.lstrip(" ")
+
+
+def joined_text(prompt: str, target: str) -> str:
+    """The one string a model reads for ``prompt`` followed by ``target`` (see ``join_parts``)."""
+    head, tail = join_parts(prompt, target)
+    return head + tail
+
+
+def _without_trailing_specials(tok, ids: list[int]) -> list[int]:
+    """``ids`` less the special tokens a post-processor appended (an EOS, a [SEP])."""
+    special = set(getattr(tok, "all_special_ids", ()) or ())
+    end = len(ids)
+    while end > 0 and ids[end - 1] in special:
+        end -= 1
+    return ids[:end]
+
+
+def target_ids(tok, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """Ids of the prompt and of the target as the model reads them in ``joined_text(prompt, target)``.
+
+    The joint string is tokenised once (with the tokenizer's own special tokens: a BOS stays in
+    front of the prompt) and split where its ids stop agreeing with the prompt's own ids, so the
+    boundary tokens are the ones the model sees and nothing sits between prompt and target: no
+    doubled space, and no special token a post-processor appends (an EOS after the prompt or the
+    target is dropped). Works for byte-level BPE, sentencepiece-style tokenizers with a BOS,
+    tokenizers whose post-processor adds special tokens, and tokenizers without any.
+    Where a token would straddle the boundary, it counts as the target's first token.
+
+    Example:
+        >>> target_ids(tok, "The capital of France is", " Rome") == target_ids(tok, "The capital of France is", "Rome")
+        True
+    """
+    head, tail = join_parts(prompt, target)
+    p = _without_trailing_specials(tok, tok(head)["input_ids"])
+    joint = _without_trailing_specials(tok, tok(head + tail)["input_ids"])
+    k = 0
+    while k < min(len(p), len(joint)) and p[k] == joint[k]:
+        k += 1
+    return joint[:k], joint[k:]
+
+
+def _token_spans(tok, text: str) -> list[tuple[int, int]] | None:
+    """Character span (begin, end) of each token of ``tok(text)`` (special tokens: (0, 0)); None
+    for a tokenizer without offsets (a slow one)."""
+    if not getattr(tok, "is_fast", False):
+        return None
+    return [tuple(o) for o in tok(text, return_offsets_mapping=True)["offset_mapping"]]
+
+
+def _whole_token(text: str, spans: list[tuple[int, int]] | None, begin: int, end: int) -> bool:
+    """Whether ``text[begin:end]`` starts and ends on token boundaries (a token's leading space
+    does not count: " India" starts where "India" does). Without spans: on word boundaries."""
+    if spans is None:
+        before = text[begin - 1] if begin > 0 else " "
+        after = text[end] if end < len(text) else " "
+        return not (before.isalnum() or after.isalnum())
+    starts, ends = set(), set()
+    for a, b in spans:
+        if b <= a:
+            continue
+        while a < b and text[a].isspace():
+            a += 1
+        starts.add(a)
+        ends.add(b)
+    return begin in starts and end in ends
+
+
+def subject_span(tok, text: str, subject: str, start: int = 0, slot: int | None = None) -> tuple[int, int]:
+    """Character span (begin, end) of the subject in ``text``, where the record puts it.
+
+    ``subject`` is matched as typed, less surrounding spaces (case as given). ``slot`` is where a
+    template's ``"{}"`` put it (e.g. CounterFact's "The Indian Ocean lies south of {}, whose
+    capital is"): the subject must stand there. Without a slot, the last occurrence at or after
+    ``start`` that is a whole-token match (ROME's reference code takes the last match), else the
+    last occurrence of the characters.
+
+    Raises:
+        RequestError: the subject is empty or does not occur (at the slot).
+    """
+    subject = subject.strip()
+    if not subject:
+        raise RequestError("the subject is empty: type the words of the prompt the fact is about")
+    if slot is not None:
+        if text[slot:slot + len(subject)] != subject:
+            raise RequestError(f"the subject {subject!r} is not where the template puts it in {text[start:]!r}")
+        return slot, slot + len(subject)
+    found, at = [], text.find(subject, start)
+    while at >= 0:
+        found.append(at)
+        at = text.find(subject, at + 1)
+    if not found:
+        raise RequestError(f"the subject {subject!r} does not occur in the prompt {text[start:]!r}; "
+                           "type it exactly as it appears in the prompt")
+    spans = _token_spans(tok, text)
+    whole = [b for b in found if _whole_token(text, spans, b, b + len(subject))]
+    begin = (whole or found)[-1]
+    return begin, begin + len(subject)
+
+
+def subject_last_token(tok, text: str, subject: str, start: int = 0, slot: int | None = None) -> int:
+    """Index in ``tok(text)["input_ids"]`` (special tokens included) of the token holding the
+    subject's last character, the subject located by ``subject_span``.
+
+    Example:
+        >>> subject_last_token(tok, "The Indian Ocean lies south of India, whose capital is", "India")
+        ... # the " India" token, not "Indian"
+    """
+    _, end = subject_span(tok, text, subject, start, slot)
+    spans = _token_spans(tok, text)
+    if spans is not None:
+        hits = [i for i, (a, b) in enumerate(spans) if b > a and a < end]
+        if hits:
+            return hits[-1]
+    return len(_without_trailing_specials(tok, tok(text[:end])["input_ids"])) - 1
+
+
+def template_slot(template: str | None, prompt: str, subject: str | None) -> int | None:
+    """Where ``template``'s ``"{}"`` puts the subject in ``prompt``; None without a template.
+
+    Raises:
+        RequestError: the template has no ``"{}"``, or filled with the subject it is not the prompt.
+    """
+    if template is None or subject is None:
+        return None
+    if "{}" not in template:
+        raise RequestError(f"the template {template!r} has no '{{}}' where the subject goes")
+    if template.replace("{}", subject.strip(), 1) != prompt:
+        raise RequestError(f"the template {template!r} filled with {subject.strip()!r} is not the prompt {prompt!r}")
+    return template.index("{}")
 
 
 def encode_pairs(tok, prompts: Sequence[str], targets: Sequence[str],
                  device: torch.device | str = "cpu", max_length: int | None = None) -> PairBatch:
-    """Batch ``prompt + " " + target`` for teacher forcing.
+    """Batch ``joined_text(prompt, target)`` rows for teacher forcing (see ``target_ids``).
+
+    Raises RequestError when a row is longer than ``max_length`` tokens (the model's context).
 
     Example:
         >>> b = encode_pairs(tok, ["The capital of France is"], ["Paris"])

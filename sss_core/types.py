@@ -31,6 +31,7 @@ class EditRequest:
     subject: str | None = None
     ground_truth: str | None = None  # the answer before the edit, when known
     case_id: str | None = None
+    template: str | None = None  # the prompt with "{}" where the subject stands, when the data has one
 
     def validate(self, needs_subject: bool = False) -> EditRequest:
         """Raise RequestError with a clear message if the request cannot be edited."""
@@ -41,9 +42,15 @@ class EditRequest:
         if needs_subject or self.subject is not None:
             if not self.subject or not self.subject.strip():
                 raise RequestError("this editor needs the subject: the words of the prompt the fact is about")
-            if self.subject not in self.prompt:
+            if self.subject.strip() not in self.prompt:
                 raise RequestError(f"the subject {self.subject!r} does not occur in the prompt {self.prompt!r}; "
                                    "type it exactly as it appears in the prompt")
+        if self.template is not None:
+            if "{}" not in self.template:
+                raise RequestError(f"the template {self.template!r} has no '{{}}' where the subject goes")
+            if self.subject is None or self.template.replace("{}", self.subject.strip(), 1) != self.prompt:
+                raise RequestError(f"the template {self.template!r} filled with the subject {self.subject!r} is "
+                                   f"not the prompt {self.prompt!r}: give the prompt the template makes")
         return self
 
 
@@ -69,6 +76,7 @@ class EditCase:
     relation: str | None = None
 
     def group(self, name: str) -> tuple[Probe, ...]:
+        """The case's probes of group ``name`` (e.g. "paraphrase"), in order."""
         return tuple(p for p in self.probes if p.group == name)
 
 
@@ -97,4 +105,5 @@ class EditResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python values (nested dataclasses as dicts)."""
         return asdict(self)

@@ -68,3 +68,100 @@ def test_kl_loc_is_the_masked_mean_of_kl():
     assert torch.allclose(kl_loc(pre, post, mask), expected, atol=1e-6)
     assert kl_loc(pre, pre, mask).abs() < 1e-6
     assert kl_loc(pre.half(), post.half(), mask).dtype == torch.float32
+
+
+# --- joining prompt and target, and locating the subject, on every kind of tokenizer ------------
+
+CORPUS = ["The capital of France is Paris.", "The capital of Italy is Rome.", "The Indian Ocean lies south of India,",
+          "whose capital is New Delhi.", "Rome is a city in Italy.", "The official language of France is French."] * 4
+
+
+def _tokenizer(kind: str):
+    """A tiny tokenizer of ``kind``, trained here with the ``tokenizers`` library (no download).
+
+    byte_bpe: GPT-2 style byte-level BPE, no special tokens added. sentencepiece_bos: Metaspace
+    ("▁") BPE with a BOS in front (Llama style). post_processor: BOS in front and EOS after every
+    text (a post-processor adding special tokens). no_bos: Metaspace BPE with nothing added.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+    specials = ["<unk>", "<s>", "</s>"]
+    tk = Tokenizer(models.BPE(unk_token="<unk>"))
+    if kind == "byte_bpe":
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        alphabet = []
+    tk.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                       initial_alphabet=alphabet, show_progress=False))
+    if kind == "sentencepiece_bos":
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    elif kind == "post_processor":
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+KINDS = ("byte_bpe", "sentencepiece_bos", "post_processor", "no_bos")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prompt", ["The capital of France is", "The capital of France is "])
+@pytest.mark.parametrize("target", ["Rome", " Rome", "  Rome"])
+def test_a_target_joins_its_prompt_with_exactly_one_space_and_nothing_else(kind, prompt, target):
+    from sss_core.text import joined_text, target_ids
+    tok = _tokenizer(kind)
+    p, t = target_ids(tok, prompt, target)
+    reference = target_ids(tok, "The capital of France is", "Rome")
+    assert (p, t) == reference  # however the space was typed, the same ids
+    assert joined_text(prompt, target) == "The capital of France is Rome"
+    assert not set(t) & set(tok.all_special_ids), "a special token inside the target"
+    assert p[-1] not in tok.all_special_ids, "a special token between prompt and target"
+    assert tok.decode(p + t, skip_special_tokens=True) == "The capital of France is Rome"  # no doubled space
+    assert tok.decode(t).strip() == "Rome" and "  " not in tok.decode(t)
+    if kind in ("sentencepiece_bos", "post_processor"):
+        assert p[0] == tok.bos_token_id  # the BOS stays in front of the prompt
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_encode_pairs_marks_only_the_target_for_every_tokenizer_kind(kind):
+    tok = _tokenizer(kind)
+    b = encode_pairs(tok, ["The capital of France is", "Rome is a city in"], [" Rome", "Italy"])
+    for r, word in enumerate(["Rome", "Italy"]):
+        assert tok.decode(b.input_ids[r][b.target_mask[r]]).strip() == word
+        assert not b.target_mask[r][b.attention_mask[r] == 0].any()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("subject", ["India", " India", "India "])
+def test_the_subject_is_the_whole_token_match_not_a_word_containing_it(kind, subject):
+    """CounterFact: "The Indian Ocean lies south of {}, whose capital is" with subject "India"."""
+    from sss_core.text import subject_last_token, subject_span
+    tok = _tokenizer(kind)
+    text = "The Indian Ocean lies south of India, whose capital is"
+    begin = text.index("India,")
+    assert subject_span(tok, text, subject) == (begin, begin + 5)
+    idx = subject_last_token(tok, text, subject)
+    ids = tok(text)["input_ids"]
+    # token idx holds the subject's last character (a tokenizer may merge "India," into one token)
+    assert tok.decode(ids[:idx + 1], skip_special_tokens=True).startswith(text[:begin + 5])
+    assert len(tok.decode(ids[:idx], skip_special_tokens=True)) < begin + 5
+    # the template's slot decides when the data has a template
+    slot = "The Indian Ocean lies south of {}, whose capital is".index("{}")
+    assert subject_last_token(tok, text, subject, slot=slot) == idx
+
+
+def test_subject_location_takes_the_last_whole_token_match_and_the_slot_first(default_lm):
+    from sss_core.text import subject_span, template_slot
+    tok = default_lm.tok
+    text = "France is big; the capital of France is"
+    assert subject_span(tok, text, "France") == (text.rindex("France"), text.rindex("France") + 6)
+    assert subject_span(tok, text, "France", slot=0) == (0, 6)  # a template "{} is big; ..." says the first
+    assert template_slot("{} is big; the capital of France is", text, "France") == 0
+    from sss_core.errors import RequestError
+    with pytest.raises(RequestError, match="template"):
+        template_slot("{} is small", text, "France")
+    with pytest.raises(RequestError, match="does not occur"):
+        subject_span(tok, text, "france")  # case as given

@@ -33,7 +33,8 @@ from torch import nn
 from ..errors import RequestError
 from ..hooks import patch_output, trace
 from ..models import ArchSpec
-from ..text import PairBatch, pad_id, pair_batch, target_ids
+from ..text import (PairBatch, join_parts, max_positions, pad_id, pair_batch, subject_last_token, target_ids,
+                    template_slot)
 from ..types import EditRequest
 from .base import check_finite
 
@@ -43,26 +44,18 @@ log = logging.getLogger(__name__)
 PREFIX_STARTS = ("The", "It", "In", "A", "This", "When", "He", "She")
 
 
-def subject_last_index(tok, text: str, subject: str, start: int = 0) -> int:
-    """Index of the token holding the last character of ``subject``'s first occurrence in ``text``.
+def subject_last_index(tok, text: str, subject: str, start: int = 0, slot: int | None = None) -> int:
+    """Index of the token holding the subject's last character in ``tok(text)["input_ids"]``.
 
-    ``start`` is where to begin looking (after a context prefix). Token indices are those of
-    ``tok(text)["input_ids"]`` (special tokens included), the ids the model is fed.
+    The subject is located as ``sss_core.text.subject_span`` does: at ``slot`` when a template
+    put it there, else the last whole-token match at or after ``start`` (after a context prefix).
+    Token indices include special tokens: they are the ids the model is fed.
+
     Example:
         >>> subject_last_index(tok, "The capital of France is", "France")   # the " France" token
         3
     """
-    begin = text.find(subject, start)
-    if begin < 0:
-        raise RequestError(f"the subject {subject!r} does not occur in the prompt {text[start:]!r}; "
-                           "type it exactly as it appears in the prompt")
-    end = begin + len(subject)
-    if getattr(tok, "is_fast", False):
-        offsets = tok(text, return_offsets_mapping=True)["offset_mapping"]
-        hits = [i for i, (a, b) in enumerate(offsets) if b > a and a < end]
-        if hits:
-            return hits[-1]
-    return len(tok(text[:end])["input_ids"]) - 1
+    return subject_last_token(tok, text, subject, start, slot)
 
 
 @torch.no_grad()
@@ -70,9 +63,14 @@ def context_prefixes(model: nn.Module, tok, n: int, length: int, seed: int = 0) 
     """``[""]`` plus ``n`` short texts sampled from the model itself, each ending in ". ".
 
     Sampling uses its own seeded generator on the CPU (top-5), so the prefixes depend only on the
-    model's weights and ``seed``, never on the global random state.
+    model's weights and ``seed``, never on the global random state. RequestError when ``length``
+    tokens do not fit the model's context.
     """
     device = next(model.parameters()).device
+    limit = max_positions(model)
+    if n > 0 and limit is not None and length + 2 > limit:
+        raise RequestError(f"prefix_length {length} does not fit the model's context of {limit} tokens: "
+                           f"set prefix_length below {limit - 2}, or n_prefixes=0")
     gen = torch.Generator().manual_seed(seed)
     out = [""]
     for i in range(n):
@@ -110,29 +108,108 @@ class EditRows:
         return int(self.owner.numel())
 
 
-def causal_mask(model: nn.Module, rows: int, tokens: int) -> torch.Tensor:
-    """A ready additive causal mask (rows, 1, tokens, tokens): 0 where attention is allowed.
+# Attention patterns of a layer that ``causal_mask`` can build (transformers' ``config.layer_types``).
+LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def _sliding_window(model: nn.Module) -> int | None:
+    """The attention window of the model's sliding-window layers (None: every layer attends to
+    all earlier tokens). Raises RequestError for an attention pattern ``causal_mask`` cannot build."""
+    cfg = model.config
+    layer_types = getattr(cfg, "layer_types", None)
+    if layer_types is not None:
+        unknown = sorted(set(layer_types) - set(LAYER_TYPES))
+        if unknown:
+            raise RequestError(f"ROME/MEMIT cannot follow this model's attention ({', '.join(unknown)} layers): "
+                               f"their own forward pass builds only {' and '.join(LAYER_TYPES)}; use FT-L, MEND "
+                               "or SERAC with this model")
+        if "sliding_attention" not in layer_types:
+            return None
+    window = getattr(cfg, "sliding_window", None)
+    if window is not None and getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    if layer_types is not None and window is None:
+        raise RequestError("the model has sliding-window layers but no sliding_window size in its config")
+    return window
+
+
+def causal_mask(model: nn.Module, rows: int, tokens: int) -> torch.Tensor | dict[str, torch.Tensor] | None:
+    """The ready additive attention mask the model's own forward would build for right-padded rows.
+
+    A tensor (rows, 1, tokens, tokens), 0 where attention is allowed: token q sees tokens
+    kv <= q, and with a sliding window (Mistral, Qwen2) only q - window < kv <= q, as
+    transformers' ``sliding_window_overlay``. A model with both full and sliding-window layers
+    (``config.layer_types``) gets {"full_attention": mask, "sliding_attention": mask}, the
+    per-layer-type form its forward accepts. None for attention kernels that take no ready mask
+    (flash attention: causal by itself).
 
     Right-padded rows need no padding mask in a causal model (their real tokens never attend to
     the padding after them), and handing transformers a ready 4D mask skips its per-call mask
     construction, which costs more than the forward pass itself on small models.
+
+    Raises:
+        RequestError: the model's attention pattern is one this forward cannot build.
     """
+    window = _sliding_window(model)
+    if getattr(model.config, "_attn_implementation", "eager") not in ("eager", "sdpa"):
+        return None
     p = next(model.parameters())
-    mask = torch.full((tokens, tokens), torch.finfo(p.dtype).min, dtype=p.dtype, device=p.device).triu(1)
-    return mask[None, None].expand(rows, 1, tokens, tokens)
+    q = torch.arange(tokens, device=p.device)
+    allowed = q[None, :] <= q[:, None]  # (tokens, tokens): [q, kv]
+    full = torch.zeros((tokens, tokens), dtype=p.dtype, device=p.device).masked_fill(~allowed, torch.finfo(p.dtype).min)
+    full = full[None, None].expand(rows, 1, tokens, tokens)
+    if window is None:
+        return full
+    near = allowed & (q[None, :] > q[:, None] - window)
+    windowed = torch.zeros((tokens, tokens), dtype=p.dtype, device=p.device).masked_fill(~near, torch.finfo(p.dtype).min)
+    windowed = windowed[None, None].expand(rows, 1, tokens, tokens)
+    if getattr(model.config, "layer_types", None) is not None:
+        return {"full_attention": full, "sliding_attention": windowed}
+    return windowed
 
 
 def forward(model: nn.Module, input_ids: torch.Tensor):
-    """The model on right-padded ``input_ids`` (rows, tokens), with ``causal_mask`` and no cache."""
+    """The model on right-padded ``input_ids`` (rows, tokens), with ``causal_mask`` and no cache.
+
+    Gives the logits (rows, tokens, vocab) of the model's own forward at every real token (a test
+    per family checks it). RequestError for a model whose attention ``causal_mask`` cannot build.
+    """
     return model(input_ids=input_ids, attention_mask=causal_mask(model, *input_ids.shape), use_cache=False)
+
+
+def check_supported(model: nn.Module) -> None:
+    """RequestError, before any work, when ROME/MEMIT's own forward cannot follow the model's attention."""
+    _sliding_window(model)
+
+
+def _check_width(model: nn.Module, requests: Sequence[EditRequest], seqs: Sequence[tuple[list[int], int]],
+                 owner: Sequence[int], prefixes: Sequence[str]) -> None:
+    """RequestError naming the request whose row is longer than the model reads, and what to do."""
+    limit = max_positions(model)
+    if limit is None or not seqs:
+        return
+    longest = max(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    width = len(seqs[longest][0])
+    if width > limit:
+        r = requests[owner[longest]]
+        extra = max((len(p) for p in prefixes), default=0)
+        hint = (f"; the context prefixes add up to {extra} characters: lower prefix_length or n_prefixes"
+                if extra else "")
+        raise RequestError(f"the edit of {r.prompt[:60]!r} builds a row of {width} tokens but the model reads at "
+                           f"most {limit}: shorten the prompt or the target{hint}")
 
 
 def build_rows(model: nn.Module, tok, requests: Sequence[EditRequest], prefixes: Sequence[str],
                kl_prompt: str | None) -> EditRows:
-    """Tokenise ``prefix + prompt + " " + target`` for each (request, prefix), plus KL rows
-    (``kl_prompt`` with the subject; none when ``kl_prompt`` is None).
+    """Tokenise ``prefix + prompt`` joined with the target (``sss_core.text``) for each (request,
+    prefix), plus KL rows (``kl_prompt`` with the subject; none when ``kl_prompt`` is None).
 
-    The tensors live on the model's device.
+    The subject is located where the request puts it (its template's slot, else the last
+    whole-token match in the prompt). The tensors live on the model's device.
+
+    Raises:
+        RequestError: a request without a usable subject, a bad KL prompt, or a row longer than
+            the model's context (the message names the request and what to shorten).
     """
     if kl_prompt is not None and "{}" not in kl_prompt:
         raise RequestError(f"the KL prompt must contain '{{}}' for the subject, got {kl_prompt!r}")
@@ -140,20 +217,24 @@ def build_rows(model: nn.Module, tok, requests: Sequence[EditRequest], prefixes:
     lookup, owner, is_kl = [], [], []
     for i, r in enumerate(requests):
         r.validate(needs_subject=True)
+        slot = template_slot(r.template, r.prompt, r.subject)
         for prefix in prefixes:
             text = prefix + r.prompt
             p, t = target_ids(tok, text, r.target_new)
             seqs.append((p + t, len(p)))
-            lookup.append(subject_last_index(tok, text, r.subject, start=len(prefix)))
+            head, _ = join_parts(text, r.target_new)
+            lookup.append(subject_last_index(tok, head, r.subject, start=len(prefix),
+                                             slot=None if slot is None else len(prefix) + slot))
             owner.append(i)
             is_kl.append(False)
     for i, r in enumerate(requests if kl_prompt is not None else ()):
-        text = kl_prompt.replace("{}", r.subject, 1)
+        text = kl_prompt.replace("{}", r.subject.strip(), 1)
         p = tok(text)["input_ids"]
         seqs.append((p, len(p)))
-        lookup.append(subject_last_index(tok, text, r.subject, start=kl_prompt.index("{}")))
+        lookup.append(subject_last_index(tok, text, r.subject, slot=kl_prompt.index("{}")))
         owner.append(i)
         is_kl.append(True)
+    _check_width(model, requests, seqs, owner, prefixes)
     device = next(model.parameters()).device
     batch = pair_batch([(row[:n_prompt], row[n_prompt:]) for row, n_prompt in seqs], pad_id(tok), device)
     as_t = lambda xs, dt=torch.long: torch.tensor(xs, dtype=dt, device=device)  # noqa: E731
@@ -227,7 +308,9 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     request's subject token. Requests are optimised together (losses summed, Adam per coordinate,
     and through ``spread`` each sees the others' deltas); a request whose NLL falls below
     early_stop_nll is frozen and its rows leave the batch, so a large batch gets cheaper as it
-    converges.
+    converges. Once every request is frozen, one step with all rows checks them again with every
+    delta in place (the others' later deltas may have moved a frozen one, e.g. two facts about one
+    subject); the optimisation stops only when such a full step finds all of them below the bar.
     After each step the change at the subject token is clamped to clamp_norm_factor * ||output||.
     Returns deltas (n_requests, d_out) float32 and info (steps; final NLL and ||delta|| per request).
     """
@@ -267,6 +350,7 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     step = 0
     with patch_output(model, module, add_delta), torch.enable_grad():
         for step in range(s.steps):
+            full_pass = bool(active.all())  # every request's rows are in this step
             idx = (use_rows & active[rows.owner]).nonzero()[:, 0]  # rows of the requests still active
             width = int(lengths[idx].max())
             ids = rows.batch.input_ids[idx, :width]
@@ -297,7 +381,12 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
             final_nll = torch.where(active, nll.detach(), final_nll)
             active = active & (nll.detach() >= s.early_stop_nll)
             if not active.any():
-                break
+                if full_pass:
+                    break
+                # requests frozen earlier were since moved by the others' deltas (through the update's
+                # spread): check every request again, with every delta in place, before stopping
+                active = torch.ones_like(active)
+                continue
             if opt is None:
                 opt = torch.optim.Adam([delta], lr=s.lr)
             keep = delta.detach().clone()
@@ -311,6 +400,39 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     delta = delta.detach().float()
     log.debug("delta optimisation: %d steps, final NLL %s", step + 1, final_nll.tolist())
     return delta, {"v_steps": step + 1, "v_nll": final_nll.tolist(), "delta_norms": delta.norm(dim=-1).tolist()}
+
+
+@torch.no_grad()
+def target_nll_after(model: nn.Module, rows: EditRows) -> list[float]:
+    """Mean target NLL per request over its prompt rows, on the model as it is now (nats).
+
+    Editors call it with their update written, so what they report is what the edited model
+    does, not the optimiser's last value. Returns n_requests floats.
+    """
+    prompt = (~rows.is_kl).nonzero()[:, 0]
+    ids = rows.batch.input_ids[prompt]
+    width = int(rows.batch.attention_mask[prompt].sum(1).max())
+    logits = forward(model, ids[:, :width]).logits  # (prompt rows, tokens, vocab)
+    predict = rows.batch.predict_mask[prompt, :width - 1]
+    tok_nll = nn.functional.cross_entropy(logits[:, :-1][predict].float(), ids[:, 1:width][predict],
+                                          reduction="none")
+    row_nll = _mean_by(tok_nll, predict.nonzero()[:, 0], len(prompt))  # (prompt rows,)
+    return _mean_by(row_nll, rows.owner[prompt], rows.n_requests).tolist()
+
+
+def conflicting_targets(requests: Sequence[EditRequest]) -> list[str]:
+    """One warning per prompt that several requests of one batch send to different targets.
+
+    Prompts and targets are compared as the model reads them (``sss_core.text.join_parts``), so
+    "Rome" and " Rome" are the same target. Only one of the targets can hold after the edit.
+    """
+    by_prompt: dict[str, list[str]] = {}
+    for r in requests:
+        prompt, target = join_parts(r.prompt, r.target_new)
+        if target not in by_prompt.setdefault(prompt, []):
+            by_prompt[prompt].append(target)
+    return [f"conflicting targets for {prompt!r} in one batch: {', '.join(repr(t.strip()) for t in targets)}; "
+            "only one of them can hold after the edit" for prompt, targets in by_prompt.items() if len(targets) > 1]
 
 
 def _regularised(C: torch.Tensor, ridge: float) -> torch.Tensor:

@@ -21,6 +21,7 @@ from ..sss import Reduction, forward_pairs, sss_from_hidden
 from ..text import encode_for
 from ..types import EditRequest
 from .base import WeightEdit, check_finite, model_lock, trainable
+from .settings import block_index
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 class FTLConfig:
     """Settings of FT-L (constrained fine-tuning), with the SSS term when ``sss_c`` > 0."""
 
-    layer: int = field(default=0, metadata={"help": "which block's MLP output projection is trained"})
+    layer: int = field(default=0, metadata={"help": "which block's MLP output projection is trained "
+                                                    "(-1 = the last block)"})
     steps: int = field(default=25, metadata={"help": "maximum optimisation steps"})
     lr: float = field(default=5e-3, metadata={
         "help": "Adam learning rate (5e-3 for the shipped model; the paper's GPT-2 XL setting is 5e-4)"})
@@ -66,14 +68,20 @@ class FTL:
         self.name = name
 
     def edit(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> WeightEdit:
-        """Train on all ``requests`` together and return the edit (the model itself is left as it was)."""
+        """Train on all ``requests`` together and return the edit (the model itself is left as it was).
+
+        ``info["layer"]`` is the non-negative index of the trained block. Raises RequestError for
+        an empty or bad request, a layer the model does not have, or a row longer than the
+        model's context; EditFailed when the loss diverges.
+        """
         cfg = self.config
         if not requests:
             raise RequestError("no edit requests given")
+        layer = block_index(model, cfg.layer, "layer")
         for r in requests:
             r.validate()
         spec = arch_spec(model)
-        pname = spec.mlp_out_name(model, cfg.layer) + ".weight"
+        pname = spec.mlp_out_name(model, layer) + ".weight"
         batch = encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
         if cfg.objective == "prompt_last":  # keep only the first target token of each row
             first = batch.target_mask & (batch.target_mask.cumsum(1) == 1)
@@ -115,4 +123,4 @@ class FTL:
             new = master.detach().to(weight.dtype)
         log.debug("%s: %d steps in %.3fs", self.name, len(history), time.perf_counter() - start)
         return WeightEdit(model, {pname: new}, {pname: base},
-                          info={"steps": len(history), "history": history, "layer": cfg.layer})
+                          info={"steps": len(history), "history": history, "layer": layer})

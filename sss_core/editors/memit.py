@@ -26,6 +26,7 @@ from ..models import arch_spec
 from ..types import EditRequest
 from . import _rank_one as R1
 from .base import WeightEdit, model_lock
+from .settings import as_index_tuple, block_indices
 from .stats import key_second_moments
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _f(default, help_text: str):
 class MEMITConfig:
     """Settings of MEMIT; the defaults suit the shipped model (paper values in each help text)."""
 
-    layers: tuple[int, ...] = _f((0,), "blocks whose MLP output projections share the update. Default: best "
+    layers: tuple[int, ...] = _f((0,), "blocks whose MLP output projections share the update (-1 = the last). Default: best "
                                        "for the 4-layer default model, which recalls facts in block 0 (measured); "
                                        "the paper uses 13-17 for GPT-2 XL, 3-8 for GPT-J")
     v_lr: float = _f(2.0, "Adam learning rate of the delta optimisation (paper: 0.5)")
@@ -71,13 +72,20 @@ class MEMITConfig:
     stats_dir: str | None = _f(None, "cache folder of C; None = $SSS_CACHE_DIR or ~/.cache/sss_core/stats")
     seed: int = _f(0, "seed of the context-prefix sampling")
 
+    def __post_init__(self):
+        """``layers`` given as one block index (``layers=5``) is the list of that one block."""
+        if isinstance(self.layers, (int, list)) and not isinstance(self.layers, bool):
+            object.__setattr__(self, "layers", as_index_tuple(self.layers, "layers"))
+
     def validate(self) -> "MEMITConfig":
-        """Return self; RequestError naming the first setting out of range."""
+        """Return self; RequestError naming the first setting out of range (the layers are checked
+        against the model when it edits)."""
         R1.validate_settings(self)
-        if not self.layers:
-            raise RequestError("MEMIT needs at least one layer")
-        if len(set(self.layers)) != len(self.layers):
-            raise RequestError(f"MEMIT layers must be distinct, got {self.layers}")
+        layers = as_index_tuple(self.layers, "layers")
+        if not layers:
+            raise RequestError("MEMIT needs at least one layer, e.g. layers=[0]")
+        if len(set(layers)) != len(layers):
+            raise RequestError(f"MEMIT layers must be distinct, got {list(layers)}")
         return self
 
     def delta_settings(self) -> R1.DeltaSettings:
@@ -96,18 +104,27 @@ class MEMIT:
         self._prefixes = R1.PrefixCache(config.n_prefixes, config.prefix_length, config.seed)
 
     def edit(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> WeightEdit:
-        """Write all ``requests`` together and return one edit (the model itself is left as it was)."""
+        """Write all ``requests`` together and return one edit (the model itself is left as it was).
+
+        ``info``: "layers" (the non-negative indices edited), "steps", "v_nll" (each request's
+        target NLL measured on the edited model after the whole batch, mean over its prompt
+        variants), "v_nll_optimised" (the optimiser's last value), "delta_norms", "warnings"
+        (e.g. conflicting targets for one prompt), "seconds".
+        Raises RequestError, before any work, for layers the model does not have, a request
+        without a usable subject, a model whose attention MEMIT's forward cannot follow, or a row
+        longer than the model's context.
+        """
         cfg = self.config
         if not requests:
             raise RequestError("no edit requests given")
+        layers = sorted(block_indices(model, cfg.layers, "layers"))
         for r in requests:
             r.validate(needs_subject=True)
+        R1.check_supported(model)
+        warnings = R1.conflicting_targets(requests)
+        for w in warnings:
+            log.warning("%s: %s", self.name, w)
         spec = arch_spec(model)
-        n_layers = spec.n_layers(model)
-        for layer in cfg.layers:
-            if not -n_layers <= layer < n_layers:
-                raise RequestError(f"layer {layer} does not exist: the model has {n_layers} blocks")
-        layers = sorted(layer % n_layers for layer in cfg.layers)
         modules = {layer: spec.mlp_out_name(model, layer) for layer in layers}
         pnames = {layer: modules[layer] + ".weight" for layer in layers}
         last = layers[-1]
@@ -115,10 +132,10 @@ class MEMIT:
         device = spec.mlp_out_module(model, last).weight.device
         start = time.perf_counter()
         with model_lock(model):
+            rows = R1.build_rows(model, tok, requests, self._prefixes.get(model, tok),
+                                 cfg.kl_prompt if cfg.kl_factor > 0 else None)  # checks every row first
             moments = key_second_moments(model, tok, layers, texts=cfg.mom2_text,
                                          n_samples=cfg.mom2_n_samples, cache_dir=cfg.stats_dir)
-            rows = R1.build_rows(model, tok, requests, self._prefixes.get(model, tok),
-                                 cfg.kl_prompt if cfg.kl_factor > 0 else None)
             with R1.scratch_weights(model, list(pnames.values())) as params:
                 base = {name: p.detach().clone() for name, p in params.items()}
                 ins, outs = R1.record(model, rows, list(modules.values()), [z_module])
@@ -140,9 +157,11 @@ class MEMIT:
                     missing = deltas - (R1.at_subject(outs[z_module], rows) - z_before)  # (n, d_model) still owed
                     dW = (missing / (len(layers) - i)).double().T @ A  # (d_model, d_in)
                     R1.add_to_weight(spec, params[pnames[layer]].data, dW)
+                nll_after = R1.target_nll_after(model, rows)  # the whole batch written
                 new = {name: p.detach().clone() for name, p in params.items()}
         seconds = time.perf_counter() - start
         log.debug("%s: %d request(s) over layers %s in %.3fs", self.name, len(requests), layers, seconds)
-        return WeightEdit(model, new, base, info={"layers": layers, "steps": info["v_steps"],
-                                                  "v_nll": info["v_nll"], "delta_norms": info["delta_norms"],
+        return WeightEdit(model, new, base, info={"layers": layers, "steps": info["v_steps"], "v_nll": nll_after,
+                                                  "v_nll_optimised": info["v_nll"],
+                                                  "delta_norms": info["delta_norms"], "warnings": warnings,
                                                   "seconds": seconds})

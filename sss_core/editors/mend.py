@@ -40,9 +40,10 @@ from ..errors import RequestError
 from ..hooks import TraceDict
 from ..models import arch_spec
 from ..sss import Reduction, forward_pairs, sss_from_hidden
-from ..text import PairBatch, encode_for, encode_pairs, forward_logits, kl_loc
+from ..text import PairBatch, encode_for, encode_pairs, forward_logits, kl_loc, max_positions
 from ..types import EditCase, EditRequest
 from .base import WeightEdit, model_lock
+from .settings import block_indices
 from .training import (ASSETS, CheckpointError, LoopConfig, TrainExample, Validator, check_fingerprint,
                        data_label, load_trained, model_fingerprint, publish, sample_batch, step_rng,
                        train_loop, training_examples)
@@ -206,7 +207,8 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
     """The meta-training loss of one batch of edits (MEND, or MEND w/ SSS when cfg.sss_c > 0)."""
     device = net.log_lr.device
     reqs = [ex.request for ex in batch]
-    edit_batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs], device)
+    limit = max_positions(model)
+    edit_batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs], device, limit)
     factors = edit_factors(model, net.names, edit_batch)
     edits = net.transform(factors, edit_batch.attention_mask)
     # L_edit rows: every rewrite prompt plus one sampled paraphrase per edit
@@ -216,9 +218,9 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
         if len(ex.equiv) > 1:
             eq_rows.append(i)
             eq_prompts.append(rng.choice(ex.equiv[1:]))
-    eq = encode_pairs(tok, eq_prompts, [reqs[i].target_new for i in eq_rows], device)
+    eq = encode_pairs(tok, eq_prompts, [reqs[i].target_new for i in eq_rows], device, limit)
     loc_pairs = [(i, *rng.choice(ex.loc)) for i, ex in enumerate(batch)]
-    loc = encode_pairs(tok, [p for _, p, _ in loc_pairs], [a for _, _, a in loc_pairs], device)
+    loc = encode_pairs(tok, [p for _, p, _ in loc_pairs], [a for _, _, a in loc_pairs], device, limit)
     with torch.no_grad():
         pre_logits = forward_logits(model, loc)
     with torch.enable_grad():
@@ -241,12 +243,18 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
 
 
 def build_net(model: nn.Module, cfg: MENDTrainConfig) -> MENDNet:
-    """A fresh (identity-initialised) MENDNet for ``model``'s chosen layers."""
+    """A fresh (identity-initialised) MENDNet for ``model``'s chosen layers.
+
+    Raises RequestError for layers the model does not have (or one named twice; -1 is the last
+    block) and for a rank or number of blocks below 1.
+    """
     spec = arch_spec(model)
     params = dict(model.named_parameters())
-    names = [spec.mlp_out_name(model, layer) + ".weight" for layer in cfg.layers]
-    if len(set(names)) != len(names):
-        raise RequestError(f"layers {cfg.layers} name the same block twice")
+    layers = block_indices(model, cfg.layers, "layers")
+    for name in ("rank", "n_blocks"):
+        if not (isinstance(getattr(cfg, name), int) and getattr(cfg, name) >= 1):
+            raise RequestError(f"{name} must be a whole number of at least 1, got {getattr(cfg, name)!r}")
+    names = [spec.mlp_out_name(model, layer) + ".weight" for layer in layers]
     dims = [tuple(spec.weight_out_in(params[n]).shape[::-1]) for n in names]  # (in, out)
     device = next(model.parameters()).device
     return MENDNet(names, dims, cfg.rank, cfg.n_blocks, cfg.init_edit_lr).to(device)
@@ -260,7 +268,8 @@ def fit_normalisation(model: nn.Module, tok, net: MENDNet, examples: Sequence[Tr
     sums: dict[str, list] = {}
     for b in range(cfg.norm_batches):
         reqs = [ex.request for ex in sample_batch(examples, cfg.batch_size, step_rng(cfg.seed, -1 - b))]
-        batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs], device)
+        batch = encode_pairs(tok, [r.prompt for r in reqs], [r.target_new for r in reqs], device,
+                             max_positions(model))
         keep = batch.attention_mask.bool()
         for name, (x, delta) in edit_factors(model, net.names, batch).items():
             z = torch.cat([x, delta], -1)[keep].double()
@@ -287,6 +296,7 @@ def train_mend(lm, data: Sequence[TrainExample] | Sequence[EditCase], out: Path 
     time, validation scores). RequestError for bad settings; CheckpointError for ``resume``
     without a saved state.
     """
+    block_indices(lm.model, cfg.layers, "layers")  # the settings are checked against the model before any work
     examples = training_examples(data, cfg.sss_c, cfg.seed)
     out, model, tok = Path(out), lm.model, lm.tok
     net = build_net(model, cfg)

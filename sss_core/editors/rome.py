@@ -26,6 +26,7 @@ from ..models import arch_spec
 from ..types import EditRequest
 from . import _rank_one as R1
 from .base import WeightEdit, model_lock
+from .settings import block_index
 from .stats import key_second_moment, moment_paths
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _f(default, help_text: str):
 class ROMEConfig:
     """Settings of ROME; the defaults suit the shipped model (paper values in each help text)."""
 
-    layer: int = _f(0, "block whose MLP output projection is edited. Default: best of the 4-layer default "
+    layer: int = _f(0, "block whose MLP output projection is edited (-1 = the last). Default: best of the 4-layer default "
                        "model (measured: block 0; blocks 1-2 reach 0.6-0.7 reliability); the paper uses 17 "
                        "for GPT-2 XL, 5 for GPT-J")
     v_lr: float = _f(2.0, "Adam learning rate of the value optimisation (paper: 0.5)")
@@ -90,38 +91,49 @@ class ROME:
         self._prefixes = R1.PrefixCache(config.n_prefixes, config.prefix_length, config.seed)
         self._solvers: dict[tuple[str, str], R1.CovarianceSolver] = {}
 
-    def _solver(self, model: nn.Module, tok, device: torch.device) -> R1.CovarianceSolver:
-        """C of the edited layer, factorised once per statistics file and kept by this editor."""
+    def _solver(self, model: nn.Module, tok, layer: int, device: torch.device) -> R1.CovarianceSolver:
+        """C of block ``layer`` (non-negative), factorised once per statistics file and kept by this editor."""
         cfg = self.config
         kwargs = dict(texts=cfg.mom2_text, n_samples=cfg.mom2_n_samples, cache_dir=cfg.stats_dir)
-        key = (str(moment_paths(model, [cfg.layer], **kwargs)[cfg.layer % arch_spec(model).n_layers(model)]),
-               str(device))
+        key = (str(moment_paths(model, [layer], **kwargs)[layer]), str(device))
         if key not in self._solvers:
-            C = key_second_moment(model, tok, cfg.layer, **kwargs).to(device)
+            C = key_second_moment(model, tok, layer, **kwargs).to(device)
             self._solvers = {key: R1.CovarianceSolver(C, cfg.mom2_ridge)}  # keep only the latest
         return self._solvers[key]
 
     def edit(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> WeightEdit:
-        """Write ``requests`` in order and return one edit (the model itself is left as it was)."""
+        """Write ``requests`` in order and return one edit (the model itself is left as it was).
+
+        ``info``: "layer" (the non-negative index edited), "steps", "v_nll" (each request's target
+        NLL measured on the edited model, all requests written, mean over its prompt variants),
+        "v_nll_optimised" (the optimiser's last value), "delta_norms", "seconds".
+        Raises RequestError, before any work, for a layer the model does not have, a request
+        without a usable subject, a model whose attention ROME's forward cannot follow, or a row
+        (context prefix + prompt + target) longer than the model's context.
+        """
         cfg = self.config
         if not requests:
             raise RequestError("no edit requests given")
+        layer = block_index(model, cfg.layer, "layer")
         for r in requests:
             r.validate(needs_subject=True)
+        R1.check_supported(model)
         spec = arch_spec(model)
-        module = spec.mlp_out_name(model, cfg.layer)
+        module = spec.mlp_out_name(model, layer)
         pname = module + ".weight"
-        device = spec.mlp_out_module(model, cfg.layer).weight.device
+        device = spec.mlp_out_module(model, layer).weight.device
+        kl_prompt = cfg.kl_prompt if cfg.kl_factor > 0 else None
         start = time.perf_counter()
         with model_lock(model):
-            solver = self._solver(model, tok, device)
             prefixes = self._prefixes.get(model, tok)
+            all_rows = R1.build_rows(model, tok, requests, prefixes, kl_prompt)  # checks every row first
+            solver = self._solver(model, tok, layer, device)
             infos = []
             with R1.scratch_weights(model, [pname]) as params:
                 weight = params[pname]
                 base = weight.detach().clone()
                 for r in requests:
-                    rows = R1.build_rows(model, tok, [r], prefixes, cfg.kl_prompt if cfg.kl_factor > 0 else None)
+                    rows = R1.build_rows(model, tok, [r], prefixes, kl_prompt)
                     inputs = R1.record(model, rows, inputs_of=[module])[0][module]  # (rows, tokens, d_in)
                     key = R1.at_subject(inputs, rows)[0]  # (d_in,) k*, averaged over the prefixes
                     a = R1.rank_one_vector(solver, key, cfg.mom2_update_weight)  # (d_in,): dW = delta a^T
@@ -129,10 +141,11 @@ class ROME:
                     deltas, info = R1.optimise_deltas(model, rows, module, cfg.delta_settings(), spread)
                     R1.add_to_weight(spec, weight.data, torch.outer(deltas[0].double(), a))
                     infos.append(info)
+                nll_after = R1.target_nll_after(model, all_rows)  # every request written
                 new = weight.detach().clone()
         seconds = time.perf_counter() - start
         log.debug("%s: %d request(s) in %.3fs", self.name, len(requests), seconds)
         return WeightEdit(model, {pname: new}, {pname: base},
-                          info={"layer": cfg.layer, "steps": sum(i["v_steps"] for i in infos),
-                                "v_nll": [x for i in infos for x in i["v_nll"]],
+                          info={"layer": layer, "steps": sum(i["v_steps"] for i in infos), "v_nll": nll_after,
+                                "v_nll_optimised": [x for i in infos for x in i["v_nll"]],
                                 "delta_norms": [x for i in infos for x in i["delta_norms"]], "seconds": seconds})

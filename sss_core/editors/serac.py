@@ -36,10 +36,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from ..errors import RequestError
 from ..models import arch_spec
 from ..sss import Reduction, sss_from_hidden
-from ..text import (encode_pairs, forward_hidden, forward_logits, kl_loc, max_positions, pad_id, right_pad,
-                    target_nll)
+from ..text import (encode_for, encode_pairs, forward_hidden, forward_logits, join_parts, joined_text, kl_loc,
+                    max_positions, pad_id, right_pad, target_nll)
 from ..types import EditCase, EditRequest
 from .base import EditBase, model_lock
+from .settings import block_indices, hidden_state_indices
 from .training import (ASSETS, CheckpointError, LoopConfig, TrainExample, Validator, check_fingerprint,
                        data_label, load_trained, model_fingerprint, publish, sample_batch, step_rng,
                        train_loop, training_examples)
@@ -54,8 +55,9 @@ def edit_prefix(request: EditRequest) -> str:
     then a positional lookup. With ``"edit: {prompt} {target}"`` the copy needs an induction
     circuit, which the default model's copy learnt more slowly: after 250 otherwise identical
     training steps, validation reliability 0.54 with that order and 0.71 with this one.
+    Target and prompt are written less the spaces around them (" Rome" and "Rome" read the same).
     """
-    return f"edit: {request.target_new} | {request.prompt}\n"
+    return f"edit: {request.target_new.strip()} | {request.prompt.rstrip(' ')}\n"
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,22 @@ def counterfactual_forward(cf: nn.Module, tok, embeds: torch.Tensor, mask: torch
     return tuple(_gather(h, positions) for h in out.hidden_states), out.hidden_states[-1], new_mask
 
 
+def check_fits(model: nn.Module, tok, requests: Sequence[EditRequest]) -> None:
+    """RequestError, before an edit is stored, when a request's own rows outgrow the model's context:
+    the prompt with its target (what the base model and the metrics read), and the edit text
+    followed by them (what the counterfactual model reads for the request's own prompt)."""
+    limit = max_positions(model)
+    if limit is None:
+        return
+    encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
+    for r in requests:
+        head, tail = join_parts(r.prompt, r.target_new)
+        n = len(tok(edit_prefix(r))["input_ids"]) + len(tok(head + tail)["input_ids"])
+        if n > limit:
+            raise RequestError(f"SERAC's edit text plus the input {r.prompt[:60]!r} is {n} tokens, more than the "
+                               f"model's {limit}: use a shorter prompt or target")
+
+
 class SERACNet(nn.Module):
     """The trained parts: the scope classifier and the counterfactual model."""
 
@@ -199,8 +217,8 @@ class SERACNet(nn.Module):
         self.cf = copy.deepcopy(base).eval().requires_grad_(False)
         spec = arch_spec(base)
         n = spec.n_layers(base)
-        cf_layers = range(n) if cf_layers is None else cf_layers
-        self.cf_prefixes = tuple(sorted({f"{spec.blocks}.{layer % n}." for layer in cf_layers}))
+        cf_layers = range(n) if cf_layers is None else block_indices(base, cf_layers, "cf_layers")
+        self.cf_prefixes = tuple(sorted({f"{spec.blocks}.{layer}." for layer in cf_layers}))
 
     def trained_cf_params(self) -> dict[str, nn.Parameter]:
         """The fine-tuned blocks' parameters (other blocks, embeddings, final norm and head are the base's)."""
@@ -327,6 +345,7 @@ class SERAC:
             raise RequestError("no edit requests given")
         for r in requests:
             r.validate()
+        check_fits(model, tok, requests)
         wrapper = self.wrapper(model, tok)
         start = time.perf_counter()
         hidden, mask = base_hidden(model, tok, [r.prompt for r in requests])
@@ -341,7 +360,7 @@ class SERAC:
 
 def _variant(rng, prompt: str, answers: Sequence[str]) -> str:
     """The classifier sees prompts alone and with an answer appended (teacher forcing does that)."""
-    return prompt if rng.random() < 0.4 else f"{prompt} {rng.choice(list(answers))}"
+    return prompt if rng.random() < 0.4 else joined_text(prompt, rng.choice(list(answers)))
 
 
 def classifier_loss(model: nn.Module, tok, classifier: ScopeClassifier, batch: Sequence[TrainExample], rng
@@ -385,9 +404,9 @@ def counterfactual_loss(model: nn.Module, tok, cf: nn.Module, batch: Sequence[Tr
         for p in (request.prompt, rng.choice(ex.equiv[1:] or ex.equiv)):
             eq_reqs.append(request)
             eq_prompts.append(p)
-    eq = encode_pairs(tok, eq_prompts, [r.target_new for r in eq_reqs], device)
+    eq = encode_pairs(tok, eq_prompts, [r.target_new for r in eq_reqs], device, max_positions(model))
     loc_pairs = [rng.choice(ex.loc) for ex in batch]
-    loc = encode_pairs(tok, [p for p, _ in loc_pairs], [a for _, a in loc_pairs], device)
+    loc = encode_pairs(tok, [p for p, _ in loc_pairs], [a for _, a in loc_pairs], device, max_positions(model))
     with torch.no_grad():
         pre_logits = forward_logits(model, loc)
     head = cf.get_output_embeddings()
@@ -423,8 +442,12 @@ def train_serac(lm, data: Sequence[TrainExample] | Sequence[EditCase], out: Path
     data: TrainExamples or EditCases (e.g. the world's train split). ``source`` names the data in
     the checkpoint; ``validate`` scores the trained editor on ``cfg.validate`` edits (a
     ``training.Trainer``). Returns the summary also written to out/config.json. RequestError for
-    bad settings; CheckpointError for ``resume`` without a saved state.
+    bad settings (feature_layers or cf_layers the model does not have, checked before any work);
+    CheckpointError for ``resume`` without a saved state.
     """
+    hidden_state_indices(lm.model, cfg.feature_layers, "feature_layers")  # settings checked before any work
+    if cfg.cf_layers is not None:
+        block_indices(lm.model, cfg.cf_layers, "cf_layers")
     examples = training_examples(data, cfg.sss_c, cfg.seed)
     out, model, tok = Path(out), lm.model, lm.tok
     d_model = model.get_input_embeddings().weight.shape[1]

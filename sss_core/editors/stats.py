@@ -35,6 +35,7 @@ from ..hooks import TraceDict
 from ..models import DEFAULT_MODEL, arch_spec
 from ..text import right_pad
 from ._rank_one import forward
+from .settings import block_index
 from .training import model_fingerprint
 
 log = logging.getLogger(__name__)
@@ -147,14 +148,16 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
 
 def _resolve(model: nn.Module, layers: Iterable[int], texts: TextSource, n_samples: int,
              cache_dir: str | os.PathLike | None):
-    """({layer: cache path}, source label, loader of the samples)."""
+    """({layer: cache path}, source label, loader of the samples); layers as non-negative indices.
+
+    RequestError for a sample count below 1 or a layer the model does not have.
+    """
     if n_samples < 1:
         raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
-    n_layers = arch_spec(model).n_layers(model)
+    resolved = sorted({block_index(model, layer, "layer") for layer in layers})
     label, load_samples = _source_label(model, texts, n_samples)
     fingerprint = model_fingerprint(model)["weights"]
-    paths = {layer: cache_path(model, layer, label, n_samples, cache_dir, fingerprint)
-             for layer in sorted({layer % n_layers for layer in layers})}
+    paths = {layer: cache_path(model, layer, label, n_samples, cache_dir, fingerprint) for layer in resolved}
     return paths, label, load_samples
 
 
@@ -171,7 +174,8 @@ def moment_paths(model: nn.Module, layers: Iterable[int], texts: TextSource = No
 def key_second_moments(model: nn.Module, tok, layers: Iterable[int], texts: TextSource = None,
                        n_samples: int = 10_000, cache_dir: str | os.PathLike | None = None,
                        batch_size: int = 32) -> dict[int, torch.Tensor]:
-    """C = E[k k^T] for each of ``layers`` -> {layer: (d_in, d_in) float32 on the CPU}.
+    """C = E[k k^T] for each of ``layers`` -> {layer: (d_in, d_in) float32 on the CPU}, keyed by
+    the non-negative block index (-1 is the last block). RequestError for a layer the model lacks.
 
     Layers found in the cache are loaded; the missing ones are computed together in one pass over
     the samples and saved (written atomically, so concurrent processes never read half a file).
@@ -182,7 +186,7 @@ def key_second_moments(model: nn.Module, tok, layers: Iterable[int], texts: Text
         if path.is_file():
             out[layer] = load_file(str(path))["mom2"]
             log.debug("key statistics of layer %d loaded from %s", layer, path)
-    missing = [layer for layer in layers if layer not in out]
+    missing = [layer for layer in paths if layer not in out]
     if missing:
         start = time.perf_counter()
         samples = load_samples()

@@ -41,6 +41,8 @@ class RunKey(NamedTuple):
 
 @dataclass(frozen=True)
 class Outcome:
+    """One case's result in a run, or its failure (``result`` None, ``error`` set)."""
+
     key: RunKey
     case: EditCase
     result: EditResult | None  # None when the edit failed
@@ -86,11 +88,19 @@ def _json_safe(value):
 
 
 def _never(_: RunKey) -> bool:
+    """Skip nothing (the default of every runner's ``skip``)."""
     return False
 
 
+# What a case's input can make an edit or its scoring raise: the project's user errors, and what
+# torch raises for an input the checks did not foresee (an index past the context, a shape that
+# does not fit). Either way the case is recorded as failed and the run goes on.
+INPUT_ERRORS = (SSSError, IndexError, ValueError)
+
+
 def _failed(key: RunKey, case: EditCase, exc: Exception, **kw) -> Outcome:
-    log.warning("%s on %s failed: %s", key.editor, key.case_id, exc)
+    """The failed outcome of one case: no result, ``error`` = "ExceptionType: message"."""
+    log.warning("%s on %s failed: %s", key.editor, key.case_id, exc, exc_info=not isinstance(exc, SSSError))
     return Outcome(key, case, None, error=f"{type(exc).__name__}: {exc}", **kw)
 
 
@@ -110,7 +120,7 @@ def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase
                 edit = editor.edit(model, tok, [case.request])
                 seconds = time.perf_counter() - start
                 result = evaluate_edit(model, tok, case, edit, name, seconds, with_lambda)
-        except SSSError as exc:
+        except INPUT_ERRORS as exc:
             yield _failed(key, case, exc, C=C)
             continue
         yield Outcome(key, case, result, C=C)
@@ -148,6 +158,10 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
     with model_lock(model):
         try:
             for position, (case, key, pre) in enumerate(zip(cases, keys, pres), start=1):
+                if isinstance(pre, Exception):  # its probes cannot be read: not edited, one failed case
+                    if not skip(key):
+                        yield _failed(key, case, pre, n=n, position=position)
+                    continue
                 torch.manual_seed(case_seed(seed, key.case_id))
                 try:
                     # always the base model: weight edits change it in place, memory editors (SERAC)
@@ -156,7 +170,7 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
                     edit = editor.edit(model, tok, [case.request])
                     seconds = time.perf_counter() - start
                     result = evaluate_edit(model, tok, case, edit, name, seconds, with_lambda, pre=pre)
-                except SSSError as exc:
+                except INPUT_ERRORS as exc:
                     if not skip(key):
                         yield _failed(key, case, exc, n=n, position=position)
                     continue
@@ -166,10 +180,17 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
                     yield Outcome(key, case, result, n=n, position=position)
             final_model = applied[-1].model if applied else model
             for case, key, pre in zip(cases, finals, pres):
-                if not skip(key):
+                if skip(key):
+                    continue
+                try:
+                    if isinstance(pre, Exception):
+                        raise pre
                     result = evaluate_edit(final_model, tok, case, HeldEdit(final_model), name,
                                            with_lambda=False, pre=pre)
-                    yield Outcome(key, case, result, n=n, position=n)
+                except INPUT_ERRORS as exc:
+                    yield _failed(key, case, exc, n=n, position=n)
+                    continue
+                yield Outcome(key, case, result, n=n, position=n)
         finally:
             for edit in reversed(applied):
                 edit.revert()
@@ -182,7 +203,9 @@ def batch_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase]
 
     Mode ``batch@n``. Each result's ``seconds`` is the batch's edit time divided by n (its share);
     lambda_max is not measured (the model seen before each case's edit is the unedited one, the
-    after is shared by the batch). A failed batch yields a failed outcome for every case.
+    after is shared by the batch). A case whose probes cannot be read (e.g. longer than the
+    model's context) is left out of the batch and recorded as failed; a failed batch yields a
+    failed outcome for every case in it.
     """
     name = editor.name
     n = len(cases)
@@ -190,30 +213,54 @@ def batch_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase]
     if all(skip(k) for k in keys):
         return
     pres = _predictions_by_case(model, tok, cases)
+    for case, key, pre in zip(cases, keys, pres):
+        if isinstance(pre, Exception) and not skip(key):
+            yield _failed(key, case, pre, n=n)
+    todo = [(case, key, pre) for case, key, pre in zip(cases, keys, pres) if not isinstance(pre, Exception)]
+    if not todo:
+        return
     torch.manual_seed(case_seed(seed, keys[0].case_id))
     with model_lock(model):
         try:
             start = time.perf_counter()
-            edit = editor.edit(model, tok, [c.request for c in cases])
+            edit = editor.edit(model, tok, [case.request for case, _, _ in todo])
             seconds = time.perf_counter() - start
-        except SSSError as exc:
-            for case, key in zip(cases, keys):
+        except INPUT_ERRORS as exc:
+            for case, key, _ in todo:
                 if not skip(key):
                     yield _failed(key, case, exc, n=n)
             return
         with edit:
-            for case, key, pre in zip(cases, keys, pres):
-                if not skip(key):
-                    result = evaluate_edit(edit.model, tok, case, HeldEdit(edit.model), name, seconds / n,
+            for case, key, pre in todo:
+                if skip(key):
+                    continue
+                try:
+                    result = evaluate_edit(edit.model, tok, case, HeldEdit(edit.model), name, seconds / len(todo),
                                            with_lambda=False, pre=pre)
-                    yield Outcome(key, case, result, n=n)
+                except INPUT_ERRORS as exc:
+                    yield _failed(key, case, exc, n=n)
+                    continue
+                yield Outcome(key, case, result, n=n)
 
 
-def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]):
-    """Teacher-forced predictions of every case's probes, in one batched pass, split per case."""
+def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]) -> list:
+    """Teacher-forced predictions of every case's probes, in one batched pass, split per case.
+
+    When the batch cannot be read (a case's probe is longer than the model's context, ...), each
+    case is read on its own: the failing ones get the exception instead of their predictions.
+    """
     probes = [probes_of(c) for c in cases]
-    flat = teacher_forced(model, tok, [p.prompt for ps in probes for p in ps],
-                          [p.answer for ps in probes for p in ps])
+    try:
+        flat = teacher_forced(model, tok, [p.prompt for ps in probes for p in ps],
+                              [p.answer for ps in probes for p in ps])
+    except INPUT_ERRORS:
+        out = []
+        for ps in probes:
+            try:
+                out.append(teacher_forced(model, tok, [p.prompt for p in ps], [p.answer for p in ps]))
+            except INPUT_ERRORS as exc:
+                out.append(exc)
+        return out
     out, start = [], 0
     for ps in probes:
         out.append(flat[start:start + len(ps)])
