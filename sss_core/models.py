@@ -16,7 +16,7 @@ from .errors import ModelLoadError
 from .resources import default_model_path
 
 if TYPE_CHECKING:  # annotations only: torch is imported where it is used, so that a wrong model name or an
-    import torch      # unreachable hub is refused without the seconds torch takes to import
+    import torch  # unreachable hub is refused without the seconds torch takes to import
     from torch import nn
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _hub_unreachable() -> str | None:
         return "HF_HUB_OFFLINE is set"
     try:
         get_session().head(constants.ENDPOINT, timeout=HUB_CHECK_SECONDS)
-    except Exception as exc:  # requests' or httpx's connection and timeout errors, whichever the version uses
+    except Exception as exc:  # noqa: BLE001 (requests' or httpx's errors, whichever the hub version uses)
         return f"no network connection to {constants.ENDPOINT} ({type(exc).__name__})"
     return None
 

@@ -1,6 +1,6 @@
 import hashlib
-import shutil
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sss_core", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sss_core", *args], cwd=ROOT, capture_output=True, check=False,
                           text=True, timeout=300)
 
 
@@ -81,7 +81,7 @@ def _torch_after(argv: list[str], env: dict | None = None) -> tuple[bool, str]:
     """Run the CLI on ``argv`` in a fresh interpreter; (was torch imported?, stderr)."""
     code = ("import sys\nfrom sss_core.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
-    res = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    res = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
                          env=env)
     return res.stdout.split()[-2:] != ["False", "False"], res.stderr
 
@@ -148,7 +148,7 @@ def _offline_env(cache: Path) -> dict:
 
 def test_hub_name_without_network_fails_at_once_with_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "sss_core", "lambda", "--model", "gpt2", "--prompt", "a",
-                          "--target", "b"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          "--target", "b"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
                          env=_offline_env(tmp_path))
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
@@ -168,7 +168,7 @@ def test_hub_name_without_network_loads_from_the_cache(tmp_path):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
     res = subprocess.run([sys.executable, "-m", "sss_core", "lambda", "--model", "sss-lab/default", "--prompt",
-                          "The capital of France is", "--target", "Paris", "--json"], cwd=ROOT, capture_output=True,
+                          "The capital of France is", "--target", "Paris", "--json"], cwd=ROOT, capture_output=True, check=False,
                          text=True, timeout=300, env=_offline_env(tmp_path))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)

@@ -87,6 +87,7 @@ def test_loaded_model_is_named_without_a_path(default_lm, tiny_lm, tmp_path):
 
 def test_unreachable_hub_is_one_line_without_retries(monkeypatch, caplog):
     import time
+
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # refuses at once, as with no network
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

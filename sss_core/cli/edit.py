@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
-from .common import (add_model_args, emit, load_model_from_args, nonempty, parse_settings, positive_int,
-                     unit_interval)
+from .common import add_model_args, emit, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
 from .names import EDITOR_NAMES, editor_name
 
 

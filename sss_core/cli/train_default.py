@@ -20,6 +20,7 @@ def register(sub) -> None:
 def run(args) -> None:
     """Train the default model from parsed arguments; print its metrics as JSON."""
     from dataclasses import replace
+
     from ..world.train_default import TrainConfig, train_default_model
     cfg = TrainConfig(seed=args.seed)
     if args.epochs:

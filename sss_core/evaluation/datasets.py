@@ -38,8 +38,9 @@ import json
 import logging
 import os
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..errors import DataError
 from ..types import GROUPS, EditCase, EditRequest, Probe

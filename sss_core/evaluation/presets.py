@@ -9,8 +9,8 @@ Example:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import torch
 

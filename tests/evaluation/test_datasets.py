@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-
-import pytest
-
-from sss_core.errors import DataError
-from sss_core.evaluation.datasets import (detect_format, group_counts, load_cases, load_dataset,
-                                          world_split_cases)
-from sss_core.types import GROUPS
-from sss_core.world.records import to_record
-
 from pathlib import Path
 
+import pytest
 from real_data import anchor_file
+
+from sss_core.errors import DataError
+from sss_core.evaluation.datasets import detect_format, group_counts, load_cases, load_dataset, world_split_cases
+from sss_core.types import GROUPS
+from sss_core.world.records import to_record
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -363,8 +360,8 @@ def test_world_records_name_the_bad_field(tmp_path):
 
 # --- property: whatever a record holds, the loader answers with cases or a DataError -----------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30) | st.floats(allow_nan=False)
