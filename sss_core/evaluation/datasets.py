@@ -193,12 +193,19 @@ def _one_hop(f: _Fields) -> list[Probe]:
 
 
 def _request(f: _Fields, prompt: str, target: str, subject: str | None, truth: str | None,
-             stem: str) -> EditRequest:
-    """The record's EditRequest; a subject that is not in the prompt is dropped (logged), not fatal."""
+             stem: str, template: str | None = None) -> EditRequest:
+    """The record's EditRequest; a subject that is not in the prompt is dropped (logged), not fatal.
+
+    ``template`` (ROME's prompt with ``{}``) is kept when it makes the prompt from the subject: the
+    editors then locate the subject at its slot, not at a look-alike earlier in the prompt.
+    """
     if subject is not None and subject not in prompt:
         log.debug("%s record %d: subject %r is not in the prompt; dropped", f.source, f.index, subject)
         subject = None
-    return EditRequest(prompt, target, subject=subject, ground_truth=truth, case_id=f.case_id(stem))
+    if template is not None and (subject is None or template.replace("{}", subject.strip(), 1) != prompt):
+        template = None
+    return EditRequest(prompt, target, subject=subject, ground_truth=truth, case_id=f.case_id(stem),
+                       template=template)
 
 
 def _grouped(f: _Fields, names: dict[str, str]) -> list[Probe]:
@@ -284,7 +291,7 @@ def parse_rome(f: _Fields, stem: str) -> EditCase:
         Probe(_fill(f, template, f.text("alternative_subject"), "requested_rewrite.prompt"), new, "subject_replace")]
         if f.get("alternative_subject", required=False) is not None else [])
     probes += f.optional("portability", lambda: _one_hop(f))
-    req = _request(f, prompt, new, subject, true, stem)
+    req = _request(f, prompt, new, subject, true, stem, template=template)
     return EditCase(req, tuple(probes), relation=f.text("requested_rewrite.relation_id", required=False))
 
 

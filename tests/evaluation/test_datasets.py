@@ -406,3 +406,12 @@ def test_any_value_anywhere_gives_cases_or_a_data_error(tmp_path, name, data, va
     assert all(isinstance(c.request.prompt, str) and c.request.prompt.strip() for c in cases)
     assert all(isinstance(p.prompt, str) and isinstance(p.answer, str) and p.answer.strip()
                for c in cases for p in c.probes)
+
+
+def test_rome_records_carry_their_template(tmp_path):
+    rome = _records("rome_counterfact.json")
+    rome[0]["requested_rewrite"].update(prompt="The Indian Ocean lies south of {}, whose capital is", subject="India")
+    req = load_dataset(_write(tmp_path, rome))[0].request
+    assert req.prompt == "The Indian Ocean lies south of India, whose capital is"
+    assert req.template == "The Indian Ocean lies south of {}, whose capital is"  # the subject's slot, for the editors
+    assert req.validate(needs_subject=True) is req
