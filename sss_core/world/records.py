@@ -9,12 +9,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import DataError
+from ..jsonio import to_json
 from ..types import GROUPS, EditCase, EditRequest, Probe
 from .generate import Fact, World, build_world
 from .relations import ONE_HOP, RELATIONS_BY_ID, REVERSED
@@ -218,15 +218,15 @@ def write_world(out: Path, seed: int = 0) -> dict[str, int]:
     """Write facts, the training corpus, one-hop cases and the edit splits as JSON under ``out``."""
     world = build_world(seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "facts.json").write_text(json.dumps(
-        [{"subject": f.subject, "relation": f.relation, "object": f.object} for f in world.facts], indent=1))
-    (out / "aliases.json").write_text(json.dumps(world.aliases, indent=1))
+    (out / "facts.json").write_text(to_json(
+        [{"subject": f.subject, "relation": f.relation, "object": f.object} for f in world.facts], indent=True))
+    (out / "aliases.json").write_text(to_json(world.aliases, indent=True))
     (out / "corpus.txt").write_text("\n".join(world.training_sentences()) + "\n")
-    (out / "one_hop.json").write_text(json.dumps(
-        [{"prompt": p, "answer": a} for p, a in world.one_hop_cases()], indent=1))
+    (out / "one_hop.json").write_text(to_json(
+        [{"prompt": p, "answer": a} for p, a in world.one_hop_cases()], indent=True))
     counts = {"facts": len(world.facts)}
     for split in SPLITS:
         records = [to_record(c) for c in world_cases(world, split, seed)]
-        (out / f"{split}.json").write_text(json.dumps(records, indent=1))
+        (out / f"{split}.json").write_text(to_json(records, indent=True))
         counts[split] = len(records)
     return counts
