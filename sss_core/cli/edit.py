@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+from ..types import EditRequest
 from .common import add_model_args, emit, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
 from .names import EDITOR_NAMES, editor_name
 
@@ -31,8 +32,6 @@ def register(sub) -> None:
 
 def run(args) -> None:
     """Run ``edit`` from parsed arguments: edit, score, revert; print JSON (``--json``) or text."""
-    from ..types import EditRequest
-
     settings = parse_settings(args.set)
     if args.C is not None:
         settings["sss_c"] = args.C
