@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from app import resources, state
+from app import panels, resources, state
 from sss_core.editors import EDITORS
+from sss_core.projection import METHODS
 
 st.set_page_config(page_title="SSS Lab", page_icon=":material/hub:", layout="wide")
 state.keep_widget_values()
-state.load_query_params(resources.preset_for, EDITORS)
+state.load_query_params(resources.preset_for, list(EDITORS), METHODS)
+panels.link_problems_notice()
 
 pages = [
     st.Page("app/views/edit.py", title="Edit", icon=":material/edit:", default=True),

@@ -13,6 +13,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from sss_core.evaluation.report import html_page
+
 # One colour per probe group (colour-blind-safe Okabe-Ito first, then tableau tones).
 GROUP_COLOURS = {
     "rewrite": "#D55E00", "paraphrase": "#E69F00", "subject_replace": "#CC79A7",
@@ -136,9 +138,28 @@ def sweep_figure(c_values: Sequence[float], metrics: Mapping[str, Sequence[float
                       annotation_text="λ_max before", annotation_position="top left")
     fig.update_layout(title=title, height=420, xaxis=dict(title="C", range=[-0.02, 1.02]),
                       yaxis=dict(title="score", range=[0, 1.05]),
-                      yaxis2=dict(title="λ_max (log scale)", overlaying="y", side="right", type="log", showgrid=False),
+                      yaxis2=dict(title="λ_max after (log scale)", overlaying="y", side="right", type="log",
+                                  showgrid=False, exponentformat="power", **log_ticks(
+                                      [*lambda_after, *([lambda_before] if lambda_before is not None else [])])),
                       legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def log_ticks(values: Sequence[float | None]) -> dict:
+    """Tick values and labels of a log axis over ``values``: one per power of ten ("1e-4"), plus 2
+    and 5 times it when the data span under two decades; {} when no value is positive.
+
+    Plotly's own log ticks label arbitrary values ("529.1305µ") when the span is short.
+    """
+    pos = [float(v) for v in values if v is not None and not math.isnan(float(v)) and float(v) > 0]
+    if not pos:
+        return {}
+    lo, hi = math.floor(math.log10(min(pos))), math.ceil(math.log10(max(pos)))
+    hi = max(hi, lo + 1)
+    mults = (1, 2, 5) if hi - lo <= 2 else (1,)
+    ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in mults if m * 10.0 ** e <= 10.0 ** hi]
+    return {"tickvals": ticks, "ticktext": [f"{t:.0e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+                                            for t in ticks]}
 
 
 def sequential_figure(n: Sequence[int], series: Mapping[str, Sequence[float]],
@@ -155,6 +176,6 @@ def sequential_figure(n: Sequence[int], series: Mapping[str, Sequence[float]],
     return fig
 
 
-def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML page of ``fig`` with plotly.js inlined (opens offline)."""
-    return fig.to_html(full_html=True, include_plotlyjs=True)
+def figure_html(fig: go.Figure, title: str = "SSS Lab") -> str:
+    """A standalone HTML page of ``fig`` titled ``title``, plotly.js inlined (opens offline)."""
+    return html_page(fig, title, "inline")

@@ -27,6 +27,16 @@ from sss_core.types import EditCase, EditRequest
 
 # --- model and editor -----------------------------------------------------------------------------
 
+def model_from_state() -> LoadedModel | None:
+    """The model named on the Edit page (without drawing its box), or None after showing why."""
+    name = st.session_state.get(state.MODEL, state.DEFAULT_MODEL_NAME)
+    try:
+        return resources.get_model(name)
+    except Exception as exc:  # noqa: BLE001 - any load failure is shown, the page stays usable
+        show_error(exc, f"Could not load the model {name!r}")
+        return None
+
+
 def model_picker() -> LoadedModel | None:
     """Text box for the model; returns the loaded model or None (after showing why)."""
     state.setdefault(state.MODEL, state.DEFAULT_MODEL_NAME)
@@ -149,6 +159,27 @@ def editor_picker(editor_key: str = state.EDITOR, c_key: str = state.C, advanced
     return EditorChoice(editor, float(c) if uses_c else None, overrides)
 
 
+def choice_for(editor: str, c: float | None = None) -> EditorChoice:
+    """``editor`` with C (its default when None; ignored for an editor without C) and the advanced
+    settings chosen for it on the Edit page."""
+    overrides = config_overrides_from_state(editor)
+    if not has_c(editor):
+        return EditorChoice(editor, None, overrides)
+    c_name = analysis.c_field(editor)
+    c = float(EDITORS[editor].defaults.get(c_name, 0.9) if c is None else c)
+    overrides[c_name] = c
+    return EditorChoice(editor, c, overrides)
+
+
+def editor_from_state(editor_key: str = state.EDITOR, c_key: str = state.C) -> EditorChoice:
+    """The editor, C and advanced settings chosen on a page, read from state without drawing widgets
+    (a shared link opened on a page that does not draw them, e.g. Projection)."""
+    editor = st.session_state.get(editor_key)
+    if editor not in EDITORS:
+        editor = "ft-l+sss" if "ft-l+sss" in EDITORS else next(iter(EDITORS))
+    return choice_for(editor, st.session_state.get(c_key))
+
+
 # --- the request and its run -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -245,9 +276,56 @@ def request_picker() -> RequestChoice:
     return RequestChoice(source, r.prompt, r.subject, r.target_new, case)
 
 
+def request_from_state() -> RequestChoice:
+    """The request chosen on the Edit page, read from state without drawing widgets (see
+    ``editor_from_state``): the preset, the typed fact (paraphrases and neighbours too) or the record."""
+    ss = st.session_state
+    source = ss.get(state.REQ_SOURCE, state.SOURCES[0])
+    if source == state.SOURCES[1]:
+        return RequestChoice(source, (ss.get(state.TYPED_PROMPT) or "").strip(),
+                             (ss.get(state.TYPED_SUBJECT) or "").strip() or None,
+                             (ss.get(state.TYPED_TARGET) or "").strip(), None,
+                             _lines(ss.get(state.TYPED_PARAPHRASES, "")), _lines(ss.get(state.TYPED_NEIGHBOURS, "")))
+    held = state.uploaded_cases()
+    if source == state.SOURCES[2] and held is not None and held[1]:
+        case = held[1][min(int(ss.get(state.UPLOAD_CHOICE, 0)), len(held[1]) - 1)]
+    else:
+        case = resources.preset_by_id(ss.get(state.PRESET)) or resources.preset_cases()[0]
+        source = state.SOURCES[0]
+    r = case.request
+    return RequestChoice(source, r.prompt, r.subject, r.target_new, case)
+
+
+def differs(run: analysis.EditRun, choice: EditorChoice, request: RequestChoice) -> str | None:
+    """What ``run`` was made with, when the form (``choice``, ``request``) now says otherwise; else None."""
+    r = run.case.request
+    same = (run.editor == choice.editor and r.prompt == request.prompt and r.target_new == request.target
+            and (request.case is None or request.case == run.case)
+            and (choice.c is None or run.c is None or abs(float(run.c) - choice.c) < 1e-9))
+    if same:
+        return None
+    c = run.c if has_c(run.editor) else None
+    return f"{run.editor}" + (f" C={c:g}" if c is not None else "") + f", {r.prompt!r} -> {r.target_new!r}"
+
+
+def run_and_keep(lm: LoadedModel, choice: EditorChoice, request: RequestChoice, view: str,
+                 from_link: bool = False) -> analysis.EditRun | None:
+    """Run one edit (``run_edit_with_status``) and keep it as the session's last run; on failure the
+    earlier results stay and ``view`` marks them as earlier (``state.set_failed_attempt``).
+    ``from_link``: re-running a shared link's edit, whose point selection is kept."""
+    run = run_edit_with_status(lm, choice, request, view=view)
+    if run is not None:
+        state.set_last_run(run, keep_selection=from_link)
+    return run
+
+
 def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: RequestChoice,
-                         with_background: bool = True) -> analysis.EditRun | None:
-    """Run one edit inside st.status, showing each stage; errors become messages."""
+                         with_background: bool = True, view: str | None = None) -> analysis.EditRun | None:
+    """Run one edit inside st.status, showing each stage; errors become messages.
+
+    ``view``: whose results this run replaces; a failure is recorded there (``state.set_failed_attempt``)
+    so the view marks the results still on screen as those of an earlier run.
+    """
     with st.status(f"Editing with {choice.editor}...", expanded=True) as status:
         try:
             case = request.build(lm)
@@ -257,7 +335,11 @@ def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: Request
         except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
             status.update(label="The edit failed", state="error", expanded=True)
             show_error(exc, "The edit failed")
+            if view is not None:
+                state.set_failed_attempt(view, f"{choice.editor}, {request.describe()}: {str(exc)[:200]}")
             return None
+        if view is not None:
+            state.set_failed_attempt(view, None)
         status.update(label=f"Done: edited in {run.seconds_edit:.2f}s, everything measured in "
                             f"{run.seconds_total:.2f}s", state="complete", expanded=False)
     return run

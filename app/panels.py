@@ -23,35 +23,156 @@ from sss_core.jsonio import to_json
 from sss_core.projection import METHOD_LABELS, METHODS, project
 
 POOLING_LABELS = {"last": "last token", "mean": "mean of tokens"}
+MISSING = "n/a"  # the one spelling of a missing value (no C, no probe of a group, NaN) on every view
+LAMBDA_FORMAT = ".2e"  # lambda_max spans decades (1e-6 .. 1e1): scientific, 3 significant digits
+STYLED_CELLS = 50_000  # tables up to this many cells get the app's number formats and MISSING
+TOOK = 1.0  # reliability below this: the edit did not take (the model does not give the new answer)
+
+
+def _missing(x: Any) -> bool:
+    """None or NaN."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
-    """A number for a metric card; "n/a" for None or NaN."""
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+    """A number for a metric card; ``MISSING`` for None or NaN."""
+    return MISSING if _missing(x) else format(x, spec)
+
+
+def fmt_lambda(x: float | None) -> str:
+    """lambda_max as shown everywhere in the app: 3 significant digits, scientific (8.34e-06)."""
+    return _fmt(x, LAMBDA_FORMAT)
+
+
+def shown_c(editor: str, c: float | None) -> float | None:
+    """C as shown for a run of ``editor``: None for an editor without an SSS term (registry: no C
+    field, or SSS not used), so "ft-l C=0" is never shown."""
+    spec = EDITORS.get(editor)
+    return c if c is not None and spec is not None and spec.uses_sss and spec.c_field else None
+
+
+def run_label(run: analysis.EditRun, prefix: str = "") -> str:
+    """A short name of a run: "A: ft-l+sss C=0.9", or "A: ft-l" for an editor without C."""
+    c = shown_c(run.editor, run.c)
+    return f"{prefix}{run.editor}" + (f" C={c:g}" if c is not None else "")
 
 
 def run_caption(run: analysis.EditRun) -> str:
     """One line of Markdown naming the editor (and its C where it uses SSS), the model and the request."""
     r = run.case.request
-    spec = EDITORS.get(run.editor)
-    # run.c is None without a C field; an editor that does not use SSS by default (ft-l) shows no C either
-    c = f", C = {run.c:g}" if run.c is not None and spec is not None and spec.uses_sss else ""
+    c = shown_c(run.editor, run.c)
+    c = f", C = {c:g}" if c is not None else ""
     return (f"**{run.editor}**{c} on `{run.model_name.rsplit('/', 1)[-1]}`: {r.prompt!r} -> **{r.target_new}** "
             f"(run `{run.run_id}`, {run.seconds_total:.1f} s)")
 
 
+def edit_took(run: analysis.EditRun) -> bool:
+    """Whether the edit took: reliability (the edit prompt gives the new target) is 1; NaN counts as not."""
+    rel = run.result.metrics.get("reliability", math.nan)
+    return not _missing(rel) and rel >= TOOK
+
+
+def run_flags(run: analysis.EditRun) -> list[str]:
+    """Warnings about the run's outcome itself (the request's own warnings are in ``run.warnings``)."""
+    if edit_took(run):
+        return []
+    rel = run.result.metrics.get("reliability", math.nan)
+    return [f"The edit did not take: reliability {_fmt(rel, '.2f')} (the edited model does not give "
+            f"{run.case.request.target_new!r} for the edit prompt). Its other metrics and λ_max describe a "
+            "model that was not edited as asked; try more steps, another layer or another editor."]
+
+
+def run_notices(run: analysis.EditRun) -> None:
+    """The run's outcome flags and the request's warnings, each as a warning box."""
+    for w in (*run_flags(run), *run.warnings):
+        st.warning(w)
+
+
+def earlier_run_notice(view: str, run, described: str | None = None) -> None:
+    """Mark results on screen that are not those of the last attempt: it failed, or the inputs changed.
+
+    ``described``: the inputs the results came from, when they differ from the form's (None if equal).
+    """
+    failed = state.failed_attempt(view)
+    if failed is not None and run is not None:
+        st.warning(f"Earlier run: the results below are from before your last attempt, which failed "
+                   f"({failed}).", icon=":material/history:")
+    elif described is not None:
+        st.info(f"Earlier run: the results below are for {described}; the inputs above have changed "
+                "since. Run again to update them.", icon=":material/history:")
+
+
 def metrics_row(run: analysis.EditRun) -> None:
-    """lambda_max before and after the edit and the four EasyEdit metrics as cards; the request's warnings."""
+    """lambda_max before and after the edit and the four EasyEdit metrics as cards; the run's warnings.
+
+    The change of lambda_max is shown as a plain number without an arrow, and not at all when the
+    edit did not take: a drop in lambda_max then says nothing about a successful sparse edit.
+    """
     res = run.result
     cols = st.columns(6)
     lb, la = res.lambda_max_before, res.lambda_max_after
-    cols[0].metric("λ_max before", _fmt(lb), help="SSS metric of the edit prompt and new target (paper Eq. 9)")
-    cols[1].metric("λ_max after", _fmt(la), delta=None if math.isnan(la - lb) else f"{la - lb:+.3g}",
-                   delta_color="off")
+    cols[0].metric("λ_max before", fmt_lambda(lb), help="SSS metric of the edit prompt and new target (paper Eq. 9)")
+    took = edit_took(run)
+    delta = None if _missing(la) or _missing(lb) or not took else format(la - lb, "+" + LAMBDA_FORMAT)
+    cols[1].metric("λ_max after", fmt_lambda(la), delta=delta, delta_color="off", delta_arrow="off",
+                   help=None if took else "no change shown: the edit did not take")
     for col, name in zip(cols[2:], ("reliability", "generality", "locality", "portability")):
         col.metric(name, _fmt(res.metrics.get(name, math.nan), ".2f"))
-    for w in run.warnings:
-        st.warning(w)
+    run_notices(run)
+
+
+def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None,
+               column_config: dict | None = None) -> None:
+    """``st.dataframe`` with missing values as ``MISSING`` and lambda_max columns scientific.
+
+    ``formats``: column -> format spec (".3f"); columns named like "λ_max ..." or "lambda_max..."
+    get ``LAMBDA_FORMAT`` unless given.
+    """
+    specs = {c: LAMBDA_FORMAT for c in df.columns if "λ_max" in str(c) or "lambda_max" in str(c)}
+    specs.update({c: f for c, f in (formats or {}).items() if c in df.columns})
+
+    def formatter(spec: str):
+        return lambda v: MISSING if _missing(v) else format(v, spec)
+
+    # in a keyed container ("st-key-<key>-box" in the page), so a browser test can find this table
+    with st.container(key=f"{key}-box"):
+        if df.size > STYLED_CELLS:  # styling every cell of a large bench table costs seconds per rerun
+            st.dataframe(df, hide_index=True, width="stretch", key=key, column_config=column_config)
+            return
+        styler = df.style.format({c: formatter(f) for c, f in specs.items()}, na_rep=MISSING)
+        st.dataframe(styler, hide_index=True, width="stretch", key=key, column_config=column_config)
+
+
+def link_problems_notice() -> None:
+    """The invalid values of the link this session was opened with, until the user dismisses them."""
+    problems = state.link_problems()
+    if problems:
+        st.warning("This link had values that could not be used; they were left at their defaults:\n\n"
+                   + "\n".join(f"- {p}" for p in problems), icon=":material/link_off:")
+        st.button("Dismiss", key="dismiss_link_problems", on_click=state.dismiss_link_problems)
+
+
+def update_norm_warnings(weights: dict[str, float], steps) -> list[str]:
+    """One warning naming the edits of a sequential history whose update outgrows the weight it changes.
+
+    ``weights``: parameter -> Frobenius norm of the unedited weight; ``steps``: SequentialSteps.
+    An update larger than the weight itself rewrites the layer rather than adding a fact to it; ROME
+    does this under sequential edits with its defaults (docs/editors.md, "ROME under sequential edits").
+    """
+    over = []  # (edit number, editor, parameter, update norm, weight norm)
+    for s in steps:
+        for name, norm in (s.edit.delta_norms() or {}).items():
+            w = weights.get(name)
+            if w and norm > w:
+                over.append((s.n, s.editor, name, norm, w))
+    if not over:
+        return []
+    worst = max(over, key=lambda o: o[3] / o[4])
+    edits = ", ".join(f"{n} ({e})" for n, e in dict.fromkeys((o[0], o[1]) for o in over))
+    return [f"Updates larger than the weight they change, at edit(s) {edits}: the largest, edit {worst[0]}'s "
+            f"update of {worst[2]}, has norm {worst[3]:.3g} against the weight's own {worst[4]:.3g} "
+            f"({worst[3] / worst[4]:.1f}x). Updates this large overwrite what the layer knew: expect locality and "
+            "unedited facts to collapse as edits accumulate (docs/editors.md, ROME under sequential edits)."]
 
 
 def _badge(row: analysis.ProbeRow) -> str:
@@ -71,26 +192,47 @@ def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
     for r in run.rows:
         rows.append({"group": analysis.GROUP_LABELS.get(r.group, r.group), "prompt": r.prompt,
                      "top-1": _badge(r), "top-1 before": r.top1_before, "top-1 after": r.top1_after,
-                     "old answer": r.old or "", "P(old) before": r.p_old_before, "P(old) after": r.p_old_after,
+                     "old answer": r.old, "P(old) before": r.p_old_before, "P(old) after": r.p_old_after,
                      "new answer": r.new, "P(new) before": r.p_new_before, "P(new) after": r.p_new_after,
                      "ΔP(new)": r.p_new_after - r.p_new_before, "score": r.score})
     return pd.DataFrame(rows)
 
 
-def probe_table(run: analysis.EditRun, key: str = "probes") -> pd.DataFrame:
-    """Draw the probability table (see probe_frame) with its caption; returns the DataFrame."""
+COMPACT_COLUMNS = ("group", "prompt", "top-1", "P(old) after", "P(new) after", "score")
+
+
+def probe_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The probe table as shown on the Edit page: the two top-1 columns and the two answers each
+    merged into one "before → after" / "old → new" column and ΔP(new) left out (all of them are in the
+    CSV), so P(old), P(new) and the score fit without a horizontal scroll at 1440 px."""
+    shown = df.drop(columns=["top-1 before", "top-1 after", "old answer", "new answer", "ΔP(new)"])
+    shown.insert(3, "top-1 before → after", df["top-1 before"].astype(str) + " → " + df["top-1 after"].astype(str))
+    shown.insert(4, "answer old → new", df["old answer"].fillna(MISSING).astype(str) + " → " + df["new answer"])
+    return shown
+
+
+def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = False) -> pd.DataFrame:
+    """Draw the probability table (see probe_frame, probe_display) with its caption; returns the full
+    DataFrame (what the CSV export holds).
+
+    ``compact`` (half-width columns, Compare) keeps only ``COMPACT_COLUMNS``.
+    """
     df = probe_frame(run)
-    prob = {c: st.column_config.NumberColumn(c, format="%.3f") for c in df.columns if c.startswith("P(")}
-    st.dataframe(df, hide_index=True, key=f"{key}-{run.run_id}", width="stretch", column_config={
-        **prob, "ΔP(new)": st.column_config.NumberColumn("ΔP(new)", format="%+.3f"),
-        "top-1": st.column_config.TextColumn("top-1", width="medium",
+    shown = df[list(COMPACT_COLUMNS)] if compact else probe_display(df)
+    formats = {c: ".3f" for c in shown.columns if c.startswith("P(")}
+    formats["score"] = ".2f"
+    small = {c: st.column_config.Column(c, width="small") for c in shown.columns if c not in ("prompt",)}
+    show_frame(shown, key=f"{key}-{run.run_id}", formats=formats, column_config={
+        **small,
+        "top-1": st.column_config.TextColumn("top-1", width="small",
                                              help="same, or FLIPPED: ✓ wanted by the edit, ✗ damage"),
-        "score": st.column_config.NumberColumn("score", format="%.2f",
-                                               help="EasyEdit metric: accuracy, or agreement for locality"),
-        "prompt": st.column_config.TextColumn("prompt", width="large")})
+        "score": st.column_config.Column("score", width="small",
+                                         help="EasyEdit metric: accuracy, or agreement for locality"),
+        "prompt": st.column_config.TextColumn("prompt", width="medium")})
     st.caption("P(·) is the probability of the whole answer given the prompt (teacher forced). "
                "Top-1 is the most likely next token. ✓: a flip the edit wants (edit prompt, paraphrases, "
-               "aliases); ✗: a flip that damages knowledge the edit should leave alone.")
+               "aliases); ✗: a flip that damages knowledge the edit should leave alone. Every column, "
+               "ΔP(new) included, is in the probe table CSV.")
     return df
 
 
@@ -184,15 +326,23 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                " the hover's ‖Δh‖ is measured in the full space." + variance +
                " Click a point, or lasso several, to list nearest neighbours before vs after.")
     selected = _selected(event, fig)
+    ss = st.session_state
+    if selected:
+        ss["_sel_from_event"] = True
+    elif ss.get("_sel_from_event"):  # the user cleared the selection in the chart
+        ss.pop("proj_selected", None)
+        ss["_sel_from_event"] = False
+    elif isinstance(ss.get("proj_selected"), int) and 0 <= ss["proj_selected"] < len(emb.sentences):
+        selected = [ss["proj_selected"]]  # from a shared link
     if selected:
         if len(selected) > 1:
             pick = st.selectbox(f"{len(selected)} sentences selected; neighbours of", selected,
                                 format_func=lambda i: emb.sentences[i], key=f"{key}-pick")
         else:
             pick = selected[0]
+        ss["proj_selected"] = pick
         st.markdown(f"**Nearest neighbours of** “{emb.sentences[pick]}” (full space, euclidean)")
-        st.dataframe(pd.DataFrame(analysis.neighbour_table(emb, pick)), hide_index=True, width="stretch",
-                     key=f"{key}-nn-{run.run_id}")
+        show_frame(pd.DataFrame(analysis.neighbour_table(emb, pick)), key=f"{key}-nn-{run.run_id}")
     return fig
 
 
@@ -229,19 +379,23 @@ def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "expo
                             disabled=not run.embeddings)
     for col, (name, fig) in zip(cols[3:], figs.items()):
         if fig is not None:
-            col.download_button(f"{name} (HTML)", lambda fig=fig: figures.figure_html(fig),
+            r = run.case.request
+            title = f"SSS Lab: {name.lower()}, {run_label(run)}, {r.prompt!r} -> {r.target_new!r}"
+            col.download_button(f"{name} (HTML)", lambda fig=fig, title=title: figures.figure_html(fig, title),
                                 f"{stem}-{name.lower().replace(' ', '-')}.html", "text/html",
                                 key=f"{key}-html-{name}-{run.run_id}", on_click="ignore")
 
 
-def chart_with_table(fig, df: pd.DataFrame, stem: str, key: str, table_label: str = "Table") -> None:
-    """A figure, the table behind it, and both as downloads: the table as CSV, the figure as HTML."""
+def chart_with_table(fig, df: pd.DataFrame, stem: str, key: str, table_label: str = "Table",
+                     title: str = "SSS Lab") -> None:
+    """A figure, the table behind it, and both as downloads: the table as CSV, the figure as HTML
+    (``title`` is the HTML page's title)."""
     st.plotly_chart(fig, key=f"{key}-fig", width="stretch")
-    st.dataframe(df, hide_index=True, width="stretch", key=f"{key}-table")
+    show_frame(df, key=f"{key}-table")
     c1, c2 = st.columns(2)
     with c1:
         frame_csv_button(df, f"{table_label} (CSV)", f"{stem}.csv", key=f"{key}-csv")
-    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig), f"{stem}.html", "text/html",
+    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig, title), f"{stem}.html", "text/html",
                        key=f"{key}-html", on_click="ignore")
 
 

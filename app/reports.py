@@ -99,6 +99,45 @@ def runs_table(path: Path) -> pd.DataFrame | None:
     return frame[[c for c in RUN_COLUMNS if c in frame.columns]] if runs else None
 
 
+def plot_figure(page: str):
+    """The plotly figure inside an HTML page written by plotly (``fig.write_html``), or None.
+
+    The Results view draws it with Streamlit's own plotly, which the app serves itself: the page's
+    plotly.js (a CDN, or plotly.min.js beside it, neither reachable from an embedded frame) is not
+    needed, so a report's plots show with the network off.
+    """
+    import plotly.graph_objects as go
+
+    at = page.find("Plotly.newPlot(")
+    if at < 0:
+        return None
+    decoder = json.JSONDecoder()
+    i = at + len("Plotly.newPlot(")
+    parts = []
+    try:
+        for _ in range(3):  # the div id, the data, the layout
+            while page[i] in " \n\r\t,":
+                i += 1
+            value, i = decoder.raw_decode(page, i)
+            parts.append(value)
+        return go.Figure({"data": parts[1], "layout": parts[2]}, skip_invalid=True)
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+def offline_page(page: str) -> str:
+    """An HTML page with plotly.js inlined in place of a CDN or relative ``<script src>`` (fallback
+    for pages ``plot_figure`` cannot read): embedded in the app, a relative path or a CDN would not load."""
+    import re
+
+    from plotly.offline import get_plotlyjs
+
+    pattern = re.compile(r'<script[^>]*src="[^"]*plotly[^"]*\.js"[^>]*>\s*</script>', re.IGNORECASE)
+    if not pattern.search(page):
+        return page
+    return pattern.sub(lambda _: "<script>" + get_plotlyjs() + "</script>", page, count=1)
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame | None:
     """Mean of the metric columns per editor (and C, when present), or None when the columns are missing."""
     group = [c for c in ("editor", "C", "sss_c", "mode", "n") if c in df.columns]

@@ -3,14 +3,17 @@
 Widget values live under the keys named here; results live under private keys ("_run", ...) and are
 read and written only through these functions, so a view never spells a session key itself.
 
-The URL carries the request, the editor and C (``?prompt=...&subject=...&target=...&editor=...&C=0.9``)
-so a link reproduces an edit; ``load_query_params`` reads them once per session.
+The URL carries the request and the open view's inputs (``?prompt=...&target=...&editor=...&C=0.9``,
+``a``/``b`` on Compare, ``cs`` on the C sweep, ``steps`` on Sequential, ...), and ``run=1`` when results
+were on screen, so a link reproduces a view and its results; ``load_query_params`` reads them once per
+session and keeps a line for each invalid value, which the router shows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -33,7 +36,6 @@ CONFIG_PREFIX = "cfg:"  # advanced editor settings: "cfg:<editor>:<field>"
 
 SOURCES = ("World preset", "Type a fact", "Upload EasyEdit JSON")
 DEFAULT_MODEL_NAME = "default"
-QUERY_KEYS = ("prompt", "subject", "target", "editor", "C")
 
 
 def config_key(editor: str, field: str) -> str:
@@ -56,46 +58,133 @@ def setdefault(key: str, value: Any) -> None:
 
 
 # --- query parameters ------------------------------------------------------------------------------
+# A shared link carries the request and every view's inputs; ``run=1`` says results were on screen,
+# so the view the link opens re-runs them (edits are cheap to redo and the model is never left edited).
+# Each query key maps to the widget's session key and a kind that says how it is checked.
+
+@dataclass(frozen=True)
+class LinkField:
+    """One query parameter of a shared link: its widget's session key and its kind (how it is checked)."""
+
+    query: str
+    key: str
+    kind: str  # "editor", "c", "method", "pooling", "cs", "index", "text", "steps"
+
+
+LINK_FIELDS = (
+    LinkField("editor", EDITOR, "editor"), LinkField("C", C, "c"),
+    LinkField("proj", PROJ_METHOD, "method"), LinkField("pool", PROJ_POOLING, "pooling"),
+    LinkField("sel", "proj_selected", "index"),
+    LinkField("a", "cmp_editor_a", "editor"), LinkField("ca", "cmp_c_a", "c"),
+    LinkField("b", "cmp_editor_b", "editor"), LinkField("cb", "cmp_c_b", "c"),
+    LinkField("sweep", "sweep_editor", "editor"), LinkField("cs", "sweep_cs", "cs"),
+    LinkField("seq", "seq_editor", "editor"), LinkField("seqC", "seq_c", "c"),
+    LinkField("steps", "_link_steps", "steps"),
+    LinkField("dir", "results_dir", "text"),
+)
+REQUEST_KEYS = ("prompt", "subject", "target")
+QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
+C_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # the C values the sweep offers
+
+
+def _parse_c(text: str) -> float:
+    """A C from a link: a number in [0, 1] (ValueError otherwise)."""
+    c = float(text)
+    if math.isnan(c) or not 0.0 <= c <= 1.0:
+        raise ValueError(f"{text} is outside 0..1")
+    return c
+
+
+def parse_link_value(field_: LinkField, text: str, editors, methods, poolings=("last", "mean")) -> Any:
+    """The widget value a link's ``text`` stands for; ValueError saying why it is not valid."""
+    if field_.kind == "editor":
+        if text not in editors:
+            raise ValueError(f"{text!r} is not an editor here (choose from {', '.join(editors)})")
+        return text
+    if field_.kind == "c":
+        try:
+            return round(_parse_c(text), 2)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a C between 0 and 1") from exc
+    if field_.kind == "method":
+        if text not in methods:
+            raise ValueError(f"{text!r} is not a projection method (choose from {', '.join(methods)})")
+        return text
+    if field_.kind == "pooling":
+        if text not in poolings:
+            raise ValueError(f"{text!r} is not a sentence embedding (choose from {', '.join(poolings)})")
+        return text
+    if field_.kind == "cs":
+        values = []
+        for part in text.split(","):
+            c = round(_parse_c(part), 2) if part.strip() else None
+            if c is None or c not in C_GRID:
+                raise ValueError(f"{part!r} is not one of the sweep's C values (0, 0.05, ..., 1)")
+            values.append(c)
+        return sorted(set(values))
+    if field_.kind == "index":
+        if not text.isdigit():
+            raise ValueError(f"{text!r} is not a point number")
+        return int(text)
+    if field_.kind == "steps":
+        steps = []
+        for part in text.split(","):
+            editor, _, case_id = part.partition(":")
+            if editor not in editors or not case_id:
+                raise ValueError(f"{part!r} is not an edit of the history (editor:preset id)")
+            steps.append((editor, case_id))
+        return steps
+    return text
+
 
 @dataclass(frozen=True)
 class SharedParams:
-    """What a shared link carries."""
+    """What a shared link carried: the request, the widget values it set, and what was invalid."""
 
     prompt: str | None = None
     subject: str | None = None
     target: str | None = None
-    editor: str | None = None
-    c: float | None = None
+    values: dict = field(default_factory=dict)  # session key -> value
+    problems: tuple[str, ...] = ()  # one line per invalid value, for the user
+    run: bool = False  # results were on screen when the link was made
+
+    @property
+    def editor(self) -> str | None:
+        """The Edit page's editor the link named (None if it named none or an invalid one)."""
+        return self.values.get(EDITOR)
+
+    @property
+    def c(self) -> float | None:
+        """The Edit page's C the link named (None if it named none or an invalid one)."""
+        return self.values.get(C)
 
 
-def read_query_params() -> SharedParams:
-    """The shared-link parameters of the URL; a C that is not a number is left out."""
+def read_query_params(editors=(), methods=("pca", "umap", "tsne")) -> SharedParams:
+    """The shared-link parameters of the URL, checked; every invalid one is left out and named."""
     qp = st.query_params
-    c = None
-    if "C" in qp:
-        try:
-            c = float(qp["C"])
-        except ValueError:
-            c = None
-        if c is not None and (math.isnan(c) or not 0.0 <= c <= 1.0):
-            c = None
+    values, problems = {}, []
+    for f in LINK_FIELDS:
+        if f.query in qp and qp[f.query] != "":
+            try:
+                values[f.key] = parse_link_value(f, qp[f.query], editors, methods)
+            except ValueError as exc:
+                problems.append(f"{f.query}={qp[f.query]}: {exc}")
     return SharedParams(qp.get("prompt") or None, qp.get("subject") or None, qp.get("target") or None,
-                        qp.get("editor") or None, c)
+                        values, tuple(problems), qp.get("run") == "1")
 
 
-def load_query_params(preset_for, editors) -> SharedParams | None:
-    """Once per session: put a shared link's request, editor and C into the widgets' state.
+def load_query_params(preset_for, editors, methods=("pca", "umap", "tsne")) -> SharedParams | None:
+    """Once per session: put a shared link's request and every view's values into the widgets' state.
 
     ``preset_for(prompt, target)`` returns a preset id or None; ``editors`` are the valid names.
+    Invalid values are kept out of the widgets and listed by ``link_problems`` for the user.
     """
     if st.session_state.get("_qp_loaded"):
         return None
     st.session_state["_qp_loaded"] = True
-    params = read_query_params()
-    if params.editor in editors:
-        st.session_state[EDITOR] = params.editor
-    if params.c is not None:
-        st.session_state[C] = round(params.c, 2)
+    params = read_query_params(editors, methods)
+    for key, value in params.values.items():
+        st.session_state[key] = value
     if params.prompt and params.target:
         preset = preset_for(params.prompt, params.target)
         if preset is not None:
@@ -106,24 +195,72 @@ def load_query_params(preset_for, editors) -> SharedParams | None:
             st.session_state[TYPED_PROMPT] = params.prompt
             st.session_state[TYPED_TARGET] = params.target
             st.session_state[TYPED_SUBJECT] = params.subject or ""
+    elif params.prompt or params.target:
+        params = dataclasses.replace(params, problems=params.problems + (
+            "the link has a prompt without a target, or a target without a prompt: the request was not set",))
+    st.session_state["_link_problems"] = list(params.problems)
+    st.session_state["_link_run"] = params.run
     return params
 
 
-def write_query_params(prompt: str | None, subject: str | None, target: str | None, editor: str,
-                       c: float | None) -> None:
-    """Mirror the current request, editor and C in the URL (only when they changed)."""
-    new = {"editor": editor}
-    if prompt:
-        new["prompt"] = prompt
-    if subject:
-        new["subject"] = subject
-    if target:
-        new["target"] = target
-    if c is not None:
-        new["C"] = f"{c:g}"
-    current = {k: st.query_params.get(k) for k in QUERY_KEYS if k in st.query_params}
+def link_problems() -> list[str]:
+    """The invalid values of the link this session was opened with (empty once dismissed)."""
+    return st.session_state.get("_link_problems", [])
+
+
+def dismiss_link_problems() -> None:
+    """Forget the link's problems (the user has seen them)."""
+    st.session_state["_link_problems"] = []
+
+
+def take_link_run() -> bool:
+    """True once, for the first view drawn after opening a link made while results were on screen."""
+    return bool(st.session_state.pop("_link_run", False))
+
+
+def link_steps() -> list[tuple[str, str]]:
+    """(editor, preset id) of a shared Sequential history still to replay; emptied by the caller."""
+    return st.session_state.get("_link_steps", [])
+
+
+def clear_link_steps() -> None:
+    """The shared Sequential history has been replayed (or given up on)."""
+    st.session_state.pop("_link_steps", None)
+
+
+def _fmt_link(f: LinkField, value: Any) -> str:
+    """How a widget value is written in the URL (the inverse of ``parse_link_value``)."""
+    if f.kind == "c":
+        return f"{float(value):g}"
+    if f.kind == "cs":
+        return ",".join(f"{float(c):g}" for c in value)
+    if f.kind == "steps":
+        return ",".join(f"{e}:{cid}" for e, cid in value)
+    return str(value)
+
+
+def write_link(prompt: str | None, subject: str | None, target: str | None, values: dict[str, Any],
+               ran: bool = False) -> None:
+    """Mirror the request and this view's values (query key -> value; None left out) in the URL.
+
+    ``ran``: results are on screen, so a link opened later re-runs them. Writes only on a change.
+    """
+    by_query = {f.query: f for f in LINK_FIELDS}
+    new = {k: v for k, v in (("prompt", prompt), ("subject", subject), ("target", target)) if v}
+    for q, value in values.items():
+        if value is not None and value != [] and value != "":
+            new[q] = _fmt_link(by_query[q], value)
+    if ran:
+        new["run"] = "1"
+    current = {k: st.query_params.get(k) for k in st.query_params}
     if current != new:
         st.query_params.from_dict(new)
+
+
+def write_query_params(prompt: str | None, subject: str | None, target: str | None, editor: str,
+                       c: float | None, ran: bool = False, **extra: Any) -> None:
+    """The Edit page's link: request, editor, C and ``extra`` (query key -> value); see ``write_link``."""
+    write_link(prompt, subject, target, {"editor": editor, "C": c, **extra}, ran=ran)
 
 
 # --- results of this session ---------------------------------------------------------------------
@@ -133,10 +270,14 @@ def last_run():
     return st.session_state.get("_run")
 
 
-def set_last_run(run) -> None:
-    """Keep ``run`` as this session's last edit; the projections of the one before are dropped."""
+def set_last_run(run, keep_selection: bool = False) -> None:
+    """Keep ``run`` as this session's last edit; the projections (and, unless ``keep_selection``:
+    a shared link's selection, the point selected) of the one before are dropped."""
     st.session_state["_run"] = run
     st.session_state["_projections"] = {}
+    if not keep_selection:
+        st.session_state.pop("proj_selected", None)
+        st.session_state["_sel_from_event"] = False
 
 
 def projection_cache() -> dict:
@@ -193,3 +334,16 @@ def uploaded_cases() -> tuple[str, list] | None:
 def set_uploaded_cases(name: str, cases: list) -> None:
     """Keep the cases read from an uploaded file, under its name (see ``uploaded_cases``)."""
     st.session_state["_uploaded"] = (name, cases)
+
+
+def failed_attempt(view: str) -> str | None:
+    """The error of ``view``'s last attempt if it failed after results were last set, else None."""
+    return st.session_state.get(f"_failed:{view}")
+
+
+def set_failed_attempt(view: str, message: str | None) -> None:
+    """Record that ``view``'s last run failed (``message``) or, with None, that it succeeded."""
+    if message is None:
+        st.session_state.pop(f"_failed:{view}", None)
+    else:
+        st.session_state[f"_failed:{view}"] = message

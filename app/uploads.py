@@ -18,7 +18,8 @@ MAX_BYTES = 50 * 1024 * 1024  # also the app's server.maxUploadSize
 
 
 def parse_upload(data: bytes, name: str = "upload.json", max_records: int = 2000) -> list[EditCase]:
-    """The first ``max_records`` records of an uploaded file. Raises DataError naming record and field."""
+    """The first ``max_records`` records of an uploaded file. Raises DataError naming record and field,
+    and the file by its own name (never the server's temporary path)."""
     if len(data) > MAX_BYTES:
         raise DataError(f"the file is {len(data) / 2**20:.0f} MB; upload at most {MAX_BYTES // 2**20} MB "
                         "(or use `python -m sss_core bench --data PATH` for whole datasets)")
@@ -26,4 +27,7 @@ def parse_upload(data: bytes, name: str = "upload.json", max_records: int = 2000
     with tempfile.TemporaryDirectory(prefix="sss-upload-") as tmp:
         path = Path(tmp) / safe
         path.write_bytes(data)
-        return load_dataset(path, limit=max_records, max_bytes=MAX_BYTES)
+        try:
+            return load_dataset(path, limit=max_records, max_bytes=MAX_BYTES)
+        except DataError as exc:  # the loader names the file by its path: here a server temp folder
+            raise DataError(str(exc).replace(str(path), safe).replace(tmp, "")) from None

@@ -21,34 +21,45 @@ with col_b:
     state.setdefault("cmp_editor_b", "ft-l+sss")
     b = inputs.editor_picker("cmp_editor_b", "cmp_c_b", advanced=False, label="Editor B")
 
-if st.button("Run both", type="primary", disabled=lm is None, key="run_compare"):
+pressed = st.button("Run both", type="primary", disabled=lm is None, key="run_compare")
+if (pressed or state.take_link_run()) and lm is not None:  # a shared link re-runs the comparison it showed
     runs = tuple(inputs.run_edit_with_status(lm, choice, request, with_background=False) for choice in (a, b))
     if all(r is not None for r in runs):
         state.set_compare_runs(runs)
+        state.set_failed_attempt("compare", None)
+    else:  # the pair still on screen, if any, is an earlier one
+        state.set_failed_attempt("compare", " and ".join(f"{x} ({ch.editor}, {request.describe()})"
+                                                         for x, r, ch in zip("AB", runs, (a, b)) if r is None)
+                                 + " failed")
 
 runs = state.compare_runs()
+state.write_link(request.prompt, request.subject, request.target,
+                 {"a": a.editor, "ca": a.c, "b": b.editor, "cb": b.c}, ran=bool(runs))
 if runs:
-    labels = [f"A: {runs[0].editor}" + (f" C={runs[0].c:g}" if runs[0].c is not None else ""),
-              f"B: {runs[1].editor}" + (f" C={runs[1].c:g}" if runs[1].c is not None else "")]
+    labels = [panels.run_label(runs[0], "A: "), panels.run_label(runs[1], "B: ")]
     if labels[0][3:] == labels[1][3:]:
         labels = ["A", "B"]
     st.divider()
+    shown = [inputs.differs(r, choice, request) for r, choice in zip(runs, (a, b))]
+    panels.earlier_run_notice("compare", runs, " and ".join(f"{x}: {d}" for x, d in zip("AB", shown) if d) or None)
     fig = figures.metrics_comparison_figure({label: r.result.metrics for label, r in zip(labels, runs)},
                                             title="A vs B")
     st.plotly_chart(fig, key=f"cmp-metrics-{runs[0].run_id}", width="stretch")
-    summary = pd.DataFrame([{"run": label, "editor": r.editor, "C": r.c, "λ_max before": r.result.lambda_max_before,
+    summary = pd.DataFrame([{"run": label, "editor": r.editor, "C": panels.shown_c(r.editor, r.c),
+                             "λ_max before": r.result.lambda_max_before,
                              "λ_max after": r.result.lambda_max_after, "seconds": r.seconds_edit,
                              **{k: r.result.metrics.get(k) for k in figures.METRIC_ORDER}}
                             for label, r in zip(labels, runs)])
-    st.dataframe(summary, hide_index=True, width="stretch", key="cmp-summary")
+    panels.show_frame(summary, key="cmp-summary", formats={"C": "g", "seconds": ".2f",
+                                                           **{k: ".2f" for k in figures.METRIC_ORDER}})
     cols = st.columns(2)
     for col, label, run in zip(cols, labels, runs):
         with col:
             st.markdown(f"#### {label}")
             st.markdown(panels.run_caption(run))
-            for w in run.warnings:
-                st.warning(w)
-            panels.probe_table(run, key=f"cmp-{label[0]}")
+            panels.run_notices(run)
+            panels.probe_table(run, key=f"cmp-{label[0]}", compact=True)
     panels.frame_csv_button(summary, "Summary (CSV)", "sss-compare.csv", key="cmp-csv")
-    st.download_button("Metrics chart (HTML)", lambda: figures.figure_html(fig), "sss-compare.html", "text/html",
+    title = f"SSS Lab: compare {labels[0]} vs {labels[1]}, {runs[0].case.request.prompt!r}"
+    st.download_button("Metrics chart (HTML)", lambda: figures.figure_html(fig, title), "sss-compare.html", "text/html",
                        key="cmp-html", on_click="ignore")

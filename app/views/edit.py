@@ -13,16 +13,16 @@ with left:
     choice = inputs.editor_picker()
 with right:
     request = inputs.request_picker()
-state.write_query_params(request.prompt, request.subject, request.target, choice.editor, choice.c)
 
-if st.button("Run edit", type="primary", disabled=lm is None, key="run_edit"):
-    run = inputs.run_edit_with_status(lm, choice, request)
-    if run is not None:
-        state.set_last_run(run)
+pressed = st.button("Run edit", type="primary", disabled=lm is None, key="run_edit")
+from_link = not pressed and state.take_link_run()  # a shared link re-runs the results it showed
+if (pressed or from_link) and lm is not None:
+    inputs.run_and_keep(lm, choice, request, "edit", from_link=from_link)
 
 run = state.last_run()
 if run is not None:
     st.divider()
+    panels.earlier_run_notice("edit", run, inputs.differs(run, choice, request))
     st.markdown(panels.run_caption(run))
     panels.metrics_row(run)
     st.subheader("Predictions before and after")
@@ -36,3 +36,6 @@ if run is not None:
         delta_fig = panels.delta_panel(run)
     st.subheader("Export")
     panels.export_buttons(run, {"Projection": proj_fig, "Weight delta": delta_fig}, key="edit-export")
+state.write_query_params(request.prompt, request.subject, request.target, choice.editor, choice.c,
+                         ran=run is not None, proj=st.session_state.get(state.PROJ_METHOD),
+                         pool=st.session_state.get(state.PROJ_POOLING), sel=st.session_state.get("proj_selected"))

@@ -2,17 +2,28 @@
 
 import streamlit as st
 
-from app import panels, state
+from app import inputs, panels, state
 
 st.title("Projection")
 st.caption("The sentences around the last edit (edit prompt, paraphrases, neighbours, unrelated attributes and "
            "other world facts as background), embedded with the model's last hidden states before and after.")
 run = state.last_run()
+if run is None and state.take_link_run():  # a shared link to this page: redo the edit it showed
+    lm = inputs.model_from_state()
+    if lm is not None:
+        run = inputs.run_and_keep(lm, inputs.editor_from_state(), inputs.request_from_state(), "edit",
+                                  from_link=True)
 if run is None:
     st.info("No edit yet in this session: run one on the Edit page, then come back.")
     st.page_link("app/views/edit.py", label="Go to the Edit page", icon=":material/edit:")
 else:
+    panels.earlier_run_notice("edit", run)
     st.markdown(panels.run_caption(run))
     fig = panels.projection_panel(run, key="proj-page", height=720)
     if fig is not None:
         panels.export_buttons(run, {"Projection": fig}, key="proj-export")
+    r = run.case.request
+    state.write_query_params(r.prompt, r.subject, r.target_new, run.editor, panels.shown_c(run.editor, run.c),
+                             ran=True, proj=st.session_state.get(state.PROJ_METHOD),
+                             pool=st.session_state.get(state.PROJ_POOLING),
+                             sel=st.session_state.get("proj_selected"))

@@ -3,22 +3,41 @@
 import streamlit as st
 import streamlit.components.v1 as components
 
-from app import panels, resources
+from app import panels, resources, state
 from app.messages import show_error
-from app.reports import read_report, summary_table
+from app.reports import offline_page, plot_figure, read_report, summary_table
+
+TYPE_A_PATH = "(type a path below)"
 
 st.title("Results of a bench run")
 st.caption("Open the --out folder of `python -m sss_core bench`: its report (Markdown), the runs into it "
            "(config.json), tables (CSV), per-case results (JSON lines) and plots (HTML) are shown, whichever of "
            "them are there.")
 
-found = resources.list_report_dirs()
-if found:
-    pick = st.selectbox("Report folders found under runs/ and docs/results/", ["(type a path below)", *found],
-                        key="results_pick")
-    if pick != "(type a path below)":
+
+
+def _picked() -> None:
+    """A folder chosen in the list goes into the path box (only when the list itself changed)."""
+    pick = st.session_state.get("results_pick")
+    if pick and pick != TYPE_A_PATH:
         st.session_state["results_dir"] = pick
-folder = st.text_input("Report folder", key="results_dir", placeholder="runs/bench-2026-01-01")
+
+
+def _typed() -> None:
+    """A typed path wins over the list: the list goes back to "type a path" unless it names that folder."""
+    typed = st.session_state.get("results_dir")
+    st.session_state["results_pick"] = typed if typed in st.session_state.get("_results_found", ()) else TYPE_A_PATH
+
+
+found = resources.list_report_dirs()
+st.session_state["_results_found"] = found
+if found:
+    if st.session_state.get("results_pick") not in (TYPE_A_PATH, *found):
+        st.session_state["results_pick"] = TYPE_A_PATH
+    st.selectbox("Report folders found under runs/ and docs/results/", [TYPE_A_PATH, *found], key="results_pick",
+                 on_change=_picked)
+folder = st.text_input("Report folder", key="results_dir", placeholder="runs/bench-2026-01-01", on_change=_typed)
+state.write_link(None, None, None, {"dir": folder})
 
 if folder:
     try:
@@ -36,21 +55,25 @@ if folder:
                 st.markdown(text)
         if rep.runs is not None:
             st.subheader(f"Runs into this folder ({len(rep.runs)})")
-            st.dataframe(rep.runs, hide_index=True, width="stretch", key="res-runs")
+            panels.show_frame(rep.runs, key="res-runs")
         for name, df in rep.results.items():
             st.subheader(f"Per-case results: {name} ({len(df)} rows)")
             summary = summary_table(df)
             if summary is not None:
                 st.markdown("Mean per editor")
-                st.dataframe(summary, hide_index=True, width="stretch", key=f"res-sum-{name}")
-            st.dataframe(df, hide_index=True, width="stretch", key=f"res-df-{name}")
+                panels.show_frame(summary, key=f"res-sum-{name}")
+            panels.show_frame(df, key=f"res-df-{name}")
             panels.frame_csv_button(df, f"{name} as CSV", f"{name.rsplit('.', 1)[0]}.csv", key=f"res-csv-{name}")
         for name, df in rep.tables.items():
             st.subheader(f"Table: {name}")
-            st.dataframe(df, hide_index=True, width="stretch", key=f"res-tab-{name}")
+            panels.show_frame(df, key=f"res-tab-{name}")
         for name, obj in rep.json.items():
             with st.expander(f"{name}"):
                 st.json(obj, expanded=False)
         for name, page in rep.plots.items():
             st.subheader(f"Plot: {name}")
-            components.html(page, height=520, scrolling=True)
+            fig = plot_figure(page)
+            if fig is not None:  # drawn by the app's own plotly: no script to fetch, works offline
+                st.plotly_chart(fig, key=f"res-plot-{name.replace('.', '-')}", width="stretch")
+            else:
+                components.html(offline_page(page), height=520, scrolling=True)

@@ -6,6 +6,7 @@ import streamlit as st
 from app import figures, inputs, panels, resources, state
 from app.messages import show_error
 from sss_core import analysis
+from sss_core.editors.base import model_lock
 from sss_core.types import Probe
 
 MAX_EDITS = 50
@@ -22,15 +23,39 @@ choice = inputs.editor_picker("seq_editor", "seq_c", advanced=False)
 history = state.sequential_history()
 
 
-def _step(case):
-    """Stack one more edit of ``case`` on this session's history (taking the baseline first if needed)."""
+def _step(case, editor: str | None = None):
+    """Stack one more edit of ``case`` on this session's history (taking the baseline first if needed);
+    ``editor``: another editor than the one picked (a shared link's history)."""
     baseline = state.sequential_baseline()
     if baseline is None:
         probes = [Probe(c.request.prompt, c.request.ground_truth or c.request.target_new, "neighbour")
                   for c in resources.sequential_probe_cases()]
         baseline = analysis.sequential_baseline(lm, probes)
         state.set_sequential_baseline(baseline)
-    history.append(analysis.sequential_step(lm, history, baseline, choice.editor, choice.overrides, case))
+    if editor is None or editor == choice.editor:
+        editor, overrides = choice.editor, choice.overrides
+    else:
+        overrides = inputs.choice_for(editor, choice.c).overrides
+    history.append(analysis.sequential_step(lm, history, baseline, editor, overrides, case))
+
+
+def _weight_norms(names) -> dict[str, float]:
+    """Frobenius norm of each named parameter of the unedited model (read under the model's lock)."""
+    params = dict(lm.model.named_parameters())
+    with model_lock(lm.model):
+        return {n: params[n].detach().float().norm().item() for n in names if n in params}
+
+
+def _link_history() -> tuple[list[tuple[str, str]], int]:
+    """(editor, preset id) of the history's edits for a link, and how many typed edits it cannot carry."""
+    steps, typed = [], 0
+    for s in history:
+        case = resources.preset_by_id(s.request.case_id)
+        if case is not None and case.request == s.request:
+            steps.append((s.editor, s.request.case_id))
+        else:
+            typed += 1
+    return steps, typed
 
 
 c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
@@ -46,6 +71,25 @@ if undo:
 if reset:
     state.reset_sequential()
     history = state.sequential_history()
+shared = state.link_steps()
+if shared and lm is not None and not history:  # a shared link's history: replay it, edit by edit
+    state.clear_link_steps()
+    with st.status("Replaying the link's edits...", expanded=True) as status:
+        try:
+            for editor, case_id in shared[:MAX_EDITS]:
+                case = resources.preset_by_id(case_id)
+                if case is None:
+                    st.warning(f"The link's edit {case_id!r} is not a preset here; the replay stops before it.")
+                    break
+                status.write(f"Edit {len(history) + 1} ({editor}): {case.request.prompt!r} -> "
+                             f"{case.request.target_new!r}")
+                _step(case, editor)
+            status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
+        except Exception as exc:  # noqa: BLE001
+            status.update(label="The replay failed", state="error")
+            show_error(exc, "The replay failed")
+elif shared:
+    state.clear_link_steps()
 if apply_one or apply_k:
     with st.status("Applying edits...", expanded=True) as status:
         try:
@@ -63,13 +107,23 @@ if apply_one or apply_k:
             status.update(label="The edit failed", state="error")
             show_error(exc, "The edit failed")
 
+steps, typed = _link_history()
+state.write_link(request.prompt, request.subject, request.target,
+                 {"seq": choice.editor, "seqC": choice.c, "steps": steps})
 if history:
+    if typed:
+        st.caption(f"A link to this page carries the {len(steps)} preset edits of the history; the {typed} "
+                   "typed or uploaded one(s) are left out.")
+    names = {n for s in history for n in (s.edit.delta_norms() or {})}
+    for w in panels.update_norm_warnings(_weight_norms(names), history):
+        st.warning(w)
     df = pd.DataFrame([s.as_dict() for s in history])
     fig = figures.sequential_figure([s.n for s in history], {
         "locality (fixed probes)": [s.locality_fixed for s in history],
         "retention (all edits so far)": [s.retention for s in history],
         "reliability (this edit)": [s.metrics.get("reliability") for s in history],
         "locality (this edit's probes)": [s.metrics.get("locality") for s in history]})
-    panels.chart_with_table(fig, df, "sss-sequential", key=f"seq-{len(history)}", table_label="History")
+    panels.chart_with_table(fig, df, "sss-sequential", key=f"seq-{len(history)}", table_label="History",
+                            title=f"SSS Lab: {len(history)} sequential edits")
 else:
     st.info("No edits yet: apply the request above, or a batch of world presets.")

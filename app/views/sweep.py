@@ -20,22 +20,32 @@ state.setdefault("sweep_cs", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
 grid = [round(0.05 * i, 2) for i in range(21)]
 cs = st.multiselect("Values of C", grid, key="sweep_cs")
 
-if st.button("Run sweep", type="primary", disabled=lm is None or not cs, key="run_sweep"):
+pressed = st.button("Run sweep", type="primary", disabled=lm is None or not cs, key="run_sweep")
+if (pressed or state.take_link_run()) and lm is not None and cs:  # a shared link re-runs the sweep it showed
     bar = st.progress(0.0, text="Starting")
     try:
         case = request.build(lm)
         points = analysis.sweep_c(lm, choice.editor, choice.overrides, case, sorted(cs),
                                   progress=lambda i, c: bar.progress(i / len(cs), text=f"C = {c:g}"))
         bar.progress(1.0, text="Done")
-        state.set_sweep({"editor": choice.editor, "request": case.request, "points": points})
+        state.set_sweep({"editor": choice.editor, "request": case.request, "points": points, "cs": sorted(cs)})
+        state.set_failed_attempt("sweep", None)
     except Exception as exc:  # noqa: BLE001 - shown as a message
         bar.empty()
         show_error(exc, "The sweep failed")
+        state.set_failed_attempt("sweep", f"{choice.editor}, {request.describe()}: {str(exc)[:200]}")
 
 sweep = state.sweep()
+state.write_link(request.prompt, request.subject, request.target, {"sweep": choice.editor, "cs": sorted(cs)},
+                 ran=bool(sweep))
 if sweep:
     pts = sweep["points"]
     r = sweep["request"]
+    same = (sweep["editor"] == choice.editor and r.prompt == request.prompt and r.target_new == request.target
+            and sweep.get("cs") == sorted(cs))
+    panels.earlier_run_notice("sweep", sweep, None if same else
+                              f"{sweep['editor']}, {r.prompt!r} -> {r.target_new!r}, "
+                              f"C = {', '.join(f'{p.c:g}' for p in pts)}")
     st.markdown(f"**{sweep['editor']}**: {r.prompt!r} -> **{r.target_new}**")
     keys = ("reliability", "generality", "locality")
     fig = figures.sweep_figure([p.c for p in pts], {k: [p.metrics.get(k) for p in pts] for k in keys},
@@ -43,4 +53,5 @@ if sweep:
     df = pd.DataFrame([{"C": p.c, **{k: p.metrics.get(k) for k in (*keys, "portability")},
                         "λ_max before": p.lambda_max_before, "λ_max after": p.lambda_max_after,
                         "seconds": p.seconds} for p in pts])
-    panels.chart_with_table(fig, df, "sss-sweep", key="sweep")
+    panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep['editor']}, "
+                            f"{r.prompt!r} -> {r.target_new!r}")

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 from collections.abc import Sequence
@@ -276,6 +277,38 @@ def sequential_figure(frame: pd.DataFrame):
     return fig
 
 
+OFFLINE_PLOTLY_JS = ("directory", "inline")  # where a page finds plotly.js without a network
+
+
+def html_page(fig: go.Figure, title: str, plotly_js: str = "inline") -> str:
+    """``fig`` as a standalone HTML page titled ``title`` that opens with the network off.
+
+    ``plotly_js``: "inline" puts plotly.js in the page (about 4.6 MB); "directory" loads it from
+    ``plotly.min.js`` beside the page (``write_html_page`` writes that file). A CDN is never used:
+    "cdn" (an older option) falls back to "directory" with a warning, since a CDN page is blank offline.
+    """
+    mode = plotly_js
+    if mode not in OFFLINE_PLOTLY_JS:
+        log.warning("plotly.js from %r would leave the plot blank offline; loading it from plotly.min.js "
+                    "beside the page instead", plotly_js)
+        mode = "directory"
+    page = fig.to_html(full_html=True, include_plotlyjs=True if mode == "inline" else "directory")
+    head = f"<head><title>{html.escape(title)}</title>"
+    return page.replace("<head>", head, 1) if "<head>" in page else f"<html>{head}</head>{page}</html>"
+
+
+def write_html_page(fig: go.Figure, path: Path, title: str, plotly_js: str = "directory") -> Path:
+    """Write ``html_page(fig, title, plotly_js)`` to ``path``; for "directory", plotly.min.js beside it."""
+    page = html_page(fig, title, plotly_js)
+    path.write_text(page, encoding="utf-8")
+    if plotly_js != "inline":
+        bundle = path.parent / "plotly.min.js"
+        if not bundle.exists():
+            from plotly.offline import get_plotlyjs  # part of plotly; only needed when writing pages
+            bundle.write_text(get_plotlyjs(), encoding="utf-8")
+    return path
+
+
 def seed_note(data: str) -> str:
     """What differs between seeds, said plainly in every report."""
     if data.startswith("world"):
@@ -398,9 +431,11 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
     if rows:
         parts += ["## Fig. 3: ablation on C", "", md, "", "Plot: [c_sweep.html](c_sweep.html)", ""]
         csv += rows
-        c_sweep_figure(sweep_stats).write_html(out / "c_sweep.html", include_plotlyjs=cfg.plotly_js)
+        write_html_page(c_sweep_figure(sweep_stats), out / "c_sweep.html",
+                        f"SSS bench: ablation on C ({Path(cfg.data).name})", cfg.plotly_js)
     if frame["mode"].str.startswith("sequential@").any():
-        sequential_figure(frame).write_html(out / "sequential.html", include_plotlyjs=cfg.plotly_js)
+        write_html_page(sequential_figure(frame), out / "sequential.html",
+                        f"SSS bench: sequential editing ({Path(cfg.data).name})", cfg.plotly_js)
         parts += ["Plot of sequential editing: [sequential.html](sequential.html)", ""]
     parts += ["## Runs, failures and timing", "", timing_table(frame), "",
               "Edit time excludes scoring; a batch row shows the batch's edit time divided by its size.", "",
