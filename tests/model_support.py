@@ -37,20 +37,17 @@ ATTENTION_VARIANTS = {
 
 def tiny_config(family: str, vocab: int, **overrides):
     """The tiny 2-block config of ``family`` (64 positions, width 32), with ``overrides`` set."""
-    from transformers import (GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config)
-    v = vocab
+    from transformers import GPT2Config, GPTJConfig, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config
+    common = {"vocab_size": vocab, "max_position_embeddings": 64, "hidden_size": 32, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "intermediate_size": 64}
+    gpt = {"vocab_size": vocab, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 2}
     base = {
-        "gpt2": (GPT2Config, dict(vocab_size=v, n_positions=64, n_embd=32, n_layer=2, n_head=2)),
-        "gptj": (GPTJConfig, dict(vocab_size=v, n_positions=64, n_embd=32, n_layer=2, n_head=2, rotary_dim=8)),
-        "gpt_neox": (GPTNeoXConfig, dict(vocab_size=v, max_position_embeddings=64, hidden_size=32,
-                                         num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)),
-        "llama": (LlamaConfig, dict(vocab_size=v, max_position_embeddings=64, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, num_key_value_heads=2, intermediate_size=64)),
-        "qwen2": (Qwen2Config, dict(vocab_size=v, max_position_embeddings=64, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, num_key_value_heads=1, intermediate_size=64)),
-        "mistral": (MistralConfig, dict(vocab_size=v, max_position_embeddings=64, hidden_size=32,
-                                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                        intermediate_size=64, sliding_window=16)),
+        "gpt2": (GPT2Config, gpt),
+        "gptj": (GPTJConfig, {**gpt, "rotary_dim": 8}),
+        "gpt_neox": (GPTNeoXConfig, common),
+        "llama": (LlamaConfig, {**common, "num_key_value_heads": 2}),
+        "qwen2": (Qwen2Config, {**common, "num_key_value_heads": 1}),
+        "mistral": (MistralConfig, {**common, "num_key_value_heads": 1, "sliding_window": 16}),
     }
     cls, kwargs = base[family]
     config = cls(**{**kwargs, **overrides})

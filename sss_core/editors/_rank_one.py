@@ -33,8 +33,16 @@ from torch import nn
 from ..errors import RequestError
 from ..hooks import patch_output, trace
 from ..models import ArchSpec
-from ..text import (PairBatch, join_parts, max_positions, pad_id, pair_batch, subject_last_token, target_ids,
-                    template_slot)
+from ..text import (
+    PairBatch,
+    join_parts,
+    max_positions,
+    pad_id,
+    pair_batch,
+    subject_last_token,
+    target_ids,
+    template_slot,
+)
 from ..types import EditRequest
 from .base import check_finite
 

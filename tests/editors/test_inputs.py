@@ -8,11 +8,10 @@ import logging
 
 import pytest
 import torch
-
 from model_support import ATTENTION_VARIANTS, assert_bit_identical, state_copy, tiny_model
-from sss_core.editors import EDITORS, make_editor
+
+from sss_core.editors import EDITORS, make_editor, stats
 from sss_core.editors import _rank_one as R1
-from sss_core.editors import stats
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import teacher_forced
 from sss_core.evaluation.runners import batch_edits, sequential_edits, single_edits
