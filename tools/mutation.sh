@@ -47,6 +47,8 @@ cd "$dir"
     echo "use_git_change_detection = false"
 } > setup.cfg
 # mutmut reads pyproject.toml's [tool.mutmut] first; this copy's pyproject has none, so setup.cfg is used.
+# one thread: torch's OpenMP pool does not survive the fork of each mutant's test process (it hangs)
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 timeout "$limit" python -m mutmut run --max-children "$children"
 status=$?
 ((status == 124)) && echo "stopped after $limit s: the results below are partial"
