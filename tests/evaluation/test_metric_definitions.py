@@ -113,3 +113,66 @@ def test_teacher_forced_on_the_default_model(default_lm):
     assert paris.argmax_ids == paris.target_ids
     assert rome.target_ids == tuple(tok(" Rome")["input_ids"])
     assert rome.argmax_ids[0] == paris.target_ids[0] != rome.target_ids[0]
+
+
+def test_summarize_of_missing_groups_is_nan():
+    only_rewrite = [metrics.ProbeResult(Probe("a", "b", "rewrite"), 1.0, (), (), ())]
+    summary = summarize(only_rewrite)
+    assert summary["reliability"] == 1.0
+    assert all(math.isnan(summary[k]) for k in ("generality", "locality", "portability"))
+
+
+def test_probes_of_puts_the_rewrite_first_once():
+    own = Probe(REQUEST.prompt, "Rome", "rewrite")
+    para = Probe("France's capital is", "Rome", "paraphrase")
+    assert metrics.probes_of(EditCase(REQUEST, (para, own))) == [own, para]
+    assert metrics.probes_of(EditCase(REQUEST, ())) == [own]
+
+
+def test_evaluate_edit_passes_everything_through(monkeypatch):
+    """Given pre-edit predictions are used as they are; lambda_max before and after by default; the
+    editor's name, the request, the seconds and the layer info reach the result."""
+    edit = _Edit()
+    edit.info = {"steps": 3, "layer": 1, "layers": [1, 2], "history": [1]}
+    calls = []
+
+    def fake_teacher_forced(model, tok, prompts, answers):
+        calls.append(edit.applied)
+        return [r[2] if edit.applied else r[1] for r in ROWS]
+
+    lambdas = iter([0.5, 0.25])
+    monkeypatch.setattr(metrics, "teacher_forced", fake_teacher_forced)
+    monkeypatch.setattr(metrics, "lambda_max", lambda *a, **k: metrics.torch.tensor([next(lambdas)]))
+    case = EditCase(REQUEST, tuple(r[0] for r in ROWS[1:]))
+    result = evaluate_edit(None, _Tok(), case, edit, "hand-made", seconds=1.5, pre=[r[1] for r in ROWS])
+    assert calls == [True]  # only the post-edit predictions were made here
+    assert (result.lambda_max_before, result.lambda_max_after) == (0.5, 0.25)
+    assert (result.editor, result.request, result.seconds) == ("hand-made", REQUEST, 1.5)
+    assert result.extra == {"steps": 3, "layer": 1, "layers": [1, 2]}
+    assert result.probes[3].target_tokens == ("t5", "t6", "t7")
+    assert result.metrics == pytest.approx(EXPECTED)
+
+
+def test_run_edit_names_and_times_the_edit(default_lm):
+    import time
+
+    from sss_core.editors import make_editor
+    start = time.perf_counter()
+    result = metrics.run_edit(default_lm.model, default_lm.tok, make_editor("ft-l", steps=1),
+                              EditCase(REQUEST), with_lambda=False)
+    elapsed = time.perf_counter() - start
+    assert result.editor == "ft-l" and 0 < result.seconds <= elapsed
+    assert math.isnan(result.lambda_max_before) and math.isnan(result.lambda_max_after)
+
+
+def test_request_warnings_and_single_case(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    known = metrics.request_warnings(model, tok, EditRequest("The capital of France is", "Paris"))
+    assert len(known) == 1 and "already predicts 'Paris'" in known[0]
+    assert metrics.request_warnings(model, tok, REQUEST) == []
+    accents = metrics.request_warnings(model, tok, EditRequest("The capital of France is", "Zürich"))
+    assert len(accents) == 1 and "non-ASCII" in accents[0]
+    case = metrics.single_case(REQUEST, ["France's capital is"], [("The capital of Spain is", "Madrid")])
+    assert case.request == REQUEST
+    assert case.probes == (Probe("France's capital is", "Rome", "paraphrase"),
+                           Probe("The capital of Spain is", "Madrid", "neighbour"))
