@@ -24,6 +24,19 @@ TITLES = {"Edit": "Edit a fact", "Projection": "Projection", "Compare": "Compare
 VIEWS = list(TITLES)
 
 
+def grid_text(locator) -> str:
+    """The cells of an st.dataframe as text: the grid draws on a canvas and mirrors the cells in an
+    accessible table inside it, which is what a screen reader (and this test) reads."""
+    locator.locator("table").first.wait_for(state="attached")
+    return locator.locator("table").first.text_content()
+
+
+def chart_title(page, title: str):
+    """The plotly chart whose own title (drawn in its SVG) is exactly ``title``."""
+    return page.locator('[data-testid="stPlotlyChart"]', has=page.locator(".gtitle", has_text=re.compile(
+        "^" + re.escape(title) + "$")))
+
+
 def wait_idle(page, timeout: float = 120_000) -> None:
     """Wait until Streamlit has finished running the script for this session."""
     page.wait_for_selector(IDLE, state="attached", timeout=timeout)
@@ -119,6 +132,8 @@ def test_ftl_sss_edit_from_a_preset_shows_lambda_and_projection(server, new_page
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.get_by_text("Nearest neighbours of").wait_for(timeout=30_000)
     wait_idle(page)
+    neighbours = grid_text(page.locator(f".st-key-proj-page-nn-{shown}-box"))
+    assert "distance before" in neighbours and "distance after" in neighbours and "yes" in neighbours
     assert_no_traceback(page)
     screenshot(page, "projection")
 
@@ -131,16 +146,36 @@ def test_every_view_in_the_browser(server, new_page, tmp_path):
         assert_no_traceback(page)
         if view == "Compare":
             page.get_by_role("button", name="Run both").click()
-            page.get_by_text("A vs B").wait_for()
+            chart = chart_title(page, "A vs B")
+            chart.locator(".barlayer .trace").nth(1).wait_for(timeout=240_000)
+            legend = chart.locator(".legendtext").all_text_contents()
+            assert legend == ["A: ft-l", "B: ft-l+sss C=0.9"]  # no C for the editor without SSS
+            summary = grid_text(page.locator('.st-key-cmp-summary-box'))
+            # cells in order: run, editor, C, lambda before... (the grid's text has no separators): A's C is
+            # empty (shown n/a), so its lambda follows the editor directly; B's C is 0.9
+            assert re.search(r"A: ft-lft-l\d\.\d", summary) and "B: ft-l+sss C=0.9ft-l+sss0.9" in summary
         elif view == "C sweep":
             page.get_by_role("button", name="Run sweep").click()
-            page.get_by_text("Metrics and lambda_max against C").wait_for(timeout=240_000)
+            chart = chart_title(page, "Metrics and lambda_max against C")
+            chart.wait_for(timeout=240_000)
+            wait_idle(page, timeout=240_000)
+            # one point per C (6 by default) on each line, and the right axis in powers of ten
+            assert chart.locator(".scatterlayer .trace").first.locator(".point").count() == 6
+            ticks = chart.locator("g.y2tick text").all_text_contents()
+            assert ticks and all(re.fullmatch(r"[125]e-?\d+", t) for t in ticks), ticks
         elif view == "Sequential":
             page.get_by_label("presets to apply").fill("3")
             page.get_by_label("presets to apply").press("Enter")
             wait_idle(page)
             page.get_by_role("button", name=re.compile("Apply the next 3")).click()
-            page.get_by_text("As edits accumulate").wait_for(timeout=240_000)
+            chart = chart_title(page, "As edits accumulate")
+            chart.wait_for(timeout=240_000)
+            wait_idle(page, timeout=240_000)
+            assert chart.locator(".scatterlayer .trace").first.locator(".point").count() == 3
+            history = grid_text(page.locator('.st-key-seq-3-table-box'))
+            from sss_core.evaluation.presets import presets
+            for case in presets("test", 3):
+                assert case.request.target_new in history
         elif view == "Results":
             report = tmp_path / "bench"
             report.mkdir()
@@ -152,7 +187,14 @@ def test_every_view_in_the_browser(server, new_page, tmp_path):
                                               "|---|---|---|\n| ft-l | 0.95 | 0.80 |\n| ft-l+sss | 1.00 | 0.94 |\n")
             page.get_by_label("Report folder", exact=True).fill(str(report))
             page.get_by_label("Report folder", exact=True).press("Enter")
-            page.get_by_text("Per-case results").wait_for()
+            page.get_by_role("heading", name="Per-case results: results.jsonl (4 rows)", exact=True).wait_for()
+            wait_idle(page)
+            cells = grid_text(page.locator(".st-key-res-df-results-jsonl-box"))
+            for case_id, value in (("world-0", "0.81"), ("world-1", "0.93"), ("world-2", "0.78"), ("world-3", "0.95")):
+                assert case_id in cells and value in cells, cells
+            # the report itself, rendered: its table's rows
+            table = page.locator('[data-testid="stMarkdownContainer"] table').first
+            assert table.locator("tbody tr").all_inner_texts() == ["ft-l\t0.95\t0.80", "ft-l+sss\t1.00\t0.94"]
         wait_idle(page, timeout=240_000)
         assert_no_traceback(page)
         if view not in ("Edit", "Projection"):  # those two, with results, come from the test above
@@ -177,6 +219,79 @@ def test_two_sessions_at_once_get_their_own_results(server, new_page):
         assert case.request.prompt in caption and case.request.target_new in caption
         other = cases[1 - cases.index(case)].request
         assert other.prompt not in caption
-        table = page.locator('[data-testid="stDataFrame"]').first.inner_text()
+        table = grid_text(page.locator(f".st-key-edit-probes-{run_id(page)}-box"))
         assert_no_traceback(page)
-        assert table is not None
+        assert case.request.prompt in table and other.prompt not in table
+
+
+def test_report_plots_show_with_the_network_off(browser, server):
+    """The shipped report docs/results/world was written with plotly.js from a CDN; with every request
+    off this machine refused, the Results view still draws its plots (the app's own plotly)."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 2400})
+    ctx.route(re.compile(r"^(?!http://127\.0\.0\.1)"), lambda route: route.abort())
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+        open_app(page, server)
+        go_to(page, "Results")
+        page.get_by_label("Report folder", exact=True).fill("docs/results/world")
+        page.get_by_label("Report folder", exact=True).press("Enter")
+        sweep = page.locator('.st-key-res-plot-c_sweep-html [data-testid="stPlotlyChart"]')
+        sweep.locator(".scatterlayer .trace").first.wait_for(timeout=60_000)
+        assert sweep.locator(".gtitle").text_content() == "Ablation on C (paper Fig. 3)"
+        assert sweep.locator(".scatterlayer .trace").count() == 3
+        assert sweep.locator(".scatterlayer .trace").first.locator(".point").count() >= 2
+        seq = page.locator('.st-key-res-plot-sequential-html [data-testid="stPlotlyChart"]')
+        assert seq.locator(".gtitle").text_content() == "Sequential editing (paper Table 2)"
+        assert seq.locator(".scatterlayer .trace").count() > 0
+        assert_no_traceback(page)
+    finally:
+        ctx.close()
+
+
+def test_probe_table_fits_at_1440_px(browser, server):
+    """P(old), P(new) and the score are on screen without a horizontal scroll at 1440 px."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1600})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+        open_app(page, server, {"editor": "ft-l"})
+        page.get_by_role("button", name="Run edit").click()
+        page.wait_for_function(NEW_RESULTS, arg=None, timeout=120_000)
+        wait_idle(page)
+        table = page.locator(f'.st-key-edit-probes-{run_id(page)}-box [data-testid="stDataFrame"]')
+        header = grid_text(table)
+        for column in ("P(old) after", "P(new) after", "score"):
+            assert column in header
+        scroller = table.locator(".dvn-scroller").first
+        overflow = scroller.evaluate("e => e.scrollWidth - e.clientWidth")
+        assert overflow <= 1, f"{overflow} px of horizontal scroll"
+    finally:
+        ctx.close()
+
+
+def test_a_link_to_projection_reruns_the_edit(server, new_page):
+    from sss_core.evaluation.presets import presets
+    r = presets("test", 1)[0].request
+    page = new_page()
+    query = {"prompt": r.prompt, "subject": r.subject, "target": r.target_new, "editor": "ft-l", "run": "1"}
+    page.goto(server.url + "/projection?" + urllib.parse.urlencode(query))
+    page.get_by_role("heading", level=1, name="Projection", exact=True).wait_for()
+    page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for(timeout=120_000)
+    wait_idle(page)
+    shown = run_id(page)
+    chart = page.locator(f'.st-key-proj-page-{shown}-pca-last [data-testid="stPlotlyChart"]')
+    assert chart.locator(".scatterlayer .point").count() >= 30  # every sentence before and after
+    assert page.get_by_text("No edit yet").count() == 0
+    caption = page.locator('[data-testid="stMarkdownContainer"]', has_text="(run ").first.inner_text()
+    assert r.prompt in caption and r.target_new in caption
+    assert "run=1" in page.url and "editor=ft-l" in page.url
+
+
+def test_invalid_link_values_are_shown(server, new_page):
+    page = new_page()
+    open_app(page, server, {"editor": "bogus", "C": "5"})
+    alert = page.locator('[data-testid="stAlert"]', has_text="could not be used")
+    text = alert.inner_text()
+    assert "editor=bogus" in text and "C=5" in text
+    assert page.get_by_role("combobox", name="Editor").input_value().startswith("ft-l+sss")
