@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import RequestError, SSSError
+from ..jsonio import to_json
 from ..models import arch_spec
 from ..resources import editor_checkpoints_path
 from ..types import LOCALITY_GROUPS, EditCase, EditRequest
@@ -195,7 +196,7 @@ def save_trained(out: Path, tensors: dict[str, torch.Tensor], config: dict) -> N
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     _atomic_write(out / "model.safetensors", lambda p: save_file(tensors, str(p)))
-    _atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+    _atomic_write(out / "config.json", lambda p: p.write_text(to_json(config, indent=True)))  # NaN -> null
 
 
 def load_trained(folder: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:

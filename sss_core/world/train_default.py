@@ -6,7 +6,6 @@ Deterministic given the seed on one machine (same torch build, same thread count
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -18,6 +17,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from ..jsonio import to_json
 from .generate import World, build_world
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def train_default_model(out: Path, config: TrainConfig = TrainConfig(), progress
     card = {"config": asdict(config), "metrics": metrics, "n_sentences": len(sentences),
             "n_facts": len(world.facts), "history": history, "n_parameters": sum(p.numel() for p in model.parameters()),
             "wall_seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__}
-    (out / "training.json").write_text(json.dumps(card, indent=2))
+    (out / "training.json").write_text(to_json(card, indent=True))  # NaN -> null
     write_model_card(out, card)
     log.info("trained default model: %s", metrics)
     return card
