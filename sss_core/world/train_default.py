@@ -19,6 +19,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from ..jsonio import to_json
 from .generate import World, build_world
+from .relations import RELATIONS_BY_ID
 
 log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"
@@ -92,7 +93,6 @@ def first_token_accuracy(model, tok, cases: list[tuple[str, str]], batch_size: i
 
 def evaluate_world(model, tok, world: World) -> dict[str, float]:
     """First-target-token accuracy on training templates, held-out templates and one-hop."""
-    from .relations import RELATIONS_BY_ID
     train_cases, heldout_cases = [], []
     for f in world.facts:
         rel = RELATIONS_BY_ID[f.relation]
@@ -124,7 +124,6 @@ def train_default_model(out: Path, config: TrainConfig = TrainConfig(), progress
                                               * 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0))))
     from tqdm.auto import tqdm
     bar = tqdm(total=total, desc="training default model", disable=not progress)
-    from .relations import RELATIONS_BY_ID
     sample = random.Random(config.seed).sample(world.facts, 300)
     probe_cases = [(RELATIONS_BY_ID[f.relation].train_templates[0].format(f.subject), f.object) for f in sample]
     history: list[dict] = []
