@@ -68,7 +68,7 @@ class LinkField:
 
     query: str
     key: str
-    kind: str  # "editor", "c", "method", "pooling", "cs", "index", "text", "steps"
+    kind: str  # "editor", "c", "method", "pooling", "cs", "index", "steps"
 
 
 LINK_FIELDS = (
@@ -80,7 +80,6 @@ LINK_FIELDS = (
     LinkField("sweep", "sweep_editor", "editor"), LinkField("cs", "sweep_cs", "cs"),
     LinkField("seq", "seq_editor", "editor"), LinkField("seqC", "seq_c", "c"),
     LinkField("steps", "_link_steps", "steps"),
-    LinkField("dir", "results_dir", "text"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
