@@ -46,8 +46,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads of each process, every worker included (default 1: small models edit "
                         "several times faster on one thread than on two busy ones; raise it for large models)")
-    p.add_argument("--plotly-js", choices=("directory", "cdn"), default="directory",
-                   help="plots load plotly.js from a file next to them (offline) or from the CDN")
+    p.add_argument("--plotly-js", choices=("directory", "inline"), default="directory",
+                   help="plots load plotly.js from plotly.min.js next to them, or hold it inline (4.6 MB each); both work offline")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="processes sharing the work (e.g. 2 on 2 cores); each loads its own model copy")
     p.add_argument("--report-only", action="store_true",

@@ -65,7 +65,7 @@ class BenchConfig:
     device: str = "auto"
     dtype: str | None = None  # "float32", "float16", "bfloat16"; None: as saved
     device_map: str | None = None  # e.g. "auto": over several GPUs
-    plotly_js: str = "directory"  # "directory" (offline, one plotly.min.js) or "cdn"
+    plotly_js: str = "directory"  # "directory" (one plotly.min.js beside the pages) or "inline"; both work offline
     workers: int = 1  # processes sharing the jobs (each loads its own copy of the model)
 
     def validate(self) -> BenchConfig:

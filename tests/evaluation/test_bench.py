@@ -35,7 +35,7 @@ def lines(path: Path) -> list[str]:
 def test_bench_all_modes_and_report(tmp_path, tiny_model_dir, monkeypatch):
     cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
                       modes=("single", "sequential", "sweep"), seq_sizes=(1, 2), sweep_values=(0.0, 1.0), sweep_n=1,
-                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="directory")
     summary = run_bench(cfg, tmp_path, command="python -m sss_core bench ...", progress=False)
     # single 2 editors x 2 seeds x 2 cases; sequential 2 x 2 x (1 + 2) x 2 phases; sweep 1 x 2 x 2 C x 1
     assert summary["results_made"] == 8 + 24 + 4 == len(lines(tmp_path / "results.jsonl"))
@@ -74,7 +74,7 @@ def test_bench_all_modes_and_report(tmp_path, tiny_model_dir, monkeypatch):
 
 def test_measures_are_stored_as_a_batched_report_would_compute_them(tmp_path, tiny_model_dir, bench_lm):
     cfg = BenchConfig(editors=("ft-l",), data=str(FIXTURES / "rome_counterfact.json"), seeds=1,
-                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn", knn=3)
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="directory", knn=3)
     run_bench(cfg, tmp_path, progress=False)
     frame = BenchStore(tmp_path).frame()
     assert frame["measured"].all() and frame[list(MEASURES)].notna().all().all()
@@ -89,7 +89,7 @@ def test_measures_are_stored_as_a_batched_report_would_compute_them(tmp_path, ti
 def test_results_written_before_measures_were_stored(tmp_path, tiny_model_dir, bench_lm):
     """An older results folder (no measures in it) is reported with a model, and refused without one."""
     cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
-                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="directory")
     run_bench(cfg, tmp_path, progress=False)
     results, log = tmp_path / "results.jsonl", tmp_path / "config.json"
     old = [{k: v for k, v in json.loads(x).items() if k not in MEASURES} for x in lines(results)]
@@ -114,7 +114,7 @@ def test_batch_mode_splits_cases_into_batches_and_reports_them(tmp_path, tiny_mo
     cfg = BenchConfig(editors=("memit",), data=str(FIXTURES / "rome_counterfact.json"), seeds=1, modes=("batch",),
                       batch_size=2, settings={"v_steps": 2, "mom2_n_samples": 20, "mom2_text": "world",
                                               "stats_dir": str(tmp_path / "stats")},
-                      model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+                      model=str(tiny_model_dir), device="cpu", plotly_js="directory")
     summary = run_bench(cfg, tmp_path / "run", command="python -m sss_core bench ...", progress=False)
     rows = [json.loads(x) for x in lines(tmp_path / "run" / "results.jsonl")]
     assert summary["results_made"] == 2 and {r["mode"] for r in rows} == {"batch@2"}
@@ -176,7 +176,7 @@ def test_killed_run_resumes_without_redoing_finished_cases(tmp_path, tiny_model_
 
 def test_workers_share_the_jobs_and_agree_with_one_process(tmp_path, tiny_model_dir):
     cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data=str(FIXTURES / "rome_counterfact.json"), seeds=2,
-                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="cdn")
+                      settings={"steps": 2}, model=str(tiny_model_dir), device="cpu", plotly_js="directory")
     run_bench(cfg, tmp_path / "one", progress=False)
     summary = run_bench(dataclasses.replace(cfg, workers=2), tmp_path / "two", progress=False)
     assert summary["results_made"] == 8 and not list((tmp_path / "two").glob("results.part*"))
