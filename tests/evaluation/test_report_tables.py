@@ -79,6 +79,7 @@ def test_table1_cells(frame):
         "| Generality | 66.67 ± 28.87 | 50.00 |",
         "| Portability | 50.00 ± 50.00 | – |",
         "| cases / seed | 2 | 2 |"]
+    assert {r["table"] for r in rows} == {"table1"}
     cells = {(r["editor"], r["metric"]): (r["mean"], r["std"], r["seeds"], r["cases_per_seed"]) for r in rows}
     assert cells[("ft-l", "generality")] == pytest.approx((2 / 3, np.std([0.5, 0.5, 1.0], ddof=1), 3, 2))
     assert cells[("ft-l", "portability")] == pytest.approx((0.5, 0.5, 3, 1))
@@ -88,6 +89,9 @@ def test_table3_and_c_sweep_cells(frame):
     md, _ = report.table3(frame)
     assert "| Neighbor | 65.00 ± 31.22 | – |" in md.splitlines()
     md, rows, stats_ = report.c_sweep(frame)
+    assert md.splitlines()[0] == "| C | ft-l+sss: Reliability | ft-l+sss: Generality | ft-l+sss: Locality |"
+    assert {r["table"] for r in rows} == {"c_sweep"} and {r["table"] for r in report.table3(frame)[1]} == {"table3"}
+    assert report.c_sweep(frame[frame["mode"] == "single"])[:2] == ("_no C sweep_", [])
     # C = 0: seed means 1, .75 -> 87.50 ± 17.68; C = 0.5: seed means .25, 1 -> 62.50 ± 53.03
     assert md.splitlines()[2:] == ["| 0.00 | 87.50 ± 17.68 | 87.50 ± 17.68 | 100.00 ± 0.00 |",
                                    "| 0.50 | 62.50 ± 53.03 | 62.50 ± 53.03 | 100.00 ± 0.00 |"]
@@ -100,10 +104,21 @@ def test_sss_effect_and_lambda_tables(frame):
     rel = next(r for r in rows if r["metric"] == "reliability")
     assert (rel["editor"], rel["baseline"], rel["pairs"]) == ("ft-l+sss", "ft-l", 2)
     assert rel["mean_diff"] == pytest.approx(-0.25) and rel["lo"] == pytest.approx(-0.5) and rel["hi"] == 0
-    assert "| ft-l+sss - ft-l | -25.00 [-50.00, +0.00] |" in md
+    # generality +1 / -1 and locality +.5 / -.5 average to 0; ft-l+sss has no portability probe; the
+    # two editors' predictions differ in both cases (the hand-made "post" names the editor)
+    assert md.splitlines() == [
+        "| Pair | Δ Reliability | Δ Generality | Δ Locality | Δ Portability | % cases with any prediction changed "
+        "| paired cases |",
+        "|---|---|---|---|---|---|---|",
+        "| ft-l+sss - ft-l | -25.00 [-50.00, +0.00] | +0.00 [-100.00, +100.00] | +0.00 [-50.00, +50.00] | – "
+        "| 100.0 | 2 |"]
+    assert {r["table"] for r in rows} == {"sss_effect"} and len(rows) == 3  # no portability pairs
+    assert report.sss_effect_table(frame[frame["editor"] == "ft-l"])[0] == "_no editor ran both with and without SSS_"
     lam = report.lambda_table(frame).splitlines()[2]
     # ft-l: 6 edits, lambda 0.5 -> 0.1 (3) or 0.9 (3): median after 0.5, fell in half of them
     assert lam == "| ft-l | 0.5 | 0.5 | 50.0 | 6 |"
+    assert report.lambda_table(frame).splitlines()[0] == (
+        "| Editor | median lambda_max before | median after | % edits where it fell | edits |")
 
 
 def test_spearman_and_partial_spearman_known_values():
