@@ -23,7 +23,7 @@ limit=${MUTATION_TIMEOUT:-1800}
 
 case $target in
     sss)     files="sss_core/sss.py"
-             tests="tests/test_sss.py tests/test_sss_in_ftl.py::test_sss_term_gradient_reaches_the_edited_weight" ;;
+             tests="tests/test_sss.py tests/test_sss_formula.py tests/test_sss_in_ftl.py::test_sss_term_gradient_reaches_the_edited_weight" ;;
     metrics) files="sss_core/evaluation/metrics.py"
              tests="tests/evaluation/test_metric_definitions.py tests/test_ftl.py::test_run_edit_metrics_on_a_world_fact" ;;
     report)  files="sss_core/evaluation/report.py sss_core/evaluation/hypothesis.py"
