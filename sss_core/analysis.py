@@ -36,7 +36,7 @@ from .evaluation.metrics import (TokenPrediction, answer_probability, evaluate_e
                                  teacher_forced)
 from .evaluation.presets import greedy_answer
 from .models import LoadedModel
-from .text import max_positions
+from .text import joined_text, max_positions
 from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
 Progress = Callable[[str], None]
@@ -245,7 +245,7 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
     config = settings_for(editor, overrides)
     request = case.request.validate()
     probes = probes_of(case)
-    _check_lengths(lm, [p.prompt + " " + p.answer for p in probes])
+    _check_lengths(lm, [joined_text(p.prompt, p.answer) for p in probes])
     model, tok = lm.model, lm.tok
     sentences, groups = _sentences(case, probes, background if with_embeddings else ())
     prompts = [p.prompt for p in probes]
