@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from browser_support import ARTIFACTS, browser, chromium_path, new_page, screenshot, server  # noqa: F401 (fixtures)
+from browser_support import ARTIFACTS, screenshot
 
 pytestmark = pytest.mark.e2e
 

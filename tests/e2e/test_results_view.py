@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-from browser_support import browser, chromium_path, new_page, server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 IDLE = '[data-test-script-state="notRunning"]'
