@@ -118,13 +118,11 @@ def test_bad_arguments_are_refused_before_torch_is_imported(argv, message):
     assert "Traceback" not in err
 
 
-def test_bad_editor_is_refused_within_a_second_of_start_up():
-    import time
-    start = time.perf_counter()
+def test_bad_editor_is_refused_with_one_line():
+    # how fast: benchmarks/bench_cli_startup.py (a busy machine must not fail the suite)
     res = cli("edit", "--editor", "bogus", "--prompt", "The capital of France is", "--target", "Rome")
-    elapsed = time.perf_counter() - start
     assert res.returncode == 2 and "unknown editor 'bogus'" in res.stderr
-    assert elapsed < 3.0, f"took {elapsed:.1f} s (torch alone takes longer than that to import)"
+    assert sum("error:" in line for line in res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
 
 
 def test_parser_names_mirror_the_registry_and_the_bench():

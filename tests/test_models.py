@@ -86,15 +86,11 @@ def test_loaded_model_is_named_without_a_path(default_lm, tiny_lm, tmp_path):
 
 
 def test_unreachable_hub_is_one_line_without_retries(monkeypatch, caplog):
-    import time
-
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # refuses at once, as with no network
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    start = time.perf_counter()
-    with pytest.raises(ModelLoadError) as exc:
+    with pytest.raises(ModelLoadError) as exc:  # how fast: benchmarks/bench_cli_startup.py
         load_model("sss-lab-tests/no-such-model", device="cpu")
-    assert time.perf_counter() - start < 10
     message = str(exc.value)
     assert "\n" not in message and "not a local folder" in message and "cannot be reached" in message
     assert "Retry" not in caplog.text
