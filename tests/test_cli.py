@@ -31,6 +31,9 @@ def test_edit_json_france_to_rome_leaves_model_on_disk_unchanged():
     assert {"lambda_max_before", "lambda_max_after", "pre", "post", "metrics", "seconds"} <= set(out)
     assert {"reliability", "generality", "locality"} <= set(out["metrics"])
     assert out["post"][0]["token"].strip() and out["pre"][0]["prob"] > 0
+    rewrite = next(p for p in out["probes"] if p["group"] == "rewrite")
+    assert rewrite["post"] == [" Rom", "e"]  # spelt as text, as the top-k is (not the tokenizer's "\u0120Rom")
+    assert rewrite["pre"][0] == out["pre"][0]["token"]  # the first answer token before = the top-1 before
     assert _digest(DEFAULT_MODEL / "model.safetensors") == before
 
 
@@ -122,7 +125,26 @@ def test_bad_editor_is_refused_with_one_line():
     # how fast: benchmarks/bench_cli_startup.py (a busy machine must not fail the suite)
     res = cli("edit", "--editor", "bogus", "--prompt", "The capital of France is", "--target", "Rome")
     assert res.returncode == 2 and "unknown editor 'bogus'" in res.stderr
-    assert sum("error:" in line for line in res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr  # no usage block: one line saying what to fix
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "steps=abc"], "setting 'steps' must be int, got 'abc'"),
+    (["--set", "steps=1.5"], "setting 'steps' must be int, got 1.5"),
+    (["--set", "lr=abc"], "setting 'lr' must be float, got 'abc'"),
+    (["--set", "objective=bogus"], "setting 'objective' must be one of 'target', 'prompt_last', got 'bogus'"),
+])
+def test_settings_of_the_wrong_type_are_one_line_errors(argv, message):
+    res = cli("edit", "--editor", "ft-l", "--prompt", "The capital of France is", "--target", "Rome", *argv)
+    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1] == f"error: editor 'ft-l': {message}"
+    assert "Traceback" not in res.stderr
+
+
+def test_c_for_an_editor_without_the_sss_term_says_so():
+    res = cli("edit", "--editor", "rome", "--C", "0.5", "--prompt", "The capital of France is", "--target", "Rome")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == ("error: --C is the weight of the SSS term, which rome does not have; "
+                                                  "editors with it: ft-l, ft-l+sss, mend, mend+sss, serac, serac+sss")
 
 
 def test_parser_names_mirror_the_registry_and_the_bench():

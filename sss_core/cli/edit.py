@@ -6,7 +6,7 @@ import math
 import sys
 
 from ..types import EditRequest
-from .common import add_model_args, emit, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
+from .common import add_model_args, emit, fail, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
 from .names import EDITOR_NAMES, editor_name
 
 
@@ -33,11 +33,15 @@ def register(sub) -> None:
 def run(args) -> None:
     """Run ``edit`` from parsed arguments: edit, score, revert; print JSON (``--json``) or text."""
     settings = parse_settings(args.set)
-    if args.C is not None:
-        settings["sss_c"] = args.C
     request = EditRequest(args.prompt, args.target, subject=args.subject).validate()
     # torch, the registry and the model only once every argument that can be checked without them is valid
-    from ..editors import make_editor
+    from ..editors import EDITORS, make_editor
+    if args.C is not None:
+        c_field = EDITORS[args.editor].c_field
+        if c_field is None:
+            with_c = ", ".join(name for name, spec in EDITORS.items() if spec.c_field)
+            fail(f"--C is the weight of the SSS term, which {args.editor} does not have; editors with it: {with_c}")
+        settings[c_field] = args.C
     from ..evaluation.metrics import request_warnings, run_edit, top_k
     from ..evaluation.presets import case_for_request
 
@@ -53,12 +57,16 @@ def run(args) -> None:
     edit = editor.edit(lm.model, lm.tok, [request])
     with edit:
         post = top_k(edit.model, lm.tok, request.prompt, args.top_k)
+    def spell(token: str) -> str:  # a tokenizer's piece ("\u0120Rom") as text (" Rom"), as the top-k shows it
+        return lm.tok.convert_tokens_to_string([token])
+
     out = {"editor": args.editor, "model": lm.name, "request": result.to_dict()["request"],
            "lambda_max_before": result.lambda_max_before, "lambda_max_after": result.lambda_max_after,
            "pre": [{"token": t, "prob": p} for t, p in pre], "post": [{"token": t, "prob": p} for t, p in post],
            "metrics": result.metrics, "seconds": result.seconds,
            "probes": [{"group": r.probe.group, "prompt": r.probe.prompt, "answer": r.probe.answer,
-                       "score": r.score, "pre": r.pre_tokens, "post": r.post_tokens} for r in result.probes],
+                       "score": r.score, "pre": [spell(t) for t in r.pre_tokens],
+                       "post": [spell(t) for t in r.post_tokens]} for r in result.probes],
            "extra": result.extra, "warnings": warnings}
     text = "\n".join([
         f"{args.editor} on {lm.name}: {request.prompt!r} -> {request.target_new!r} in {result.seconds:.3f}s",

@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -125,12 +127,43 @@ def _spec(name: str) -> EditorSpec:
     return EDITORS[name]
 
 
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether ``value`` is a value of the annotation ``kind`` (int, float, bool, str, None, Literal,
+    unions, ``tuple[X, ...]``). An int is a float; a bool is neither; a single number fits a tuple of
+    numbers (the editors read ``layers=5`` as one layer)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is tuple:
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        return all(_fits(v, args[0]) for v in items)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return not isinstance(kind, type) or isinstance(value, kind)
+
+
 def _build(cls: type, defaults: dict[str, Any], overrides: dict[str, Any], what: str):
-    """``cls(**defaults, **overrides)``; RequestError naming ``what`` for an override ``cls`` lacks."""
+    """``cls(**defaults, **overrides)``; RequestError naming ``what`` for an override ``cls`` lacks
+    or a value of the wrong type (``--set steps=abc``: the message gives the type expected)."""
     fields = _fields(cls)
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise RequestError(f"{what} has no setting {unknown[0]!r}; settings: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    for key, value in overrides.items():
+        if not _fits(value, hints[key]):
+            kind = hints[key]
+            expected = (f"one of {', '.join(map(repr, typing.get_args(kind)))}" if typing.get_origin(kind) is typing.Literal
+                        else getattr(kind, "__name__", None) or str(kind).replace("typing.", ""))
+            raise RequestError(f"{what}: setting {key!r} must be {expected}, got {value!r}")
     return cls(**{**{k: v for k, v in defaults.items() if k in fields}, **overrides})
 
 
