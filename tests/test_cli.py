@@ -152,8 +152,7 @@ def test_parser_names_mirror_the_registry_and_the_bench():
     from sss_core.cli import names
     from sss_core.evaluation.bench import MODES
     built_in = tuple(spec.name for spec in editors._BUILT_IN)
-    assert names.EDITOR_NAMES == built_in
-    assert names.TRAINED_EDITOR_NAMES == tuple(n for n in built_in if editors.EDITORS[n].trainable)
+    assert names.built_in_entries() == tuple((n, editors.EDITORS[n].trainable) for n in built_in)
     assert names.BENCH_MODES == MODES
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from ..jsonio import to_json
 from .common import add_model_args, csv_list, parse_settings, positive_int, unit_interval_list
-from .names import EDITOR_NAMES, bench_modes, editor_names
+from .names import bench_modes, editor_names, known_editors
 
 
 def register(sub) -> None:
     """Add ``bench`` to the CLI's subparsers (torch-free: the bench is imported only to run)."""
     p = sub.add_parser("bench", help="run editors over a data set and seeds; write results and a report")
     p.add_argument("--editors", required=True, type=editor_names,
-                   help=f"comma-separated: {', '.join(EDITOR_NAMES)}")
+                   help=f"comma-separated: {', '.join(known_editors())}")
     p.add_argument("--data", default="world", help="world, world:SPLIT (train/validation/test) or a JSON file")
     p.add_argument("--format", dest="fmt", default="auto", help="auto, zsre, counterfact, rome, knowedit, world")
     p.add_argument("--n", type=positive_int, default=None, help="cases per seed (default: all)")

@@ -7,13 +7,13 @@ import sys
 
 from ..types import EditRequest
 from .common import add_model_args, emit, fail, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
-from .names import EDITOR_NAMES, editor_name
+from .names import editor_name, known_editors
 
 
 def register(sub) -> None:
     """Add ``edit`` to the CLI's subparsers (torch-free: nothing heavy is imported to parse)."""
     p = sub.add_parser("edit", help="edit one fact, evaluate it, revert")
-    p.add_argument("--editor", required=True, type=editor_name, help=f"one of: {', '.join(EDITOR_NAMES)}")
+    p.add_argument("--editor", required=True, type=editor_name, help=f"one of: {', '.join(known_editors())}")
     p.add_argument("--C", dest="C", type=unit_interval, default=None,
                    help="SSS weight C in [0, 1] (editors with +sss; default 0.9)")
     p.add_argument("--prompt", required=True, type=nonempty)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from ..jsonio import to_json
 from .common import add_model_args, load_model_from_args, parse_settings, positive_int, unit_interval
-from .names import TRAINED_EDITOR_NAMES, trained_editor_name
+from .names import trained_editor_name, trained_editors
 
 
 def register(sub) -> None:
     """Add ``train`` to the CLI's subparsers (one choice per registry entry with a trainer; torch-free)."""
     p = sub.add_parser("train", help="train a trained editor (MEND, SERAC) for a model")
-    p.add_argument("editor", type=trained_editor_name, help=f"one of: {', '.join(TRAINED_EDITOR_NAMES)}")
+    p.add_argument("editor", type=trained_editor_name, help=f"one of: {', '.join(trained_editors())}")
     p.add_argument("--sss-c", type=unit_interval, default=None,
                    help="C of the SSS term (0.9 in the paper; 0 = off; default: the entry's, 0.9 for +sss)")
     p.add_argument("--data", default="world",
