@@ -145,7 +145,7 @@ def editor_picker(editor_key: str = state.EDITOR, c_key: str = state.C, advanced
     if uses_c:
         c = st.slider("C (weight of the SSS term)", 0.0, 1.0, step=0.05, key=c_key,
                       help="L_all = (1 - C) * L_edit + C * SSS (paper Eq. 10). C = 0 is the editor without "
-                           "SSS; C = 1 only minimises lambda_max and does not edit")
+                           "SSS; C = 1 keeps only the SSS term, which still edits (lambda_max is against the new target)")
     elif show_c:
         st.caption(f"{editor} does not use SSS (C = 0); pick an editor ending in '+sss' to set C.")
     if advanced:

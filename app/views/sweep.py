@@ -9,7 +9,8 @@ from sss_core import analysis
 
 st.title("C sweep")
 st.caption("C weighs the SSS term against the edit loss: L_all = (1 - C) * L_edit + C * SSS. C = 0 is the plain "
-           "editor; C = 1 optimises only lambda_max and does not edit. Each point is its own edit on the "
+           "editor. C = 1 still edits: lambda_max is measured against the new target, so lowering it makes "
+           "the target likely (France -> Rome at C = 1: reliability 1.00). Each point is its own edit on the "
            "unedited model.")
 
 lm = inputs.model_picker()

@@ -83,7 +83,7 @@ def test_c_sweep(app):
     assert_ok(app)
     points = app.session_state["_sweep"]["points"]
     assert [p.c for p in points] == [0.0, 1.0]
-    # C = 1 only minimises lambda_max: it cannot beat plain FT-L at writing the fact
+    # C = 1 keeps only the SSS term: it writes the fact no better than plain FT-L
     assert points[1].metrics["reliability"] <= points[0].metrics["reliability"]
     assert len(app.get("plotly_chart")) == 1
 
