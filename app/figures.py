@@ -179,3 +179,73 @@ def sequential_figure(n: Sequence[int], series: Mapping[str, Sequence[float]],
 def figure_html(fig: go.Figure, title: str = "SSS Lab") -> str:
     """A standalone HTML page of ``fig`` titled ``title``, plotly.js inlined (opens offline)."""
     return html_page(fig, title, "inline")
+
+
+# --- the Hypothesis view -----------------------------------------------------------------------------
+
+HYPOTHESIS_X = {"lambda_max_before": "λ_max before the edit (log scale; ‖∇_h J‖², J in nats)",
+                "knn_distance": "kNN distance of the edit prompt (mean euclidean distance to its k nearest "
+                                "world prompts, hidden-state units)"}
+DAMAGE_TITLE = "damage = 1 − locality (share of neighbour tokens changed)"
+GL_POINTS = 2000  # more points than this in one trace: WebGL (an SVG scatter of 10 000 points is slow)
+
+
+def hypothesis_scatter(rows, x_columns: Sequence[str], rho: Mapping[tuple[str, str], float] | None = None,
+                       title: str = "Sparsity before the edit against the damage it did") -> go.Figure:
+    """One panel per (editor, measure): each edit's measure on x against its damage (1 - locality) on y.
+
+    ``rows``: a DataFrame with columns editor, prompt, target_new, locality_drop and ``x_columns``;
+    each point's ``customdata`` is ``[row label of rows, editor]`` (a click maps back to the edit).
+    ``rho``: (editor, x column) -> Spearman rho, shown in the panel's title. lambda_max is drawn on
+    a log axis (it spans decades).
+    """
+    from plotly.subplots import make_subplots
+
+    editors = list(dict.fromkeys(rows["editor"]))
+    titles = [f"{e}: {HYPOTHESIS_X[x].split(' (')[0]}" + (f", ρ = {rho[(e, x)]:+.2f}" if rho and (e, x) in rho
+                                                          and not math.isnan(rho[(e, x)]) else "")
+              for e in editors for x in x_columns]
+    fig = make_subplots(rows=max(1, len(editors)), cols=max(1, len(x_columns)), subplot_titles=titles,
+                        vertical_spacing=0.22 / max(1, len(editors)), horizontal_spacing=0.08)
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B"]
+    for i, editor in enumerate(editors, start=1):
+        part = rows[rows["editor"] == editor]
+        for j, x in enumerate(x_columns, start=1):
+            ok = part[part[x].notna() & part["locality_drop"].notna()]
+            kind = go.Scattergl if len(ok) > GL_POINTS else go.Scatter
+            fig.add_trace(kind(
+                x=ok[x], y=ok["locality_drop"], mode="markers", name=editor, legendgroup=editor,
+                showlegend=j == 1, customdata=[[label, editor] for label in ok.index],
+                marker=dict(color=palette[(i - 1) % len(palette)], size=7, opacity=0.7),
+                text=[f"{p} → {t}" for p, t in zip(ok["prompt"], ok["target_new"])],
+                hovertemplate=(f"<b>{editor}</b><br>%{{text}}<br>{x} = %{{x:.3g}}<br>damage = %{{y:.3f}}"
+                               "<extra>click: open in the Edit view</extra>")), row=i, col=j)
+            fig.update_xaxes(title_text=HYPOTHESIS_X[x] if i == len(editors) else None,
+                             type="log" if x == "lambda_max_before" else None, row=i, col=j,
+                             exponentformat="power")
+            fig.update_yaxes(title_text=DAMAGE_TITLE if j == 1 else None, row=i, col=j)
+    fig.update_layout(title=title, height=160 + 300 * max(1, len(editors)), margin=dict(l=10, r=10, t=70, b=10),
+                      legend=dict(orientation="h", y=-0.08), clickmode="event+select", hovermode="closest")
+    return fig
+
+
+def sss_effect_figure(effects, title: str = "What adding SSS changed, paired (with SSS − without)") -> go.Figure:
+    """Mean paired difference per metric and pair of editors, with its bootstrap 95% CI as error bars.
+
+    ``effects``: a DataFrame with columns "with SSS", "without SSS", metric, "mean difference",
+    "CI low", "CI high" (``app.hypothesis.sss_effect_frame``); differences are in percentage points.
+    """
+    fig = go.Figure()
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    for j, ((with_sss, without), part) in enumerate(effects.groupby(["with SSS", "without SSS"], sort=False)):
+        mean = 100 * part["mean difference"].to_numpy(float)
+        lo, hi = 100 * part["CI low"].to_numpy(float), 100 * part["CI high"].to_numpy(float)
+        fig.add_trace(go.Scatter(
+            x=list(part["metric"]), y=mean, mode="markers", name=f"{with_sss} − {without}",
+            marker=dict(size=11, color=palette[j % len(palette)]),
+            error_y=dict(type="data", symmetric=False, array=hi - mean, arrayminus=mean - lo),
+            hovertemplate="%{x}: %{y:+.2f} points<extra>" + f"{with_sss} − {without}" + "</extra>"))
+    fig.add_hline(y=0, line=dict(color="grey", dash="dash"))
+    fig.update_layout(title=title, height=360, yaxis_title="difference (percentage points, 95% CI)",
+                      xaxis_title="metric", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig

@@ -346,3 +346,48 @@ def set_failed_attempt(view: str, message: str | None) -> None:
         st.session_state.pop(f"_failed:{view}", None)
     else:
         st.session_state[f"_failed:{view}"] = message
+
+
+def hypothesis_job():
+    """The Hypothesis view's job of world edits (app.hypothesis.HypothesisJob), or None."""
+    return st.session_state.get("_hyp_job")
+
+
+def set_hypothesis_job(job) -> None:
+    """Keep ``job`` as the Hypothesis view's job (replacing the one before)."""
+    st.session_state["_hyp_job"] = job
+
+
+def stop_hypothesis() -> None:
+    """Stop the Hypothesis view's job after the edit in progress (a button's callback)."""
+    job = hypothesis_job()
+    if job is not None:
+        job.stopped = True
+
+
+def resume_hypothesis() -> None:
+    """Let a stopped job of the Hypothesis view go on where it stopped (a button's callback)."""
+    job = hypothesis_job()
+    if job is not None:
+        job.stopped = False
+
+
+def open_in_edit(prompt: str, subject: str | None, target: str, editor: str, c: float | None,
+                 preset: str | None = None) -> None:
+    """Put an edit into the Edit view's widgets, as a shared link does, and have the Edit view run it.
+
+    ``preset``: the id of the world preset with this prompt and target (it is chosen then);
+    otherwise the prompt, subject and target are typed (a world fact's prompt gets its probes).
+    The caller switches to the Edit page.
+    """
+    ss = st.session_state
+    if preset is not None:
+        ss[REQ_SOURCE], ss[PRESET] = SOURCES[0], preset
+    else:
+        ss[REQ_SOURCE], ss[TYPED_PROMPT], ss[TYPED_TARGET] = SOURCES[1], prompt, target
+        ss[TYPED_SUBJECT] = subject or ""
+        ss[TYPED_PARAPHRASES] = ss[TYPED_NEIGHBOURS] = ""  # the world's probes only, none left from before
+    ss[EDITOR] = editor
+    if c is not None:
+        ss[C] = round(float(c), 2)
+    ss["_link_run"] = True  # the Edit view takes it with take_link_run() and runs the edit

@@ -1,0 +1,192 @@
+"""The data of the Hypothesis view, with no Streamlit in it: world edits run one at a time, or a bench
+folder read from disk, turned into the bench's results frame and its statistics.
+
+Nothing here measures or correlates on its own: an edit is the bench's single-edit runner
+(``evaluation.runners.single_edits``: edit, score, revert, lambda_max before and after), its
+per-edit measures are the bench's (``evaluation.hypothesis.EditMeasures``: k-NN distance of the
+edit prompt among the world's prompts, NLL of the new target), the frame is the store's
+(``evaluation.store.results_frame``), and the statistics are the report's
+(``hypothesis.correlations``: Spearman and partial Spearman with cluster-bootstrap CIs;
+``report.sss_effect_table``: the paired effect of SSS with bootstrap CIs). So the view shows
+what ``python -m sss_core bench`` would write for the same edits.
+
+Example:
+    >>> job = HypothesisJob.start(load_cases("world", 50, 0), [("ft-l", {})], seed=0, k=10)
+    >>> while job.pending:
+    ...     run_next(lm, job)
+    >>> table = correlation_frame(correlations(hypothesis_rows(job.frame())))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from sss_core.editors import EDITORS, editor_config, make_editor
+from sss_core.editors.base import model_lock
+from sss_core.errors import RequestError
+from sss_core.evaluation.hypothesis import Correlation, EditMeasures, reference_prompts
+from sss_core.evaluation.report import sss_effect_table
+from sss_core.evaluation.runners import single_edits
+from sss_core.evaluation.store import RESULTS_FILE, BenchStore, results_frame
+from sss_core.models import LoadedModel
+from sss_core.types import EditCase
+
+CASES_FILES = ("cases.csv", "cases.csv.gz")  # the report's per-case table (no stored measures in it)
+PREDICTS = {1: "> 0", -1: "< 0", 0: "no sign"}
+MEASURE_LABELS = {"lambda_max_before": "λ_max before", "knn_distance": "kNN distance",
+                  "target_nll": "target NLL", "locality_drop": "damage (1 − locality)"}
+
+
+@dataclass
+class HypothesisJob:
+    """N world edits per editor, run one at a time so that the view can show progress and stop.
+
+    ``records`` holds one results-file record per finished edit (``Outcome.to_json()`` plus the
+    bench's per-edit measures), in the order they were made: case by case, every editor on a
+    case before the next case, so a stopped job still has its pairs with and without SSS.
+    """
+
+    cases: list[EditCase]
+    editors: list[tuple[str, dict[str, Any]]]  # (registry name, config overrides)
+    seed: int
+    k: int
+    records: list[dict] = field(default_factory=list)
+    stopped: bool = False
+    seconds: float = 0.0  # wall time of the edits and measures so far
+    _measures: EditMeasures | None = field(default=None, repr=False)
+    _editors: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def start(cls, cases: Sequence[EditCase], editors: Sequence[tuple[str, dict]], seed: int = 0,
+              k: int = 10) -> HypothesisJob:
+        """A job over ``cases`` x ``editors`` (raises RequestError for no case or no editor)."""
+        if not cases or not editors:
+            raise RequestError("pick at least one editor and at least one edit")
+        return cls(list(cases), [(name, dict(o)) for name, o in editors], seed, k)
+
+    @property
+    def total(self) -> int:
+        """Edits the job consists of (cases x editors)."""
+        return len(self.cases) * len(self.editors)
+
+    @property
+    def pending(self) -> bool:
+        """Edits are left and the job was not stopped."""
+        return not self.stopped and len(self.records) < self.total
+
+    def next_edit(self) -> tuple[str, dict, EditCase]:
+        """(editor, overrides, case) of the next edit to run. Raises IndexError when none is left."""
+        i = len(self.records)
+        if i >= self.total:
+            raise IndexError("the job is done")
+        name, overrides = self.editors[i % len(self.editors)]
+        return name, overrides, self.cases[i // len(self.editors)]
+
+    def c_of(self, editor: str) -> float | None:
+        """C that ``editor`` ran with in this job (its C field's override, else its registry default);
+        None for an editor without an SSS term or not in the job."""
+        spec = EDITORS.get(editor)
+        overrides = dict(self.editors).get(editor)
+        if spec is None or overrides is None or not (spec.uses_sss and spec.c_field):
+            return None
+        return float(getattr(editor_config(editor, **overrides), spec.c_field))
+
+    def frame(self) -> pd.DataFrame:
+        """The finished edits as the bench's results frame (``store.results_frame``)."""
+        return results_frame(self.records)
+
+
+def _editor(job: HypothesisJob, name: str, overrides: dict):
+    """The job's editor ``name`` (made once), with the job's seed where its config has one (as the bench)."""
+    if name not in job._editors:
+        fields = {f.name for f in dataclasses.fields(EDITORS[name].config_cls)}
+        seed = {"seed": job.seed} if "seed" in fields else {}
+        job._editors[name] = make_editor(name, **{**overrides, **seed})
+    return job._editors[name]
+
+
+def run_next(lm: LoadedModel, job: HypothesisJob) -> dict:
+    """Run the job's next edit with the bench's runner and measures; append and return its record.
+
+    The measures (k-NN distance, target NLL) are taken under the model's lock before the edit, on
+    the unedited model, as the bench takes them. A failed edit is a record with ``error`` set.
+    """
+    name, overrides, case = job.next_edit()
+    start = time.perf_counter()
+    if job._measures is None:
+        job._measures = EditMeasures(lm.model, lm.tok, reference_prompts("world", job.cases), job.k)
+    with model_lock(lm.model):
+        measures = job._measures([case.request])[0]
+    outcome = next(single_edits(lm.model, lm.tok, _editor(job, name, overrides), [case], job.seed))
+    record = {**outcome.to_json(), **{k: (None if not math.isfinite(v) else v) for k, v in measures.items()}}
+    job.records.append(record)
+    job.seconds += time.perf_counter() - start
+    return record
+
+
+def readable_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a bench's results.jsonl or its report's cases.csv(.gz)."""
+    path = Path(folder)
+    return (path / RESULTS_FILE).is_file() or any((path / f).is_file() for f in CASES_FILES)
+
+
+def read_folder(folder: str | Path) -> tuple[pd.DataFrame, str]:
+    """A bench folder as the results frame, and which file it came from.
+
+    ``results.jsonl`` (through ``store.BenchStore``) carries the stored per-edit measures;
+    a report's ``cases.csv(.gz)`` (the committed docs/results folders) does not, so its frame has
+    no ``knn_distance`` and ``target_nll`` columns and the pairs that need them are left out.
+    Raises RequestError if the folder has neither, DataError for a corrupt results file.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise RequestError(f"{folder} is not a folder")
+    store = BenchStore(path)
+    if store.exists():
+        return store.frame(), RESULTS_FILE
+    for name in CASES_FILES:
+        if (path / name).is_file():
+            frame = pd.read_csv(path / name)
+            frame["post"] = ""  # the report's table keeps no predictions; only the paired metric differences use it
+            return frame, name
+    raise RequestError(f"{folder} has no {RESULTS_FILE} and no cases.csv: give the --out folder of a bench run")
+
+
+def hypothesis_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the hypothesis is measured on, as in the bench's report: single edits that did not fail,
+    with ``locality_drop`` = 1 - locality (the damage to the neighbours)."""
+    rows = frame[(frame["mode"] == "single") & frame["error"].isna()]
+    return rows.assign(locality_drop=1.0 - rows["locality"])
+
+
+def pair_label(c: Correlation) -> str:
+    """"λ_max before ~ damage (1 − locality) | target NLL" for a correlation."""
+    text = f"{MEASURE_LABELS.get(c.x, c.x)} ~ {MEASURE_LABELS.get(c.y, c.y)}"
+    return text + (f" | {MEASURE_LABELS.get(c.control, c.control)}" if c.control else "")
+
+
+def correlation_frame(corrs: Sequence[Correlation]) -> pd.DataFrame:
+    """One row per (editor, pair): rho, its bootstrap CI, p, counts, the sign the paper predicts, the verdict."""
+    return pd.DataFrame([{"editor": c.editor, "pair": pair_label(c), "ρ (Spearman)": c.rho, "CI low": c.lo,
+                          "CI high": c.hi, "p": c.p, "edits": c.points, "prompts": c.clusters,
+                          "paper predicts": PREDICTS[c.expected_sign], "verdict": c.verdict} for c in corrs],
+                        columns=["editor", "pair", "ρ (Spearman)", "CI low", "CI high", "p", "edits", "prompts",
+                                 "paper predicts", "verdict"])
+
+
+def sss_effect_frame(frame: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """The paired effect of SSS (same seed and case, editor with SSS minus without) per metric, with the
+    bench report's bootstrap 95% CI (``report.sss_effect_table``); empty when no pair ran both."""
+    _, rows = sss_effect_table(frame, n_boot)
+    out = pd.DataFrame(rows, columns=["table", "editor", "baseline", "metric", "mean_diff", "lo", "hi", "pairs"])
+    return out.drop(columns="table").rename(columns={"editor": "with SSS", "baseline": "without SSS",
+                                                     "mean_diff": "mean difference", "lo": "CI low",
+                                                     "hi": "CI high", "pairs": "paired cases"})

@@ -1,0 +1,117 @@
+"""Hypothesis: does an edit in a sparse region damage its neighbours less? Over N world edits run here,
+or over a bench run's results, with the bench report's statistics."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import inputs, panels, resources, state
+from app.hypothesis import HypothesisJob, hypothesis_rows, read_folder, readable_folder, run_next, sss_effect_frame
+from app.messages import show_error
+from sss_core.editors import EDITORS
+from sss_core.evaluation.datasets import load_cases
+from sss_core.evaluation.hypothesis import correlations
+
+SOURCES = ("Run world edits here", "A bench run's results")
+N_BOOT = 1000  # bootstrap resamples of every CI, as the bench report
+
+
+@st.cache_data(show_spinner="Reading the results and bootstrapping the correlations...", max_entries=4)
+def _folder_statistics(folder: str, stamp: float):
+    """The frame, file name, correlations and paired SSS effect of a bench folder (cached per file state)."""
+    frame, name = read_folder(folder)
+    return frame, name, correlations(hypothesis_rows(frame), N_BOOT), sss_effect_frame(frame, N_BOOT)
+
+
+def _stamp(folder: str) -> float:
+    """The newest modification time of the folder's files (a rerun of the bench invalidates the cache)."""
+    return max((f.stat().st_mtime for f in Path(folder).iterdir() if f.is_file()), default=0.0)
+
+
+st.title("The sparse-space hypothesis")
+st.caption("The paper's claim: an edit whose sentence sits in a semantically sparse region of embedding space "
+           "(small λ_max, or far from its nearest neighbours) damages its neighbours less. Each point below is "
+           "one edit; damage = 1 − locality, the share of neighbour tokens whose prediction the edit changed.")
+state.setdefault("hyp_source", SOURCES[0])
+source = st.radio("Data", SOURCES, key="hyp_source", horizontal=True)
+
+if source == SOURCES[0]:
+    lm = inputs.model_picker()
+    state.setdefault("hyp_editors", [e for e in ("ft-l", "ft-l+sss") if e in EDITORS])
+    state.setdefault("hyp_n", 30)
+    c1, c2, c3 = st.columns([3, 1, 1])
+    editors = c1.multiselect("Editors", list(EDITORS), key="hyp_editors",
+                             help="Each runs every edit; an editor with and one without SSS give the paired effect. "
+                                  "Advanced settings (and C) come from the Edit page's choices for each editor.")
+    n = int(c2.number_input("World edits (N)", min_value=4, max_value=1000, step=5, key="hyp_n",
+                            help="The first N cases of the world's test split, as `bench --data world --n N`"))
+    seed = int(c3.number_input("Seed", min_value=0, max_value=99, value=0, key="hyp_seed",
+                               help="Draws the new targets and probes (as the bench's seed)"))
+    k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, value=10, key="hyp_k",
+                            help="Neighbours among the world's fact prompts (the bench's --knn)"))
+    job = state.hypothesis_job()
+    b1, b2, b3 = st.columns([1, 1, 4])
+    start = b1.button("Run", type="primary", key="hyp_run", disabled=lm is None or not editors)
+    b2.button("Stop", key="hyp_stop", on_click=state.stop_hypothesis, disabled=job is None or not job.pending)
+    b3.button("Continue", key="hyp_continue", on_click=state.resume_hypothesis,
+              disabled=job is None or not job.stopped or len(job.records) >= job.total)
+    st.caption("Stop takes effect between two edits: the edit under way finishes and is kept, the rest are not "
+               "run, and the results so far are shown. Continue runs the rest. Changing a widget while a run is "
+               "going also pauses it at the next edit; it then goes on by itself.")
+    if start and lm is not None:
+        try:
+            choices = [inputs.choice_for(e) for e in editors]
+            job = HypothesisJob.start(load_cases("world", n, seed), [(c.editor, c.overrides) for c in choices],
+                                      seed, k)
+            state.set_hypothesis_job(job)
+        except Exception as exc:  # noqa: BLE001 - shown as a message
+            show_error(exc, "Could not start")
+            job = None
+    if job is not None and job.pending and lm is not None:
+        bar = st.progress(len(job.records) / job.total, text="Starting")
+        while job.pending:
+            name, _, case = job.next_edit()
+            bar.progress(len(job.records) / job.total,
+                         text=f"{len(job.records)} of {job.total} edits: {name} on {case.request.prompt!r} -> "
+                              f"{case.request.target_new!r}")
+            try:
+                run_next(lm, job)
+            except Exception as exc:  # noqa: BLE001 - e.g. a trained editor without its checkpoint
+                job.stopped = True
+                show_error(exc, f"{name} failed")
+        bar.progress(len(job.records) / job.total, text=f"{len(job.records)} of {job.total} edits in "
+                                                        f"{job.seconds:.1f} s")
+    if job is not None and job.records:
+        if job.stopped and len(job.records) < job.total:
+            st.warning(f"Stopped after {len(job.records)} of {job.total} edits; the results below are over those.")
+        else:
+            st.success(f"{len(job.records)} edits ({len(job.cases)} world cases x {len(job.editors)} editors, "
+                       f"seed {job.seed}) in {job.seconds:.1f} s.")
+        frame = job.frame()
+        failed = int(frame["error"].notna().sum())
+        if failed:
+            st.warning(f"{failed} edit(s) failed and are left out: " + "; ".join(
+                dict.fromkeys(str(e)[:120] for e in frame["error"].dropna())))
+        if not job.pending:
+            ck = (id(job), len(job.records))
+            held = st.session_state.get("_hyp_stats")
+            if held is None or held[0] != ck:
+                with st.spinner("Bootstrapping the correlations..."):
+                    held = (ck, correlations(hypothesis_rows(frame), N_BOOT), sss_effect_frame(frame, N_BOOT))
+                st.session_state["_hyp_stats"] = held
+            panels.hypothesis_results(frame, held[1], held[2], key="hyp", c_of=job.c_of)
+else:
+    found = [d for d in resources.list_report_dirs() if readable_folder(d)]
+    state.setdefault("hyp_folder", found[0] if found else "")
+    folder = st.selectbox("Bench folder (results.jsonl, or a report's cases.csv)", found, key="hyp_folder",
+                          accept_new_options=True,
+                          help="Folders under runs/ and docs/results/ with bench results; type another path")
+    if folder:
+        try:
+            frame, name, corrs, effects = _folder_statistics(folder, _stamp(folder))
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "Cannot read the results")
+        else:
+            st.caption(f"Read {name} of {folder}: {len(frame)} results.")
+            panels.hypothesis_results(frame, corrs, effects, key="hyp-folder",
+                                      c_of=lambda e: inputs.choice_for(e).c)
