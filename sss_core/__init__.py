@@ -21,13 +21,17 @@ Example (a notebook; one edit of the shipped model, scored the way EasyEdit and 
 
 What is here, by layer (each only uses the ones below it):
 
-- analysis: ``analyse_edit`` (one edit measured and reverted), ``sweep_c``, ``sequential_step``.
+- case study: ``write_inspect_page`` (one edit as a standalone HTML page that opens offline).
+- analysis: ``analyse_edit`` (one edit measured and reverted: probabilities, sparsity per sentence,
+  weight deltas, the optimisation trajectory), ``delta_cosine`` / ``same_weight_edit`` /
+  ``paired_probe_differences`` (two runs compared), ``sweep_c``, ``sequential_step``.
 - evaluation: ``run_edit`` / ``evaluate_edit`` (EasyEdit's metrics), ``case_for_request``, ``presets``,
   ``load_dataset`` / ``load_cases`` (ZsRE, CounterFact, ROME, KnowEdit, the world).
 - editors: ``EDITORS`` (the registry; ``EDITORS[name].c_field`` is the config field holding C),
   ``make_editor``, ``editor_config``.
 - the SSS metric: ``lambda_max`` (Eq. 9) and ``sss_from_hidden``, the SSS loss term of
-  ``L_all = (1 - C) * L + C * SSS`` (Eq. 10); ``embed_prompts`` and ``project`` for embeddings.
+  ``L_all = (1 - C) * L + C * SSS`` (Eq. 10); ``embed_prompts`` and ``project`` for embeddings;
+  sparsity per sentence: ``SentenceSparsity``, ``EditLambda``, ``KnnSettings``, ``knn_distances``.
 - base: ``load_model`` / ``LoadedModel``, ``EditRequest`` / ``EditCase`` / ``EditResult``, and the errors a
   user can cause (all ``SSSError``; their messages say what to do).
 
@@ -44,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 # submodule -> the public names it gives this package, imported on first use by __getattr__;
 # __all__ and the TYPE_CHECKING imports list the same names (tests/test_public_api.py checks it)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    ".analysis": ("EditRun", "EmbeddingSet", "ProbeRow", "SequentialStep", "SweepPoint", "analyse_edit", "c_field",
-                  "neighbour_table", "sequential_baseline", "sequential_step", "sweep_c"),
+    ".analysis": ("EditRun", "EmbeddingSet", "ProbeRow", "SequentialStep", "SweepPoint", "analyse_edit",
+                  "background_sentences", "c_field", "delta_cosine", "neighbour_table", "paired_probe_differences",
+                  "same_weight_edit", "sequential_baseline", "sequential_step", "sweep_c"),
     ".editors": ("EDITORS", "Edit", "EditBase", "Editor", "EditorSpec", "editor_config", "make_editor",
                   "register_editor", "train_config", "trainable_editors"),
     ".embeddings": ("embed_prompts",),
@@ -54,7 +59,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".evaluation.metrics": ("evaluate_edit", "run_edit"),
     ".evaluation.presets": ("case_for_request", "presets"),
     ".models": ("DEFAULT_MODEL", "LoadedModel", "load_model"),
+    ".inspect_page": ("inspect_page", "write_inspect_page"),
     ".projection": ("project",),
+    ".sparsity": ("EditLambda", "KnnSettings", "SentenceSparsity", "knn_distances"),
     ".sss": ("lambda_max", "sss_from_hidden"),
     ".types": ("EditCase", "EditRequest", "EditResult", "Probe"),
 }
@@ -63,8 +70,9 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = sorted(_MODULE_OF)  # the TYPE_CHECKING imports below list the same names (tests/test_public_api.py)
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
-    from .analysis import (EditRun, EmbeddingSet, ProbeRow, SequentialStep, SweepPoint, analyse_edit, c_field,
-                           neighbour_table, sequential_baseline, sequential_step, sweep_c)
+    from .analysis import (EditRun, EmbeddingSet, ProbeRow, SequentialStep, SweepPoint, analyse_edit,
+                           background_sentences, c_field, delta_cosine, neighbour_table, paired_probe_differences,
+                           same_weight_edit, sequential_baseline, sequential_step, sweep_c)
     from .editors import (EDITORS, Edit, EditBase, Editor, EditorSpec, editor_config, make_editor, register_editor,
                           train_config, trainable_editors)
     from .embeddings import embed_prompts
@@ -73,7 +81,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from .evaluation.metrics import evaluate_edit, run_edit
     from .evaluation.presets import case_for_request, presets
     from .models import DEFAULT_MODEL, LoadedModel, load_model
+    from .inspect_page import inspect_page, write_inspect_page
     from .projection import project
+    from .sparsity import EditLambda, KnnSettings, SentenceSparsity, knn_distances
     from .sss import lambda_max, sss_from_hidden
     from .types import EditCase, EditRequest, EditResult, Probe
 

@@ -2,8 +2,27 @@
 
 ``analyse_edit`` edits the model under its lock, measures everything the app's Edit and
 Projection views show (probabilities, top-1 predictions, lambda_max, embeddings before and after,
-the weight delta) and reverts the edit in ``finally``: no other user of a shared model ever sees
-it edited. ``sweep_c`` repeats one edit over several values of C; ``sequential_step`` stacks edits.
+sparsity per sentence, the weight delta, the optimisation trajectory) and reverts the edit in
+``finally``: no other user of a shared model ever sees it edited. ``sweep_c`` repeats one edit over
+several values of C; ``sequential_step`` stacks edits.
+
+What an ``EditRun`` keeps beyond the probe table and the metrics:
+
+- ``sparsity``: one ``sparsity.SentenceSparsity`` per sentence of the neighbourhood (probes, then
+  background): lambda_max against the unedited model's top answer, the kNN distance in the full
+  embedding space (``knn``: k, cosine / euclidean, pooling) and P(answer), before and after;
+  ``edit_lambda``: the edit prompt's lambda_max against the new and against the old target.
+  ``run.with_knn(k, metric, pooling)`` measures the kNN distances again without the model.
+- ``weight_deltas``: parameter -> the flattened change (new - base), float32 on the CPU, for edits
+  that change weights (FT-L, ROME, MEMIT, MEND); None for SERAC, whose edit is a memory beside
+  the model. Memory: 4 bytes per edited weight, e.g. 1 MiB for one MLP projection of the default
+  model (256 x 1024), about 9 MiB per GPT-2 small (768 x 3072) projection. ``delta_cosine(a, b)``
+  is the cosine between two runs' deltas per parameter; ``same_weight_edit(a, b)`` says whether
+  they are the same change.
+- ``trajectory``: the editor's optimisation per step (``edit.info["history"]``), as dicts
+  ``{"step", "loss", "sss"}``: FT-L's edit loss (mean target NLL, nats) and its SSS term
+  (lambda_max of the edit, NaN when C = 0). ROME and MEMIT record only their final NLL and delta
+  norms (in ``result.extra``), MEND and SERAC no steps: their trajectory is ().
 
 C, the weight of the SSS term in ``L_all = (1 - C) * L + C * SSS`` (paper Eq. 10), is the config
 field that the editor's registry entry names (``EDITORS[name].c_field``; None: no SSS term).
@@ -29,17 +48,21 @@ import numpy as np
 from torch import nn
 
 from .editors import EDITORS, editor_config, make_editor
-from .editors.base import Edit, model_lock
+from .editors.base import Edit, WeightEdit, model_lock
 from .embeddings import POOLINGS, nearest_neighbours, sentence_states
 from .errors import RequestError
 from .evaluation.metrics import (TokenPrediction, answer_probability, evaluate_edit, probes_of, request_warnings,
-                                 teacher_forced)
-from .evaluation.presets import greedy_answer
+                                 teacher_forced, top_k)
+from .evaluation.presets import greedy_answer, presets
 from .models import LoadedModel
-from .text import joined_text, max_positions
+from .sparsity import (EditLambda, KnnSettings, SentenceSparsity, answer_rows, lambda_and_probability,
+                       sentence_sparsity)
+from .sparsity import with_knn as remeasure_knn
+from .text import joined_text, max_positions, target_ids
 from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
 Progress = Callable[[str], None]
+N_BACKGROUND = 30  # background sentences the app and the CLI embed around an edit
 
 # Groups whose top-1 prediction should become the new target; in LOCALITY_GROUPS it should stay.
 REWRITE_GROUPS = ("rewrite", "paraphrase", "subject_replace")
@@ -137,6 +160,14 @@ class EditRun:
     seconds_edit: float = math.nan
     seconds_total: float = math.nan
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    sparsity: tuple[SentenceSparsity, ...] = ()  # per sentence, in the order of the EmbeddingSet's sentences
+    edit_lambda: EditLambda | None = None  # the edit prompt against the new and the old target
+    knn: KnnSettings = KnnSettings()  # how sparsity's kNN distances were measured
+    # parameter -> flattened (new - base), float32 on the CPU; None when the edit changes no weight
+    weight_deltas: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    trajectory: tuple[dict[str, float], ...] = ()  # per optimisation step: {"step", "loss", "sss"}
+    top_k_before: tuple[tuple[str, float], ...] = ()  # the edit prompt's top-k next tokens (when asked for)
+    top_k_after: tuple[tuple[str, float], ...] = ()
 
     @property
     def c(self) -> float | None:
@@ -144,9 +175,37 @@ class EditRun:
         spec = EDITORS.get(self.editor)
         return self.config.get(spec.c_field) if spec is not None and spec.c_field else None
 
+    def sparsity_of(self, sentence: str) -> SentenceSparsity | None:
+        """The sparsity record of ``sentence`` (a probe's prompt or a background sentence), or None."""
+        return next((s for s in self.sparsity if s.sentence == sentence), None)
+
+    def with_knn(self, k: int | None = None, metric: str | None = None, pooling: str | None = None) -> EditRun:
+        """This run with its sparsity's kNN distances measured again (no model needed); None keeps a setting.
+
+        Raises RequestError for a bad k or metric, or a pooling the run has no embeddings of.
+        """
+        knn = KnnSettings(self.knn.k if k is None else k, metric or self.knn.metric,
+                          pooling or self.knn.pooling).validate()
+        if not self.sparsity:
+            return dataclasses.replace(self, knn=knn)
+        if knn.pooling not in self.embeddings:
+            raise RequestError(f"this run has no {knn.pooling!r} embeddings; choose one of {', '.join(self.embeddings)}")
+        emb = self.embeddings[knn.pooling]
+        return dataclasses.replace(self, knn=knn, sparsity=remeasure_knn(self.sparsity, emb.before, emb.after, knn))
+
     def to_json_dict(self) -> dict[str, Any]:
-        """Config and results, JSON-ready (embeddings left out: they are large; export them as CSV)."""
+        """Config and results, JSON-ready (embeddings and weight deltas left out: they are large).
+
+        Each probe carries its sentence's ``lambda_max_before/after`` (against the unedited
+        model's top answer) and ``knn_distance_before/after``; ``sparsity`` lists every sentence,
+        background included; ``edit_lambda`` the edit prompt against the new and the old target.
+        """
         res = self.result
+
+        def probe(row: ProbeRow) -> dict[str, Any]:
+            s = self.sparsity_of(row.prompt)
+            return {**row.as_dict(), **(s.probe_fields() if s is not None else {})}
+
         return {
             "config": {"model": self.model_name, "editor": self.editor, "settings": self.config,
                        "request": dataclasses.asdict(self.case.request)},
@@ -154,7 +213,11 @@ class EditRun:
                         "lambda_max_after": res.lambda_max_after, "seconds_edit": self.seconds_edit,
                         "seconds_total": self.seconds_total, "timings": self.timings, "delta_norms": self.delta_norms,
                         "warnings": list(self.warnings), "extra": res.extra,
-                        "probes": [r.as_dict() for r in self.rows],
+                        "probes": [probe(r) for r in self.rows],
+                        "edit_lambda": self.edit_lambda.as_dict() if self.edit_lambda else None,
+                        "knn": dataclasses.asdict(self.knn),
+                        "sparsity": [s.as_dict() for s in self.sparsity],
+                        "trajectory": list(self.trajectory),
                         "teacher_forced": [{"group": r.probe.group, "prompt": r.probe.prompt, "answer": r.probe.answer,
                                             "score": r.score, "target_tokens": r.target_tokens,
                                             "pre_tokens": r.pre_tokens, "post_tokens": r.post_tokens}
@@ -222,17 +285,50 @@ def _sentences(case: EditCase, probes: Sequence[Probe], background: Sequence[str
     return sentences, groups
 
 
+def background_sentences(n: int = N_BACKGROUND) -> tuple[str, ...]:
+    """Prompts of ``n`` world facts (the validation split) to embed around an edit as its background."""
+    return tuple(c.request.prompt for c in presets("validation", n)) if n > 0 else ()
+
+
+def weight_deltas(edit: Edit) -> dict[str, np.ndarray] | None:
+    """Parameter -> flattened (new - base) as float32 on the CPU, for an edit of weights; None otherwise.
+
+    Memory: 4 bytes per edited weight (see the module's docstring).
+    """
+    if not isinstance(edit, WeightEdit):
+        return None
+    return {n: (edit.new[n].detach().float() - edit.base[n].detach().float()).flatten().cpu().numpy()
+            for n in edit.new}
+
+
+def trajectory_of(edit: Edit) -> tuple[dict[str, float], ...]:
+    """The editor's optimisation per step, ``{"step", **edit.info["history"][step]}``; () when it records none."""
+    return tuple({"step": i, **{k: float(v) for k, v in h.items()}}
+                 for i, h in enumerate(edit.info.get("history") or ()))
+
+
 # --- the edit ---------------------------------------------------------------------------------------
 
 def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: EditCase,
                  background: Sequence[str] = (), poolings: Sequence[str] = POOLINGS,
-                 progress: Progress | None = None, with_embeddings: bool = True) -> EditRun:
+                 progress: Progress | None = None, with_embeddings: bool = True,
+                 knn: KnnSettings = KnnSettings(), top_k_tokens: int = 0) -> EditRun:
     """Edit, measure and revert. Holds the model's lock from the first measurement to the revert.
 
     ``progress`` is called with a short message at each stage (the app shows them in st.status).
-    Errors a user can cause raise SSSError subclasses with a message saying what to do.
+    With ``with_embeddings`` (the default) it embeds the probes and ``background`` and measures
+    the sparsity of each sentence (``sparsity.SentenceSparsity``, kNN distances as ``knn`` says);
+    without, ``embeddings`` and ``sparsity`` are empty (the C sweep and sequential steps).
+    ``edit_lambda`` (the edit prompt against the new and the old target) is always measured.
+    ``top_k_tokens`` > 0 also keeps the edit prompt's top-k next tokens before and after.
+    Errors a user can cause raise SSSError subclasses with a message saying what to do (also a
+    ``knn`` whose pooling is not among ``poolings``).
     """
     progress = progress or _noop
+    knn = knn.validate()
+    if with_embeddings and knn.pooling not in poolings:
+        raise RequestError(f"the kNN distance is measured on {knn.pooling!r} embeddings, which are not among "
+                           f"the poolings asked for ({', '.join(poolings)})")
     start = time.perf_counter()
     timings: dict[str, float] = {}
     mark = [start]
@@ -257,13 +353,21 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
         p_old_before, p_new_before = _probabilities(model, tok, prompts, answers)
         before = sentence_states(model, tok, sentences, poolings if with_embeddings else ())
         pre = teacher_forced(model, tok, prompts, [p.answer for p in probes])
+        k_before = top_k(model, tok, request.prompt, top_k_tokens) if top_k_tokens > 0 else []
         lap("before")
+        # one batch: each sentence against its top answer (with embeddings), then the edit prompt
+        # against the old target; the new target's lambda_max comes with the metrics
+        lam_rows = answer_rows(tok, sentences, before.next_token_ids) if with_embeddings else []
+        lam_rows.append(target_ids(tok, request.prompt, old_answer))
+        lam_before = lambda_and_probability(model, tok, lam_rows)
+        lap("sparsity before")
 
         progress(f"Editing with {editor}")
         t0 = time.perf_counter()
         edit = make_editor(editor, **dict(overrides)).edit(model, tok, [request])
         seconds_edit = time.perf_counter() - t0
         norms = edit.delta_norms() or None  # {} (no weight changed, e.g. SERAC) is shown as "none"
+        deltas = weight_deltas(edit)
         lap("edit")
 
         progress("Scoring the edit (metrics and lambda_max)")
@@ -275,21 +379,85 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
             edited = edit.model
             p_old_after, p_new_after = _probabilities(edited, tok, prompts, answers)
             after = sentence_states(edited, tok, sentences, poolings if with_embeddings else ())
-        lap("after")
+            k_after = top_k(edited, tok, request.prompt, top_k_tokens) if top_k_tokens > 0 else []
+            lap("after")
+            lam_after = lambda_and_probability(edited, tok, lam_rows)
+        lap("sparsity after")
 
     top_before = [(tok.decode([int(t)]), float(q)) for t, q in zip(before.next_token_ids, before.next_token_probs)]
     top_after = [(tok.decode([int(t)]), float(q)) for t, q in zip(after.next_token_ids, after.next_token_probs)]
     top_of = {s: i for i, s in enumerate(sentences)}
     scores = [r.score for r in result.probes]
-    rows = tuple(ProbeRow(p.group, p.prompt, a[0], a[1], p_old_before[i], p_old_after[i], p_new_before[i],
+    probe_rows = tuple(ProbeRow(p.group, p.prompt, a[0], a[1], p_old_before[i], p_old_after[i], p_new_before[i],
                           p_new_after[i], top_before[top_of[p.prompt]][0], top_after[top_of[p.prompt]][0], scores[i])
                  for i, (p, a) in enumerate(zip(probes, answers)))
     fmt = tuple(f"{t!r} ({q:.2f})" for t, q in top_before)
     fmt_after = tuple(f"{t!r} ({q:.2f})" for t, q in top_after)
     embeddings = {p: EmbeddingSet(tuple(sentences), tuple(groups), before.pooled[p], after.pooled[p], fmt, fmt_after, p)
                   for p in before.pooled}
-    return EditRun(uuid.uuid4().hex[:12], lm.name, editor, dataclasses.asdict(config), case, result, rows, norms,
-                   embeddings, warnings, seconds_edit, time.perf_counter() - start, timings)
+    edit_lambda = EditLambda(request.target_new, old_answer, result.lambda_max_before, result.lambda_max_after,
+                             float(lam_before[0][-1]), float(lam_after[0][-1]))
+    sparsity: tuple[SentenceSparsity, ...] = ()
+    if with_embeddings:
+        n = len(sentences)
+        sparsity = sentence_sparsity(sentences, groups, [t for t, _ in top_before], [t for t, _ in top_after],
+                                     (lam_before[0][:n], lam_before[1][:n]), (lam_after[0][:n], lam_after[1][:n]),
+                                     before.pooled[knn.pooling], after.pooled[knn.pooling], knn)
+    return EditRun(uuid.uuid4().hex[:12], lm.name, editor, dataclasses.asdict(config), case, result, probe_rows, norms,
+                   embeddings, warnings, seconds_edit, time.perf_counter() - start, timings, sparsity, edit_lambda,
+                   knn, deltas, trajectory_of(edit), tuple(k_before), tuple(k_after))
+
+
+def delta_cosine(run_a: EditRun, run_b: EditRun) -> dict[str, float]:
+    """Cosine between the two runs' weight deltas, per edited parameter (float64 arithmetic).
+
+    Every parameter either run edited is a key; its value is NaN where only one run changed it
+    (or their shapes differ, e.g. runs on different models), where either delta is zero, or when
+    either run is not a weight edit (SERAC: ``weight_deltas`` is None). {} when neither is.
+    1.0 means the same direction of change (e.g. the SSS term did not turn the update).
+    """
+    a, b = run_a.weight_deltas or {}, run_b.weight_deltas or {}
+    out: dict[str, float] = {}
+    for name in dict.fromkeys([*a, *b]):
+        x, y = a.get(name), b.get(name)
+        if x is None or y is None or x.shape != y.shape:
+            out[name] = math.nan
+            continue
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+        out[name] = float(x @ y / (nx * ny)) if nx > 0 and ny > 0 else math.nan
+    return out
+
+
+def same_weight_edit(run_a: EditRun, run_b: EditRun) -> bool | None:
+    """Whether both runs changed the same parameters by exactly the same amounts (bit for bit).
+
+    None when either run is not a weight edit (nothing to compare). Two runs whose editors or
+    settings differ yet give True made the same edit: e.g. an SSS term too weak to change FT-L's steps.
+    """
+    a, b = run_a.weight_deltas, run_b.weight_deltas
+    if a is None or b is None:
+        return None
+    return a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
+
+
+def paired_probe_differences(run_a: EditRun, run_b: EditRun) -> list[dict[str, Any]]:
+    """Per probe both runs share (same group and prompt): its change of P(old answer) under A and under B.
+
+    Rows ``{"group", "prompt", "delta_p_old_a", "delta_p_old_b", "difference"}`` with difference =
+    A minus B (negative: A took more probability from the old answer, i.e. did more damage there);
+    NaN where the old answer is unknown. Probes only one run has are left out.
+    """
+    b_rows = {(r.group, r.prompt): r for r in run_b.rows}
+    out = []
+    for r in run_a.rows:
+        other = b_rows.get((r.group, r.prompt))
+        if other is None:
+            continue
+        da, db = r.as_dict()["delta_p_old"], other.as_dict()["delta_p_old"]
+        out.append({"group": r.group, "prompt": r.prompt, "delta_p_old_a": da, "delta_p_old_b": db,
+                    "difference": da - db})
+    return out
 
 
 def neighbour_table(emb: EmbeddingSet, index: int, k: int = 5) -> list[dict[str, Any]]:
