@@ -1,4 +1,4 @@
-"""Command line: ``sss-lab`` or ``python -m sss_core {edit,lambda,world,train-default,train,bench} ...``.
+"""Command line: ``sss-lab`` or ``python -m sss_core {edit,inspect,lambda,world,train-default,train,bench} ...``.
 
 All argparse and printing lives in this package, one module per subcommand, each with
 ``register(subparsers)`` and ``run(args)``; nothing below the CLI imports it. Errors a user can
@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from ..errors import SSSError
-from . import bench, edit, lambda_max, train, train_default, world
+from . import bench, edit, inspect, lambda_max, train, train_default, world
 from .common import fail
 
-SUBCOMMANDS = (edit, lambda_max, world, train_default, train, bench)
+SUBCOMMANDS = (edit, inspect, lambda_max, world, train_default, train, bench)
 
 
 class OneLineParser(argparse.ArgumentParser):

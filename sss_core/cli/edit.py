@@ -1,7 +1,13 @@
-"""``edit``: edit one fact, evaluate it with the paper's metrics, revert; print the result."""
+"""``edit``: edit one fact, evaluate it with the paper's metrics, measure the sparsity around it, revert; print it.
+
+The request options (``add_request_args``) and the analysis (``analyse_from_args``) are shared
+with ``inspect``, which writes the same analysis as a standalone HTML page.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import math
 import sys
 
@@ -9,10 +15,25 @@ from ..types import EditRequest
 from .common import add_model_args, emit, fail, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
 from .names import editor_name, known_editors
 
+log = logging.getLogger(__name__)
 
-def register(sub) -> None:
-    """Add ``edit`` to the CLI's subparsers (torch-free: nothing heavy is imported to parse)."""
-    p = sub.add_parser("edit", help="edit one fact, evaluate it, revert")
+N_BACKGROUND = 30  # = sss_core.analysis.N_BACKGROUND (not imported: the parser needs no torch)
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number >= 0 (how many background sentences)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 100000, got {text}")
+    return value
+
+
+def add_request_args(p: argparse.ArgumentParser) -> None:
+    """The options of one edit, shared by ``edit`` and ``inspect``: editor, C, request, probes, settings,
+    the sparsity's kNN and background, and the model arguments."""
     p.add_argument("--editor", required=True, type=editor_name, help=f"one of: {', '.join(known_editors())}")
     p.add_argument("--C", dest="C", type=unit_interval, default=None,
                    help="SSS weight C in [0, 1] (editors with +sss; default 0.9)")
@@ -24,14 +45,30 @@ def register(sub) -> None:
                    help="an unrelated prompt whose prediction must not change (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="editor setting, e.g. --set steps=40 --set lr=1e-3")
+    p.add_argument("--k", type=positive_int, default=5,
+                   help="neighbours of each sentence's kNN distance (full embedding space; default 5)")
+    p.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine", help="distance of the kNN distance")
+    p.add_argument("--pooling", choices=("last", "mean"), default="last",
+                   help="sentence embedding: the last token's state (default) or the mean over tokens")
+    p.add_argument("--background", type=count, default=N_BACKGROUND, metavar="N",
+                   help=f"embed N world facts around the edit as background sentences (default {N_BACKGROUND})")
+    add_model_args(p)
+
+
+def register(sub) -> None:
+    """Add ``edit`` to the CLI's subparsers (torch-free: nothing heavy is imported to parse)."""
+    p = sub.add_parser("edit", help="edit one fact, evaluate it, measure sparsity per sentence, revert")
+    add_request_args(p)
     p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_model_args(p)
     p.set_defaults(handler=run)
 
 
-def run(args) -> None:
-    """Run ``edit`` from parsed arguments: edit, score, revert; print JSON (``--json``) or text."""
+def analyse_from_args(args, top_k: int = 0):
+    """Check the request and settings, load the model, run ``analysis.analyse_edit``; returns (lm, EditRun).
+
+    Everything that can be checked without torch is checked first (exit 2 with one line).
+    """
     settings = parse_settings(args.set)
     request = EditRequest(args.prompt, args.target, subject=args.subject).validate()
     # torch, the registry and the model only once every argument that can be checked without them is valid
@@ -42,36 +79,59 @@ def run(args) -> None:
             with_c = ", ".join(name for name, spec in EDITORS.items() if spec.c_field)
             fail(f"--C is the weight of the SSS term, which {args.editor} does not have; editors with it: {with_c}")
         settings[c_field] = args.C
-    from ..evaluation.metrics import request_warnings, run_edit, top_k
+    from ..analysis import analyse_edit, background_sentences
     from ..evaluation.presets import case_for_request
+    from ..sparsity import KnnSettings
 
-    editor = make_editor(args.editor, **settings)
+    make_editor(args.editor, **settings)  # a bad setting is refused before the model is loaded
     lm = load_model_from_args(args)
     case = case_for_request(request, args.paraphrase, args.neighbour, lm)
-    warnings = request_warnings(lm.model, lm.tok, request)
-    for w in warnings:
+    run = analyse_edit(lm, args.editor, settings, case, background_sentences(args.background),
+                       knn=KnnSettings(args.k, args.metric, args.pooling), top_k_tokens=top_k, progress=log.info)
+    for w in run.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    pre = top_k(lm.model, lm.tok, request.prompt, args.top_k)
-    result = run_edit(lm.model, lm.tok, editor, case)
-    # run_edit reverted the edit; apply it once more only to read the post-edit top-k
-    edit = editor.edit(lm.model, lm.tok, [request])
-    with edit:
-        post = top_k(edit.model, lm.tok, request.prompt, args.top_k)
+    return lm, run
+
+
+def run(args) -> None:
+    """Run ``edit`` from parsed arguments: edit, score, measure, revert; print JSON (``--json``) or text."""
+    lm, run_ = analyse_from_args(args, top_k=args.top_k)
+    result, request = run_.result, run_.case.request
+
     def spell(token: str) -> str:  # a tokenizer's piece ("\u0120Rom") as text (" Rom"), as the top-k shows it
         return lm.tok.convert_tokens_to_string([token])
 
+    def probe(r) -> dict:
+        s = run_.sparsity_of(r.probe.prompt)
+        extra = {**s.probe_fields(), "top_answer": s.answer, "p_top_answer_before": s.p_answer_before,
+                 "p_top_answer_after": s.p_answer_after} if s is not None else {}
+        return {"group": r.probe.group, "prompt": r.probe.prompt, "answer": r.probe.answer, "score": r.score,
+                "pre": [spell(t) for t in r.pre_tokens], "post": [spell(t) for t in r.post_tokens], **extra}
+
+    lam = run_.edit_lambda
     out = {"editor": args.editor, "model": lm.name, "request": result.to_dict()["request"],
+           # the edit's own lambda_max, against the new target (as in every result); edit_lambda has both targets
            "lambda_max_before": result.lambda_max_before, "lambda_max_after": result.lambda_max_after,
-           "pre": [{"token": t, "prob": p} for t, p in pre], "post": [{"token": t, "prob": p} for t, p in post],
+           "edit_lambda": lam.as_dict() if lam is not None else None,
+           "pre": [{"token": t, "prob": p} for t, p in run_.top_k_before],
+           "post": [{"token": t, "prob": p} for t, p in run_.top_k_after],
            "metrics": result.metrics, "seconds": result.seconds,
-           "probes": [{"group": r.probe.group, "prompt": r.probe.prompt, "answer": r.probe.answer,
-                       "score": r.score, "pre": [spell(t) for t in r.pre_tokens],
-                       "post": [spell(t) for t in r.post_tokens]} for r in result.probes],
-           "extra": result.extra, "warnings": warnings}
-    text = "\n".join([
+           "probes": [probe(r) for r in result.probes],
+           "knn": {"k": run_.knn.k, "metric": run_.knn.metric, "pooling": run_.knn.pooling},
+           "sparsity": [s.as_dict() for s in run_.sparsity],
+           "trajectory": list(run_.trajectory), "delta_norms": run_.delta_norms,
+           "extra": result.extra, "warnings": list(run_.warnings)}
+    mine = run_.sparsity_of(request.prompt)
+    lines = [
         f"{args.editor} on {lm.name}: {request.prompt!r} -> {request.target_new!r} in {result.seconds:.3f}s",
-        f"lambda_max  before {result.lambda_max_before:.4g}  after {result.lambda_max_after:.4g}",
-        "pre  top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in pre),
-        "post top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in post),
-        *(f"{k:12s} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v))])
-    emit(out, args.json, text)
+        f"lambda_max against the new target  before {result.lambda_max_before:.4g}  after {result.lambda_max_after:.4g}"]
+    if lam is not None and lam.old_target is not None:
+        lines.append(f"lambda_max against the old target ({lam.old_target!r})  before {lam.old_before:.4g}  "
+                     f"after {lam.old_after:.4g}")
+    if mine is not None:
+        lines.append(f"kNN distance of the edit prompt ({run_.knn.metric}, k={run_.knn.k})  "
+                     f"before {mine.knn_distance_before:.4g}  after {mine.knn_distance_after:.4g}")
+    lines += ["pre  top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_before),
+              "post top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_after),
+              *(f"{k:12s} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v))]
+    emit(out, args.json, "\n".join(lines))
