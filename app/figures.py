@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -35,54 +36,192 @@ def _label(group: str, labels: Mapping[str, str] | None) -> str:
     return (labels or {}).get(group, group)
 
 
+@dataclass(frozen=True)
+class Colouring:
+    """A measure to colour the projection's points by, in place of the probe group.
+
+    ``before`` / ``after``: (n,) values per sentence (NaN: no value, drawn grey); a measure with
+    one value per sentence (damage, distance moved) passes the same array twice. ``title`` names
+    the measure and its unit and becomes the colour bar's title; ``log`` colours by log10 of the
+    value (for lambda_max, which spans decades) with ticks labelled in the value itself.
+    """
+
+    name: str
+    title: str
+    before: np.ndarray  # (n,)
+    after: np.ndarray  # (n,)
+    log: bool = False
+    diverging: bool = False  # centred on 0 (a change: blue = fell, red = rose)
+
+
+def _colour_values(c: Colouring) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The numbers the colour scale is drawn over (log10 where ``c.log``) and the layout's coloraxis."""
+    vb, va = np.asarray(c.before, dtype=float), np.asarray(c.after, dtype=float)
+    if c.log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vb, va = np.where(vb > 0, np.log10(vb), np.nan), np.where(va > 0, np.log10(va), np.nan)
+    both = np.concatenate([vb, va])
+    both = both[np.isfinite(both)]
+    axis = {"colorbar": {"title": {"text": c.title, "side": "right"}, "thickness": 14, "len": 0.9},
+            "colorscale": "RdBu_r" if c.diverging else "Viridis"}
+    if both.size:
+        lo, hi = float(both.min()), float(both.max())
+        if c.diverging:
+            lo, hi = -max(abs(lo), abs(hi), 1e-12), max(abs(lo), abs(hi), 1e-12)
+        axis.update(cmin=lo, cmax=hi if hi > lo else lo + 1e-12)
+        if c.log:
+            ticks = [e for e in range(math.floor(lo), math.ceil(hi) + 1)]
+            axis["colorbar"].update(tickvals=ticks, ticktext=[f"1e{e}" for e in ticks])
+    return vb, va, axis
+
+
+def _axes(col: int) -> tuple[str, str]:
+    """Plotly's names of the x and y axis of subplot column ``col`` (1-based) in a one-row figure."""
+    return ("x", "y") if col == 1 else (f"x{col}", f"y{col}")
+
+
+def _draw_projection(fig: go.Figure, before: np.ndarray, after: np.ndarray, groups: Sequence[str],
+                     hover: Sequence[str], labels: Mapping[str, str] | None, arrows: bool, highlight: Sequence[int],
+                     col: int = 1, showlegend: bool = True, colour: Colouring | None = None,
+                     neighbours: tuple[Sequence[int], Sequence[int]] = ((), ())) -> None:
+    """Add one projection (points before and after, arrows, highlights) to subplot column ``col``."""
+    n = len(groups)
+    xa, ya = _axes(col)
+    sub = {} if col == 1 else {"xaxis": xa, "yaxis": ya}
+    order = list(dict.fromkeys(groups))
+    if "background" in order:  # background first, so the edit's own groups are drawn on top
+        order.remove("background")
+        order.insert(0, "background")
+    if colour is None:
+        for group in order:
+            idx = [i for i in range(n) if groups[i] == group]
+            c, name = _colour(group), _label(group, labels)
+            size = 13 if group == "rewrite" else 9
+            for when, xy, symbol in (("before", before, "circle-open"), ("after", after, "circle")):
+                fig.add_trace(go.Scatter(
+                    x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, legendgroup=group,
+                    showlegend=showlegend and when == "after", customdata=idx,
+                    marker=dict(color=c, size=size, symbol=symbol, line=dict(width=1.5, color=c)),
+                    text=[hover[i] for i in idx], hovertemplate=f"<b>{when}</b><br>%{{text}}<extra>{name}</extra>",
+                    meta={"when": when, "group": group}, **sub))
+    else:
+        vb, va, _ = _colour_values(colour)
+        for when, xy, values, symbol in (("before", before, vb, "circle-open"), ("after", after, va, "circle")):
+            has = [i for i in order_indices(groups, order) if np.isfinite(values[i])]
+            none = [i for i in order_indices(groups, order) if not np.isfinite(values[i])]
+            sizes = [14 if groups[i] == "rewrite" else 9 for i in has]
+            fig.add_trace(go.Scatter(
+                x=xy[has, 0], y=xy[has, 1], mode="markers", name=f"{when} ({colour.name})",
+                legendgroup=when, showlegend=showlegend, customdata=has,
+                marker=dict(color=values[has], coloraxis="coloraxis", size=sizes,
+                            symbol=[("diamond" if groups[i] == "rewrite" else "circle")
+                                    + ("-open" if when == "before" else "") for i in has],
+                            line=dict(width=1.5, color=values[has], coloraxis="coloraxis")
+                            if when == "before" else dict(width=0.5, color="#333333")),
+                text=[hover[i] for i in has],
+                hovertemplate=f"<b>{when}</b><br>%{{text}}<extra>{colour.name}</extra>",
+                meta={"when": when, "colour": colour.name}, **sub))
+            if none:
+                fig.add_trace(go.Scatter(
+                    x=xy[none, 0], y=xy[none, 1], mode="markers", name=f"{when}: no value",
+                    legendgroup=f"{when}-none", showlegend=showlegend and when == "after", customdata=none,
+                    marker=dict(color="#C8C8C8", size=8, symbol=symbol, line=dict(width=1, color="#A0A0A0")),
+                    text=[hover[i] for i in none],
+                    hovertemplate=f"<b>{when}</b><br>%{{text}}<extra>no {colour.name}</extra>",
+                    meta={"when": when, "colour": "none"}, **sub))
+    if arrows:
+        span = float(np.ptp(np.concatenate([before, after]), axis=0).max()) if n else 0.0
+        for i in range(n):
+            if span and np.linalg.norm(after[i] - before[i]) < 1e-3 * span:
+                continue  # did not move visibly: an arrow would be a dot
+            fig.add_annotation(x=after[i, 0], y=after[i, 1], ax=before[i, 0], ay=before[i, 1], xref=xa, yref=ya,
+                               axref=xa, ayref=ya, showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.2,
+                               arrowcolor=_colour(groups[i]) if colour is None else "#666666",
+                               opacity=0.45 if groups[i] == "background" else 0.9, text="")
+    for idx, xy, name, dash in ((neighbours[0], before, "k nearest before (full space)", "dot"),
+                                (neighbours[1], after, "k nearest after (full space)", "solid")):
+        if len(idx):
+            idx = list(idx)
+            fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, legendgroup=name,
+                                     showlegend=showlegend, hoverinfo="skip",
+                                     marker=dict(size=18, symbol="circle-open", color="rgba(0,0,0,0)",
+                                                 line=dict(width=2, color="#444444" if dash == "dot" else "#111111")),
+                                     meta={"neighbours": dash}, **sub))
+    for i in highlight:
+        fig.add_trace(go.Scatter(x=[after[i, 0]], y=[after[i, 1]], mode="markers", showlegend=False,
+                                 hoverinfo="skip", marker=dict(size=24, symbol="circle-open",
+                                                               line=dict(width=3, color="black")),
+                                 meta={"selected": int(i)}, **sub))
+
+
+def order_indices(groups: Sequence[str], order: Sequence[str]) -> list[int]:
+    """Sentence indices sorted by ``order`` of their group (background first: drawn under the rest)."""
+    rank = {g: j for j, g in enumerate(order)}
+    return sorted(range(len(groups)), key=lambda i: rank.get(groups[i], len(rank)))
+
+
 def projection_figure(before: np.ndarray, after: np.ndarray, groups: Sequence[str], hover: Sequence[str],
                       title: str = "", labels: Mapping[str, str] | None = None, arrows: bool = True,
-                      highlight: Sequence[int] = (), height: int = 560) -> go.Figure:
+                      highlight: Sequence[int] = (), height: int = 560, colour: Colouring | None = None,
+                      axis_titles: tuple[str, str] = ("", ""),
+                      neighbours: tuple[Sequence[int], Sequence[int]] = ((), ())) -> go.Figure:
     """Sentences before (hollow) and after (filled) an edit, an arrow from each before to its after.
 
     before, after: (n, 2) coordinates of the same n sentences; groups, hover: n strings. Each
     point's ``customdata`` is its sentence index, so a selection maps back to the sentence.
+    ``colour``: colour by a measure (with a colour bar naming its unit) instead of by group;
+    ``neighbours``: (indices near the selected sentence before, after), ringed in the plot.
     """
     before, after = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
     n = len(groups)
     if before.shape != (n, 2) or after.shape != (n, 2) or len(hover) != n:
         raise ValueError(f"expected ({n}, 2) coordinates and {n} hover texts")
     fig = go.Figure()
-    order = list(dict.fromkeys(groups))
-    if "background" in order:  # background first, so the edit's own groups are drawn on top
-        order.remove("background")
-        order.insert(0, "background")
-    for group in order:
-        idx = [i for i in range(n) if groups[i] == group]
-        colour, name = _colour(group), _label(group, labels)
-        size = 13 if group == "rewrite" else 9
-        for when, xy, symbol in (("before", before, "circle-open"), ("after", after, "circle")):
-            fig.add_trace(go.Scatter(
-                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, legendgroup=group,
-                showlegend=when == "after", customdata=idx,
-                marker=dict(color=colour, size=size, symbol=symbol, line=dict(width=1.5, color=colour)),
-                text=[hover[i] for i in idx],
-                hovertemplate=f"<b>{when}</b><br>%{{text}}<extra>{name}</extra>",
-                meta={"when": when, "group": group}))
-    if arrows:
-        span = float(np.ptp(np.concatenate([before, after]), axis=0).max()) if n else 0.0
-        for i in range(n):
-            if span and np.linalg.norm(after[i] - before[i]) < 1e-3 * span:
-                continue  # did not move visibly: an arrow would be a dot
-            fig.add_annotation(x=after[i, 0], y=after[i, 1], ax=before[i, 0], ay=before[i, 1], xref="x", yref="y",
-                               axref="x", ayref="y", showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.2,
-                               arrowcolor=_colour(groups[i]), opacity=0.45 if groups[i] == "background" else 0.9,
-                               text="")
-    for i in highlight:
-        fig.add_trace(go.Scatter(x=[after[i, 0]], y=[after[i, 1]], mode="markers", showlegend=False,
-                                 hoverinfo="skip", marker=dict(size=22, symbol="circle-open",
-                                                               line=dict(width=3, color="black"))))
+    _draw_projection(fig, before, after, groups, hover, labels, arrows, highlight, colour=colour,
+                     neighbours=neighbours)
+    _projection_layout(fig, title, height, colour, axis_titles, columns=1)
+    return fig
+
+
+def _projection_layout(fig: go.Figure, title: str, height: int, colour: Colouring | None,
+                       axis_titles: tuple[str, str], columns: int) -> None:
+    """Legend, colour bar, axis titles and equal axis scales of a projection figure with ``columns`` panels."""
+    legend = ("hollow = before, filled = after:" if colour is None
+              else "hollow = before, filled = after; colour:")
     fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      legend=dict(title="hollow = before, filled = after:", itemsizing="constant", orientation="h",
-                                  yanchor="top", y=-0.02, xanchor="left", x=0),
-                      hovermode="closest")
-    fig.update_xaxes(showticklabels=False, zeroline=False, title=None)
-    fig.update_yaxes(showticklabels=False, zeroline=False, title=None, scaleanchor="x", scaleratio=1)
+                      legend=dict(title=legend, itemsizing="constant", orientation="h", yanchor="top", y=-0.08,
+                                  xanchor="left", x=0), hovermode="closest")
+    if colour is not None:
+        fig.update_layout(coloraxis=_colour_values(colour)[2])
+    for col in range(1, columns + 1):
+        xa, ya = _axes(col)
+        x_layout, y_layout = f"xaxis{col if col > 1 else ''}", f"yaxis{col if col > 1 else ''}"
+        fig.update_layout({x_layout: dict(showticklabels=False, zeroline=False, title=axis_titles[0] or None),
+                           y_layout: dict(showticklabels=False, zeroline=False,
+                                          title=axis_titles[1] if col == 1 and axis_titles[1] else None,
+                                          **({"scaleanchor": xa, "scaleratio": 1} if col == 1 else {}))})
+
+
+def joint_projection_figure(coords: Mapping[str, tuple[np.ndarray, np.ndarray]], groups: Sequence[str],
+                            hover: Mapping[str, Sequence[str]], labels: Mapping[str, str] | None = None,
+                            highlight: Sequence[int] = (), axis_titles: tuple[str, str] = ("", ""),
+                            height: int = 560, title: str = "") -> go.Figure:
+    """Two (or more) runs of the same sentences side by side, in the coordinates of one joint fit.
+
+    ``coords``: run label -> (before (n, 2), after (n, 2)); the panels share their axes, so a
+    point at the same place is at the same place in the fit. ``highlight``: sentence indices
+    ringed in every panel (the synced selection).
+    """
+    from plotly.subplots import make_subplots
+
+    names = list(coords)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_xaxes="all", shared_yaxes="all",
+                        horizontal_spacing=0.04)
+    for col, name in enumerate(names, start=1):
+        before, after = (np.asarray(a, dtype=float) for a in coords[name])
+        _draw_projection(fig, before, after, groups, hover[name], labels, True, highlight, col=col,
+                         showlegend=col == 1)
+    _projection_layout(fig, title, height, None, axis_titles, columns=len(names))
     return fig
 
 
@@ -248,4 +387,49 @@ def sss_effect_figure(effects, title: str = "What adding SSS changed, paired (wi
     fig.add_hline(y=0, line=dict(color="grey", dash="dash"))
     fig.update_layout(title=title, height=360, yaxis_title="difference (percentage points, 95% CI)",
                       xaxis_title="metric", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def paired_difference_figure(prompts: Sequence[str], groups: Sequence[str], diff: Sequence[float],
+                             labels: tuple[str, str] = ("A", "B"),
+                             title: str = "Change of P(old answer) under A minus under B, per probe") -> go.Figure:
+    """One horizontal bar per probe: ΔP(old) under A minus ΔP(old) under B (probability).
+
+    Negative: A took more probability from the old answer than B did (for a locality probe, more damage).
+    """
+    short = [p if len(p) <= 60 else p[:57] + "..." for p in prompts]
+    values = [float(v) for v in diff]
+    fig = go.Figure(go.Bar(x=values, y=[f"{s} ({g})" for s, g in zip(short, groups)], orientation="h",
+                           marker_color=[_colour(g) for g in groups], customdata=list(prompts),
+                           hovertemplate="%{customdata}<br>ΔP(old) " + f"{labels[0]} − {labels[1]}"
+                                         + " = %{x:+.4f}<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="grey"))
+    fig.update_layout(title=title, height=max(240, 80 + 22 * len(values)), margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title=f"ΔP(old) under {labels[0]} − under {labels[1]} (probability)")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def trajectory_figure(histories: Mapping[str, Sequence[Mapping[str, float]]],
+                      title: str = "Optimisation per step: edit loss and SSS term") -> go.Figure:
+    """Edit loss (solid) and SSS term (dotted, right axis, log) per optimisation step, one colour per run.
+
+    ``histories``: run label -> one dict per step with "loss" and "sss" (NaN when the run has no SSS term).
+    """
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    fig = go.Figure()
+    for j, (name, steps) in enumerate(histories.items()):
+        x = list(range(1, len(steps) + 1))
+        colour = palette[j % len(palette)]
+        fig.add_trace(go.Scatter(x=x, y=[s.get("loss", math.nan) for s in steps], mode="lines+markers",
+                                 name=f"{name}: edit loss", line=dict(color=colour)))
+        sss = [s.get("sss", math.nan) for s in steps]
+        if any(v is not None and not math.isnan(v) for v in sss):
+            fig.add_trace(go.Scatter(x=x, y=sss, mode="lines+markers", name=f"{name}: SSS term", yaxis="y2",
+                                     line=dict(color=colour, dash="dot")))
+    fig.update_layout(title=title, height=380, xaxis_title="optimisation step",
+                      yaxis=dict(title="edit loss (NLL of the new target, nats)"),
+                      yaxis2=dict(title="SSS term (λ_max, log scale)", overlaying="y", side="right", type="log",
+                                  showgrid=False, exponentformat="power"),
+                      legend=dict(orientation="h", y=-0.25), margin=dict(l=10, r=10, t=40, b=10))
     return fig

@@ -12,6 +12,7 @@ import io
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -20,8 +21,10 @@ from app.hypothesis import PREDICTS, correlation_frame, hypothesis_rows, pair_la
 from app.messages import show_error
 from sss_core import analysis
 from sss_core.editors import EDITORS
+from sss_core.embeddings import nearest_neighbours
 from sss_core.jsonio import to_json
 from sss_core.projection import METHOD_LABELS, METHODS, project
+from sss_core.sparsity import LAMBDA_UNIT
 
 POOLING_LABELS = {"last": "last token", "mean": "mean of tokens"}
 MISSING = "n/a"  # the one spelling of a missing value (no C, no probe of a group, NaN) on every view
@@ -278,8 +281,119 @@ def _selected(event, fig) -> list[int]:
     return out
 
 
+COLOUR_BY = {  # colour choice -> what the colour bar says (the measure and its unit)
+    "group": "probe group",
+    "lambda_max": f"λ_max against its own top answer, log10 ({LAMBDA_UNIT})",
+    "knn": "kNN distance",
+    "damage": "ΔP(old answer), after − before (probability)",
+    "moved": "moved ‖Δh‖ in the full space (hidden-state units)",
+}
+COLOUR_LABELS = {"group": "group", "lambda_max": "λ_max", "knn": "kNN distance", "damage": "damage ΔP(old)",
+                 "moved": "distance moved"}
+KNN_UNITS = {"cosine": "mean 1 − cos to the k nearest", "euclidean": "mean euclidean distance to the k nearest, "
+                                                                      "hidden-state units"}
+DISAGREE = 0.5  # a sentence's rank of 2-D move and of full-space move (each in 0..1) differ by more: flagged
+
+
+def move_agreement(before_2d, after_2d, moved) -> tuple[float, list[int], list[int]]:
+    """How far a projection's arrows follow the full-space moves.
+
+    Returns Spearman rho between each sentence's 2-D move and its full-space move ``moved`` (n,),
+    the sentences drawn moving far that barely moved (2-D rank above full-space rank by more than
+    ``DISAGREE``), and those that moved far but barely move on screen. Ranks are scaled to 0..1.
+    """
+    from scipy import stats  # imported here: scipy.stats costs a second at start-up
+
+    m2 = np.linalg.norm(np.asarray(after_2d, float) - np.asarray(before_2d, float), axis=1)
+    m = np.asarray(moved, float)
+    if len(m) < 3 or np.ptp(m) == 0 or np.ptp(m2) == 0:
+        return math.nan, [], []
+    rho = float(stats.spearmanr(m2, m).statistic)
+    r2, rf = (stats.rankdata(m2) - 1) / (len(m) - 1), (stats.rankdata(m) - 1) / (len(m) - 1)
+    exaggerated = [int(i) for i in np.argsort(rf - r2) if r2[i] - rf[i] > DISAGREE]
+    hidden = [int(i) for i in np.argsort(r2 - rf) if rf[i] - r2[i] > DISAGREE]
+    return rho, exaggerated, hidden
+
+
+def _sparsity(run: analysis.EditRun, k: int, metric: str, pooling: str):
+    """The run's per-sentence sparsity records (``sss_core.sparsity.SentenceSparsity``, in the order of the
+    embeddings' sentences) with the kNN distances under (k, metric, pooling); None when the run has none."""
+    if not run.sparsity:
+        return None
+    knn = run.knn
+    if (knn.k, knn.metric, knn.pooling) != (k, metric, pooling):
+        run = run.with_knn(k, metric, pooling)
+    return run.sparsity
+
+
+def colouring(run: analysis.EditRun, emb: analysis.EmbeddingSet, by: str, k: int = 5, metric: str = "cosine"):
+    """The figures.Colouring of ``run``'s sentences for the colour choice ``by`` (a key of COLOUR_BY), or None
+    for "group" and for a measure this run does not have (lambda_max and kNN need its sparsity records)."""
+    n = len(emb.sentences)
+    if by == "moved":
+        return figures.Colouring("distance moved", COLOUR_BY["moved"], emb.moved, emb.moved)
+    records = _sparsity(run, k, metric, emb.pooling) if by in ("lambda_max", "knn", "damage") else None
+    if by == "damage":
+        if records is not None:
+            d = np.array([r.delta_p_answer for r in records], dtype=float)
+        else:  # the probe table's P(old): background sentences have no old answer there
+            by_prompt = {r.prompt: r.p_old_after - r.p_old_before for r in run.rows if r.old is not None}
+            d = np.array([by_prompt.get(s, math.nan) for s in emb.sentences], dtype=float)
+        return figures.Colouring("damage", COLOUR_BY["damage"], d, d, diverging=True)
+    if records is None or len(records) != n:
+        return None
+    if by == "lambda_max":
+        return figures.Colouring("λ_max", COLOUR_BY["lambda_max"], np.array([r.lambda_max_before for r in records]),
+                                 np.array([r.lambda_max_after for r in records]), log=True)
+    if by == "knn":
+        return figures.Colouring("kNN distance", f"kNN distance, k = {k} ({KNN_UNITS[metric]})",
+                                 np.array([r.knn_distance_before for r in records]),
+                                 np.array([r.knn_distance_after for r in records]))
+    return None
+
+
+def axis_titles(proj) -> tuple[str, str]:
+    """Axis titles of a projection: "PCA 1 (41% of variance)", "UMAP 2", ..."""
+    name = METHOD_LABELS.get(proj.method, proj.method)
+    if proj.explained_variance:
+        return tuple(f"{name} {j + 1} ({v:.0%} of variance)" for j, v in enumerate(proj.explained_variance[:2]))
+    return f"{name} 1", f"{name} 2"
+
+
+def faithfulness_note(proj, emb: analysis.EmbeddingSet) -> None:
+    """Say on screen how far the 2-D arrows follow the full-space moves, and where they do not."""
+    rho, exaggerated, hidden = move_agreement(proj.before, proj.after, emb.moved)
+    if math.isnan(rho):
+        return
+    name = METHOD_LABELS.get(proj.method, proj.method)
+    head = (f"Arrow length here vs distance moved in the full space: Spearman ρ = {rho:.2f} over "
+            f"{len(emb.sentences)} sentences ({name}).")
+    if rho >= 0.8 and not exaggerated and not hidden:
+        st.caption(head + " The 2-D moves follow the full-space moves.")
+        return
+    parts = [head]
+    if exaggerated:
+        parts.append(f"Drawn moving far but barely moved ({len(exaggerated)}): "
+                     + "; ".join(f"“{emb.sentences[i]}”" for i in exaggerated[:4]) + ("; ..." if len(exaggerated) > 4
+                                                                                       else "") + ".")
+    if hidden:
+        parts.append(f"Moved far but barely move here ({len(hidden)}): "
+                     + "; ".join(f"“{emb.sentences[i]}”" for i in hidden[:4]) + ("; ..." if len(hidden) > 4 else "")
+                     + ".")
+    parts.append("Read the hover's ‖Δh‖ (full space) or colour by distance moved; a PCA arrow is never longer than the full-space move, a UMAP or t-SNE arrow can be.")
+    with st.container(key="proj-faithfulness"):
+        st.warning(" ".join(parts), icon=":material/straighten:")
+
+
+def clear_selection() -> None:
+    """Forget the projection's selected point(s) (the Clear selection button's callback)."""
+    st.session_state.pop("proj_selected", None)
+    st.session_state.pop("_proj_lasso", None)
+
+
 def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
-    """Method choice, the joint projection with arrows, and nearest neighbours of a selected point."""
+    """Method, embedding and colour choices, the joint projection with arrows, the selected point's k
+    nearest neighbours ringed and listed, and how far the 2-D moves follow the full-space ones."""
     if not run.embeddings:
         st.info("This run has no embeddings.")
         return None
@@ -287,7 +401,10 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     poolings = list(run.embeddings)
     if st.session_state.get(state.PROJ_POOLING) not in poolings:
         st.session_state[state.PROJ_POOLING] = poolings[0]
-    c1, c2 = st.columns(2)
+    state.setdefault(state.PROJ_COLOUR, "group")
+    state.setdefault(state.PROJ_K, 5)
+    state.setdefault(state.PROJ_METRIC, "cosine")
+    c1, c2, c3 = st.columns([2, 2, 3])
     method = c1.radio("Projection", METHODS, key=state.PROJ_METHOD, horizontal=True,
                       format_func=lambda m: METHOD_LABELS[m],
                       help="One joint fit over the before and after points. PCA is deterministic and linear: "
@@ -297,6 +414,16 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                        format_func=lambda p: POOLING_LABELS.get(p, p),
                        help="The last hidden state (after the final norm) at the last token, or averaged "
                             "over the sentence's tokens")
+    by = c3.radio("Colour by", list(COLOUR_BY), key=state.PROJ_COLOUR, horizontal=True,
+                  format_func=lambda c: COLOUR_LABELS[c],
+                  help="λ_max against each sentence's own top answer and the kNN distance among these sentences "
+                       "(full space), before (hollow) and after (filled); damage: the change of the old answer's "
+                       "probability; distance moved: ‖Δh‖ in the full space")
+    c4, c5 = st.columns([1, 2])
+    k = int(c4.number_input("k nearest neighbours", min_value=1, max_value=30, step=1, key=state.PROJ_K,
+                            help="Ringed around the selected point, listed below it, and the k of the kNN distance"))
+    metric = c5.radio("kNN distance", ("cosine", "euclidean"), key=state.PROJ_METRIC, horizontal=True,
+                      help="cosine: 1 − cos; euclidean: in hidden-state units. Both in the full embedding space.")
     emb = run.embeddings[pooling]
     # Compile UMAP in the background once the first results are on screen (not earlier: the compile
     # holds the GIL and would slow the first edit); a UMAP asked for meanwhile waits for it.
@@ -316,34 +443,51 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     proj = cache[ck]
     if proj.message:
         st.info(proj.message)
-    fig = figures.projection_figure(proj.before, proj.after, emb.groups, _hover(emb),
-                                    labels=analysis.GROUP_LABELS, height=height)
+    try:
+        colour = colouring(run, emb, by, k, metric)
+    except Exception as exc:  # noqa: BLE001 - e.g. bad kNN settings
+        show_error(exc, "Cannot colour by that")
+        colour = None
+    if by != "group" and colour is None:
+        st.info(f"This run has no {COLOUR_LABELS[by]} per sentence (it needs the core's sparsity records); "
+                "coloured by group instead.")
+    # The selection lives in session state, not in the chart: a chart redrawn with other rings, colours
+    # or another method is a new widget with an empty selection, and the selection must survive that.
+    ss = st.session_state
+    n = len(emb.sentences)
+    lasso = [i for i in ss.get("_proj_lasso", []) if 0 <= i < n]
+    sel = ss.get("proj_selected")
+    sel = sel if isinstance(sel, int) and 0 <= sel < n else None
+    if sel is not None and len(lasso) > 1:
+        sel = st.selectbox(f"{len(lasso)} sentences selected; neighbours of", lasso, index=lasso.index(sel)
+                           if sel in lasso else 0, format_func=lambda i: emb.sentences[i], key=f"{key}-pick")
+        ss["proj_selected"] = sel
+    rings = ((), ())
+    if sel is not None:
+        rings = ([i for i, _ in nearest_neighbours(emb.before, sel, k)],
+                 [i for i, _ in nearest_neighbours(emb.after, sel, k)])
+    fig = figures.projection_figure(proj.before, proj.after, emb.groups, _hover(emb), labels=analysis.GROUP_LABELS,
+                                    height=height, colour=colour, axis_titles=axis_titles(proj), neighbours=rings,
+                                    highlight=() if sel is None else (sel,))
     event = st.plotly_chart(fig, key=f"{key}-{run.run_id}-{method}-{pooling}", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
+    picked = _selected(event, fig)
+    if picked and (sel not in picked or sorted(picked) != sorted(lasso or [sel])):
+        ss["proj_selected"], ss["_proj_lasso"] = picked[0], picked
+        st.rerun()  # draw the rings of the new selection
     variance = (f" The two PCA axes hold {sum(proj.explained_variance):.0%} of the variance."
                 if proj.explained_variance else "")
     st.caption("Hollow: before the edit; filled: after; arrows go from before to after. 2-D distances are "
                "approximate (a projection of a " + f"{emb.before.shape[1]}-dimensional space);" +
                " the hover's ‖Δh‖ is measured in the full space." + variance +
-               " Click a point, or lasso several, to list nearest neighbours before vs after.")
-    selected = _selected(event, fig)
-    ss = st.session_state
-    if selected:
-        ss["_sel_from_event"] = True
-    elif ss.get("_sel_from_event"):  # the user cleared the selection in the chart
-        ss.pop("proj_selected", None)
-        ss["_sel_from_event"] = False
-    elif isinstance(ss.get("proj_selected"), int) and 0 <= ss["proj_selected"] < len(emb.sentences):
-        selected = [ss["proj_selected"]]  # from a shared link
-    if selected:
-        if len(selected) > 1:
-            pick = st.selectbox(f"{len(selected)} sentences selected; neighbours of", selected,
-                                format_func=lambda i: emb.sentences[i], key=f"{key}-pick")
-        else:
-            pick = selected[0]
-        ss["proj_selected"] = pick
-        st.markdown(f"**Nearest neighbours of** “{emb.sentences[pick]}” (full space, euclidean)")
-        show_frame(pd.DataFrame(analysis.neighbour_table(emb, pick)), key=f"{key}-nn-{run.run_id}")
+               " Click a point, or lasso several, to ring and list its k nearest neighbours before vs after; the "
+               "selection stays when you switch between PCA, UMAP and t-SNE.")
+    faithfulness_note(proj, emb)
+    if sel is not None:
+        st.markdown(f"**{k} nearest neighbours of** “{emb.sentences[sel]}” (full space, euclidean; ringed in the "
+                    "plot: dotted before, solid after)")
+        show_frame(pd.DataFrame(analysis.neighbour_table(emb, sel, k)), key=f"{key}-nn-{run.run_id}")
+        st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
     return fig
 
 
@@ -492,3 +636,179 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
                      table_label="Paired effect", title="SSS Lab: the paired effect of SSS")
     st.caption("Same seed, same case, editor with SSS minus the same editor without, per metric (a fraction; "
                "the chart in percentage points), with the bench report's bootstrap 95% CI over cases.")
+
+
+# --- Compare: what B did differently from A -----------------------------------------------------------------
+
+SAME_P = 1e-6  # probabilities closer than this count as identical
+SAME_COSINE = 0.9999  # weight deltas at least this parallel (and of equal norm) count as the same edit
+
+
+def paired_probe_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
+    """Per probe of the shared request: the change of P(old answer) under A, under B, and A minus B
+    (``analysis.paired_probe_differences``), with the same difference for P(new) and the top-1 after each.
+    Probes only one run has are left out; ΔP(old) is NaN where the old answer is unknown (portability)."""
+    rows_a = {(r.group, r.prompt): r for r in a.rows}
+    rows_b = {(r.group, r.prompt): r for r in b.rows}
+    out = []
+    for d in analysis.paired_probe_differences(a, b):
+        r, q = rows_a[(d["group"], d["prompt"])], rows_b[(d["group"], d["prompt"])]
+        out.append({"group": analysis.GROUP_LABELS.get(r.group, r.group), "prompt": r.prompt, "old answer": r.old,
+                    "ΔP(old) A": d["delta_p_old_a"], "ΔP(old) B": d["delta_p_old_b"], "ΔP(old) A − B": d["difference"],
+                    "ΔP(new) A − B": (r.p_new_after - r.p_new_before) - (q.p_new_after - q.p_new_before),
+                    "top-1 after A": r.top1_after, "top-1 after B": q.top1_after,
+                    "same top-1": r.top1_after == q.top1_after})
+    return pd.DataFrame(out, columns=["group", "prompt", "old answer", "ΔP(old) A", "ΔP(old) B", "ΔP(old) A − B",
+                                      "ΔP(new) A − B", "top-1 after A", "top-1 after B", "same top-1"])
+
+
+def delta_cosine_of(a: analysis.EditRun, b: analysis.EditRun) -> tuple[dict[str, float], float | None]:
+    """The cosine between A's and B's weight deltas: per parameter (``analysis.delta_cosine``) and over all
+    edited parameters together (None when either run changed no weight, or a parameter's cosine is NaN).
+
+    The overall cosine combines the core's per-parameter cosines with the delta norms:
+    cos = sum_p cos_p ||a_p|| ||b_p|| / (||a|| ||b||), the cosine of the concatenated deltas.
+    """
+    per = analysis.delta_cosine(a, b)
+    na, nb = a.delta_norms or {}, b.delta_norms or {}
+    if not per or any(_missing(v) for v in per.values()) or set(per) - set(na) - set(nb):
+        return per, None
+    total_a = math.sqrt(sum(na.get(p, 0.0) ** 2 for p in per))
+    total_b = math.sqrt(sum(nb.get(p, 0.0) ** 2 for p in per))
+    if total_a == 0 or total_b == 0:
+        return per, None
+    return per, sum(per[p] * na.get(p, 0.0) * nb.get(p, 0.0) for p in per) / (total_a * total_b)
+
+
+def same_edit_text(a: analysis.EditRun, b: analysis.EditRun, paired: pd.DataFrame,
+                   cosine: float | None) -> str | None:
+    """A sentence saying that A and B made the same edit, when they did; else None.
+
+    Same edit: every probability of every probe equal (within ``SAME_P``) with the same top-1; or the
+    same top-1 on every probe and weight deltas of equal norm with cosine at least ``SAME_COSINE``.
+    """
+    if paired.empty or len(paired) != len(a.rows) or not paired["same top-1"].all():
+        return None
+    rows_b = {(r.group, r.prompt): r for r in b.rows}
+    identical = all(abs(getattr(r, f) - getattr(rows_b[(r.group, r.prompt)], f)) <= SAME_P
+                    or (_missing(getattr(r, f)) and _missing(getattr(rows_b[(r.group, r.prompt)], f)))
+                    for r in a.rows for f in ("p_old_before", "p_old_after", "p_new_before", "p_new_after"))
+    if identical or analysis.same_weight_edit(a, b):
+        return (f"A and B made the same edit: on all {len(paired)} probes the top-1 prediction and every "
+                f"probability (P(old), P(new), before and after) agree to within {SAME_P:g}.")
+    norms_a, norms_b = a.delta_norms or {}, b.delta_norms or {}
+    same_norms = set(norms_a) == set(norms_b) and all(
+        abs(norms_a[k] - norms_b[k]) <= 1e-3 * max(norms_a[k], norms_b[k], 1e-12) for k in norms_a)
+    if cosine is not None and cosine >= SAME_COSINE and same_norms:
+        return (f"A and B made the same edit: the same top-1 prediction on all {len(paired)} probes, and weight "
+                f"deltas of the same norm with cosine {cosine:.6f}.")
+    return None
+
+
+def compare_projection_panel(runs, labels: list[str], key: str):
+    """A and B on one joint projection (one fit over both runs' before and after embeddings), side by side
+    with shared axes; a sentence picked here is ringed in both. Returns the figure, or None."""
+    a, b = runs
+    common = [p for p in a.embeddings if p in b.embeddings]
+    if not common:
+        st.info("These runs have no embeddings to project.")
+        return None
+    ea, eb = a.embeddings[common[0]], b.embeddings[common[0]]
+    if ea.sentences != eb.sentences:
+        st.info("A and B embedded different sentences; no joint projection.")
+        return None
+    state.setdefault("cmp_proj_method", "pca")
+    method = st.radio("Joint projection", METHODS, key="cmp_proj_method", horizontal=True,
+                      format_func=lambda m: METHOD_LABELS[m],
+                      help="One fit over A's and B's before and after embeddings: both panels share its "
+                           "coordinates, so a point in the same place is the same place.")
+    cache = state.projection_cache()
+    ck = ("compare", a.run_id, b.run_id, method, common[0])
+    if ck not in cache:
+        try:
+            with st.spinner(f"Fitting {METHOD_LABELS[method]} over both runs..."):
+                cache[ck] = project(np.concatenate([ea.before, eb.before]), np.concatenate([ea.after, eb.after]),
+                                    method)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, f"{METHOD_LABELS[method]} failed")
+            return None
+    proj = cache[ck]
+    if proj.message:
+        st.info(proj.message)
+    n = len(ea.sentences)
+    state.setdefault("cmp_selected", None)
+    sel = st.session_state.get("cmp_selected")
+    sel = sel if isinstance(sel, int) and 0 <= sel < n else None
+    coords = {labels[0]: (proj.before[:n], proj.after[:n]), labels[1]: (proj.before[n:], proj.after[n:])}
+    fig = figures.joint_projection_figure(coords, ea.groups, {labels[0]: _hover(ea), labels[1]: _hover(eb)},
+                                          labels=analysis.GROUP_LABELS, highlight=() if sel is None else (sel,),
+                                          axis_titles=axis_titles(proj), height=520)
+    event = st.plotly_chart(fig, key=f"{key}-joint-{a.run_id}-{b.run_id}-{method}", on_select="rerun",
+                            selection_mode="points", width="stretch")
+    picked = _selected(event, fig)
+    if picked and picked[0] != sel:
+        st.session_state["cmp_selected"] = picked[0]
+        st.rerun()  # ring it in both panels
+    st.caption("One joint fit over A's and B's embeddings before (hollow) and after (filled) the edit; the panels "
+               "share their axes. Click a sentence in either panel to ring it in both and compare its move.")
+    if sel is not None:
+        st.markdown(f"**“{ea.sentences[sel]}”** ({analysis.GROUP_LABELS.get(ea.groups[sel], ea.groups[sel])}): "
+                    f"moved ‖Δh‖ = {ea.moved[sel]:.3g} under {labels[0]}, {eb.moved[sel]:.3g} under {labels[1]} "
+                    "(full space)")
+    return fig
+
+
+def paired_panel(runs, labels: list[str], key: str) -> pd.DataFrame:
+    """The paired differences of A and B: per probe ΔP(old) under A minus under B (table and bars), the norm
+    of each weight delta and the cosine between them, the optimisation trajectories, and a sentence when A
+    and B made the same edit. Returns the per-probe table."""
+    a, b = runs
+    paired = paired_probe_frame(a, b)
+    per_parameter, cosine = delta_cosine_of(a, b)
+    with st.container(key=f"{key}-paired"):
+        st.subheader("Paired differences: A minus B")
+        same = same_edit_text(a, b, paired, cosine)
+        if same:
+            st.success(same, icon=":material/drag_handle:")
+        names = sorted(set(a.delta_norms or {}) | set(b.delta_norms or {}))
+        cols = st.columns(3)
+        for col, label, run in zip(cols, labels, runs):
+            total = math.sqrt(sum(v ** 2 for v in (run.delta_norms or {}).values())) if run.delta_norms else None
+            col.metric(f"‖ΔW‖ {label}", _fmt(total, ".4g"),
+                       help="Frobenius norm of the whole weight change (all edited parameters together)")
+        cols[2].metric("cos(ΔW A, ΔW B)", _fmt(cosine, ".4f"),
+                       help="Cosine between the two flattened weight deltas: 1 = the same direction")
+        if names:
+            norms = pd.DataFrame([{"parameter": k, f"‖ΔW‖ {labels[0]}": (a.delta_norms or {}).get(k, math.nan),
+                                   f"‖ΔW‖ {labels[1]}": (b.delta_norms or {}).get(k, math.nan),
+                                   "cosine": per_parameter.get(k, math.nan)} for k in names])
+            show_frame(norms, key=f"{key}-norms", formats={c: ".4g" for c in norms.columns if c != "parameter"})
+        show_frame(paired, key=f"{key}-probes", formats={c: "+.4f" for c in paired.columns if c.startswith("ΔP")})
+        st.caption("ΔP(old) = P(old answer) after − before, under each run; A − B < 0: A took more probability "
+                   "from the old answer than B (for a locality probe, more damage). P is the whole answer's "
+                   "teacher-forced probability.")
+        ok = paired[paired["ΔP(old) A − B"].notna()]
+        if not ok.empty:
+            fig = figures.paired_difference_figure(list(ok["prompt"]), [r for r in ok["group"]],
+                                                   list(ok["ΔP(old) A − B"]), (labels[0], labels[1]))
+            st.plotly_chart(fig, key=f"{key}-paired-fig-{a.run_id}-{b.run_id}", width="stretch")
+            st.download_button("Paired differences (HTML)", lambda: figures.figure_html(fig, "SSS Lab: A − B"),
+                               "sss-compare-paired.html", "text/html", key=f"{key}-paired-html", on_click="ignore")
+        frame_csv_button(paired, "Paired differences (CSV)", "sss-compare-paired.csv", key=f"{key}-paired-csv")
+        histories = {label: trajectory_of(run) for label, run in zip(labels, runs)}
+        histories = {k: v for k, v in histories.items() if v}
+        if histories:
+            fig = figures.trajectory_figure(histories)
+            st.plotly_chart(fig, key=f"{key}-trajectory-{a.run_id}-{b.run_id}", width="stretch")
+            st.download_button("Trajectory (HTML)", lambda: figures.figure_html(fig, "SSS Lab: optimisation"),
+                               "sss-compare-trajectory.html", "text/html", key=f"{key}-traj-html", on_click="ignore")
+        else:
+            st.caption("No optimisation trajectory in these runs (an editor without steps, or a core without "
+                       "the per-step record).")
+    return paired
+
+
+def trajectory_of(run: analysis.EditRun) -> list[dict]:
+    """The run's optimisation trajectory as the core records it (``EditRun.trajectory``): one dict per step
+    with "loss" (the edit loss, nats) and "sss" (the SSS term, NaN without it); [] when the editor has no steps."""
+    return [{"loss": float(s.get("loss", math.nan)), "sss": float(s.get("sss", math.nan))} for s in run.trajectory]

@@ -29,8 +29,9 @@ TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET = "typed_prompt", "typed_subject", "ty
 TYPED_PARAPHRASES, TYPED_NEIGHBOURS = "typed_paraphrases", "typed_neighbours"
 UPLOAD_CHOICE = "upload_choice"
 PROJ_METHOD, PROJ_POOLING = "proj_method", "proj_pooling"
+PROJ_COLOUR, PROJ_K, PROJ_METRIC = "proj_colour", "proj_k", "proj_metric"
 PERSISTENT = (MODEL, EDITOR, C, REQ_SOURCE, PRESET, TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET, TYPED_PARAPHRASES,
-              TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
+              TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
               "cmp_c_b", "sweep_editor", "sweep_cs", "seq_editor", "seq_c", "results_dir")
 CONFIG_PREFIX = "cfg:"  # advanced editor settings: "cfg:<editor>:<field>"
 
@@ -276,7 +277,7 @@ def set_last_run(run, keep_selection: bool = False) -> None:
     st.session_state["_projections"] = {}
     if not keep_selection:
         st.session_state.pop("proj_selected", None)
-        st.session_state["_sel_from_event"] = False
+        st.session_state.pop("_proj_lasso", None)
 
 
 def projection_cache() -> dict:
@@ -290,8 +291,9 @@ def compare_runs() -> tuple | None:
 
 
 def set_compare_runs(runs: tuple) -> None:
-    """Keep the (A, B) EditRuns of a comparison."""
+    """Keep the (A, B) EditRuns of a comparison (the sentence selected in the earlier pair's projection is dropped)."""
     st.session_state["_compare"] = runs
+    st.session_state.pop("cmp_selected", None)
 
 
 def sweep() -> dict | None:

@@ -1,4 +1,5 @@
-"""Compare: two editors, or one editor at two values of C, on the same request, side by side."""
+"""Compare: two editors, or one editor at two values of C, on the same request: side by side, on one joint
+projection, and as paired differences (A minus B)."""
 
 import pandas as pd
 import streamlit as st
@@ -52,6 +53,9 @@ if runs:
                             for label, r in zip(labels, runs)])
     panels.show_frame(summary, key="cmp-summary", formats={"C": "g", "seconds": ".2f",
                                                            **{k: ".2f" for k in figures.METRIC_ORDER}})
+    panels.paired_panel(runs, labels, key="cmp")
+    st.subheader("A and B on one projection")
+    joint_fig = panels.compare_projection_panel(runs, labels, key="cmp")
     cols = st.columns(2)
     for col, label, run in zip(cols, labels, runs):
         with col:
@@ -63,3 +67,6 @@ if runs:
     title = f"SSS Lab: compare {labels[0]} vs {labels[1]}, {runs[0].case.request.prompt!r}"
     st.download_button("Metrics chart (HTML)", lambda: figures.figure_html(fig, title), "sss-compare.html", "text/html",
                        key="cmp-html", on_click="ignore")
+    if joint_fig is not None:
+        st.download_button("Joint projection (HTML)", lambda: figures.figure_html(joint_fig, title),
+                           "sss-compare-projection.html", "text/html", key="cmp-proj-html", on_click="ignore")

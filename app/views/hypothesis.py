@@ -102,10 +102,12 @@ if source == SOURCES[0]:
             panels.hypothesis_results(frame, held[1], held[2], key="hyp", c_of=job.c_of)
 else:
     found = [d for d in resources.list_report_dirs() if readable_folder(d)]
-    state.setdefault("hyp_folder", found[0] if found else "")
-    folder = st.selectbox("Bench folder (results.jsonl, or a report's cases.csv)", found, key="hyp_folder",
-                          accept_new_options=True,
-                          help="Folders under runs/ and docs/results/ with bench results; type another path")
+    c1, c2 = st.columns(2)
+    picked = c1.selectbox("Bench folder found (results.jsonl, or a report's cases.csv)", found, key="hyp_folder",
+                          index=0 if found else None, help="Folders under runs/ and docs/results/ with bench results")
+    typed = c2.text_input("... or type a folder", key="hyp_folder_typed", placeholder="runs/world",
+                          help="The --out folder of `python -m sss_core bench`; used instead of the list when given")
+    folder = typed.strip() or picked
     if folder:
         try:
             frame, name, corrs, effects = _folder_statistics(folder, _stamp(folder))
