@@ -30,7 +30,7 @@ from .projection import METHOD_LABELS, Method, project
 from .sparsity import EDIT_LAMBDA_LABELS, LAMBDA_UNIT
 
 LAMBDA_FLOOR = 1e-12  # lambda_max below this is drawn at this value on the log colour scale
-SYMBOLS = {"rewrite": "star", "paraphrase": "diamond", "background": "circle-open"}  # other groups: circle
+SYMBOLS = {"rewrite": "star", "paraphrase": "diamond", "background": "square"}  # other groups: circle
 
 _TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
 <html lang="en">
@@ -106,7 +106,7 @@ def projection_figure(run: EditRun, method: Method = "pca") -> tuple[go.Figure, 
         fig.add_trace(go.Scatter(
             x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"sentences {when}", text=text,
             hovertemplate="%{text}<extra></extra>", showlegend=False,
-            marker=dict(size=[16 if s.group == "rewrite" else 10 for s in run.sparsity],
+            marker=dict(size=[16 if s.group == "rewrite" else 8 if s.group == "background" else 10 for s in run.sparsity],
                         symbol=[SYMBOLS.get(s.group, "circle") for s in run.sparsity],
                         color=colour[when], coloraxis="coloraxis", line=dict(width=1, color="#333"))),
             row=1, col=col)
@@ -118,7 +118,7 @@ def projection_figure(run: EditRun, method: Method = "pca") -> tuple[go.Figure, 
     note = (f"{METHOD_LABELS[proj.method]} fitted once over the {len(run.sparsity)} sentences before and after "
             f"({run.knn.pooling}-token embeddings), so both panels share axes. Colour: log10 of each sentence's "
             "lambda_max against the unedited model's top answer (star: the edit prompt; diamonds: paraphrases; "
-            "open circles: background facts). Hover a point for its kNN distance in the full space.")
+            "squares: background facts; circles: the other probes). Hover a point for its kNN distance in the full space.")
     if proj.message:
         note += " " + proj.message + "."
     return fig, note
