@@ -6,13 +6,14 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import signal
 import sys
 from pathlib import Path
 
 from ..jsonio import to_json
-from .common import add_model_args, csv_list, parse_settings, positive_int, unit_interval_list
+from .common import add_model_args, csv_list, fail, parse_settings, positive_int, unit_interval_list
 from .names import bench_modes, editor_names, known_editors
 
 
@@ -50,6 +51,12 @@ def register(sub) -> None:
                    help="plots load plotly.js from plotly.min.js next to them, or hold it inline (4.6 MB each); both work offline")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="processes sharing the work (e.g. 2 on 2 cores); each loads its own model copy")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the jobs on Ray actors, each with its own model copy (one GPU each where there are "
+                        "GPUs): 'auto' or HOST:PORT joins a running cluster (ray start --head), no address starts a "
+                        'local one; needs pip install "sss-lab[ray]" (docs/ray.md)')
+    p.add_argument("--actors", type=positive_int, default=None,
+                   help="with --ray: how many actors (default: one per GPU of the cluster, else one per --threads CPUs)")
     p.add_argument("--report-only", action="store_true",
                    help="only rebuild the report of --out from its results (give the same --data, --n, --seeds); "
                         "no model is loaded, except for results written before the k-NN density and target NLL "
@@ -73,6 +80,8 @@ def _argv(cfg, args) -> list[str]:
     argv += ["--dtype", cfg.dtype] if cfg.dtype else []
     argv += ["--device-map", cfg.device_map] if cfg.device_map else []
     argv += ["--workers", str(cfg.workers)] if cfg.workers > 1 else []
+    argv += ["--ray", *([args.ray] if args.ray else [])] if args.ray is not None else []
+    argv += ["--actors", str(args.actors)] if args.actors else []
     return argv + (["--resume"] if args.resume else [])
 
 
@@ -81,8 +90,27 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _ray_installed() -> bool:
+    """Whether ``import ray`` can work, found without importing it (nor torch)."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: a blocked or half-imported ray (sys.modules["ray"] is None)
+        return False
+
+
+def _check_executor(args) -> None:
+    """Exit 2 (one line) on executor flags that do not go together, or on --ray without Ray installed."""
+    if args.ray is None and args.actors is not None:
+        fail("--actors is for --ray; for local processes give --workers")
+    if args.ray is not None and args.workers > 1:
+        fail("--workers starts local processes; with --ray give --actors")
+    if args.ray is not None and not args.report_only and not _ray_installed():
+        fail('--ray needs Ray, which is not installed: pip install "sss-lab[ray]"')
+
+
 def run(args) -> None:
     """Run (or with --report-only, re-report) a bench from parsed arguments; print its summary as JSON."""
+    _check_executor(args)
     import torch  # here: the arguments were checked by the parser before torch and the bench are imported
 
     from ..evaluation.bench import BenchConfig, rebuild_report, run_bench
@@ -102,5 +130,9 @@ def run(args) -> None:
     if args.report_only:
         print(to_json({"report": str(rebuild_report(cfg.validate(), args.out))}))
         return
-    summary = run_bench(cfg, args.out, args.resume, command, progress=not args.no_progress)
+    executor = None
+    if args.ray is not None:
+        from ..evaluation.ray_bench import RayExecutor
+        executor = RayExecutor(address=args.ray or None, actors=args.actors, threads=args.threads)
+    summary = run_bench(cfg, args.out, args.resume, command, progress=not args.no_progress, executor=executor)
     print(to_json(summary, indent=True))

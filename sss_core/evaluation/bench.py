@@ -8,6 +8,10 @@ the new target), taken on the unedited model before its job, so the report needs
 (``report.md``, CSVs, plotly HTML) is rebuilt from everything in the results file. The folder is
 read and written through ``store.BenchStore``.
 
+The jobs run in this process (``workers`` 1), in local worker processes (``workers`` N), or
+through an ``Executor`` given to ``run_bench``: ``ray_bench.RayExecutor`` runs them on a Ray
+cluster, each actor editing with its own copy of the model, and streams the results back here.
+
 Example:
     python -m sss_core bench --editors ft-l,ft-l+sss --data world --n 500 --seeds 3 --out runs/world
 """
@@ -24,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -120,8 +125,12 @@ class Job:
 
 
 def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -> list[Job]:
-    """Every job the run consists of, in order (deterministic: workers rebuild the same list)."""
-    model, tok = lm.model, lm.tok
+    """Every job the run consists of, in order (deterministic: workers rebuild the same list).
+
+    ``lm`` None: the jobs' keys and cases only, for a driver whose executor runs them elsewhere
+    (calling ``run`` of such a job fails).
+    """
+    model, tok = (lm.model, lm.tok) if lm is not None else (None, None)
     jobs: list[Job] = []
     for seed, cases in cases_by_seed.items():
         for name in cfg.editors:
@@ -181,11 +190,23 @@ def _invocation(cfg: BenchConfig, command: str) -> dict:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _run_jobs(jobs: list[Job], results: ResultFile, measures: EditMeasures, bar=None) -> int:
-    """Run the jobs in order, writing each outcome as it comes (with its case's measures, if the job has them).
+def job_results(job: Job, measures: EditMeasures) -> Iterator[tuple[Outcome, dict[str, float]]]:
+    """Run one job: each outcome as it comes, with its case's measures (``{}`` if the job has none).
 
-    The measures of a job's cases are taken before the job starts, while the model is unedited
-    (sequential and batch jobs keep edits applied between the outcomes they yield).
+    The measures of the job's cases are taken before the job starts, while the model is unedited
+    (sequential and batch jobs keep edits applied between the outcomes they yield). Keys the
+    job's ``skip`` names done are not yielded.
+    """
+    requests = [c.request for c in job.cases] if job.measure else []
+    fields = {(r.prompt, r.target_new): m for r, m in zip(requests, measures(requests))}
+    for outcome in job.run():
+        request = outcome.case.request
+        yield outcome, fields.get((request.prompt, request.target_new), {})
+
+
+def _run_jobs(jobs: list[Job], results: ResultFile, measures: EditMeasures, bar=None) -> int:
+    """Run the jobs in order, writing each outcome as it comes (see ``job_results``).
+
     Returns how many results were written.
     """
     made = 0
@@ -194,15 +215,30 @@ def _run_jobs(jobs: list[Job], results: ResultFile, measures: EditMeasures, bar=
             continue
         if bar is not None:
             bar.set_postfix_str(job.desc)
-        requests = [c.request for c in job.cases] if job.measure else []
-        fields = {(r.prompt, r.target_new): m for r, m in zip(requests, measures(requests))}
-        for outcome in job.run():
-            request = outcome.case.request
-            results.write(outcome, **fields.get((request.prompt, request.target_new), {}))
+        for outcome, fields in job_results(job, measures):
+            results.write(outcome, **fields)
             made += 1
             if bar is not None:
                 bar.update(1)
     return made
+
+
+class Executor(Protocol):
+    """Runs a bench's jobs outside this process and writes their results here (e.g. ``ray_bench.RayExecutor``).
+
+    ``run_bench`` then loads no model itself: the executor's workers load it, plan the same jobs
+    (``plan`` is deterministic) and run them by number; the executor writes every result into
+    ``results`` as it arrives (skipping keys already done), updates ``bar`` by one per result,
+    and records ``model_name``, ``model_device`` and anything it wants kept about the run
+    through ``note(**fields)`` (fields of this invocation's run-log entry). It returns the CPU
+    seconds its workers spent. It may raise KeyboardInterrupt (stopping its workers first) or
+    SSSError (no worker left); what it wrote is kept either way.
+    """
+
+    def run(self, cfg: BenchConfig, cases_by_seed: dict[int, list[EditCase]], jobs: list[Job],
+            results: ResultFile, bar, note: Callable[..., None]) -> float:
+        """Run the jobs whose keys are not all in ``results``; see the class docstring."""
+        ...
 
 
 def _worker(cfg: BenchConfig, out: Path, index: int, threads: int, queue, cpu, parent: int) -> None:
@@ -284,16 +320,21 @@ def rebuild_report(cfg: BenchConfig, out: Path, lm=None) -> Path:
 
 
 def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = "",
-              progress: bool = True) -> dict:
+              progress: bool = True, executor: Executor | None = None) -> dict:
     """Run everything ``cfg`` asks for into ``out``, then write the report. Returns a summary.
 
-    Raises RequestError if ``out`` has results and not ``resume``; SSSError if the run was
-    interrupted, a worker died or results are missing (what is finished is kept: rerun with
-    ``resume``).
+    ``executor``: run the jobs there (e.g. ``ray_bench.RayExecutor``) instead of in this process
+    or ``cfg.workers`` local ones; the results go into the same store, so either kind of run
+    resumes the other's.
+    Raises RequestError if ``out`` has results and not ``resume``, or if an executor is given
+    with ``cfg.workers`` > 1; SSSError if the run was interrupted, a worker died or results are
+    missing (what is finished is kept: rerun with ``resume``).
     """
     from tqdm import tqdm
 
     cfg.validate()
+    if executor is not None and cfg.workers > 1:
+        raise RequestError("--workers starts local processes; on a cluster give the number of actors instead")
     cases_by_seed = _cases_by_seed(cfg)
     store = BenchStore(out)
     if not resume and store.has_parts():
@@ -303,15 +344,19 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     results = store.open(resume)
     started, cpu_started = time.time(), time.process_time()
     entry = store.log.append(_invocation(cfg, command))
-    lm = _load_model(cfg)
-    store.log.update(entry, model_name=lm.name, model_device=str(lm.device))
+    lm = _load_model(cfg) if executor is None else None  # an executor's workers load their own
+    if lm is not None:
+        store.log.update(entry, model_name=lm.name, model_device=str(lm.device))
     jobs = plan(cfg, lm, cases_by_seed, results.done)
     todo = sum(not results.done(k) for job in jobs for k in job.keys)
     skipped = sum(len(job.keys) for job in jobs) - todo
     before, cpu_workers, interrupted, failure = len(results.keys), 0.0, False, None
     try:
         with tqdm(total=todo, desc="bench", unit="result", disable=not progress, mininterval=2) as bar:
-            if cfg.workers > 1:
+            if executor is not None:
+                cpu_workers = executor.run(cfg, cases_by_seed, jobs, results, bar,
+                                           lambda **fields: store.log.update(entry, **fields))
+            elif cfg.workers > 1:
                 results.close()
                 cpu_workers = _run_workers(cfg, store, len(jobs), bar)
             else:
@@ -337,6 +382,8 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
     if made < todo:
         raise SSSError(f"{todo - made} of {todo} results are missing from {store.results_path}; "
                        "rerun the same command with --resume to make them")
+    if lm is None and missing_measures(store.frame()):  # older results, resumed through an executor
+        lm = _load_model(cfg)
     report = write_bench_report(out, cfg, cases_by_seed, lm)
     return {"out": str(out), "results_made": made, "results_skipped": skipped, "wall_seconds": round(wall, 1),
             "report": str(report)}
