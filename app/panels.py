@@ -555,11 +555,11 @@ def frame_csv_button(df: pd.DataFrame, label: str, file_name: str, key: str) -> 
 
 def verdict_line(c) -> str:
     """One Markdown line of a correlation (evaluation.hypothesis.Correlation): rho, its CI, the sign the
-    paper predicts and the verdict, e.g. "λ_max before ~ damage: ρ = +0.262 (95% CI +0.10 to +0.41, n = 50;
+    paper predicts and the verdict, e.g. "λ_max before ~ damage: ρ = +0.262 (95% CI +0.101 to +0.412, n = 50;
     paper predicts > 0) → **supports**"."""
     if _missing(c.rho):
         return f"{pair_label(c)}: ρ undefined ({c.points} edits; too few, or a constant column)"
-    return (f"{pair_label(c)}: ρ = {c.rho:+.3f} (95% CI {c.lo:+.2f} to {c.hi:+.2f}, n = {c.points}; "
+    return (f"{pair_label(c)}: ρ = {c.rho:+.3f} (95% CI {c.lo:+.3f} to {c.hi:+.3f}, n = {c.points}; "
             f"paper predicts {PREDICTS[c.expected_sign]}) → **{c.verdict}**")
 
 

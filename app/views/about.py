@@ -80,17 +80,30 @@ st.markdown("""
   and after, and whether the top-1 prediction flipped (✓ where the edit wants a flip, ✗ where a flip is
   damage). The bar chart shows which weights changed and by how much.
 - **Projection**: every probe sentence and some unrelated world facts, embedded before (hollow) and after
-  (filled) the edit, with arrows. PCA is the default: it is linear and fitted once on both sets, so sentences
-  the edit did not move stay put and long arrows are real movement. UMAP and t-SNE show neighbourhoods
-  better but bend distances: read their arrows as "which neighbourhood it moved to", not "how far". The hover
-  gives the distance moved in the full space. Click or lasso points to compare nearest neighbours before vs
-  after.
-- **Compare**, **C sweep**, **Sequential**: two edits side by side; one edit across C; edits that
-  accumulate (the paper's Table 2), where locality decays as n grows.
+  (filled) the edit, with arrows. Colour the points by group, by λ_max (against each sentence's own top
+  answer), by kNN distance (how far its k nearest neighbours are, in the full space: large = sparse), by
+  damage (how much its old answer's probability changed) or by the distance it moved; the colour bar names
+  the unit. PCA is the default: it is linear and fitted once on both sets, so sentences the edit did not move
+  stay put and an arrow is never longer than the real move. UMAP and t-SNE show neighbourhoods better but bend
+  distances; under the plot the page compares each arrow with the move in the full space and names the
+  sentences where they disagree. Click or lasso points to ring and list their k nearest neighbours before vs
+  after; the selection stays when you change the method.
+- **Compare**: two edits of the same fact, A and B: their metrics, then what differs, paired probe by probe
+  (the change of P(old answer) under A minus under B), the size of each weight change and the cosine between
+  them, both optimisation trajectories, and both on one joint projection. When A and B made the same edit,
+  the page says so.
+- **Hypothesis**: the paper's claim tested over many edits (run here, or a bench's results): λ_max before and
+  the kNN distance of each edit against the damage it did (1 − locality), Spearman ρ with a confidence
+  interval, the partial ρ once the target's surprise (its NLL) is taken out, the sign the paper predicts
+  beside each verdict, and the paired effect of SSS. Click a point to open that edit.
+- **C sweep**, **Sequential**: one edit across C; edits that accumulate (the paper's Table 2), where locality
+  decays as n grows.
 - **Results**: browse a report written by `python -m sss_core bench --out DIR`.
 
-A class exercise: pick a preset, run FT-L and then FT-L+SSS on the **Compare** page, and ask which
-neighbours each one damaged and whether λ_max predicted it.
+A class exercise: pick a preset, run FT-L and then FT-L+SSS on the **Compare** page, and read the paired
+differences: which neighbours did each one damage, and did they make the same edit at all? Then ask on the
+**Hypothesis** page whether λ_max or the kNN distance predicts the damage over many edits, and whether it still
+does once the target's NLL is partialled out.
 """)
 st.caption("Paper: SSS: Editing Factual Knowledge in Language Models towards Semantic Sparse Space. The default "
            "model is a small GPT-2 trained by this project on its own generated world of facts; it knows only "

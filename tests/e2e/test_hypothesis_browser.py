@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 IDLE = '[data-test-script-state="notRunning"]'
-RHO = re.compile(r"λ_max before ~ damage \(1 − locality\): ρ = [+-]\d\.\d{3} \(95% CI [+-]\d\.\d\d to [+-]\d\.\d\d, "
+RHO = re.compile(r"λ_max before ~ damage \(1 − locality\): ρ = [+-]\d\.\d{3} \(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}, "
                  r"n = \d+; paper predicts > 0\) → (supports|contradicts|inconclusive)")
 NEW_RESULTS = """() => /\\(run [0-9a-f]{12},/.test(document.body.innerText)
     && document.querySelector('[data-testid="stPlotlyChart"] .scatterlayer .point') !== null"""
