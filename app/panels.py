@@ -484,8 +484,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                "selection stays when you switch between PCA, UMAP and t-SNE.")
     faithfulness_note(proj, emb)
     if sel is not None:
-        st.markdown(f"**{k} nearest neighbours of** “{emb.sentences[sel]}” (full space, euclidean; ringed in the "
-                    "plot: dotted before, solid after)")
+        st.markdown(f"**Nearest neighbours of** “{emb.sentences[sel]}”: the {k} nearest (full space, euclidean; "
+                    "ringed in the plot: dotted before, solid after)")
         show_frame(pd.DataFrame(analysis.neighbour_table(emb, sel, k)), key=f"{key}-nn-{run.run_id}")
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
     return fig

@@ -140,7 +140,7 @@ def test_selection_and_its_neighbours_survive_a_change_of_method(app):
         assert any(t.get("meta", {}).get("selected") == 0 for t in data)
         rings = [t for t in data if t.get("meta", {}).get("neighbours")]
         assert sorted(len(_values(t["x"])) for t in rings) == [4, 4]
-        assert any(f"4 nearest neighbours of** “{run.embeddings['last'].sentences[0]}”" in m.value
+        assert any(f"Nearest neighbours of** “{run.embeddings['last'].sentences[0]}”: the 4 nearest" in m.value
                    for m in app.markdown)
     # how far the 2-D arrows follow the full-space moves is said on screen
     text = " ".join([c.value for c in app.caption] + [w.value for w in app.warning])
