@@ -32,7 +32,8 @@ PROJ_METHOD, PROJ_POOLING = "proj_method", "proj_pooling"
 PROJ_COLOUR, PROJ_K, PROJ_METRIC = "proj_colour", "proj_k", "proj_metric"
 PERSISTENT = (MODEL, EDITOR, C, REQ_SOURCE, PRESET, TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET, TYPED_PARAPHRASES,
               TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
-              "cmp_c_b", "sweep_editor", "sweep_cs", "seq_editor", "seq_c", "results_dir")
+              "cmp_c_b", "sweep_editor", "sweep_cs", "seq_editor", "seq_c", "results_dir",
+              "hyp_source", "hyp_editors", "hyp_n", "hyp_seed", "hyp_k", "hyp_folder_typed")
 CONFIG_PREFIX = "cfg:"  # advanced editor settings: "cfg:<editor>:<field>"
 
 SOURCES = ("World preset", "Type a fact", "Upload EasyEdit JSON")

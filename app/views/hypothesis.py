@@ -39,15 +39,17 @@ if source == SOURCES[0]:
     lm = inputs.model_picker()
     state.setdefault("hyp_editors", [e for e in ("ft-l", "ft-l+sss") if e in EDITORS])
     state.setdefault("hyp_n", 30)
+    state.setdefault("hyp_seed", 0)
+    state.setdefault("hyp_k", 10)
     c1, c2, c3 = st.columns([3, 1, 1])
     editors = c1.multiselect("Editors", list(EDITORS), key="hyp_editors",
                              help="Each runs every edit; an editor with and one without SSS give the paired effect. "
                                   "Advanced settings (and C) come from the Edit page's choices for each editor.")
     n = int(c2.number_input("World edits (N)", min_value=4, max_value=1000, step=5, key="hyp_n",
                             help="The first N cases of the world's test split, as `bench --data world --n N`"))
-    seed = int(c3.number_input("Seed", min_value=0, max_value=99, value=0, key="hyp_seed",
+    seed = int(c3.number_input("Seed", min_value=0, max_value=99, key="hyp_seed",
                                help="Draws the new targets and probes (as the bench's seed)"))
-    k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, value=10, key="hyp_k",
+    k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, key="hyp_k",
                             help="Neighbours among the world's fact prompts (the bench's --knn)"))
     job = state.hypothesis_job()
     b1, b2, b3 = st.columns([1, 1, 4])
