@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install "sss-lab[ray]"'
 UNAVAILABLE_PROBES = 120  # an actor that stays unreachable this many seconds after dying counts as gone
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the messages it relays
 
 
 def import_ray():
@@ -262,7 +264,7 @@ class RayExecutor:
             probes = {s.probe: i for i, s in enumerate(self.slots) if s.probe is not None}
             if not streams and not probes:
                 if all(s.state == "gone" for s in self.slots):
-                    raise SSSError(f"every Ray actor died ({self._why_gone()}); the finished results are kept: "
+                    raise SSSError(f"no Ray actor is left ({self._why_gone()}); the finished results are kept: "
                                    "rerun with --resume (with or without --ray) to continue")
                 time.sleep(0.2)  # only actors waiting to be asked again after being unreachable
                 continue
@@ -360,11 +362,18 @@ class RayExecutor:
 
 
 def _reason(exc: Exception) -> str:
-    """One line saying why a Ray task failed: the exception's type and the first line of its message."""
+    """One line saying why a Ray task failed: the exception's type and the first line of its message.
+
+    What a job raised is unwrapped from Ray's RayTaskError; an actor whose ``__init__`` raised
+    (e.g. the model does not load there) is told by that error's last line, where Ray's message
+    ends with it.
+    """
     cause = getattr(exc, "cause", None)  # RayTaskError wraps what the job raised
     shown = cause if isinstance(cause, Exception) else exc
-    first = next((line.strip() for line in str(shown).splitlines() if line.strip()), "")
-    return f"{type(shown).__name__}: {first}"[:300]
+    lines = [line.strip() for line in _ANSI.sub("", str(shown)).splitlines() if line.strip()]
+    if getattr(shown, "actor_init_failed", False) and lines:
+        return f"the actor could not start: {lines[-1]}"[:300]
+    return f"{type(shown).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 __all__ = ["INSTALL_HINT", "BenchActor", "RayExecutor", "failed_outcome", "import_ray"]
