@@ -20,8 +20,8 @@ import torch
 import sss_core
 from sss_core.cli import main
 from sss_core.errors import SSSError
-from sss_core.evaluation.bench import BenchConfig, run_bench
-from sss_core.evaluation.ray_bench import RayExecutor
+from sss_core.evaluation.bench import BenchConfig, _cases_by_seed, plan, run_bench
+from sss_core.evaluation.ray_bench import RayExecutor, failed_outcome
 
 pytestmark = pytest.mark.ray
 
@@ -43,9 +43,12 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def cfg(tiny_model_dir) -> BenchConfig:
-    """Single edits of the world (two jobs) and a sequential run of 3 (one job) with FT-L on the tiny model."""
+    """Single edits of the world (two jobs) and a sequential run of 3 (one job) with FT-L on the tiny model.
+
+    10 steps make a job of 25 edits last long enough (about a second) for a kill to land inside it.
+    """
     return BenchConfig(editors=("ft-l",), data="world", n=N, seeds=1, modes=("single", "sequential"),
-                       seq_sizes=(3,), settings={"steps": 4}, model=str(tiny_model_dir), device="cpu")
+                       seq_sizes=(3,), settings={"steps": 10}, model=str(tiny_model_dir), device="cpu")
 
 
 def rows(folder: Path) -> list[dict]:
@@ -171,7 +174,7 @@ def test_a_local_run_resumes_on_ray_through_the_cli(ray_cluster, cfg, local_rows
     (tmp_path / "results.jsonl").write_text("".join(json.dumps({**local_rows[k], "seconds": 0.1}) + "\n"
                                                     for k in first))
     argv = ["bench", "--editors", "ft-l", "--data", "world", "--n", str(N), "--seeds", "1", "--mode",
-            "single,sequential", "--seq-sizes", "3", "--set", "steps=4", "--model", cfg.model, "--device", "cpu",
+            "single,sequential", "--seq-sizes", "3", "--set", "steps=10", "--model", cfg.model, "--device", "cpu",
             "--out", str(tmp_path), "--no-progress", "--resume", "--ray", "--actors", "2"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -211,3 +214,18 @@ def test_ray_not_installed_is_one_line_saying_how_to_install_it(tmp_path):
     assert proc.stderr.strip().splitlines() == ['error: --ray needs Ray, which is not installed: '
                                                 'pip install "sss-lab[ray]"']
     assert "torch imported: False" in proc.stdout  # checked before the bench's imports
+
+
+def test_a_failed_key_carries_what_a_result_of_its_mode_carries(tiny_model_dir):
+    cfg = BenchConfig(editors=("ft-l+sss",), data="world", n=4, seeds=1, modes=("sequential", "batch", "sweep"),
+                      seq_sizes=(3,), batch_size=2, sweep_values=(0.5,), sweep_n=2, model=str(tiny_model_dir))
+    jobs = plan(cfg, None, _cases_by_seed(cfg), lambda key: False)  # keys and cases only, as a Ray driver plans
+    failed = {k.mode: failed_outcome(job, k, "ActorDiedError: gone").to_json() for job in jobs for k in job.keys}
+    assert {m: (r["n"], r["position"], r["C"], r["error"]) for m, r in failed.items()} == {
+        "sequential@3": (3, 3, None, "ActorDiedError: gone"),  # the last case of the run: position 3
+        "sequential@3/final": (3, 3, None, "ActorDiedError: gone"),
+        "batch@2": (2, None, None, "ActorDiedError: gone"),
+        "sweep@C=0.5": (None, None, 0.5, "ActorDiedError: gone"),
+    }
+    first = jobs[0].keys[0]
+    assert failed_outcome(jobs[0], first, "x").position == 1 and "metrics" not in failed["batch@2"]
