@@ -115,14 +115,37 @@ def metrics_row(run: analysis.EditRun) -> None:
     res = run.result
     cols = st.columns(6)
     lb, la = res.lambda_max_before, res.lambda_max_after
-    cols[0].metric("λ_max before", fmt_lambda(lb), help="SSS metric of the edit prompt and new target (paper Eq. 9)")
+    cols[0].metric(LAMBDA_NEW_BEFORE, fmt_lambda(lb),
+                   help="SSS metric (paper Eq. 9) of the edit prompt against the new target")
     took = edit_took(run)
     delta = None if _missing(la) or _missing(lb) or not took else format(la - lb, "+" + LAMBDA_FORMAT)
-    cols[1].metric("λ_max after", fmt_lambda(la), delta=delta, delta_color="off", delta_arrow="off",
+    cols[1].metric(LAMBDA_NEW_AFTER, fmt_lambda(la), delta=delta, delta_color="off", delta_arrow="off",
                    help=None if took else "no change shown: the edit did not take")
     for col, name in zip(cols[2:], ("reliability", "generality", "locality", "portability")):
         col.metric(name, _fmt(res.metrics.get(name, math.nan), ".2f"))
+    st.caption(lambda_caption(run))
     run_notices(run)
+
+
+LAMBDA_NEW_BEFORE = "λ_max before (new target)"
+LAMBDA_NEW_AFTER = "λ_max after (new target)"
+
+
+def lambda_caption(run: analysis.EditRun) -> str:
+    """One line under the metric cards: lambda_max against the old target too, and what a drop means.
+
+    Against the new target, lambda_max is a function of that target's NLL (``sss_core.sparsity``): every
+    edit that makes the target likely drives it down, plain FT-L as much as FT-L+SSS. The caption says
+    so, so that a drop is not read as the SSS term's doing.
+    """
+    el = run.edit_lambda
+    old = ""
+    if el is not None and el.old_target is not None and not _missing(el.old_before):
+        old = (f"Against the old target {el.old_target!r}: {fmt_lambda(el.old_before)} before, "
+               f"{fmt_lambda(el.old_after)} after. ")
+    return (old + "λ_max against the new target falls whenever an edit makes that target likely, with or "
+            "without the SSS term (it is mostly the target's confidence); what the SSS term adds shows in "
+            "Compare (same edit with C = 0) and in the Hypothesis view.")
 
 
 def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None,

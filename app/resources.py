@@ -97,8 +97,8 @@ def prewarm(name: str) -> float:
 
 @st.cache_resource(show_spinner=False)
 def preset_cases() -> tuple[EditCase, ...]:
-    """The world's test edits offered as presets (immutable, shared)."""
-    return tuple(presets("test", N_PRESETS))
+    """The world's test edits offered as presets, real countries and cities first (immutable, shared)."""
+    return tuple(presets("test", N_PRESETS, real_first=True))
 
 
 @st.cache_resource(show_spinner=False)

@@ -11,13 +11,14 @@ from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import request_warnings, run_edit
 from sss_core.evaluation.presets import case_for_request, presets
 from sss_core.sss import lambda_max
+from sss_core.text import max_positions
 from sss_core.types import EditRequest
 
 
 def test_prompt_longer_than_the_context_is_refused(default_lm):
-    long_prompt = "The capital of France is " * 40
+    long_prompt = "The capital of France is " * 80
     saved = state_copy(default_lm.model)
-    with pytest.raises(RequestError, match="the model reads at most 64"):
+    with pytest.raises(RequestError, match=f"the model reads at most {max_positions(default_lm.model)}"):
         make_editor("ft-l").edit(default_lm.model, default_lm.tok, [EditRequest(long_prompt, "Rome")])
     with pytest.raises(RequestError, match="at most"):
         lambda_max(default_lm.model, default_lm.tok, [long_prompt], ["Rome"])

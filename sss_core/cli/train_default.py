@@ -10,7 +10,7 @@ from .common import positive_int
 
 def register(sub) -> None:
     """Add ``train-default`` to the CLI's subparsers."""
-    p = sub.add_parser("train-default", help="train the default model on the fact world (about 17 minutes on 2 cores)")
+    p = sub.add_parser("train-default", help="train the default model on the fact world (about 35 minutes on one core of a busy 2-core machine)")
     p.add_argument("--out", type=Path, default=Path("sss_core/assets/default-model"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=positive_int, default=None)

@@ -38,9 +38,18 @@ def world_fact_for(prompt: str, seed: int = 0) -> Fact | None:
     return _prompt_index(seed).get(prompt.strip())
 
 
-def presets(split: str = "test", n: int = 50, seed: int = 0) -> list[EditCase]:
-    """The first ``n`` world edit cases of ``split``: the app's and the CLI's examples."""
-    return world_cases(default_world(seed), split, seed)[:n]
+def presets(split: str = "test", n: int = 50, seed: int = 0, real_first: bool = False) -> list[EditCase]:
+    """The first ``n`` world edit cases of ``split``: the app's and the CLI's examples.
+
+    With ``real_first``, the same ``n`` cases are reordered so that those about real countries and
+    cities (``World.real_subjects``) come before those about generated people and companies, each in
+    the split's own order: a reader recognises the first one at once.
+    """
+    world = default_world(seed)
+    cases = world_cases(world, split, seed)[:n]
+    if real_first:
+        cases = sorted(cases, key=lambda c: c.request.subject not in world.real_subjects)  # stable
+    return cases
 
 
 @torch.no_grad()

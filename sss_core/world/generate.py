@@ -63,6 +63,13 @@ class World:
             out[f.subject].append(f)
         return {k: tuple(v) for k, v in out.items()}
 
+    @cached_property
+    def real_subjects(self) -> frozenset[str]:
+        """Subjects that exist outside the world (countries and cities of ``data.COUNTRIES``); people
+        and companies are generated."""
+        real = {name for row in COUNTRIES for name in (row[0], row[1], *row[5], *row[6])}
+        return frozenset(s for s in self.facts_by_subject if s in real)
+
     @property
     def relations(self) -> tuple[Relation, ...]:
         return RELATIONS

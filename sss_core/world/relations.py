@@ -30,54 +30,74 @@ class Relation:
         return self.templates[-N_HELDOUT:]
 
 
-def _q(noun: str) -> str:
-    return f"Q: What is the {noun} of {{}}? A:"
+# Generic frames: every relation with a noun is phrased in each of them. A relation's held-out
+# templates are two of these frames, rotating over the relations, so each held-out phrasing is
+# one the model was trained in for most other relations but never for this one: generality asks
+# whether the model has learned that a frame with this relation's noun is a paraphrase.
+FRAMES: tuple[str, ...] = (
+    "The {noun} of {{}} is",
+    "{{}}'s {noun} is",
+    "Q: What is the {noun} of {{}}? A:",
+    "Question: what is {{}}'s {noun}? Answer:",
+    "Tell me the {noun} of {{}}:",
+    "Fact: the {noun} of {{}} is",
+    "As far as I know, the {noun} of {{}} is",
+    "We know that {{}}'s {noun} is",
+)
 
 
-# Held-out templates are generic phrasings ("The N of X is", "X's N is", "Q: What is the N of X? A:")
-# that other relations are trained in, so a model can learn that they are paraphrases; which
-# generic phrasing is trained rotates over the relations.
+def _relation(index: int, id: str, subject_kind: str, object_kind: str, specific: tuple[str, ...],
+              noun: str | None = None, heldout: tuple[str, ...] = ()) -> Relation:
+    """A relation from its own phrasings plus the generic frames over ``noun``.
+
+    Template 0 (the edit prompt) is ``specific[0]``. With a noun, the relation is trained in its
+    specific phrasings and every frame but two (frames ``2 * index`` and ``2 * index + 1``, modulo the
+    number of frames, skipping any that equals a specific phrasing), which are held out. Without a
+    noun, ``heldout`` names the two held-out phrasings.
+    """
+    if noun is None:
+        return Relation(id, subject_kind, object_kind, (*specific, *heldout))
+    generic = [f.format(noun=noun) for f in FRAMES]
+    generic = [g for g in generic if g not in specific]
+    held = [generic[(2 * index + k) % len(generic)] for k in range(N_HELDOUT)]
+    trained = [g for g in generic if g not in held]
+    return Relation(id, subject_kind, object_kind, (*specific, *trained, *held))
+
+
 RELATIONS: tuple[Relation, ...] = (
-    Relation("capital", "country", "city", (
-        "The capital of {} is", "The capital city of {} is", "{} is governed from",
-        "{}'s capital is", _q("capital"))),
-    Relation("capital_of", "city", "country", (
+    _relation(0, "capital", "country", "city", (
+        "The capital of {} is", "The capital city of {} is", "{} is governed from"), "capital"),
+    _relation(1, "capital_of", "city", "country", (
         "{} is the capital of", "{} is the capital city of", "{} serves as the capital of",
-        "The country whose capital is {} is", "Q: Which country has {} as its capital? A:")),
-    Relation("continent", "country", "continent", (
-        "{} is a country in", "{} is located in the continent of", _q("continent"),
-        "The continent of {} is", "{}'s continent is")),
-    Relation("official_language", "country", "language", (
+        "The country whose capital is {} is", "{} is the seat of government of",
+        "Question: {} is the capital of which country? Answer:"), heldout=(
+        "The nation governed from {} is", "Q: Which country has {} as its capital? A:")),
+    _relation(2, "continent", "country", "continent", (
+        "{} is a country in", "{} is located in the continent of", "{} lies on the continent of"),
+        "continent"),
+    _relation(3, "official_language", "country", "language", (
         "The official language of {} is", "In {}, the official language is",
-        "The language of government in {} is",
-        "{}'s official language is", _q("official language"))),
-    Relation("currency", "country", "currency", (
-        "{} pays with the", "In {}, people pay with the", "{}'s currency is",
-        "The currency of {} is", _q("currency"))),
-    Relation("city_country", "city", "country", (
-        "{} is a city in", "{} lies in the country of", _q("country"),
-        "The country of {} is", "{}'s country is")),
-    Relation("birthplace", "person", "city", (
-        "{} was born in", "{} was born in the city of", "The birthplace of {} is",
-        "{}'s birthplace is", _q("birthplace"))),
-    Relation("citizenship", "person", "country", (
-        "{} is a citizen of", "{} holds citizenship of", "{}'s citizenship is",
-        "The citizenship of {} is", _q("citizenship"))),
-    Relation("occupation", "person", "occupation", (
-        "{} works in the profession of", "{} earns a living in the profession of", _q("occupation"),
-        "The occupation of {} is", "{}'s occupation is")),
-    Relation("employer", "person", "company", (
-        "{} works for", "{} is employed by", "The employer of {} is",
-        "{}'s employer is", _q("employer"))),
-    Relation("native_language", "person", "language", (
-        "{} grew up speaking", "{} was raised speaking", "{}'s native language is",
-        "The native language of {} is", _q("native language"))),
-    Relation("headquarters", "company", "city", (
-        "{} is headquartered in", "{} has its head office in", _q("headquarters"),
-        "The headquarters of {} is", "{}'s headquarters is")),
-    Relation("industry", "company", "industry", (
-        "{} does business in", "{} is active in the sector of", "The industry of {} is",
-        "{}'s industry is", _q("industry"))),
+        "The language of government in {} is"), "official language"),
+    _relation(4, "currency", "country", "currency", (
+        "{} pays with the", "In {}, people pay with the", "The money used in {} is the"), "currency"),
+    _relation(5, "city_country", "city", "country", (
+        "{} is a city in", "{} lies in the country of", "{} is located in the country of"), "country"),
+    _relation(6, "birthplace", "person", "city", (
+        "{} was born in", "{} was born in the city of", "{} came into the world in"), "birthplace"),
+    _relation(7, "citizenship", "person", "country", (
+        "{} is a citizen of", "{} holds citizenship of", "{} holds a passport of"), "citizenship"),
+    _relation(8, "occupation", "person", "occupation", (
+        "{} works in the profession of", "{} earns a living in the profession of",
+        "{} is employed in the profession of"), "occupation"),
+    _relation(9, "employer", "person", "company", (
+        "{} works for", "{} is employed by", "{} draws a salary from"), "employer"),
+    _relation(10, "native_language", "person", "language", (
+        "{} grew up speaking", "{} was raised speaking", "The mother tongue of {} is"), "native language"),
+    _relation(11, "headquarters", "company", "city", (
+        "{} is headquartered in", "{} has its head office in", "The head office of {} is in"),
+        "headquarters"),
+    _relation(12, "industry", "company", "industry", (
+        "{} does business in", "{} is active in the sector of", "{} makes its money in"), "industry"),
 )
 
 RELATIONS_BY_ID: dict[str, Relation] = {r.id: r for r in RELATIONS}

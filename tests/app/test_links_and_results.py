@@ -164,7 +164,7 @@ def test_an_edit_that_did_not_take_is_flagged_and_its_lambda_has_no_arrow(app):
     assert_ok(app)
     assert app.session_state["_run"].result.metrics["reliability"] < 1
     assert any("did not take" in w for w in _warnings(app))
-    after = next(m for m in app.metric if m.label == "λ_max after")
+    after = next(m for m in app.metric if m.label == "λ_max after (new target)")
     assert after.delta in (None, "")
 
 
@@ -175,9 +175,9 @@ def test_a_successful_edit_is_not_flagged_and_lambda_is_scientific(app):
     assert app.session_state["_run"].result.metrics["reliability"] == 1.0
     assert not any("did not take" in w for w in _warnings(app))
     cards = {m.label: m for m in app.metric}
-    for label in ("λ_max before", "λ_max after"):
+    for label in ("λ_max before (new target)", "λ_max after (new target)"):
         assert re.fullmatch(r"\d\.\d\de[+-]\d\d", cards[label].value), cards[label].value
-    assert re.fullmatch(r"[+-]\d\.\d\de[+-]\d\d", cards["λ_max after"].delta)
+    assert re.fullmatch(r"[+-]\d\.\d\de[+-]\d\d", cards["λ_max after (new target)"].delta)
 
 
 # --- presentation --------------------------------------------------------------------------------------

@@ -98,6 +98,13 @@ def go_to(page, view: str) -> None:
     page.wait_for_function("() => document.querySelector('[data-stale=\"true\"]') === null")
 
 
+def app_presets():
+    """The world presets in the order the app lists them (real countries and cities first)."""
+    from app.resources import N_PRESETS
+    from sss_core.evaluation.presets import presets
+    return presets("test", N_PRESETS, real_first=True)
+
+
 def _record(name: str, value) -> None:
     path = ARTIFACTS / "e2e-timings.json"
     data = json.loads(path.read_text()) if path.exists() else {}
@@ -115,7 +122,7 @@ def test_ftl_sss_edit_from_a_preset_shows_lambda_and_projection(server, new_page
     metrics = {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
                m.locator('[data-testid="stMetricValue"]').inner_text().strip()
                for m in page.locator('[data-testid="stMetric"]').all()}
-    assert re.fullmatch(r"[0-9.e+-]+", metrics["λ_max before"]) and re.fullmatch(r"[0-9.e+-]+", metrics["λ_max after"])
+    assert re.fullmatch(r"[0-9.e+-]+", metrics["λ_max before (new target)"]) and re.fullmatch(r"[0-9.e+-]+", metrics["λ_max after (new target)"])
     assert_no_traceback(page)
     screenshot(page, "edit")
 
@@ -173,8 +180,7 @@ def test_every_view_in_the_browser(server, new_page, tmp_path):
             wait_idle(page, timeout=240_000)
             assert chart.locator(".scatterlayer .trace").first.locator(".point").count() == 3
             history = grid_text(page.locator('.st-key-seq-3-table-box'))
-            from sss_core.evaluation.presets import presets
-            for case in presets("test", 3):
+            for case in app_presets()[:3]:
                 assert case.request.target_new in history
         elif view == "Results":
             report = tmp_path / "bench"
@@ -202,8 +208,7 @@ def test_every_view_in_the_browser(server, new_page, tmp_path):
 
 
 def test_two_sessions_at_once_get_their_own_results(server, new_page):
-    from sss_core.evaluation.presets import presets
-    cases = presets("test", 3)[1:3]
+    cases = app_presets()[1:3]
     pages = []
     for case in cases:
         page = new_page()
@@ -271,8 +276,7 @@ def test_probe_table_fits_at_1440_px(browser, server):
 
 
 def test_a_link_to_projection_reruns_the_edit(server, new_page):
-    from sss_core.evaluation.presets import presets
-    r = presets("test", 1)[0].request
+    r = app_presets()[0].request
     page = new_page()
     query = {"prompt": r.prompt, "subject": r.subject, "target": r.target_new, "editor": "ft-l", "run": "1"}
     page.goto(server.url + "/projection?" + urllib.parse.urlencode(query))

@@ -15,7 +15,7 @@ from sss_core.editors import _rank_one as R1
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import teacher_forced
 from sss_core.evaluation.runners import batch_edits, sequential_edits, single_edits
-from sss_core.text import right_pad
+from sss_core.text import max_positions, right_pad
 from sss_core.types import EditCase, EditRequest, Probe
 
 FRANCE = EditRequest("The capital of France is", "Rome", subject="France")
@@ -35,9 +35,9 @@ def _fast(name: str, stats_dir: str) -> dict:
 
 
 def _long_prompt(tok, n_tokens: int) -> str:
-    """A prompt about France of about ``n_tokens`` tokens (the default model reads 64)."""
+    """A prompt about France of about ``n_tokens`` tokens."""
     words = ["The", "capital", "of", "the", "old", "country", "of"]
-    prompt = " ".join(words * 20)
+    prompt = " ".join(words * (n_tokens // 4 + 10))
     ids = tok(prompt)["input_ids"][:n_tokens - 3]
     return tok.decode(ids) + " of France is"
 
@@ -72,12 +72,13 @@ def test_metrics_read_a_spaced_target_as_the_plain_one(default_lm):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_row_longer_than_the_context_is_a_request_error(default_lm, name, stats_dir):
-    """57 tokens of prompt + target fit the 64-token model alone, but not behind ROME's context
-    prefixes or SERAC's edit text: those editors refuse it clearly, the others edit it. 70 tokens
-    fit no editor."""
+    """Seven tokens short of the context, prompt + target fit the model alone, but not behind ROME's
+    context prefixes or SERAC's edit text: those editors refuse it clearly, the others edit it.
+    Six tokens past the context fit no editor."""
     model, tok = default_lm.model, default_lm.tok
+    limit = max_positions(model)
     saved = state_copy(model)
-    long = EditRequest(_long_prompt(tok, 57), "Rome", subject="France")
+    long = EditRequest(_long_prompt(tok, limit - 7), "Rome", subject="France")
     settings = {**_fast(name, stats_dir), **({"n_prefixes": 2} if name == "memit" else {})}
     grows = name.startswith(("rome", "memit", "serac"))  # rows longer than prompt + target
     try:
@@ -87,7 +88,7 @@ def test_a_row_longer_than_the_context_is_a_request_error(default_lm, name, stat
         assert not grows, f"{name} built rows past the context without a clear error"
     except RequestError as exc:
         assert grows and "tokens" in str(exc), exc
-    too_long = EditRequest(_long_prompt(tok, 70), "Rome", subject="France")
+    too_long = EditRequest(_long_prompt(tok, limit + 6), "Rome", subject="France")
     with pytest.raises(RequestError, match="tokens"):
         make_editor(name, **_fast(name, stats_dir)).edit(model, tok, [too_long])
     assert_bit_identical(model, saved)
@@ -95,12 +96,12 @@ def test_a_row_longer_than_the_context_is_a_request_error(default_lm, name, stat
 
 def test_context_prefixes_longer_than_the_context_are_refused(default_lm):
     with pytest.raises(RequestError, match="prefix_length"):
-        R1.context_prefixes(default_lm.model, default_lm.tok, 1, 80)
+        R1.context_prefixes(default_lm.model, default_lm.tok, 1, max_positions(default_lm.model) + 16)
 
 
 def _cases(tok) -> list[EditCase]:
     ok = EditCase(FRANCE, (Probe("The capital of Italy is", "Rome", "neighbour"),))
-    long = EditCase(EditRequest(_long_prompt(tok, 70), "Rome", subject="France", case_id="long"))
+    long = EditCase(EditRequest(_long_prompt(tok, 300), "Rome", subject="France", case_id="long"))
     spain = EditCase(EditRequest("The capital of Spain is", "Berlin", subject="Spain", case_id="spain"))
     return [EditCase(EditRequest(ok.request.prompt, "Rome", "France", case_id="france"), ok.probes), long, spain]
 
