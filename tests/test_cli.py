@@ -144,7 +144,7 @@ def test_c_for_an_editor_without_the_sss_term_says_so():
     res = cli("edit", "--editor", "rome", "--C", "0.5", "--prompt", "The capital of France is", "--target", "Rome")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1] == ("error: --C is the weight of the SSS term, which rome does not have; "
-                                                  "editors with it: ft-l, ft-l+sss, mend, mend+sss, serac, serac+sss")
+                                                  "editors with it: ft-l, ft-l+sss, ft-l+sss-loose-sum, mend, mend+sss, serac, serac+sss")
 
 
 def test_parser_names_mirror_the_registry_and_the_bench():
