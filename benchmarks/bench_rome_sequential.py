@@ -1,7 +1,7 @@
 """ROME under sequential edits on the default model: how locality, unedited facts and the size of
 each rank-one update evolve over 100 edits kept one after another, for several settings.
 
-    python benchmarks/bench_rome_sequential.py --threads 1 --json docs/results/rome-sequential/results.json
+    python benchmarks/bench_rome_sequential.py --threads 1 --json docs/results/v1/rome-sequential/results.json
     python benchmarks/bench_rome_sequential.py --n 30 --configs default,paper-clamp
 
 For each setting (``--configs``; see ``CONFIGS``) the first ``--n`` world test cases are edited in

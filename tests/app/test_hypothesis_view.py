@@ -79,7 +79,7 @@ def test_a_bench_folder_without_measures_shows_lambda_only(app, tmp_path):
     from app.hypothesis import hypothesis_rows, read_folder
     from sss_core.evaluation.hypothesis import correlations
 
-    cases = pd.read_csv("docs/results/world-rank-one/cases.csv.gz")
+    cases = pd.read_csv("docs/results/v1/world-rank-one/cases.csv.gz")
     single = cases[cases["mode"] == "single"]
     single.groupby("editor").head(40).to_csv(tmp_path / "cases.csv", index=False)
     app.switch_page("app/views/hypothesis.py").run()

@@ -240,7 +240,7 @@ def test_exported_html_has_a_title_and_no_cdn():
 
 
 def test_results_view_draws_report_plots_with_the_apps_own_plotly(app, tmp_path):
-    """A report's HTML plots (a CDN page as in docs/results/world, and a page beside plotly.min.js) are
+    """A report's HTML plots (a CDN page as in docs/results/v1/world, and a page beside plotly.min.js) are
     drawn by the app itself, not in a frame that would have to fetch plotly.js."""
     import plotly.graph_objects as go
 
