@@ -139,3 +139,32 @@ def screenshot(page, name: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, out / f"{name}.png")
     return path
+
+
+IDLE = '[data-test-script-state="notRunning"]'  # Streamlit's marker: the session's script is not running
+
+
+def wait_idle(page, timeout: float = 120_000) -> None:
+    """Wait until Streamlit has finished running the script for this session."""
+    page.wait_for_selector(IDLE, state="attached", timeout=timeout)
+
+
+def grid_text(locator) -> str:
+    """The cells of an st.dataframe as text: the grid draws on a canvas and mirrors the cells in an
+    accessible table inside it, which is what a screen reader (and a test) reads."""
+    locator.locator("table").first.wait_for(state="attached")
+    return locator.locator("table").first.text_content()
+
+
+def assert_no_traceback(page) -> None:
+    """No Streamlit exception box and no Python traceback on the page."""
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.inner_text("body")
+
+
+def click_point(page, point) -> None:
+    """Click a plotly point where it is drawn (plotly picks it on its drag layer under the mouse)."""
+    point.wait_for(state="visible")
+    box = point.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -10,25 +10,19 @@ import urllib.parse
 
 import pytest
 
-from browser_support import ARTIFACTS, screenshot
+from browser_support import ARTIFACTS, assert_no_traceback, grid_text, screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
 # Seconds from pressing Run to results and projection on screen are measured and recorded in
 # test-artifacts/e2e-timings.json, not asserted: a busy shared machine must not fail the suite.
 # benchmarks/bench_app_run.py runs the timed test and compares the figures with the 5 s target.
-IDLE = '[data-test-script-state="notRunning"]'
 # sidebar label -> the page's own title (its h1)
 TITLES = {"Edit": "Edit a fact", "Projection": "Projection", "Compare": "Compare two edits", "C sweep": "C sweep",
           "Sequential": "Sequential editing", "Results": "Results of a bench run", "About": "About SSS Lab"}
 VIEWS = list(TITLES)
 
 
-def grid_text(locator) -> str:
-    """The cells of an st.dataframe as text: the grid draws on a canvas and mirrors the cells in an
-    accessible table inside it, which is what a screen reader (and this test) reads."""
-    locator.locator("table").first.wait_for(state="attached")
-    return locator.locator("table").first.text_content()
 
 
 def chart_title(page, title: str):
@@ -37,14 +31,8 @@ def chart_title(page, title: str):
         "^" + re.escape(title) + "$")))
 
 
-def wait_idle(page, timeout: float = 120_000) -> None:
-    """Wait until Streamlit has finished running the script for this session."""
-    page.wait_for_selector(IDLE, state="attached", timeout=timeout)
 
 
-def assert_no_traceback(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert "Traceback" not in page.inner_text("body")
 
 
 def open_app(page, server, query: dict | None = None) -> None:

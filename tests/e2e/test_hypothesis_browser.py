@@ -8,36 +8,21 @@ import re
 
 import pytest
 
+from browser_support import assert_no_traceback, click_point, grid_text, screenshot, wait_idle
+
 pytestmark = pytest.mark.e2e
-IDLE = '[data-test-script-state="notRunning"]'
 RHO = re.compile(r"λ_max before ~ damage \(1 − locality\): ρ = [+-]\d\.\d{3} \(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}, "
                  r"n = \d+; paper predicts > 0\) → (supports|contradicts|inconclusive)")
 NEW_RESULTS = """() => /\\(run [0-9a-f]{12},/.test(document.body.innerText)
     && document.querySelector('[data-testid="stPlotlyChart"] .scatterlayer .point') !== null"""
 
 
-def wait_idle(page, timeout: float = 120_000) -> None:
-    """Wait until Streamlit has finished running the script for this session."""
-    page.wait_for_selector(IDLE, state="attached", timeout=timeout)
 
 
-def grid_text(locator) -> str:
-    """The cells of an st.dataframe, from the accessible table the grid mirrors them in."""
-    locator.locator("table").first.wait_for(state="attached")
-    return locator.locator("table").first.text_content()
 
 
-def assert_no_traceback(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert "Traceback" not in page.inner_text("body")
 
 
-def click_point(page, point) -> None:
-    """Click a plotly point where it is drawn (plotly picks it on its drag layer under the mouse)."""
-    point.wait_for(state="visible")
-    box = point.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
 
 def test_hypothesis_view_over_20_world_edits_shows_its_rho(server, new_page):
@@ -60,6 +45,7 @@ def test_hypothesis_view_over_20_world_edits_shows_its_rho(server, new_page):
     table = grid_text(page.locator(".st-key-hyp-corr-box"))
     assert "ρ (Spearman)" in table and "paper predicts" in table and "verdict" in table
     assert_no_traceback(page)
+    screenshot(page, "hypothesis")
 
     # a click on a point of the scatter opens that edit in the Edit view, which runs it
     scatter = page.locator('.st-key-hyp-scatter-40 [data-testid="stPlotlyChart"]')
