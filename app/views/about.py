@@ -74,6 +74,20 @@ The **C sweep** page runs one edit at many values of C so you can see this trade
 SSS term needs a gradient of a gradient (a "double backward"), which is why an SSS edit is slower.
 """)
 
+st.header("What SSS did on the shipped model (measured)")
+st.markdown("""
+From the reports in `docs/results/` (world test edits, paired: the same edits with and without SSS, C = 0.9):
+- **FT-L**: with its defaults FT-L and FT-L+SSS make the same edit. Over 600 edits SSS changed reliability by
+  0.00, generality by −0.15 and locality by +0.09 points (every CI includes 0); 91% of the edits kept every
+  prediction identical, and the C sweep is flat from C = 0 to 0.9. The editor **ft-l+sss-loose-sum** (a looser
+  weight box, the SSS term summed over tokens as in the authors' code) is where the term changes FT-L's
+  predictions most (half of 200 edits), still with no net gain in any metric (`docs/editors.md`).
+- **MEND+SSS** edits more reliably (+6.1 points) and generalises better (+7.4) but protects neighbours less
+  (−2.7); **SERAC+SSS** edits less reliably (−13.3).
+- λ_max after an edit, against the new target, is tiny for every editor that made the edit, with or without
+  SSS: it mostly measures the model's confidence in the target.
+""")
+
 st.header("Reading the pages")
 st.markdown("""
 - **Edit**: run one edit. The table lists every probe: the probability of the old and the new answer before
