@@ -270,14 +270,14 @@ def sweep_figure(c_values: Sequence[float], metrics: Mapping[str, Sequence[float
     for name, ys in metrics.items():
         fig.add_trace(go.Scatter(x=list(c_values), y=list(ys), name=name, mode="lines+markers",
                                  line=dict(color=palette.get(name))))
-    fig.add_trace(go.Scatter(x=list(c_values), y=list(lambda_after), name="λ_max after", mode="lines+markers",
+    fig.add_trace(go.Scatter(x=list(c_values), y=list(lambda_after), name="λ_max after (new target)", mode="lines+markers",
                              yaxis="y2", line=dict(color="black", dash="dot")))
     if lambda_before is not None:
         fig.add_hline(y=lambda_before, yref="y2", line=dict(color="grey", dash="dash"),
-                      annotation_text="λ_max before", annotation_position="top left")
+                      annotation_text="λ_max before (new target)", annotation_position="top left")
     fig.update_layout(title=title, height=420, xaxis=dict(title="C", range=[-0.02, 1.02]),
                       yaxis=dict(title="score", range=[0, 1.05]),
-                      yaxis2=dict(title="λ_max after (log scale)", overlaying="y", side="right", type="log",
+                      yaxis2=dict(title="λ_max after, against the new target (log scale)", overlaying="y", side="right", type="log",
                                   showgrid=False, exponentformat="power", **log_ticks(
                                       [*lambda_after, *([lambda_before] if lambda_before is not None else [])])),
                       legend=dict(orientation="h", y=-0.2), margin=dict(l=10, r=10, t=40, b=10))

@@ -47,8 +47,8 @@ if runs:
                                             title="A vs B")
     st.plotly_chart(fig, key=f"cmp-metrics-{runs[0].run_id}", width="stretch")
     summary = pd.DataFrame([{"run": label, "editor": r.editor, "C": panels.shown_c(r.editor, r.c),
-                             "λ_max before": r.result.lambda_max_before,
-                             "λ_max after": r.result.lambda_max_after, "seconds": r.seconds_edit,
+                             "λ_max before (new target)": r.result.lambda_max_before,
+                             "λ_max after (new target)": r.result.lambda_max_after, "seconds": r.seconds_edit,
                              **{k: r.result.metrics.get(k) for k in figures.METRIC_ORDER}}
                             for label, r in zip(labels, runs)])
     panels.show_frame(summary, key="cmp-summary", formats={"C": "g", "seconds": ".2f",

@@ -52,7 +52,7 @@ if sweep:
     fig = figures.sweep_figure([p.c for p in pts], {k: [p.metrics.get(k) for p in pts] for k in keys},
                                [p.lambda_max_after for p in pts], pts[0].lambda_max_before)
     df = pd.DataFrame([{"C": p.c, **{k: p.metrics.get(k) for k in (*keys, "portability")},
-                        "λ_max before": p.lambda_max_before, "λ_max after": p.lambda_max_after,
+                        "λ_max before (new target)": p.lambda_max_before, "λ_max after (new target)": p.lambda_max_after,
                         "seconds": p.seconds} for p in pts])
     panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep['editor']}, "
                             f"{r.prompt!r} -> {r.target_new!r}")
