@@ -49,7 +49,7 @@ def test_ftl_edit_flips_the_prompts_top1_to_the_new_target(app):
     assert row["top-1"].startswith("FLIPPED")
     assert run.config["norm_constraint"] is None and run.config["lr"] == 1e-3
     shown = {m.label: m.value for m in app.metric}
-    assert "λ_max before" in shown and "λ_max after" in shown
+    assert "λ_max before (new target)" in shown and "λ_max after (new target)" in shown
     assert len(app.get("plotly_chart")) >= 2  # the projection and the weight delta
     assert run.delta_norms and all(v > 0 for v in run.delta_norms.values())
     # the run's JSON export holds config and results
