@@ -2,7 +2,7 @@ import json
 
 from sss_core.world.generate import build_world
 from sss_core.world.records import SPLITS, from_record, to_record, world_cases, write_world
-from sss_core.world.relations import N_HELDOUT, RELATIONS
+from sss_core.world.relations import heldout_inside_trained, N_HELDOUT, RELATIONS
 
 
 def test_world_has_scale_and_structure():
@@ -22,12 +22,21 @@ def test_world_is_deterministic_and_seeded():
 
 
 def test_heldout_templates_never_trained():
+    """No held-out phrasing occurs in the training corpus, except the four known ones of the v2 world
+    whose text is the tail of a trained frame ("X's N is" inside "We know that X's N is"); the model
+    card reports held-out accuracy without them. A new leak, or that flaw fixed, fails here."""
     world = build_world(0)
     corpus = "\n".join(world.training_sentences())
+    known = {("capital", "{}'s capital is"), ("currency", "{}'s currency is"),
+             ("occupation", "{}'s occupation is"), ("industry", "{}'s industry is")}
+    assert heldout_inside_trained() == known
+    found = set()
     for rel in RELATIONS:
         for template in rel.heldout_templates:
             for fact in world.facts_by_relation[rel.id][:20]:
-                assert template.format(fact.subject) + " " not in corpus, template
+                if template.format(fact.subject) + " " in corpus:
+                    found.add((rel.id, template))
+    assert found == known
 
 
 def test_splits_are_disjoint_and_cover_every_probe_group():

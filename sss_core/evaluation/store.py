@@ -129,8 +129,9 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     Also ``post`` (every post-edit prediction of the case, as JSON, to tell whether two editors
     changed the model alike), the stored measures (``knn_distance``, ``target_nll``; NaN where
     null or absent) and ``measured`` (whether the line has them: False for results of other
-    modes than single, and for results written before they were stored). Rows are in
-    the editors' registry order (workers finish in any order), otherwise in file order.
+    modes than single, and for results written before they were stored). Rows are sorted by
+    editor (registry order), mode, seed, case id, then n, position and C: the frame does not depend
+    on the order in which workers or Ray actors wrote the file.
     """
     rows = []
     for rec in records:
@@ -144,7 +145,11 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=None if rows else [*_KEY_COLUMNS, "prompt", "target_new", "post",
                                                           *MEASURES, "measured"])
     rank = {name: i for i, name in enumerate(EDITORS)}
-    frame = frame.sort_values("editor", key=lambda col: col.map(lambda e: rank.get(e, len(rank))), kind="stable")
+    # One order whatever order the results were written in (local workers and Ray actors finish in
+    # any order): the bootstrap CIs and float sums of the report then match digit for digit.
+    order = ["editor", "mode", "seed", "case_id", *(c for c in ("n", "position", "C") if c in frame)]
+    frame = frame.sort_values(order, key=lambda col: col.map(lambda e: rank.get(e, len(rank))) if col.name == "editor"
+                              else col, kind="stable", na_position="first")
     for col in [*METRICS, *_NUMERIC]:  # a fixed order for columns no result has
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
     return frame

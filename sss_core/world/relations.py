@@ -102,6 +102,19 @@ RELATIONS: tuple[Relation, ...] = (
 
 RELATIONS_BY_ID: dict[str, Relation] = {r.id: r for r in RELATIONS}
 
+
+def heldout_inside_trained() -> set[tuple[str, str]]:
+    """(relation, held-out template) pairs whose text occurs inside one of the relation's trained templates.
+
+    A known flaw of the v2 world: the frame "We know that {}'s N is" is trained for capital, currency,
+    occupation and industry, whose held-out "{}'s N is" is its tail, so the training corpus contains
+    "... France's capital is Paris." after "We know that". The model card reports held-out accuracy
+    with and without these four templates (0.985 on them, 0.964 on the other 22; retraining with a
+    frame that does not contain another is the fix). ``tests/test_world.py`` pins this set.
+    """
+    return {(r.id, h) for r in RELATIONS for h in r.heldout_templates
+            if any(h in t for t in r.train_templates)}
+
 # Composed (one-hop) questions: subject relation, then a second relation applied to its object.
 # (first relation, second relation, template over the first subject)
 ONE_HOP: tuple[tuple[str, str, str], ...] = (

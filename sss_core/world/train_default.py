@@ -14,6 +14,7 @@ Models: Part 3.1", 2023, knowledge augmentation).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -28,7 +29,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from ..jsonio import to_json
 from ..embeddings import embed_prompts
 from .generate import N_COMPANIES, N_PEOPLE, World, build_world
-from .relations import RELATIONS_BY_ID
+from .relations import RELATIONS_BY_ID, heldout_inside_trained
 
 log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"
@@ -161,8 +162,12 @@ def _cases(world: World, facts, which: str) -> list[tuple[str, str]]:
 
 def evaluate_world(model, tok, world: World) -> dict[str, float]:
     """First-target-token accuracy on training templates, held-out templates and one-hop."""
+    inside = heldout_inside_trained()
+    clean = [(t.format(f.subject), f.object) for f in world.facts
+             for t in RELATIONS_BY_ID[f.relation].heldout_templates if (f.relation, t) not in inside]
     return {"train_template_accuracy": first_token_accuracy(model, tok, _cases(world, world.facts, "train")),
             "heldout_template_accuracy": first_token_accuracy(model, tok, _cases(world, world.facts, "heldout")),
+            "heldout_clean_accuracy": first_token_accuracy(model, tok, clean),
             "one_hop_accuracy": first_token_accuracy(model, tok, world.one_hop_cases())}
 
 
@@ -274,6 +279,7 @@ def train_default_model(out: Path, config: TrainConfig = TrainConfig(), progress
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
+    portable_tokenizer_config(out)
     card = {"config": asdict(config), "metrics": metrics, "embedding_structure": structure,
             "n_sentences": len(sentences), "n_facts": len(world.facts),
             "n_train_templates": sum(len(r.train_templates) for r in world.relations),
@@ -285,6 +291,19 @@ def train_default_model(out: Path, config: TrainConfig = TrainConfig(), progress
     write_model_card(out, card)
     log.info("trained default model: %s", metrics)
     return card
+
+
+def portable_tokenizer_config(out: Path) -> None:
+    """Name the tokenizer class so that transformers 4 and 5 both load the folder.
+
+    transformers 5 saves ``"tokenizer_class": "TokenizersBackend"`` (and a ``backend`` key), a class
+    transformers 4 does not have; ``PreTrainedTokenizerFast`` is the same fast tokenizer in both.
+    """
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config.pop("backend", None)
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def write_model_card(out: Path, card: dict) -> None:
@@ -326,13 +345,17 @@ python -m sss_core train-default --out sss_core/assets/default-model --seed {cfg
 | --- | --- |
 | training templates (every fact) | {m['train_template_accuracy']:.3f} |
 | held-out templates (2 per relation, never trained for that relation) | {m['heldout_template_accuracy']:.3f} |
+| held-out templates whose text is not inside a trained one ({26 - len(heldout_inside_trained())} of 26) | {m.get('heldout_clean_accuracy', float('nan')):.3f} |
 | one-hop composed questions (never trained) | {m['one_hop_accuracy']:.3f} |
 
 Held-out templates: every relation but one is phrased in its own wordings and in eight generic frames
 ("The N of X is", "X's N is", "Q: What is the N of X? A:", ...); two frames per relation, a different
 pair for each, are never trained with that relation (`sss_core/world/relations.py`). Held-out accuracy
 asks whether the model recognises a frame it learned on other relations as a paraphrase of this one:
-this is what an edit's generality measures. One-hop questions ask for a composition (the capital of
+this is what an edit's generality measures. A known flaw: for capital, currency, occupation and
+industry the held-out "X's N is" is the tail of the trained frame "We know that X's N is", so those
+four held-out phrasings occur inside training sentences (`relations.heldout_inside_trained`); the
+second row leaves them out. One-hop questions ask for a composition (the capital of
 the country of which X is a citizen) that the model was never shown; a small transformer trained on
 single facts rarely composes them: {one_hop}.
 
