@@ -4,7 +4,6 @@ install it. Select them with ``-m ray``; they skip only where Ray is not install
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import signal
@@ -19,7 +18,6 @@ import torch
 
 import sss_core
 from sss_core.cli import main
-from sss_core.errors import SSSError
 from sss_core.evaluation.bench import BenchConfig, _cases_by_seed, plan, run_bench
 from sss_core.evaluation.ray_bench import RayExecutor, failed_outcome
 
@@ -82,12 +80,11 @@ def run_log(folder: Path) -> list[dict]:
 
 
 class Killer(threading.Thread):
-    """Kills a busy actor's process (SIGKILL) once ``after`` results are stored; then, if ``interrupt``,
-    presses Ctrl-C in the main thread once ``interrupt`` results are stored."""
+    """Kills a busy actor's process (SIGKILL) once ``after`` results are stored."""
 
-    def __init__(self, executor: RayExecutor, results: Path, after: int = 1, interrupt: int | None = None):
+    def __init__(self, executor: RayExecutor, results: Path, after: int = 1):
         super().__init__(daemon=True)
-        self.executor, self.results, self.after, self.interrupt = executor, results, after, interrupt
+        self.executor, self.results, self.after = executor, results, after
         self.killed: int | None = None
 
     def stored(self) -> int:
@@ -101,23 +98,6 @@ class Killer(threading.Thread):
                 self.killed = self.executor.pids()[next(iter(busy))]
                 os.kill(self.killed, signal.SIGKILL)
             time.sleep(0.01)
-        while self.interrupt is not None and time.time() < deadline:
-            if self.stored() >= self.interrupt:
-                self.press_ctrl_c()
-                return
-            time.sleep(0.01)
-
-    def press_ctrl_c(self, presses: int = 5, wait: float = 3.0) -> None:
-        """Ctrl-C in the main thread, pressed again (at most ``presses`` times) while the run has not
-        logged itself interrupted within ``wait`` seconds: on a loaded machine one press was seen to
-        be lost, and the run then finished normally."""
-        for _ in range(presses):
-            _thread.interrupt_main()  # what Ctrl-C does
-            until = time.time() + wait
-            while time.time() < until:
-                if (self.results.parent / "config.json").exists() and run_log(self.results.parent)[-1].get("interrupted"):
-                    return
-                time.sleep(0.05)
 
 
 def test_a_ray_run_stores_the_same_rows_as_the_local_bench(ray_cluster, cfg, local_rows, tmp_path):
@@ -160,16 +140,31 @@ def test_a_job_whose_tries_run_out_is_recorded_as_failed_with_the_reason(ray_clu
     assert run_log(tmp_path)[-1]["ray"]["failed_jobs"][0]["reason"] in next(iter(failed.values()))["error"]
 
 
-def test_an_interrupted_ray_run_resumes_with_the_local_bench(ray_cluster, cfg, local_rows, tmp_path):
-    executor = RayExecutor(actors=2)
-    killer = Killer(executor, tmp_path / "results.jsonl", after=1, interrupt=10)
-    killer.start()
-    with pytest.raises(SSSError, match="interrupted after"):
-        run_bench(cfg, tmp_path, progress=False, executor=executor)
-    killer.join()
+def test_ctrl_c_on_a_ray_run_keeps_its_results_stops_its_actors_and_the_local_bench_resumes(
+        ray_cluster, cfg, local_rows, tmp_path):
+    """A real Ctrl-C (SIGINT) to the command, as a user presses it: the command runs in its own process
+    and joins this module's cluster. (Simulating Ctrl-C inside the test process was lost in the full
+    suite, twice, though never alone: a fresh process is also what a user has.)"""
+    address = ray_cluster.get_runtime_context().gcs_address
+    argv = [sys.executable, "-m", "sss_core", "bench", "--editors", "ft-l", "--data", "world", "--n", str(N),
+            "--seeds", "1", "--mode", "single,sequential", "--seq-sizes", "3", "--set", "steps=10",
+            "--model", cfg.model, "--device", "cpu", "--out", str(tmp_path), "--no-progress",
+            "--ray", address, "--actors", "2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    results = tmp_path / "results.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and results.read_bytes().count(b"\n") >= 10:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0 and "interrupted after" in err, err[-2000:]
     kept = rows(tmp_path)
-    assert 10 <= len(kept) < len(local_rows) and run_log(tmp_path)[-1]["interrupted"] is True
-    pids = [p for p in executor.pids() if p is not None]
+    log = run_log(tmp_path)[-1]
+    assert 10 <= len(kept) < len(local_rows) and log["interrupted"] is True
+    pids = [a["pid"] for a in log["ray"]["actors"] if a.get("pid")]
+    assert pids
     deadline = time.time() + 30
     while time.time() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.1)
