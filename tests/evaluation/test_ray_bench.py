@@ -143,14 +143,16 @@ def test_a_job_whose_tries_run_out_is_recorded_as_failed_with_the_reason(ray_clu
 def test_ctrl_c_on_a_ray_run_keeps_its_results_stops_its_actors_and_the_local_bench_resumes(
         ray_cluster, cfg, local_rows, tmp_path):
     """A real Ctrl-C (SIGINT) to the command, as a user presses it: the command runs in its own process
-    and joins this module's cluster. (Simulating Ctrl-C inside the test process was lost in the full
-    suite, twice, though never alone: a fresh process is also what a user has.)"""
+    and joins this module's cluster."""
     address = ray_cluster.get_runtime_context().gcs_address
     argv = [sys.executable, "-m", "sss_core", "bench", "--editors", "ft-l", "--data", "world", "--n", str(N),
             "--seeds", "1", "--mode", "single,sequential", "--seq-sizes", "3", "--set", "steps=10",
             "--model", cfg.model, "--device", "cpu", "--out", str(tmp_path), "--no-progress",
             "--ray", address, "--actors", "2"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    # A suite started in the background by a shell without job control runs with SIGINT ignored, and
+    # a child inherits that: give the command the default disposition a terminal's Ctrl-C meets.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = tmp_path / "results.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
