@@ -148,6 +148,22 @@ def lambda_caption(run: analysis.EditRun) -> str:
             "Compare (same edit with C = 0) and in the Hypothesis view.")
 
 
+
+def cached_projection(cache: dict, key, before: np.ndarray, after: np.ndarray, method: str, what: str):
+    """The projection of ``before``/``after`` (each (n, d_model)) by ``method``, fitted once per ``key``
+    in ``cache``; its notice shown. None (the error shown) when the fit fails."""
+    if key not in cache:
+        try:
+            with st.spinner(f"Fitting {METHOD_LABELS[method]}{what}..."):
+                cache[key] = project(before, after, method)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, f"{METHOD_LABELS[method]} failed")
+            return None
+    proj = cache[key]
+    if proj.message:
+        st.info(proj.message)
+    return proj
+
 def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None,
                column_config: dict | None = None) -> None:
     """``st.dataframe`` with missing values as ``MISSING`` and lambda_max columns scientific.
@@ -456,16 +472,9 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
             warm.done.wait(timeout=120)
     cache = state.projection_cache()
     ck = (run.run_id, method, pooling)
-    if ck not in cache:
-        try:
-            with st.spinner(f"Fitting {METHOD_LABELS[method]}..."):
-                cache[ck] = project(emb.before, emb.after, method)
-        except Exception as exc:  # noqa: BLE001
-            show_error(exc, f"{METHOD_LABELS[method]} failed")
-            return None
-    proj = cache[ck]
-    if proj.message:
-        st.info(proj.message)
+    proj = cached_projection(cache, ck, emb.before, emb.after, method, "")
+    if proj is None:
+        return None
     try:
         colour = colouring(run, emb, by, k, metric)
     except Exception as exc:  # noqa: BLE001 - e.g. bad kNN settings
@@ -747,17 +756,10 @@ def compare_projection_panel(runs, labels: list[str], key: str):
                            "coordinates, so a point in the same place is the same place.")
     cache = state.projection_cache()
     ck = ("compare", a.run_id, b.run_id, method, common[0])
-    if ck not in cache:
-        try:
-            with st.spinner(f"Fitting {METHOD_LABELS[method]} over both runs..."):
-                cache[ck] = project(np.concatenate([ea.before, eb.before]), np.concatenate([ea.after, eb.after]),
-                                    method)
-        except Exception as exc:  # noqa: BLE001
-            show_error(exc, f"{METHOD_LABELS[method]} failed")
-            return None
-    proj = cache[ck]
-    if proj.message:
-        st.info(proj.message)
+    proj = cached_projection(cache, ck, np.concatenate([ea.before, eb.before]),
+                             np.concatenate([ea.after, eb.after]), method, " over both runs")
+    if proj is None:
+        return None
     n = len(ea.sentences)
     state.setdefault("cmp_selected", None)
     sel = st.session_state.get("cmp_selected")
