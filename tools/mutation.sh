@@ -27,7 +27,7 @@ case $target in
     metrics) files="sss_core/evaluation/metrics.py"
              tests="tests/evaluation/test_metric_definitions.py tests/test_ftl.py::test_run_edit_metrics_on_a_world_fact" ;;
     report)  files="sss_core/evaluation/report.py sss_core/evaluation/hypothesis.py"
-             tests="tests/evaluation/test_report_tables.py tests/evaluation/test_hypothesis.py" ;;
+             tests="tests/evaluation/test_report_tables.py tests/evaluation/test_report_write.py tests/evaluation/test_report_html.py tests/evaluation/test_hypothesis.py" ;;
     store)   files="sss_core/evaluation/store.py"
              tests="tests/evaluation/test_store.py tests/evaluation/test_store_frame.py tests/evaluation/test_report_tables.py" ;;
     ftl)     files="sss_core/editors/ftl.py"
