@@ -29,7 +29,7 @@ case $target in
     report)  files="sss_core/evaluation/report.py sss_core/evaluation/hypothesis.py"
              tests="tests/evaluation/test_report_tables.py tests/evaluation/test_report_write.py tests/evaluation/test_report_html.py tests/evaluation/test_hypothesis.py" ;;
     store)   files="sss_core/evaluation/store.py"
-             tests="tests/evaluation/test_store.py tests/evaluation/test_store_frame.py tests/evaluation/test_report_tables.py" ;;
+             tests="tests/evaluation/test_store.py tests/evaluation/test_store_frame.py tests/evaluation/test_report_tables.py tests/evaluation/test_report_write.py" ;;
     ftl)     files="sss_core/editors/ftl.py"
              tests="tests/test_ftl.py tests/test_sss_in_ftl.py" ;;
     *) echo "unknown target $target" >&2; exit 2 ;;

@@ -130,15 +130,15 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     changed the model alike), the stored measures (``knn_distance``, ``target_nll``; NaN where
     null or absent) and ``measured`` (whether the line has them: False for results of other
     modes than single, and for results written before they were stored). Rows are sorted by
-    editor (registry order), mode, seed, case id, then n, position and C: the frame does not depend
-    on the order in which workers or Ray actors wrote the file.
+    editor (registry order), mode, seed and case id: the frame does not depend on the order in
+    which workers or Ray actors wrote the file.
     """
     rows = []
     for rec in records:
         row = {k: rec.get(k) for k in _KEY_COLUMNS}
         row["prompt"], row["target_new"] = rec["request"]["prompt"], rec["request"]["target_new"]
         row["post"] = json.dumps([p["post"] for p in rec.get("probes") or []])
-        row.update({k: (math.nan if v is None else v) for k, v in (rec.get("metrics") or {}).items()})
+        row.update(rec.get("metrics") or {})  # null -> NaN below
         row.update({k: rec.get(k) for k in MEASURES})
         row["measured"] = all(k in rec for k in MEASURES)
         rows.append(row)
@@ -147,9 +147,10 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     rank = {name: i for i, name in enumerate(EDITORS)}
     # One order whatever order the results were written in (local workers and Ray actors finish in
     # any order): the bootstrap CIs and float sums of the report then match digit for digit.
-    order = ["editor", "mode", "seed", "case_id", *(c for c in ("n", "position", "C") if c in frame)]
-    frame = frame.sort_values(order, key=lambda col: col.map(lambda e: rank.get(e, len(rank))) if col.name == "editor"
-                              else col, kind="stable", na_position="first")
+    # The key (editor, mode, seed, case id) is unique in a results file (a run skips keys it has), so
+    # it orders every row.
+    frame = frame.sort_values(["editor", "mode", "seed", "case_id"],
+                              key=lambda col: col.map(lambda e: rank.get(e, len(rank))) if col.name == "editor" else col)
     for col in [*METRICS, *_NUMERIC]:  # a fixed order for columns no result has
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
     return frame
@@ -184,8 +185,7 @@ class ResultFile:
         ``fields`` are extra top-level fields of the line, e.g. ``knn_distance=0.83`` (NaN and
         infinities are written as null, so the file stays strict JSON).
         """
-        record = dict(outcome.to_json() if isinstance(outcome, Outcome) else outcome)
-        record.update({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in fields.items()})
+        record = {**(outcome.to_json() if isinstance(outcome, Outcome) else outcome), **fields}
         key = key_of(record)
         self._fh.write(to_json(record) + "\n")
         self._fh.flush()

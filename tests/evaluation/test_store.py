@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
 
 from sss_core.errors import DataError, RequestError
-from sss_core.evaluation.runners import RunKey
-from sss_core.evaluation.store import BenchStore, ResultFile, RunLog, keys_of, read_records
+from sss_core.evaluation.runners import Outcome, RunKey
+from sss_core.evaluation.store import BenchStore, ResultFile, RunLog, complete_lines, keys_of, read_records
+from sss_core.types import EditCase, EditRequest
 
 GOOD = '{"editor": "ft-l", "seed": 0, "case_id": "%s", "mode": "single"}\n'
 
@@ -95,3 +97,64 @@ def test_run_log_appends_and_updates_entries(tmp_path):
     (tmp_path / "config.json").write_text("[]")
     with pytest.raises(DataError, match="not a bench run log"):
         log.runs()
+
+
+def test_torn_lines_are_reported_by_file_and_complete_files_not(tmp_path, caplog):
+    path = tmp_path / "results.jsonl"
+    path.write_text(GOOD % "a")
+    with caplog.at_level(logging.WARNING, logger="sss_core.evaluation.store"):
+        assert complete_lines(path) == [GOOD.strip() % "a"] and read_records(path)[1] == 0
+    assert caplog.records == []  # a file that ends with its newline is complete
+    path.write_text(GOOD % "a" + '{"torn')
+    with caplog.at_level(logging.WARNING, logger="sss_core.evaluation.store"):
+        read_records(path)
+        complete_lines(path)
+    assert [r.getMessage() for r in caplog.records] == [f"leaving out an unfinished last line of {path}",
+                                                        f"dropping an unfinished last line of {path}"]
+    path.write_text(GOOD % "a" + GOOD % "b" + "[1, 2]\n")
+    with pytest.raises(DataError, match=r"results.jsonl line 3 is corrupt \(not a JSON object\); move the file away"):
+        BenchStore(tmp_path).records()  # strict unless told otherwise
+    assert BenchStore(tmp_path).records(strict=False, max_rows=1) == ([json.loads(GOOD % "a")], 0)
+    assert BenchStore(tmp_path).records(strict=False) == ([json.loads(GOOD % c) for c in "ab"], 1)
+
+
+def test_result_file_refuses_results_unless_resumed_and_makes_its_folder(tmp_path):
+    path = tmp_path / "a" / "b" / "results.jsonl"
+    with ResultFile(path) as results:  # folders made as needed
+        results.write(record("x"))
+    assert ResultFile(path, resume=True).path == path
+    with pytest.raises(RequestError, match=r"already has results; pass --resume"):
+        ResultFile(path)  # not resumed unless asked
+
+
+def test_an_outcome_is_written_as_its_json_record(tmp_path):
+    case = EditCase(EditRequest("The capital of France is", "Rome", subject="France", case_id="c1"))
+    outcome = Outcome(RunKey("rome", 2, "c1", "single"), case, None, error="EditFailed: nan loss")
+    with ResultFile(tmp_path / "results.jsonl") as results:
+        results.write(outcome, knn_distance=math.inf)
+    line = json.loads((tmp_path / "results.jsonl").read_text())
+    assert line == {**outcome.to_json(), "knn_distance": None}
+    assert (line["editor"], line["seed"], line["error"], line["request"]["target_new"]) == (
+        "rome", 2, "EditFailed: nan loss", "Rome")
+
+
+def test_worker_parts_resume_and_merge_every_line(tmp_path):
+    store = BenchStore(tmp_path)
+    assert store.log.path == tmp_path / "config.json"
+    with store.open_part(0) as part:
+        part.write(record("a"))
+    with store.open_part(0) as part:  # a worker of a resumed run reopens its part file
+        assert part.done(RunKey("ft-l", 0, "a", "single"))
+        part.write(record("b"))
+    with store.open_part(1) as part:
+        part.write(record("c"))
+    assert store.part_lines() == 3
+    store.merge_parts()
+    assert [r["case_id"] for r in store.records()[0]] == ["a", "b", "c"]
+
+
+def test_run_log_is_indented_json_in_a_new_folder(tmp_path):
+    log = RunLog(tmp_path / "new" / "folder" / "config.json")
+    log.append({"command": "bench"})
+    assert log.path.read_text(encoding="utf-8").splitlines() == [
+        "{", '  "runs": [', "    {", '      "command": "bench"', "    }", "  ]", "}"]

@@ -32,7 +32,7 @@ def test_results_frame_columns():
     assert not frame.iloc[2]["measured"] and math.isnan(frame.iloc[2]["knn_distance"])
     assert math.isnan(row["C"]) and row["lambda_max_before"] == 0.5 and math.isnan(row["seconds"])
     empty = results_frame([])
-    assert len(empty) == 0 and {"prompt", "post", "measured", *METRICS} <= set(empty.columns)
+    assert len(empty) == 0 and {"prompt", "target_new", "post", "measured", *METRICS} <= set(empty.columns)
 
 
 def test_read_records_skips_and_counts(tmp_path):
@@ -43,3 +43,17 @@ def test_read_records_skips_and_counts(tmp_path):
     assert read_records(path, strict=False, max_rows=1) == ([{"a": 1}], 0)
     path.write_text('{"a": 1}\n\n{"b": 2}\n{"torn')
     assert read_records(path) == ([{"a": 1}, {"b": 2}], 0)  # strict: the torn end left out, blank lines too
+
+
+def test_results_frame_order_does_not_depend_on_the_write_order():
+    keys = [("sequential@2", 1, "b"), ("single", 0, "b"), ("sequential@2", 0, "a"), ("single", 1, "a"),
+            ("single", 0, "a"), ("sequential@2", 1, "a")]
+    records = [{**_rec("ft-l", case), "mode": mode, "seed": seed} for mode, seed, case in keys]
+    frame = results_frame(records)
+    assert list(zip(frame["mode"], frame["seed"], frame["case_id"])) == sorted(keys)
+    assert list(results_frame(records[::-1])["case_id"]) == list(frame["case_id"])
+
+
+def test_a_value_that_is_not_a_number_becomes_nan():
+    frame = results_frame([{**_rec("ft-l", "1"), "seconds": "unknown", "C": "0.5"}])
+    assert math.isnan(frame["seconds"].iloc[0]) and frame["C"].iloc[0] == 0.5
