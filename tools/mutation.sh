@@ -6,6 +6,8 @@
 #   tools/mutation.sh report        # report.py + hypothesis.py
 #   tools/mutation.sh store         # evaluation/store.py
 #   tools/mutation.sh ftl           # editors/ftl.py
+#   tools/mutation.sh mend          # editors/mend.py (its loss, transform and training)
+#   tools/mutation.sh serac         # editors/serac.py
 #   MUTATION_TIMEOUT=1800 MUTATION_CHILDREN=2 tools/mutation.sh sss
 #
 # Works on a copy of the committed tree (git archive HEAD) in $MUTATION_DIR (default
@@ -15,7 +17,7 @@
 # and writes every surviving mutant's diff to $MUTATION_DIR/survivors.txt.
 # Results and the survivors' explanations are recorded in docs/testing.md.
 set -uo pipefail
-target=${1:?usage: tools/mutation.sh sss|metrics|report|store|ftl}
+target=${1:?usage: tools/mutation.sh sss|metrics|report|store|ftl|mend|serac}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${MUTATION_DIR:-/tmp/sss-mutation/$target}
 children=${MUTATION_CHILDREN:-2}
@@ -32,6 +34,10 @@ case $target in
              tests="tests/evaluation/test_store.py tests/evaluation/test_store_frame.py tests/evaluation/test_report_tables.py tests/evaluation/test_report_write.py" ;;
     ftl)     files="sss_core/editors/ftl.py"
              tests="tests/test_ftl.py tests/test_sss_in_ftl.py" ;;
+    mend)    files="sss_core/editors/mend.py"
+             tests="tests/editors/test_mend_serac.py tests/editors/test_training_resume.py" ;;
+    serac)   files="sss_core/editors/serac.py"
+             tests="tests/editors/test_mend_serac.py tests/editors/test_training_resume.py" ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 

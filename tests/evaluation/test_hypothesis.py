@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sss_core.evaluation.hypothesis import (
     EditMeasures,
@@ -17,6 +18,7 @@ from sss_core.evaluation.hypothesis import (
     spearman_ci,
     target_nll_of,
 )
+from sss_core.embeddings import embed_prompts
 from sss_core.evaluation.presets import presets
 from sss_core.types import EditRequest
 
@@ -85,3 +87,53 @@ def test_reference_prompts_of_the_world_and_of_a_file():
     cases = presets("test", 2)
     assert reference_prompts("data.json", cases)[0] == cases[0].request.prompt
     assert len(reference_prompts("data.json", cases)) == sum(1 + len(c.probes) for c in cases)
+
+
+def test_knn_reference_distances_worked_out_in_numpy(bench_lm):
+    """Mean Euclidean distance to the k nearest reference embeddings, the prompt itself excluded."""
+    model, tok = bench_lm.model, bench_lm.tok
+    fitting = ["France is a country", "The capital of France is", "Paris is a city", "A B C D", "one two three"]
+    too_long = "word " * 200
+    ref = KnnReference(model, tok, fitting + ["Paris is a city", too_long, ""], k=2)
+    assert ref.reference == fitting and ref.k == 2  # duplicates once; too long and empty left out
+    assert (ref.fits(fitting[0]), ref.fits(too_long), ref.fits("")) == (True, False, False)
+    emb = embed_prompts(model, tok, fitting, "mean")  # (5, d)
+    assert np.allclose(ref.embeddings.numpy(), emb, atol=1e-6)
+    queries = ["The capital of France is", "Rome is a city"]
+    got = ref.distances(queries + [too_long], batch_size=1)
+    q = np.stack([embed_prompts(model, tok, [p], "mean")[0] for p in queries])  # each alone
+    d = np.linalg.norm(q[:, None, :] - emb[None, :, :], axis=-1)  # (2, 5)
+    d[0, 1] = np.inf  # the first query is reference prompt 1: not its own neighbour
+    expected = np.sort(d, axis=1)[:, :2].mean(1)
+    assert [got[p] for p in queries] == pytest.approx(expected.tolist(), rel=1e-5)
+    assert math.isnan(got[too_long]) and list(got) == queries + [too_long]
+    assert ref.distances([too_long]) == {too_long: pytest.approx(math.nan, nan_ok=True)}
+    assert KnnReference(model, tok, fitting, k=10).k == 4  # shrunk to the other prompts there are
+    last = KnnReference(model, tok, fitting, k=2, pooling="last")
+    assert np.allclose(last.embeddings.numpy(), embed_prompts(model, tok, fitting, "last"), atol=1e-6)
+    assert knn_density(model, tok, queries, fitting + [too_long], k=2) == pytest.approx(
+        ref.distances(queries), rel=1e-5)
+    with pytest.raises(ValueError, match="the reference set has 1 prompts; the density needs at least 2"):
+        KnnReference(model, tok, ["one two three", too_long], k=3)
+
+
+def test_edit_measures_measure_each_prompt_once(bench_lm, monkeypatch, caplog):
+    import sss_core.evaluation.hypothesis as hyp
+    calls = []
+    real = hyp.target_nll_of
+    monkeypatch.setattr(hyp, "target_nll_of", lambda *a, **kw: calls.append(a[2:4]) or real(*a, **kw))
+    reference = ["France is a country", "The capital of France is", "Paris is a city", "A B C D"]
+    measures = EditMeasures(bench_lm.model, bench_lm.tok, reference, k=2)
+    assert measures._knn is None  # the reference is embedded on first use
+    requests = [EditRequest("The capital of France is", "Rome"), EditRequest("The capital of France is", "Oslo")]
+    first = measures(requests + requests[:1])
+    assert calls == [(["The capital of France is"], ["Rome"]), (["The capital of France is"], ["Oslo"])]
+    assert first[0]["knn_distance"] == first[1]["knn_distance"] == first[2]["knn_distance"]
+    assert first[0]["target_nll"] != first[1]["target_nll"] and first[2] == first[0]
+    assert measures._knn.k == 2 and measures._knn.reference == reference
+    with caplog.at_level("WARNING", logger="sss_core.evaluation.hypothesis"):
+        small = EditMeasures(bench_lm.model, bench_lm.tok, ["one"], k=2)
+        values = small(requests) + small(requests)
+    assert [r.getMessage() for r in caplog.records] == [
+        "no k-NN density: the reference set has 1 prompts; the density needs at least 2"]  # tried once
+    assert all(math.isnan(v["knn_distance"]) and v["target_nll"] > 0 for v in values)

@@ -19,7 +19,7 @@ from scipy import stats
 from sss_core.errors import RequestError
 from sss_core.evaluation import report
 from sss_core.evaluation.bench import BenchConfig
-from sss_core.evaluation.hypothesis import PAIRS, Correlation
+from sss_core.evaluation.hypothesis import PAIRS, Correlation, EditMeasures, reference_prompts
 from sss_core.evaluation.store import BenchStore
 from sss_core.types import EditCase, EditRequest, Probe
 
@@ -306,3 +306,26 @@ def test_seed_note_says_what_a_seed_changes():
     assert "a new target for every fact" in report.seed_note("world:test")
     assert report.seed_note("data/zsre.json").startswith("The cases are the file's first n records for every seed")
     assert "(std 0)" in report.seed_note("counterfact.json")
+
+
+def test_older_results_get_the_measures_a_new_run_stores(tmp_path, bench_lm):
+    """Results written before the measures were stored get them computed on the model, equal to what
+    ``EditMeasures`` stores with each new result; stored ones are kept; the results file is not changed."""
+    records = [{k: v for k, v in rec.items() if not (rec["editor"] == "rome" and k in ("knn_distance", "target_nll"))}
+               for rec in RECORDS]
+    store = _store(tmp_path, records)
+    before = store.results_path.read_bytes()
+    cfg = BenchConfig(editors=("rome", "memit"), data="world", seeds=2, knn=3)
+    rows = report._hypothesis_frame(store.frame(), cfg, bench_lm, {0: CASES})
+    assert list(zip(rows["editor"], rows["seed"], rows["case_id"])) == [
+        ("rome", 0, "a"), ("rome", 0, "b"), ("rome", 1, "a"), ("rome", 1, "b"),  # the failed edit left out
+        ("memit", 0, "a"), ("memit", 0, "b"), ("memit", 1, "a"), ("memit", 1, "b")]
+    fresh = EditMeasures(bench_lm.model, bench_lm.tok, reference_prompts("world", CASES), k=3)
+    for _, row in rows[rows["editor"] == "rome"].iterrows():
+        stored = fresh([EditRequest(row["prompt"], row["target_new"])])[0]
+        assert row["knn_distance"] == pytest.approx(stored["knn_distance"], rel=1e-4)
+        assert row["target_nll"] == pytest.approx(stored["target_nll"], rel=1e-4)
+    assert rows.loc[rows["editor"] == "memit", ["knn_distance", "target_nll"]].to_numpy().tolist() == [[1.0, 1.0]] * 4
+    assert store.results_path.read_bytes() == before
+    measured = _store(tmp_path / "new").frame()
+    assert report._hypothesis_frame(measured, cfg, None, {0: CASES}).equals(report._hypothesis_rows(measured))
