@@ -123,7 +123,8 @@ def test_result_file_refuses_results_unless_resumed_and_makes_its_folder(tmp_pat
     with ResultFile(path) as results:  # folders made as needed
         results.write(record("x"))
     assert ResultFile(path, resume=True).path == path
-    with pytest.raises(RequestError, match=r"already has results; pass --resume"):
+    with pytest.raises(RequestError, match=r"b already has results; pass --resume to continue that run, or choose "
+                                           r"another --out$"):
         ResultFile(path)  # not resumed unless asked
 
 
