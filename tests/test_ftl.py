@@ -8,6 +8,7 @@ from sss_core.editors import make_editor
 from sss_core.errors import EditFailed, RequestError
 from sss_core.evaluation.metrics import run_edit, teacher_forced, top_k
 from sss_core.evaluation.presets import case_for_request
+from sss_core.text import encode_for
 from sss_core.types import EditRequest
 
 FRANCE = EditRequest("The capital of France is", "Rome", subject="France")
@@ -67,10 +68,49 @@ def test_run_edit_metrics_on_a_world_fact(default_lm):
     assert {p.probe.group for p in result.probes} >= {"rewrite", "paraphrase", "neighbour"}
 
 
-@pytest.mark.parametrize("bad", [dict(sss_c=1.5), dict(sss_c=float("nan")), dict(lr=-1.0), dict(steps=0)])
-def test_bad_settings_raise_clear_errors(bad):
-    with pytest.raises(RequestError):
+@pytest.mark.parametrize("bad, message", [
+    (dict(sss_c=1.5), r"^C must be in \[0, 1\], got 1.5$"), (dict(sss_c=float("nan")), r"^C must be in \[0, 1\], got nan$"),
+    (dict(sss_c=-0.1), r"^C must be in \[0, 1\], got -0.1$"),
+    (dict(lr=-1.0), r"^the learning rate must be a positive number, got -1.0$"),
+    (dict(lr=float("inf")), r"^the learning rate must be a positive number, got inf$"),
+    (dict(steps=0), r"^steps must be at least 1, got 0$"),
+    (dict(norm_constraint=0.0), r"^norm_constraint must be positive or None, got 0.0$")])
+def test_bad_settings_raise_clear_errors(bad, message):
+    with pytest.raises(RequestError, match=message):
         make_editor("ft-l+sss", **bad)
+
+
+def test_edge_settings_are_accepted():
+    for ok in (dict(sss_c=0.0), dict(sss_c=1.0), dict(steps=1), dict(norm_constraint=None), dict(lr=1e-9)):
+        make_editor("ft-l+sss", **ok)
+
+
+def test_no_request_and_a_missing_layer_are_refused(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    with pytest.raises(RequestError, match="^no edit requests given$"):
+        make_editor("ft-l").edit(model, tok, [])
+    with pytest.raises(RequestError, match=r"^layer=99 does not exist: the model has \d+ blocks"):
+        make_editor("ft-l", layer=99).edit(model, tok, [FRANCE])
+
+
+def test_objective_target_and_prompt_last(default_lm):
+    """'target' trains the mean NLL of every target token, 'prompt_last' (the authors' FT) only the first's:
+    the first logged loss (before any update) is each, worked out here from the model's logits."""
+    model, tok = default_lm.model, default_lm.tok
+    request = EditRequest("The capital of France is", "Czech Republic", subject="France")
+    batch = encode_for(model, tok, [request.prompt], [request.target_new])
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[0, :-1]
+    predicted = batch.predict_mask[0].nonzero()[:, 0]  # positions whose logits predict a target token
+    assert len(predicted) >= 2, "the test needs a target of several tokens"
+    token_nll = torch.nn.functional.cross_entropy(logits[predicted], batch.input_ids[0, predicted + 1], reduction="none")
+    losses = {}
+    for objective in ("target", "prompt_last"):
+        edit = make_editor("ft-l", objective=objective, steps=3, early_stop_loss=0.0).edit(model, tok, [request])
+        losses[objective] = [h["loss"] for h in edit.info["history"]]
+    assert losses["target"][0] == pytest.approx(token_nll.mean().item(), rel=1e-5)
+    assert losses["prompt_last"][0] == pytest.approx(token_nll[0].item(), rel=1e-5)
+    assert losses["prompt_last"][2] < losses["prompt_last"][0]  # and it trains that token
 
 
 def test_unknown_editor_and_empty_target():

@@ -92,10 +92,11 @@ class FTL:
         with model_lock(model), trainable(model, [pname]) as params:
             weight = params[pname]
             base = weight.detach().clone()
-            # Adam steps on an fp32 master copy: in fp16/bf16 its eps underflows and updates vanish
-            master = weight.detach().float().clone().requires_grad_(True)
-            lo = base.float() - (cfg.norm_constraint or 0.0)
-            hi = base.float() + (cfg.norm_constraint or 0.0)
+            # Adam steps on an fp32 master copy (its gradient is the weight's, copied in below): in
+            # fp16/bf16 Adam's eps underflows and updates vanish
+            master = weight.detach().float().clone()
+            eps = cfg.norm_constraint
+            bounds = (base.float() - eps, base.float() + eps) if eps is not None else None
             opt = torch.optim.Adam([master], lr=cfg.lr)
             for step in range(cfg.steps):
                 with torch.no_grad():
@@ -117,9 +118,9 @@ class FTL:
                 loss.backward()
                 master.grad = weight.grad.float()
                 opt.step()
-                if cfg.norm_constraint is not None:
+                if bounds is not None:
                     with torch.no_grad():
-                        master.copy_(torch.clamp(master, lo, hi))
+                        master.copy_(torch.clamp(master, *bounds))
             new = master.detach().to(weight.dtype)
         log.debug("%s: %d steps in %.3fs", self.name, len(history), time.perf_counter() - start)
         return WeightEdit(model, {pname: new}, {pname: base},
