@@ -287,14 +287,11 @@ def html_page(fig: go.Figure, title: str, plotly_js: str = "inline") -> str:
     ``plotly.min.js`` beside the page (``write_html_page`` writes that file). A CDN is never used:
     "cdn" (an older option) falls back to "directory" with a warning, since a CDN page is blank offline.
     """
-    mode = plotly_js
-    if mode not in OFFLINE_PLOTLY_JS:
+    if plotly_js not in OFFLINE_PLOTLY_JS:
         log.warning("plotly.js from %r would leave the plot blank offline; loading it from plotly.min.js "
                     "beside the page instead", plotly_js)
-        mode = "directory"
-    page = fig.to_html(full_html=True, include_plotlyjs=True if mode == "inline" else "directory")
-    head = f"<head><title>{html.escape(title)}</title>"
-    return page.replace("<head>", head, 1) if "<head>" in page else f"<html>{head}</head>{page}</html>"
+    page = fig.to_html(full_html=True, include_plotlyjs=True if plotly_js == "inline" else "directory")
+    return page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
 
 
 def write_html_page(fig: go.Figure, path: Path, title: str, plotly_js: str = "directory") -> Path:

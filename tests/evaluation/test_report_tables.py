@@ -149,3 +149,52 @@ def test_correlations_on_a_monotone_frame():
     assert knn.rho == pytest.approx(-1.0) and knn.verdict == "supports"
     assert corrs[("lambda_max_before", "knn_distance", None)].rho == pytest.approx(-1.0)
     assert corrs[("target_nll", "locality_drop", None)].verdict == "no prediction"
+
+
+def test_sss_effect_is_a_paired_percentile_bootstrap_over_cases(tmp_path):
+    """The CI is the 2.5 / 97.5 percentile of 1000 case-resampled mean differences (numpy seed 0), taken
+    per pair of editors that share cases; a pair without shared cases is skipped, a metric no pair has
+    shows "–" and the next metrics are still filled. lambda_max "fell" means strictly below."""
+    rng = np.random.default_rng(5)
+    n = 40
+    base, diff = rng.uniform(0, 1, n), rng.normal(0.1, 0.2, n)
+    records = [_record("ft-l", 0, f"x{i}", reliability=1.0, locality=1.0, generality=1.0) for i in range(3)]
+    records += [_record("ft-l+sss", 0, f"y{i}", reliability=1.0, locality=1.0, generality=1.0) for i in range(3)]
+    for i in range(n):  # MEND pairs: generality unknown (no paraphrase probe), reliability and locality differ
+        records.append(_record("mend", 0, f"c{i:02d}", reliability=base[i], locality=base[i], generality=None,
+                               lam=(0.5, 0.5 if i == 0 else 0.25)))
+        sss = _record("mend+sss", 0, f"c{i:02d}", reliability=base[i] + diff[i], locality=base[i],
+                      generality=None)
+        if i % 4:  # a quarter of the cases predict alike
+            sss["probes"] = records[-1]["probes"]
+        records.append(sss)
+    store = BenchStore(tmp_path)
+    with store.open() as results:
+        for rec in records:
+            results.write(rec)
+    frame = store.frame()
+    md, rows = report.sss_effect_table(frame)
+    assert md.splitlines()[2].startswith("| mend+sss - mend | ") and len(md.splitlines()) == 3
+    cells = md.splitlines()[2].split(" | ")
+    assert cells[2] == "–" and cells[3] == "+0.00 [+0.00, +0.00]" and cells[5:] == ["25.0", "40 |"]
+    reference = np.random.default_rng(0)
+    boots = [diff[reference.integers(0, n, n)].mean() for _ in range(1000)]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    rel = rows[0]
+    assert (rel["metric"], rel["pairs"]) == ("reliability", n)
+    assert (rel["mean_diff"], rel["lo"], rel["hi"]) == pytest.approx((diff.mean(), lo, hi), rel=1e-9)
+    assert report.sss_effect_table(frame)[1] == rows  # the same CI every time
+    lam = report.lambda_table(frame).splitlines()
+    assert "| mend | 0.5 | 0.25 | 97.5 | 40 |" in lam  # the edit whose lambda_max stayed at 0.5 did not fall
+
+
+def test_partial_spearman_of_a_constant_is_undefined():
+    """A constant y has no rank correlation with anything, also after z is partialled out (the residual
+    ranks are then floating-point noise, which must not be read as a correlation)."""
+    x, z = np.array([0.1, 0.4, 0.2, 0.3, 0.9]), np.array([1.0, 2.0, 3.0, 4.0, 0.5])
+    assert math.isnan(partial_spearman(x, np.full(5, 0.5), z))
+    assert math.isnan(partial_spearman(np.full(5, 0.5), x, z))
+    assert math.isnan(partial_spearman(x, 2 * z + 1, z))  # y's ranks are z's: nothing left
+    assert partial_spearman(x, np.array([2.0, 1.0, 4.0, 3.0, 5.0]), z) == pytest.approx(
+        np.corrcoef(*[r - np.polyval(np.polyfit(stats.rankdata(z), r, 1), stats.rankdata(z))
+                      for r in (stats.rankdata(x), stats.rankdata([2.0, 1.0, 4.0, 3.0, 5.0]))])[0, 1])

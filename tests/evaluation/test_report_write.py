@@ -111,6 +111,8 @@ def test_registry_order_not_the_alphabet(frame):
         "| Portability | 50.00 ± 0.00 | – |",
         "| cases / seed | 2 | 2 |"]
     assert [r["editor"] for r in rows[::4]] == ["rome", "memit"]
+    no_locality = frame.assign(locality=frame["locality"].where(frame["case_id"] != "b"))
+    assert report.table1(no_locality)[0].splitlines()[-1] == "| cases / seed | 2 | 2 |"  # reliability's count
 
 
 def test_table5_one_block_per_portability_group(frame):
@@ -208,6 +210,14 @@ def test_figures_hold_the_tables_numbers(frame):
     assert list(traces["ft-l+sss: Generality"].y) == [50.0, 0.0] and list(traces["ft-l+sss: Locality"].y) == [50, 100]
     assert list(traces["ft-l+sss: Locality"].error_y.array) == [0, 0]  # one seed: no std, drawn as 0
     assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("C", "accuracy (%)")
+    assert fig.layout.title.text == "Ablation on C (paper Fig. 3)"
+    assert {(t.mode, t.error_y.type) for t in fig.data} == {("lines+markers", "data")}
+    index = pd.MultiIndex.from_tuples([("ft-l+sss", 0.0), ("ft-l+sss", 0.5)], names=["editor", "C"])
+    by_hand = pd.DataFrame({f"{m}:{s}": v for m in ("reliability", "generality", "locality")
+                            for s, v in (("mean", [0.9, 0.6]), ("std", [0.1, 0.25]))}, index=index)
+    trace = report.c_sweep_figure(by_hand).data[0]
+    assert list(trace.x) == [0.0, 0.5] and list(trace.y) == pytest.approx([90, 60])
+    assert list(trace.error_y.array) == pytest.approx([10, 25])  # std in percentage points
 
     fig = report.sequential_figure(frame)
     assert [a.text for a in fig.layout.annotations] == ["Reliability", "Locality", "Generality"]
@@ -221,6 +231,12 @@ def test_figures_hold_the_tables_numbers(frame):
     assert (list(rel[2].x), list(rel[2].y)) == ([2], [37.5])
     loc = [t for t in fig.data if t.xaxis == "x2"]
     assert [t.showlegend for t in loc] == [False, False, False] and list(loc[0].y) == [100.0, 100.0]
+    assert {t.error_y.type for t in fig.data} == {"data"} and list(rel[1].error_y.array) == [0]  # one seed
+    assert fig.layout.title.text == "Sequential editing (paper Table 2)"
+    assert (fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text) == ("accuracy (%)", None)
+    assert "yaxis4" not in fig.layout.to_plotly_json()  # one row of three panels
+    only_final = report.sequential_figure(frame[frame["mode"].str.endswith("/final")])
+    assert [(t.name, t.line.dash) for t in only_final.data if t.xaxis == "x"] == [("ft-l (after all n)", "dash")]
 
 
 def test_write_bench_report_from_the_results_alone(tmp_path, caplog):
@@ -329,3 +345,73 @@ def test_older_results_get_the_measures_a_new_run_stores(tmp_path, bench_lm):
     assert store.results_path.read_bytes() == before
     measured = _store(tmp_path / "new").frame()
     assert report._hypothesis_frame(measured, cfg, None, {0: CASES}).equals(report._hypothesis_rows(measured))
+
+
+def _normalised(text: str) -> str:
+    """report.md with what depends on this machine and on editors' defaults replaced by placeholders."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("- model: "):
+            lines[i] = "- model: <name>; device <device>; torch <version>, <n> threads"
+        elif line.startswith("- editor settings: "):
+            lines[i] = "- editor settings: <each editor's config>"
+    return "\n".join(lines) + "\n"
+
+
+def test_report_md_whole_on_the_world(tmp_path, file_regression):
+    """Every line of report.md (tests/evaluation/test_report_write/; regenerate with --force-regen after
+    a deliberate change, and read the diff)."""
+    _store(tmp_path)
+    cfg = BenchConfig(editors=("ft-l", "ft-l+sss", "rome", "memit"), data="world", seeds=2, knn=10)
+    path = report.write_bench_report(tmp_path, cfg, {0: CASES, 1: CASES[:1]})
+    assert path == tmp_path / "report.md"
+    file_regression.check(_normalised(path.read_text(encoding="utf-8")), extension=".md")
+    assert list(pd.read_csv(tmp_path / "summary.csv").columns[:2]) == ["table", "editor"]  # no index column
+    assert pd.read_csv(tmp_path / "cases.csv").columns[0] == "editor"
+    assert pd.read_csv(tmp_path / "hypothesis.csv").columns[0] == "table"
+
+
+def test_report_md_whole_on_a_data_file(tmp_path, file_regression, bench_lm):
+    """A data file's wording; the model named by ``lm`` when the run log does not say; settings passed on;
+    the plots with plotly.js inline (no plotly.min.js written)."""
+    records = [rec for rec in RECORDS if rec["editor"] in ("ft-l", "ft-l+sss")]
+    # single edits of ft-l (rome's numbers above) and ft-l+sss: reliability 1 everywhere, locality .5, the
+    # rest as ft-l; ft-l+sss predicts as ft-l on case a (its "post" equal), not on b: 50% of cases changed
+    for s, c, r, g, loc, group, p, lam, knn, nll in ROME:
+        records.append(_rec("ft-l", s, c, lam=(lam, lam / 2), measures=(knn, nll), reliability=r, generality=g,
+                            locality=loc, neighbour=loc, portability=p, **{group: p}))
+        sss = _rec("ft-l+sss", s, c, lam=(lam, lam / 4), measures=(knn, nll), reliability=1.0, generality=g,
+                   locality=0.5, neighbour=0.5, portability=p, **{group: p})
+        if c == "a":
+            sss["probes"] = records[-1]["probes"]
+        records.append(sss)
+    del records[-2]["knn_distance"], records[-2]["target_nll"]  # one older result: measured on ``lm`` here
+    store = BenchStore(tmp_path)
+    with store.open() as results:
+        for rec in records:
+            results.write(rec)
+    store.log.append({"command": "sss-lab bench --data data/zsre.json"})
+    cfg = BenchConfig(editors=("ft-l", "ft-l+sss"), data="data/zsre.json", seeds=2, settings={"steps": 7},
+                      plotly_js="inline")
+    text = report.write_bench_report(tmp_path, cfg, {0: CASES}, lm=bench_lm).read_text(encoding="utf-8")
+    assert f"- model: `{bench_lm.name}`; device {bench_lm.device}; torch " in text
+    assert "among the data set's prompts (requests and probes; large = sparse)" in text
+    settings = next(line for line in text.splitlines() if line.startswith("- editor settings: "))
+    assert settings.count("steps=7") == 2
+    file_regression.check(_normalised(text), extension=".md")
+    assert not (tmp_path / "plotly.min.js").exists()
+    assert (tmp_path / "c_sweep.html").stat().st_size > 1_000_000  # plotly.js in the page
+    assert "<title>SSS bench: sequential editing (zsre.json)</title>" in (tmp_path / "sequential.html").read_text()
+    with pytest.raises(RequestError, match="^1 results were written before"):
+        report.write_bench_report(tmp_path, cfg, {0: CASES})  # the older result needs the model
+
+
+def test_a_model_nobody_recorded_is_said_so(tmp_path):
+    store = BenchStore(tmp_path)
+    with store.open() as results:
+        for rec in RECORDS:
+            results.write(rec)
+    store.log.append({"command": "sss-lab bench"})
+    cfg = BenchConfig(editors=("rome", "memit"), data="world", seeds=2)
+    text = report.write_bench_report(tmp_path, cfg, {0: CASES}).read_text(encoding="utf-8")
+    assert "- model: `not recorded`; device not recorded; torch " in text
