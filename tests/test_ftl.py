@@ -1,13 +1,18 @@
+import logging
 import math
+import re
+import time
 
 import pytest
 import torch
 
 from model_support import assert_bit_identical, state_copy
 from sss_core.editors import make_editor
+from sss_core.editors.ftl import FTL
 from sss_core.errors import EditFailed, RequestError
 from sss_core.evaluation.metrics import run_edit, teacher_forced, top_k
 from sss_core.evaluation.presets import case_for_request
+from sss_core.sss import lambda_max
 from sss_core.text import encode_for
 from sss_core.types import EditRequest
 
@@ -72,6 +77,7 @@ def test_run_edit_metrics_on_a_world_fact(default_lm):
     (dict(sss_c=1.5), r"^C must be in \[0, 1\], got 1.5$"), (dict(sss_c=float("nan")), r"^C must be in \[0, 1\], got nan$"),
     (dict(sss_c=-0.1), r"^C must be in \[0, 1\], got -0.1$"),
     (dict(lr=-1.0), r"^the learning rate must be a positive number, got -1.0$"),
+    (dict(lr=0.0), r"^the learning rate must be a positive number, got 0.0$"),
     (dict(lr=float("inf")), r"^the learning rate must be a positive number, got inf$"),
     (dict(steps=0), r"^steps must be at least 1, got 0$"),
     (dict(norm_constraint=0.0), r"^norm_constraint must be positive or None, got 0.0$")])
@@ -113,6 +119,29 @@ def test_objective_target_and_prompt_last(default_lm):
     assert losses["prompt_last"][2] < losses["prompt_last"][0]  # and it trains that token
 
 
+def test_history_logs_the_sss_term_as_lambda_max_before_the_first_step(default_lm, caplog):
+    """Step 0's "sss" is lambda_max of the unedited model on the edit (mean or sum over tokens, as set);
+    without SSS it is NaN. The edit's info counts the steps, names the layer, and the debug log says it."""
+    model, tok = default_lm.model, default_lm.tok
+    before = {r: lambda_max(model, tok, [FRANCE.prompt], [FRANCE.target_new], reduction=r).item()
+              for r in ("mean", "sum")}
+    assert before["sum"] > 1.5 * before["mean"]  # the two reductions are told apart
+    for reduction in ("mean", "sum"):
+        edit = make_editor("ft-l+sss", sss_reduction=reduction, steps=2, early_stop_loss=0.0).edit(
+            model, tok, [FRANCE])
+        assert edit.info["history"][0]["sss"] == pytest.approx(before[reduction], rel=1e-4)
+    with caplog.at_level(logging.DEBUG, logger="sss_core.editors.ftl"):
+        start = time.perf_counter()
+        edit = make_editor("ft-l", steps=3, early_stop_loss=0.0, layer=-1).edit(model, tok, [FRANCE])
+        elapsed = time.perf_counter() - start
+    assert [math.isnan(h["sss"]) for h in edit.info["history"]] == [True] * 3
+    assert (edit.info["steps"], edit.info["layer"]) == (3, default_lm.spec.n_layers(model) - 1)
+    message = next(r.getMessage() for r in caplog.records if r.name == "sss_core.editors.ftl")
+    name, steps, seconds = re.fullmatch(r"(.+): (\d+) steps in (\d+\.\d{3})s", message).groups()
+    assert (name, steps) == ("ft-l", "3") and 0 < float(seconds) <= elapsed
+    assert FTL().name == "ft-l"
+
+
 def test_unknown_editor_and_empty_target():
     with pytest.raises(RequestError, match="unknown editor"):
         make_editor("nope")
@@ -123,7 +152,8 @@ def test_unknown_editor_and_empty_target():
 def test_nan_loss_abandons_edit_and_restores_model(default_lm):
     model, tok = default_lm.model, default_lm.tok
     saved = state_copy(model)
-    with pytest.raises(EditFailed, match="restored"):
+    with pytest.raises(EditFailed, match=r"^the loss became (nan|inf|-inf) at step [1-9]\d*; the edit was abandoned "
+                                         r"and the model restored"):
         make_editor("ft-l", lr=1e30, norm_constraint=None, steps=5, early_stop_loss=0.0).edit(
             model, tok, [FRANCE])
     assert_bit_identical(model, saved)

@@ -117,6 +117,7 @@ def test_half_precision_ftl_edit_changes_the_prediction(half_lm, editor):
     assert before.argmax_ids != before.target_ids
     edit = make_editor(editor, lr=5e-3, norm_constraint=None).edit(lm.model, lm.tok, [FRANCE])
     assert any(not torch.equal(edit.new[k], edit.base[k]) for k in edit.new)
+    assert {v.dtype for v in edit.new.values()} == {lm.model.dtype}  # written back in the model's precision
     with edit:
         after = teacher_forced(lm.model, lm.tok, [FRANCE.prompt], ["Rome"])[0]
     assert after.argmax_ids == after.target_ids
