@@ -70,17 +70,20 @@ BREAKAGES = (
 
 def fresh_copy(into: Path) -> Path:
     """The committed tree (HEAD) unpacked into ``into``; returns it."""
+    into.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
 
 def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[bool, str]:
-    """(passed, last line of pytest's summary) for ``tests`` run in ``tree`` (imports from ``tree``)."""
-    out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+    """(passed, pytest's last summary line and the first failure's reason) for ``tests`` run in ``tree``
+    (which is first on the import path)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *tests],
                          cwd=tree, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
     lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
-    return out.returncode == 0, lines[-1] if lines else out.stderr.strip()[-200:]
+    failed = next((ln[:300] for ln in lines if ln.startswith("FAILED ")), "")
+    return out.returncode == 0, (lines[-1] if lines else out.stderr.strip()[-200:]) + (f"; {failed}" if failed else "")
 
 
 def main(argv: list[str] | None = None) -> int:
