@@ -304,7 +304,8 @@ def train_mend(lm, data: Sequence[TrainExample] | Sequence[EditCase], out: Path 
         fit_normalisation(model, tok, net, examples, cfg)
     groups = [{"params": list(net.transforms.parameters()), "lr": cfg.lr},
               {"params": [net.log_lr], "lr": cfg.lr_lr}]
-    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, save_every=cfg.save_every, seed=cfg.seed)
+    # randomness: torch seeded by training_examples, each step's sampling by step_rng(cfg.seed, step)
+    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, save_every=cfg.save_every)
 
     def step(i: int) -> dict[str, torch.Tensor]:
         rng = step_rng(cfg.seed, i)

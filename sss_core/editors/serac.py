@@ -457,7 +457,8 @@ def train_serac(lm, data: Sequence[TrainExample] | Sequence[EditCase], out: Path
     for p in cf_params:
         p.requires_grad_(True)
     groups = [{"params": cf_params, "lr": cfg.lr}, {"params": list(net.classifier.parameters()), "lr": cfg.cls_lr}]
-    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, save_every=cfg.save_every, seed=cfg.seed)
+    # randomness: torch seeded by training_examples, each step's sampling by step_rng(cfg.seed, step)
+    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, save_every=cfg.save_every)
 
     def step(i: int) -> dict[str, torch.Tensor]:
         rng = step_rng(cfg.seed, i)

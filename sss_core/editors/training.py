@@ -264,7 +264,6 @@ class LoopConfig:
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
     grad_clip: float = field(default=1.0, metadata={"help": "clip the global gradient norm"})
     save_every: int = field(default=200, metadata={"help": "write a resumable state every N steps"})
-    seed: int = field(default=0, metadata={"help": "seeds initialisation and every step's sampling"})
 
 
 def train_loop(module: nn.Module, step_fn: Callable[[int], dict[str, torch.Tensor]],

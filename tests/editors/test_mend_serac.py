@@ -3,6 +3,8 @@ resumable training, the error without a checkpoint, the registry entries of trai
 
 from __future__ import annotations
 
+import json
+import math
 import random
 
 import pytest
@@ -13,7 +15,7 @@ from model_support import assert_bit_identical, state_copy, tiny_model
 from sss_core.editors import EDITORS, EditorSpec, make_editor, register_editor, train_config, trainable_editors
 from sss_core.editors.training import (ASSETS, CheckpointError, TrainExample, check_fingerprint, examples_from_cases,
                                        load_trained, model_fingerprint)
-from sss_core.editors.mend import (MEND, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
+from sss_core.editors.mend import (MEND, GradientTransform, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
                                    patched, train_mend, weight_deltas, edit_factors)
 from sss_core.editors.serac import (SERAC, SERACConfig, SERACNet, SERACTrainConfig, ScopeClassifier,
                                     counterfactual_loss, train_serac)
@@ -233,13 +235,13 @@ def test_training_from_cases_records_source_and_validates(tiny, tmp_path, test_c
     """A trainer takes EditCases; the caller's validator scores the result and both land in config.json."""
     seen = []
 
-    def validate(editor, n):
-        seen.append((type(editor).__name__, n))
+    def validate(editor, n):  # the editor validated is the one just trained, at its C
+        seen.append((type(editor).__name__, n, editor.config.checkpoint, editor.config.sss_c))
         return {"reliability": 1.0}
 
-    cfg = MENDTrainConfig(steps=1, batch_size=2, norm_batches=1, rank=8, validate=3)
+    cfg = MENDTrainConfig(steps=1, batch_size=2, norm_batches=1, rank=8, validate=3, sss_c=0.5)
     summary = train_mend(tiny, test_cases, tmp_path, cfg, progress=False, source="six cases", validate=validate)
-    assert seen == [("MEND", 3)]
+    assert seen == [("MEND", 3, str(tmp_path), 0.5)]
     _, saved = load_trained(tmp_path, "mend")
     assert saved["data"] == summary["data"] == "six cases"
     assert saved["validation"] == summary["validation"] == {"reliability": 1.0}
@@ -283,3 +285,103 @@ def test_registry_refuses_a_duplicate_and_a_misfit():
     with pytest.raises(ValueError, match="c_field 'C'"):
         register_editor(EditorSpec("mend-x", MEND, MENDConfig, {}, "x", c_field="C"))
     assert "mend-x" not in EDITORS
+
+
+def test_gradient_transform_is_the_normalised_residual_low_rank_mlp():
+    """g (MEND, Mitchell et al. 2022, Sec. 3): z = ((x, delta) - mean) / std, then z += U relu(D z) per
+    block, split back into (x~, delta~); worked out here with the matrices themselves."""
+    torch.manual_seed(0)
+    g = GradientTransform(3, 2, rank=4, n_blocks=2)
+    with torch.no_grad():
+        g.mean.copy_(torch.randn(5))
+        g.std.copy_(torch.rand(5) + 0.5)
+        for up in g.up:  # away from the identity it starts as
+            up.weight.normal_()
+            up.bias.normal_()
+    x, delta = torch.randn(6, 3), torch.randn(6, 2)
+    z = (torch.cat([x, delta], 1) - g.mean) / g.std
+    for down, up in zip(g.down, g.up):
+        z = z + torch.relu(z @ down.weight.T + down.bias) @ up.weight.T + up.bias
+    xt, dt = g(x, delta)
+    assert torch.allclose(xt, z[:, :3], atol=1e-6) and torch.allclose(dt, z[:, 3:], atol=1e-6)
+
+
+def test_weight_deltas_are_the_step_size_times_the_summed_rank_one_terms(tiny, default_lm):
+    """-exp(log_lr) * scale * sum over tokens of delta~ x~^T (Frobenius norms compared: orientation aside);
+    ``scale`` multiplies it, and MEND's scale setting reaches it."""
+    net = _perturbed_net(tiny, MENDTrainConfig(norm_batches=1, batch_size=3))
+    req = EXAMPLES[0].request
+    batch = encode_pairs(tiny.tok, [req.prompt], [req.target_new])
+    with torch.no_grad():
+        edits = net.transform(edit_factors(tiny.model, net.names, batch), batch.attention_mask)
+    one, two = weight_deltas(tiny.model, net, edits), weight_deltas(tiny.model, net, edits, scale=2.0)
+    for i, name in enumerate(net.names):
+        xt, dt = edits[name]
+        expected = net.log_lr[i].exp() * torch.einsum("bto,bti->oi", dt, xt)
+        assert torch.allclose(one[name].norm(), expected.norm(), rtol=1e-5)
+        assert torch.allclose(two[name], 2 * one[name])
+    model, tok = default_lm.model, default_lm.tok
+    plain = make_editor("mend").edit(model, tok, [req])
+    doubled = make_editor("mend", scale=2.0).edit(model, tok, [req])
+    assert plain.info["layers"] == [n.removesuffix(".weight") for n in plain.new]
+    for name in plain.new:
+        assert torch.allclose(doubled.new[name] - doubled.base[name], 2 * (plain.new[name] - plain.base[name]),
+                              atol=1e-6)
+    with pytest.raises(RequestError, match="^no edit requests given$"):
+        make_editor("mend").edit(model, tok, [])
+
+
+def test_mend_loss_paraphrase_rows_and_sss_reduction(tiny):
+    """An edit with a paraphrase adds a paraphrase row to L_edit, one without has only its rewrite row;
+    the SSS term follows cfg.sss_reduction (a sum over tokens exceeds their mean)."""
+    cfg = MENDTrainConfig(norm_batches=1, batch_size=3)
+    net = _perturbed_net(tiny, cfg)
+    req, loc = EXAMPLES[0].request, EXAMPLES[0].loc
+    alone = TrainExample(req, (req.prompt,), loc)
+    with_para = TrainExample(req, (req.prompt, "France's capital is"), loc)
+    a = mend_loss(tiny.model, tiny.tok, net, [alone], cfg, random.Random(0))["edit"]
+    b = mend_loss(tiny.model, tiny.tok, net, [with_para], cfg, random.Random(0))["edit"]
+    assert not torch.allclose(a, b)
+    sss = {r: mend_loss(tiny.model, tiny.tok, net, EXAMPLES, MENDTrainConfig(sss_c=0.5, sss_reduction=r),
+                        random.Random(0))["sss"].item() for r in ("mean", "sum")}
+    assert sss["sum"] > 2 * sss["mean"] > 0
+
+
+def test_mend_training_fits_g_and_steps_each_group_at_its_rate(tiny, tmp_path, caplog):
+    """A fresh run fits g's input normalisation; Adam's first step moves every parameter by about its
+    group's learning rate (lr for g, lr_lr for the log step sizes). A checkpoint trained at one C and
+    loaded at another says so; one that edits a parameter the model lacks is refused."""
+    cfg = MENDTrainConfig(steps=1, batch_size=2, norm_batches=1, rank=8, lr=1e-3, lr_lr=1e-2, init_edit_lr=1e-4)
+    train_mend(tiny, EXAMPLES, tmp_path, cfg, progress=False)
+    t = _tensors(tmp_path)
+    assert not torch.all(t["transforms.0.mean"] == 0) and not torch.all(t["transforms.0.std"] == 1)
+    moved = (t["log_lr"] - math.log(1e-4)).abs()
+    assert torch.allclose(moved, torch.full_like(moved, 1e-2), rtol=1e-3)
+    assert t["transforms.0.up.0.weight"].abs().max().item() == pytest.approx(1e-3, rel=1e-3)
+    with caplog.at_level("WARNING", logger="sss_core.editors.mend"):
+        MEND(MENDConfig(checkpoint=str(tmp_path), sss_c=0.9)).load(tiny.model)
+    assert [r.getMessage() for r in caplog.records] == [f"{tmp_path} was meta-trained with C=0.0, not 0.9"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["names"].append("nowhere.weight")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=f"^{tmp_path} edits nowhere.weight, which this model does not have$"):
+        MEND(MENDConfig(checkpoint=str(tmp_path))).load(tiny.model)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(rank=0), r"^rank must be a whole number of at least 1, got 0$"),
+    (dict(n_blocks=1.5), r"^n_blocks must be a whole number of at least 1, got 1.5$"),
+    (dict(layers=(99,)), r"^layers=99 does not exist")])
+def test_mend_training_settings_refused_before_any_work(tiny, tmp_path, bad, message):
+    with pytest.raises(RequestError, match=message):
+        train_mend(tiny, EXAMPLES, tmp_path, MENDTrainConfig(steps=1, **bad), progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_mend_training_is_reproducible_from_its_seed(tiny, tmp_path):
+    cfg = MENDTrainConfig(steps=2, batch_size=2, norm_batches=1, rank=8)
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train_mend(tiny, EXAMPLES, tmp_path / name, MENDTrainConfig(**{**cfg.__dict__, "seed": seed}), progress=False)
+    a, b, c = (_tensors(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
