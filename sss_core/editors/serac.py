@@ -363,10 +363,13 @@ def _variant(rng, prompt: str, answers: Sequence[str]) -> str:
     return prompt if rng.random() < 0.4 else joined_text(prompt, rng.choice(list(answers)))
 
 
-def classifier_loss(model: nn.Module, tok, classifier: ScopeClassifier, batch: Sequence[TrainExample], rng
-                    ) -> torch.Tensor:
-    """BCE of in-scope (own equivalents) vs out-of-scope (other edits' prompts, locality prompts)."""
-    keys_h, keys_m = base_hidden(model, tok, [ex.request.prompt for ex in batch])
+def scope_queries(batch: Sequence[TrainExample], rng) -> tuple[list[str], list[int], list[bool]]:
+    """The scope classifier's training queries for a batch of edits: (texts, owner edit, in scope).
+
+    Per edit: its own prompt and one sampled paraphrase (in scope), up to three of its locality
+    prompts (out of scope); each alone or with an answer appended (``_variant``): for in-scope
+    queries the new target or the old answer, for locality prompts their answer or the new target.
+    """
     texts, owner, positive = [], [], []
     for i, ex in enumerate(batch):
         answers = [ex.request.target_new] + ([ex.request.ground_truth] if ex.request.ground_truth else [])
@@ -378,6 +381,14 @@ def classifier_loss(model: nn.Module, tok, classifier: ScopeClassifier, batch: S
             texts.append(_variant(rng, p, [a, ex.request.target_new]))
             owner.append(i)
             positive.append(False)
+    return texts, owner, positive
+
+
+def classifier_loss(model: nn.Module, tok, classifier: ScopeClassifier, batch: Sequence[TrainExample], rng
+                    ) -> torch.Tensor:
+    """BCE of in-scope (own equivalents) vs out-of-scope (other edits' prompts, locality prompts)."""
+    keys_h, keys_m = base_hidden(model, tok, [ex.request.prompt for ex in batch])
+    texts, owner, positive = scope_queries(batch, rng)
     q_h, q_m = base_hidden(model, tok, texts)
     logits = classifier.logits(classifier.embed(q_h, q_m), classifier.embed(keys_h, keys_m))  # (q, B)
     labels = torch.zeros_like(logits)

@@ -18,7 +18,9 @@ from sss_core.editors.training import (ASSETS, CheckpointError, TrainExample, ch
 from sss_core.editors.mend import (MEND, GradientTransform, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
                                    patched, train_mend, weight_deltas, edit_factors)
 from sss_core.editors.serac import (SERAC, SERACConfig, SERACNet, SERACTrainConfig, ScopeClassifier,
-                                    counterfactual_loss, train_serac)
+                                    counterfactual_forward, counterfactual_loss, edit_prefix, scope_queries,
+                                    train_serac)
+from sss_core.editors.serac import base_hidden as serac_base_hidden
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import answer_probability, teacher_forced
 from sss_core.text import encode_pairs
@@ -385,3 +387,95 @@ def test_mend_training_is_reproducible_from_its_seed(tiny, tmp_path):
     a, b, c = (_tensors(tmp_path / n) for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_scope_classifier_embedding_and_logits_worked_out():
+    """embed: tanh(W [h_l1; h_l2]) per token, attention-pooled over the real tokens (softmax of a
+    linear score), unit norm; a layer past the model's last reads its last. logits: scale * q.k + bias."""
+    torch.manual_seed(0)
+    clf = ScopeClassifier(4, (1, 5), 3)
+    hidden = tuple(torch.randn(2, 5, 4) for _ in range(3))  # 3 layers: layer 5 means layer 2
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    keys = clf.embed(hidden, mask)
+    for b in range(2):
+        n = int(mask[b].sum())
+        h = torch.cat([hidden[1][b, :n], hidden[2][b, :n]], -1)  # (n, 8)
+        z = torch.tanh(h @ clf.proj.weight.T + clf.proj.bias)
+        w = torch.softmax(z @ clf.attn.weight[0] + clf.attn.bias, 0)  # (n,)
+        pooled = (w[:, None] * z).sum(0)
+        assert torch.allclose(keys[b], pooled / pooled.norm(), atol=1e-6)
+    queries = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1)
+    assert torch.allclose(clf.logits(queries, keys), 10.0 * queries @ keys.T - 5.0)
+
+
+def test_scope_queries_of_a_batch():
+    """Per edit: its prompt and one paraphrase in scope, up to three locality prompts out of scope;
+    about 40% of queries are bare prompts, the rest carry an answer (the new target or the old answer
+    in scope; the probe's answer or the new target out of scope)."""
+    req = EditRequest("The capital of France is", "Rome", ground_truth="Paris")
+    ex = TrainExample(req, (req.prompt, "France's capital is", "The French capital is"),
+                      tuple((f"Locality prompt {i} is", f"A{i}") for i in range(5)))
+    bare, total = 0, 0
+    rng = random.Random(0)
+    for _ in range(200):
+        texts, owner, positive = scope_queries([ex, EXAMPLES[1]], rng)
+        assert owner == [0] * 5 + [1] * 3 and positive == [True, True, False, False, False, True, True, False]
+        assert texts[0] in {req.prompt, req.prompt + " Rome", req.prompt + " Paris"}
+        assert texts[1].rsplit(" is", 1)[0] + " is" in ex.equiv[1:]
+        assert texts[1].endswith((" is", " Rome", " Paris"))
+        for text in texts[2:5]:
+            i = int(text.split()[2])
+            assert text in {f"Locality prompt {i} is", f"Locality prompt {i} is A{i}", f"Locality prompt {i} is Rome"}
+        assert len(set(texts[2:5])) == 3
+        bare += sum(t.endswith(" is") for t in texts[:5])
+        total += 5
+    assert 0.35 < bare / total < 0.45
+    one_prompt = TrainExample(req, (req.prompt,), ex.loc[:2])
+    texts, owner, positive = scope_queries([one_prompt], random.Random(0))
+    assert positive == [True, False, False]  # no paraphrase to sample; only two locality prompts
+
+
+def test_serac_routes_in_scope_rows_through_the_counterfactual_model(default_lm, caplog):
+    """An in-scope row's logits are the counterfactual model's on the edit text + the row, at the row's
+    positions; the best edit is found per row (two rows, two edits in memory); keyword arguments a
+    generation loop passes are accepted; the routed model without a mask reads every token."""
+    model, tok = default_lm.model, default_lm.tok
+    editor = SERAC(SERACConfig())
+    with pytest.raises(RequestError, match="^no edit requests given$"):
+        editor.edit(model, tok, [])
+    a = EditRequest("The capital of France is", "Rome")
+    b = EditRequest("The official language of Peru is", "German")
+    edit = editor.edit(model, tok, [a, b])
+    assert edit.info == {"memory_before": 0}
+    with edit:
+        wrapper = editor.wrapper(model, tok)
+        rows = [a.prompt, b.prompt]
+        hidden, mask = serac_base_hidden(model, tok, rows)
+        idx, p = wrapper.scope(hidden, mask)
+        assert idx.tolist() == [0, 1] and bool((p > wrapper.threshold).all())
+        ids = tok(a.prompt, return_tensors="pt")["input_ids"]
+        got = wrapper(input_ids=ids, return_dict=True, use_cache=True).logits  # no mask given
+        embeds = model.get_input_embeddings()(ids)
+        cf_hidden, _, _ = counterfactual_forward(wrapper.net.cf, tok, embeds, torch.ones_like(ids), [a])
+        expected = model.get_output_embeddings()(cf_hidden[-1])
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert not torch.allclose(got, model(input_ids=ids).logits, atol=1e-3)
+    with caplog.at_level("WARNING", logger="sss_core.editors.serac"):
+        SERAC(SERACConfig(checkpoint=str(ASSETS / "serac"), sss_c=0.5)).wrapper(model, tok)
+    trained = load_trained(ASSETS / "serac", "serac")[1]["train"]["sss_c"]
+    assert [r.getMessage() for r in caplog.records] == [f"{ASSETS / 'serac'} was trained with C={trained}, not 0.5"]
+
+
+def test_serac_refuses_an_edit_longer_than_the_context(default_lm):
+    model, tok = default_lm.model, default_lm.tok
+    limit = model.config.n_positions
+    k = limit
+    while len(tok(("France " * k) + "is Rome")["input_ids"]) > limit:  # the longest prompt that fits alone
+        k -= 1
+    words = "France " * k
+    request = EditRequest(f"{words}is", "Rome")
+    n = len(tok(edit_prefix(request))["input_ids"]) + len(tok(request.prompt + " Rome")["input_ids"])
+    assert n > limit >= len(tok(request.prompt + " Rome")["input_ids"])  # only the edit text makes it too long
+    with pytest.raises(RequestError, match=rf"^SERAC's edit text plus the input '{words[:60]}' is {n} tokens, "
+                                           rf"more than the model's {limit}: use a shorter prompt or target$"):
+        make_editor("serac").edit(model, tok, [request])
