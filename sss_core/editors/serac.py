@@ -391,15 +391,24 @@ def classifier_loss(model: nn.Module, tok, classifier: ScopeClassifier, batch: S
     texts, owner, positive = scope_queries(batch, rng)
     q_h, q_m = base_hidden(model, tok, texts)
     logits = classifier.logits(classifier.embed(q_h, q_m), classifier.embed(keys_h, keys_m))  # (q, B)
-    labels = torch.zeros_like(logits)
+    labels, weight = scope_targets(batch, owner, positive)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.device), weight=weight.to(logits.device))
+
+
+def scope_targets(batch: Sequence[TrainExample], owner: Sequence[int], positive: Sequence[bool]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE labels and weights (queries, edits) for ``scope_queries``' queries against the batch's edits.
+
+    Label 1 where the query is in the scope of the edit: its own in-scope queries, and those of any
+    edit with the same prompt; every other pair is 0 (other edits' queries are negatives too).
+    Weight 4 on the positives, which are rare among the pairs, 1 elsewhere.
+    """
+    labels = torch.zeros(len(owner), len(batch))
     for q, (i, pos) in enumerate(zip(owner, positive)):
         labels[q, i] = float(pos)
-    # queries of other edits are negatives too, except equivalents that share the edit's prompt
-    same = torch.tensor([[batch[i].request.prompt == ex.request.prompt for ex in batch] for i in owner],
-                        device=logits.device)
-    labels = torch.where(same & torch.tensor(positive, device=logits.device)[:, None], 1.0, labels)
-    weight = torch.where(labels > 0, 4.0, 1.0)  # positives are rare among the pairs
-    return F.binary_cross_entropy_with_logits(logits, labels, weight=weight)
+    same = torch.tensor([[batch[i].request.prompt == ex.request.prompt for ex in batch] for i in owner])
+    labels = torch.where(same & torch.tensor(positive)[:, None], 1.0, labels)
+    return labels, torch.where(labels > 0, 4.0, 1.0)
 
 
 def counterfactual_loss(model: nn.Module, tok, cf: nn.Module, batch: Sequence[TrainExample],

@@ -18,8 +18,8 @@ from sss_core.editors.training import (ASSETS, CheckpointError, TrainExample, ch
 from sss_core.editors.mend import (MEND, GradientTransform, MENDConfig, MENDTrainConfig, build_net, fit_normalisation, mend_loss,
                                    patched, train_mend, weight_deltas, edit_factors)
 from sss_core.editors.serac import (SERAC, SERACConfig, SERACNet, SERACTrainConfig, ScopeClassifier,
-                                    counterfactual_forward, counterfactual_loss, edit_prefix, scope_queries,
-                                    train_serac)
+                                    classifier_loss, counterfactual_forward, counterfactual_loss, edit_prefix,
+                                    scope_queries, scope_targets, train_serac)
 from sss_core.editors.serac import base_hidden as serac_base_hidden
 from sss_core.errors import RequestError
 from sss_core.evaluation.metrics import answer_probability, teacher_forced
@@ -479,3 +479,71 @@ def test_serac_refuses_an_edit_longer_than_the_context(default_lm):
     with pytest.raises(RequestError, match=rf"^SERAC's edit text plus the input '{words[:60]}' is {n} tokens, "
                                            rf"more than the model's {limit}: use a shorter prompt or target$"):
         make_editor("serac").edit(model, tok, [request])
+
+
+def test_scope_targets_label_own_and_same_prompt_queries():
+    same_prompt = TrainExample(EditRequest(EXAMPLES[0].request.prompt, "Oslo"), EXAMPLES[0].equiv, EXAMPLES[0].loc)
+    batch = [EXAMPLES[0], EXAMPLES[1], same_prompt]
+    owner, positive = [0, 0, 1, 1, 2], [True, False, True, False, True]
+    labels, weight = scope_targets(batch, owner, positive)
+    assert labels.tolist() == [[1, 0, 1],   # edit 0's in-scope query: also in scope of edit 2 (same prompt)
+                               [0, 0, 0],   # its locality query: in no edit's scope
+                               [0, 1, 0],
+                               [0, 0, 0],
+                               [1, 0, 1]]
+    assert torch.equal(weight, torch.where(labels > 0, 4.0, 1.0)) and weight.max() == 4 and weight.min() == 1
+
+
+def test_serac_trains_the_counterfactual_blocks_it_is_told(tiny):
+    """Only cf_layers' blocks of the counterfactual model are trained (all without cf_layers); the SSS
+    term follows cfg.sss_reduction."""
+    torch.manual_seed(0)
+    net = SERACNet(tiny.model, ScopeClassifier(32, (1, -1), 16), (1,))
+    assert set(net.trained_cf_params()) == {n for n, _ in tiny.model.named_parameters() if ".h.1." in n}
+    assert set(SERACNet(tiny.model, ScopeClassifier(32, (1, -1), 16), None).trained_cf_params()) == {
+        n for n, _ in tiny.model.named_parameters() if ".h." in n}
+    for p in net.trained_cf_params().values():  # as training sets them
+        p.requires_grad_(True)
+    sss = {r: counterfactual_loss(tiny.model, tiny.tok, net.cf, EXAMPLES, SERACTrainConfig(sss_c=0.5, sss_reduction=r),
+                                  random.Random(0))["sss"].item() for r in ("mean", "sum")}
+    assert sss["sum"] > 2 * sss["mean"] > 0
+
+
+def test_serac_training_lowers_the_scope_loss_and_records_its_editor(tiny, tmp_path, test_cases):
+    """Training steps the classifier at cls_lr (Adam's first step moves each parameter by about its
+    rate) and lowers its loss; the validated editor is the one trained, at its C; config.json says what."""
+    seen = []
+
+    def validate(editor, n):
+        seen.append((type(editor).__name__, n, editor.config.checkpoint, editor.config.sss_c))
+        return {"reliability": 1.0}
+
+    cfg = SERACTrainConfig(steps=1, batch_size=3, dim=16, feature_layers=(1, -1), lr=1e-3, cls_lr=1e-2, validate=2,
+                           sss_c=0.5)
+    summary = train_serac(tiny, EXAMPLES, tmp_path / "one", cfg, progress=False, source="three", validate=validate)
+    assert seen == [("SERAC", 2, str(tmp_path / "one"), 0.5)]
+    assert list(summary) == ["kind", "train", "n_train_examples", "data", "fingerprint", "final_losses",
+                             "wall_seconds", "validation"]
+    assert (summary["kind"], summary["n_train_examples"], summary["data"]) == ("serac", 3, "three")
+    assert summary["fingerprint"] == model_fingerprint(tiny.model) and set(summary["final_losses"]) >= {"loss", "cls"}
+    torch.manual_seed(cfg.seed)  # what train_serac draws first after seeding: the classifier's initial weights
+    initial = ScopeClassifier(32, (1, -1), 16)
+    trained = _tensors(tmp_path / "one")
+    moved = (trained["classifier.attn.weight"] - initial.attn.weight).abs()
+    assert moved.max().item() == pytest.approx(1e-2, rel=1e-3)
+    longer = SERACTrainConfig(**{**cfg.__dict__, "steps": 8, "validate": 0})
+    train_serac(tiny, EXAMPLES, tmp_path / "eight", longer, progress=False)
+    after = ScopeClassifier(32, (1, -1), 16)
+    after.load_state_dict({k[len("classifier."):]: v for k, v in _tensors(tmp_path / "eight").items()
+                           if k.startswith("classifier.")})
+    before_loss = classifier_loss(tiny.model, tiny.tok, initial, EXAMPLES, random.Random(3)).item()
+    after_loss = classifier_loss(tiny.model, tiny.tok, after, EXAMPLES, random.Random(3)).item()
+    assert after_loss < before_loss
+
+
+@pytest.mark.parametrize("bad, message", [(dict(feature_layers=(99,)), r"^feature_layers=99 "),
+                                          (dict(cf_layers=(99,)), r"^cf_layers=99 does not exist")])
+def test_serac_training_settings_refused_before_any_work(tiny, tmp_path, bad, message):
+    with pytest.raises(RequestError, match=message):
+        train_serac(tiny, EXAMPLES, tmp_path, SERACTrainConfig(steps=1, **bad), progress=False)
+    assert not any(tmp_path.iterdir())
