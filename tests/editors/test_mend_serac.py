@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -547,3 +548,29 @@ def test_serac_training_settings_refused_before_any_work(tiny, tmp_path, bad, me
     with pytest.raises(RequestError, match=message):
         train_serac(tiny, EXAMPLES, tmp_path, SERACTrainConfig(steps=1, **bad), progress=False)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name, bad, message", [
+    ("mend", dict(sss_c=1.5), r"^C must be in \[0, 1\], got 1.5$"),
+    ("mend", dict(scale=0.0), r"^scale must be positive, got 0.0$"),
+    ("serac", dict(sss_c=-0.5), r"^C must be in \[0, 1\], got -0.5$"),
+    ("serac", dict(threshold=0.0), r"^threshold must be in \(0, 1\), got 0.0$"),
+    ("serac", dict(threshold=1.0), r"^threshold must be in \(0, 1\), got 1.0$")])
+def test_trained_editor_settings_refused(name, bad, message):
+    with pytest.raises(RequestError, match=message):
+        make_editor(name, **bad)
+
+
+def test_trained_editors_find_their_checkpoint_by_c():
+    assert MENDConfig(sss_c=0.0).folder() == ASSETS / "mend" and MENDConfig(sss_c=1.0).folder() == ASSETS / "mend-sss"
+    assert MENDConfig(sss_c=0.5).folder() == ASSETS / "mend-sss"
+    assert SERACConfig(sss_c=0.0).folder() == ASSETS / "serac" and SERACConfig(sss_c=1.0).folder() == ASSETS / "serac-sss"
+    assert SERACConfig(sss_c=0.5, checkpoint="/x/y").folder() == Path("/x/y")
+    assert SERACConfig(threshold=0.999).threshold == 0.999
+    assert (MEND().name, SERAC().name) == ("mend", "serac")
+
+
+def test_serac_edit_text():
+    """The counterfactual model reads "edit: TARGET | PROMPT" then a newline, before the input."""
+    assert edit_prefix(EditRequest("The capital of France is  ", " Rome ")) == "edit: Rome | The capital of France is\n"
+    assert edit_prefix(EditRequest(" X is", "y")) == "edit: y |  X is\n"  # leading spaces are the prompt's own
