@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the science core with mutmut (slow: not part of CI).
+# Mutation testing of the science core with mutmut (slow: not part of CI). Needs pip install -e ".[mutation]".
 #
 #   tools/mutation.sh sss           # sss_core/sss.py against its fast tests
 #   tools/mutation.sh metrics       # sss_core/evaluation/metrics.py
