@@ -177,7 +177,7 @@ class EditMeasures:
         for r in requests:
             if r.prompt not in self._density:
                 knn = self._knn_reference()
-                self._density[r.prompt] = knn.distances([r.prompt], batch_size=1)[r.prompt] if knn else math.nan
+                self._density[r.prompt] = knn.distances([r.prompt])[r.prompt] if knn else math.nan  # alone
             pair = (r.prompt, r.target_new)
             if pair not in self._nll:
                 try:

@@ -133,7 +133,34 @@ def test_edit_measures_measure_each_prompt_once(bench_lm, monkeypatch, caplog):
     assert measures._knn.k == 2 and measures._knn.reference == reference
     with caplog.at_level("WARNING", logger="sss_core.evaluation.hypothesis"):
         small = EditMeasures(bench_lm.model, bench_lm.tok, ["one"], k=2)
-        values = small(requests) + small(requests)
+        values = small(requests) + small([EditRequest("Paris is a city", "big")])  # a new prompt: not tried again
     assert [r.getMessage() for r in caplog.records] == [
         "no k-NN density: the reference set has 1 prompts; the density needs at least 2"]  # tried once
     assert all(math.isnan(v["knn_distance"]) and v["target_nll"] > 0 for v in values)
+
+
+def test_knn_defaults_and_edges(bench_lm, caplog):
+    """k defaults to 10; two reference prompts are enough (k = 1); a one-token prompt fits, and so does one
+    exactly as long as the context; the pooling reaches the embedding; a target past the context gets a
+    NaN NLL with a warning that names the prompt."""
+    model, tok = bench_lm.model, bench_lm.tok
+    many = [f"Subject {i} lives in" for i in range(15)]
+    assert KnnReference(model, tok, many).k == 10
+    assert EditMeasures(model, tok, many)._knn_reference().k == 10
+    assert KnnReference(model, tok, many[:2], k=5).k == 1
+    limit = model.config.n_positions
+    longest = next(text for k in range(limit, 0, -1) for end in ("", " is", " a city", " is a")
+                   if len(tok(text := "France " * k + end.strip() if end else ("France " * k).strip())["input_ids"])
+                   == limit)
+    ref = KnnReference(model, tok, many)
+    one_token = next(t for t in ("a", "is", "the", "of", "A", "I") if len(tok(t)["input_ids"]) == 1)
+    assert ref.fits(longest) and ref.fits(one_token) and not ref.fits(longest + " is")
+    assert knn_density(model, tok, many[:2], many, pooling="last") == pytest.approx(
+        KnnReference(model, tok, many, pooling="last").distances(many[:2]))
+    assert knn_density(model, tok, many[:2], many) == pytest.approx(KnnReference(model, tok, many).distances(many[:2]))
+    measures = EditMeasures(model, tok, many)
+    with caplog.at_level("WARNING", logger="sss_core.evaluation.hypothesis"):
+        value = measures([EditRequest(many[0], "x " * limit)])[0]
+    assert math.isnan(value["target_nll"]) and value["knn_distance"] > 0
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == [f"no target NLL for {many[0]!r}"]
+    assert "longer than" in caplog.records[0].getMessage() or "tokens" in caplog.records[0].getMessage()

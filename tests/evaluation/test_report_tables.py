@@ -198,3 +198,47 @@ def test_partial_spearman_of_a_constant_is_undefined():
     assert partial_spearman(x, np.array([2.0, 1.0, 4.0, 3.0, 5.0]), z) == pytest.approx(
         np.corrcoef(*[r - np.polyval(np.polyfit(stats.rankdata(z), r, 1), stats.rankdata(z))
                       for r in (stats.rankdata(x), stats.rankdata([2.0, 1.0, 4.0, 3.0, 5.0]))])[0, 1])
+
+
+def test_spearman_ci_is_a_cluster_percentile_bootstrap():
+    """rho on the finite points only; its CI the 2.5 / 97.5 percentiles of 1000 resamples of whole
+    clusters (numpy seed 0), undefined resamples left out; four points at least."""
+    rng = np.random.default_rng(4)
+    x, y, z = rng.normal(size=30), rng.normal(size=30), rng.normal(size=30)
+    y = y + x
+    clusters = np.repeat(np.arange(10), 3)
+    x[0], y[4], z[7] = np.nan, np.inf, np.nan  # left out, with their points
+    rho, lo, hi, p = spearman_ci(x, y, clusters, z)
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    assert rho == pytest.approx(partial_spearman(x[ok], y[ok], z[ok]))
+    xs, ys, zs, cs = x[ok], y[ok], z[ok], clusters[ok]
+    ids, inverse = np.unique(cs, return_inverse=True)
+    members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
+    reference, boots = np.random.default_rng(0), []
+    for _ in range(1000):
+        idx = np.concatenate([members[i] for i in reference.integers(0, len(ids), len(ids))])
+        value = partial_spearman(xs[idx], ys[idx], zs[idx])
+        if not math.isnan(value):
+            boots.append(value)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(boots, [2.5, 97.5])), rel=1e-12)
+    assert spearman_ci(x, y, clusters, z, level=0.5)[1:3] == pytest.approx(tuple(np.percentile(boots, [25, 75])))
+    finite = np.isfinite(x) & np.isfinite(y)  # without a control, only x and y decide
+    assert spearman_ci(x, y, clusters)[0] == pytest.approx(partial_spearman(x[finite], y[finite]))
+    three = spearman_ci(np.array([1.0, 2, 3, np.nan]), np.array([1.0, 2, 3, 4]), np.arange(4))
+    assert all(math.isnan(v) for v in three)  # three finite points: no rho
+    four = spearman_ci(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4]), np.arange(4))
+    assert four[0] == pytest.approx(0.8) and not math.isnan(four[1])
+
+
+def test_correlations_pass_their_bootstrap_size_on():
+    n = 12
+    frame = pd.DataFrame({"editor": "ft-l", "prompt": [f"p{i}" for i in range(n)],
+                          "lambda_max_before": np.arange(n, dtype=float), "locality": np.sin(np.arange(n)),
+                          "knn_distance": np.cos(np.arange(n)), "target_nll": np.arange(n)[::-1] % 5 * 1.0})
+    default = {(c.x, c.y, c.control): (c.lo, c.hi) for c in correlations(frame)}
+    x, y = frame["lambda_max_before"].to_numpy(), 1 - frame["locality"].to_numpy()
+    assert default[("lambda_max_before", "locality_drop", None)] == pytest.approx(
+        spearman_ci(x, y, frame["prompt"].to_numpy(), n_boot=1000)[1:3])
+    few = {(c.x, c.y, c.control): (c.lo, c.hi) for c in correlations(frame, n_boot=50)}
+    assert few[("lambda_max_before", "locality_drop", None)] == pytest.approx(
+        spearman_ci(x, y, frame["prompt"].to_numpy(), n_boot=50)[1:3])

@@ -241,14 +241,18 @@ def test_figures_hold_the_tables_numbers(frame):
 
 def test_write_bench_report_from_the_results_alone(tmp_path, caplog):
     store = _store(tmp_path)
+    store.log.append({"command": "sss-lab bench --resume", "config": {"knn": 3}})
     cfg = BenchConfig(editors=("ft-l", "ft-l+sss", "rome", "memit"), data="world", seeds=2, knn=10)
     with caplog.at_level(logging.WARNING, logger="sss_core.evaluation.report"):
         path = report.write_bench_report(tmp_path, cfg, {0: CASES, 1: CASES})
-    assert "measured the k-NN density with k = 5, but the report says k = 10" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the runs into {tmp_path} measured the k-NN density with k = 3, 5, but the report says k = 10"]
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "# Bench report: ft-l, ft-l+sss, rome, memit on world"
-    assert lines[4:7] == ["```", "sss-lab bench --editors rome,memit",
-                          f"    # started then, wall 12.5 s, CPU 20 s, {len(RECORDS)} results made, 0 resumed"]
+    assert lines[4:9] == ["```", "sss-lab bench --editors rome,memit",
+                          f"    # started then, wall 12.5 s, CPU 20 s, {len(RECORDS)} results made, 0 resumed",
+                          "sss-lab bench --resume", "    # started None, wall ? s, CPU ? s, ? results made, ? resumed"]
+    lines = lines[:5] + lines[7:]  # as with one run, below
     assert lines[9].startswith("- model: `tiny-world`; device cpu; torch ")
     assert lines[10] == "- data: `world`, 2 cases per seed, seeds 0..1"
     assert lines[11] == "- probes per seed: rewrite 2, paraphrase 2, neighbour 2, subject_replace 1, one_hop 1"
@@ -313,7 +317,10 @@ def test_report_without_stored_measures_asks_for_the_model_and_writes_nothing(tm
     _store(tmp_path, old)
     cfg = BenchConfig(editors=("rome", "memit"), data="world", seeds=2)
     assert report.missing_measures(BenchStore(tmp_path).frame()) == 8  # rome's 4 and memit's 4 single edits
-    with pytest.raises(RequestError, match=r"8 results were written before .* --report-only --model NAME"):
+    with pytest.raises(RequestError, match=r"^8 results were written before the k-NN density and target NLL were "
+                                           r"stored with each result; give the model they were made with to compute "
+                                           r"them \(bench --report-only --model NAME, the same --data, --n and "
+                                           r"--seeds\), or rerun the bench$"):
         report.write_bench_report(tmp_path, cfg, {0: CASES})
     assert not any((tmp_path / name).exists() for name in ("report.md", "summary.csv", "cases.csv", "hypothesis.csv"))
 
@@ -324,7 +331,7 @@ def test_seed_note_says_what_a_seed_changes():
     assert "(std 0)" in report.seed_note("counterfact.json")
 
 
-def test_older_results_get_the_measures_a_new_run_stores(tmp_path, bench_lm):
+def test_older_results_get_the_measures_a_new_run_stores(tmp_path, bench_lm, caplog):
     """Results written before the measures were stored get them computed on the model, equal to what
     ``EditMeasures`` stores with each new result; stored ones are kept; the results file is not changed."""
     records = [{k: v for k, v in rec.items() if not (rec["editor"] == "rome" and k in ("knn_distance", "target_nll"))}
@@ -332,7 +339,10 @@ def test_older_results_get_the_measures_a_new_run_stores(tmp_path, bench_lm):
     store = _store(tmp_path, records)
     before = store.results_path.read_bytes()
     cfg = BenchConfig(editors=("rome", "memit"), data="world", seeds=2, knn=3)
-    rows = report._hypothesis_frame(store.frame(), cfg, bench_lm, {0: CASES})
+    with caplog.at_level(logging.INFO, logger="sss_core.evaluation.report"):
+        rows = report._hypothesis_frame(store.frame(), cfg, bench_lm, {0: CASES})
+    assert [r.getMessage() for r in caplog.records] == [
+        f"computing the k-NN density and target NLL of 4 older results on {bench_lm.name}"]
     assert list(zip(rows["editor"], rows["seed"], rows["case_id"])) == [
         ("rome", 0, "a"), ("rome", 0, "b"), ("rome", 1, "a"), ("rome", 1, "b"),  # the failed edit left out
         ("memit", 0, "a"), ("memit", 0, "b"), ("memit", 1, "a"), ("memit", 1, "b")]
