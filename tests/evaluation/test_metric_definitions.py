@@ -168,10 +168,12 @@ def test_run_edit_names_and_times_the_edit(default_lm):
 def test_request_warnings_and_single_case(default_lm):
     model, tok = default_lm.model, default_lm.tok
     known = metrics.request_warnings(model, tok, EditRequest("The capital of France is", "Paris"))
-    assert len(known) == 1 and "already predicts 'Paris'" in known[0]
+    assert known == ["the model already predicts 'Paris' for this prompt: the edit changes little, and "
+                     "reliability is 1.0 before editing"]
     assert metrics.request_warnings(model, tok, REQUEST) == []
     accents = metrics.request_warnings(model, tok, EditRequest("The capital of France is", "Zürich"))
-    assert len(accents) == 1 and "non-ASCII" in accents[0]
+    assert accents == ["the request has non-ASCII characters; the default model was trained on ASCII text only, "
+                       "so they split into byte tokens it has rarely seen"]
     case = metrics.single_case(REQUEST, ["France's capital is"], [("The capital of Spain is", "Madrid")])
     assert case.request == REQUEST
     assert case.probes == (Probe("France's capital is", "Rome", "paraphrase"),
