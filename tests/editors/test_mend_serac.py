@@ -394,8 +394,8 @@ def test_scope_classifier_embedding_and_logits_worked_out():
     """embed: tanh(W [h_l1; h_l2]) per token, attention-pooled over the real tokens (softmax of a
     linear score), unit norm; a layer past the model's last reads its last. logits: scale * q.k + bias."""
     torch.manual_seed(0)
-    clf = ScopeClassifier(4, (1, 5), 3)
-    hidden = tuple(torch.randn(2, 5, 4) for _ in range(3))  # 3 layers: layer 5 means layer 2
+    clf = ScopeClassifier(4, (1, 3), 3)
+    hidden = tuple(torch.randn(2, 5, 4) for _ in range(3))  # 3 layers (0..2): layer 3 means layer 2
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     keys = clf.embed(hidden, mask)
     for b in range(2):
@@ -450,10 +450,10 @@ def test_serac_routes_in_scope_rows_through_the_counterfactual_model(default_lm,
     assert edit.info == {"memory_before": 0}
     with edit:
         wrapper = editor.wrapper(model, tok)
-        rows = [a.prompt, b.prompt]
+        rows = [a.prompt, b.prompt, "Ba Shudyk works for"]
         hidden, mask = serac_base_hidden(model, tok, rows)
         idx, p = wrapper.scope(hidden, mask)
-        assert idx.tolist() == [0, 1] and bool((p > wrapper.threshold).all())
+        assert idx.tolist()[:2] == [0, 1] and len(idx) == 3 and bool((p[:2] > wrapper.threshold).all())
         ids = tok(a.prompt, return_tensors="pt")["input_ids"]
         got = wrapper(input_ids=ids, return_dict=True, use_cache=True).logits  # no mask given
         embeds = model.get_input_embeddings()(ids)
@@ -465,6 +465,11 @@ def test_serac_routes_in_scope_rows_through_the_counterfactual_model(default_lm,
         SERAC(SERACConfig(checkpoint=str(ASSETS / "serac"), sss_c=0.5)).wrapper(model, tok)
     trained = load_trained(ASSETS / "serac", "serac")[1]["train"]["sss_c"]
     assert [r.getMessage() for r in caplog.records] == [f"{ASSETS / 'serac'} was trained with C={trained}, not 0.5"]
+    caplog.clear()
+    with_sss = load_trained(ASSETS / "serac-sss", "serac")[1]["train"]["sss_c"]
+    with caplog.at_level("WARNING", logger="sss_core.editors.serac"):
+        SERAC(SERACConfig(sss_c=with_sss)).wrapper(model, tok)  # trained at this C: nothing to say
+    assert with_sss > 0 and caplog.records == []
 
 
 def test_serac_refuses_an_edit_longer_than_the_context(default_lm):
@@ -574,3 +579,5 @@ def test_serac_edit_text():
     """The counterfactual model reads "edit: TARGET | PROMPT" then a newline, before the input."""
     assert edit_prefix(EditRequest("The capital of France is  ", " Rome ")) == "edit: Rome | The capital of France is\n"
     assert edit_prefix(EditRequest(" X is", "y")) == "edit: y |  X is\n"  # leading spaces are the prompt's own
+    assert edit_prefix(EditRequest("Say X ", "y")) == "edit: y | Say X\n"  # only spaces are stripped
+    assert edit_prefix(EditRequest("Say\t ", "y")) == "edit: y | Say\t\n"
