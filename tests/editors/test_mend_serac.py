@@ -350,7 +350,7 @@ def test_mend_loss_paraphrase_rows_and_sss_reduction(tiny):
     assert sss["sum"] > 2 * sss["mean"] > 0
 
 
-def test_mend_training_fits_g_and_steps_each_group_at_its_rate(tiny, tmp_path, caplog):
+def test_mend_training_fits_g_and_steps_each_group_at_its_rate(tiny, default_lm, tmp_path, caplog):
     """A fresh run fits g's input normalisation; Adam's first step moves every parameter by about its
     group's learning rate (lr for g, lr_lr for the log step sizes). A checkpoint trained at one C and
     loaded at another says so; one that edits a parameter the model lacks is refused."""
@@ -364,6 +364,12 @@ def test_mend_training_fits_g_and_steps_each_group_at_its_rate(tiny, tmp_path, c
     with caplog.at_level("WARNING", logger="sss_core.editors.mend"):
         MEND(MENDConfig(checkpoint=str(tmp_path), sss_c=0.9)).load(tiny.model)
     assert [r.getMessage() for r in caplog.records] == [f"{tmp_path} was meta-trained with C=0.0, not 0.9"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sss_core.editors.mend"):
+        MEND(MENDConfig(checkpoint=str(tmp_path), sss_c=0.0)).load(tiny.model)  # its own C: nothing to say
+        with_sss = MEND(MENDConfig(sss_c=load_trained(ASSETS / "mend-sss", "mend")[1]["train"]["sss_c"]))
+        with_sss.load(default_lm.model)
+    assert caplog.records == [] and with_sss.config.sss_c > 0
     config = json.loads((tmp_path / "config.json").read_text())
     config["names"].append("nowhere.weight")
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -573,6 +579,8 @@ def test_trained_editors_find_their_checkpoint_by_c():
     assert SERACConfig(sss_c=0.5, checkpoint="/x/y").folder() == Path("/x/y")
     assert SERACConfig(threshold=0.999).threshold == 0.999
     assert (MEND().name, SERAC().name) == ("mend", "serac")
+    for name in ("mend", "serac"):  # C = 1 (the SSS term alone) is allowed
+        assert make_editor(name, sss_c=1.0).config.sss_c == 1.0
 
 
 def test_serac_edit_text():
