@@ -589,3 +589,28 @@ def test_serac_edit_text():
     assert edit_prefix(EditRequest(" X is", "y")) == "edit: y |  X is\n"  # leading spaces are the prompt's own
     assert edit_prefix(EditRequest("Say X ", "y")) == "edit: y | Say X\n"  # only spaces are stripped
     assert edit_prefix(EditRequest("Say\t ", "y")) == "edit: y | Say\t\n"
+
+
+def test_serac_routing_of_a_padded_batch_equals_each_row_alone(default_lm):
+    """Right-padded rows with their mask, or the same rows given as embeddings, get at every real position
+    the logits each row gets alone (in scope of an edit or not)."""
+    model, tok = default_lm.model, default_lm.tok
+    editor = SERAC(SERACConfig())
+    edit = editor.edit(model, tok, [EditRequest("The capital of France is", "Rome")])
+    with edit:
+        wrapper = editor.wrapper(model, tok)
+        rows = ["The capital of France is", "Ba Shudyk works for the company"]
+        _, p = wrapper.scope(*serac_base_hidden(model, tok, rows))
+        assert p[0] > wrapper.threshold > p[1]  # the first row is routed, the second is not
+        ids = [tok(r)["input_ids"] for r in rows]
+        width = max(map(len, ids))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        batch = torch.tensor([i + [pad] * (width - len(i)) for i in ids])
+        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+        together = wrapper(input_ids=batch, attention_mask=mask).logits
+        as_embeds = wrapper(inputs_embeds=model.get_input_embeddings()(batch), attention_mask=mask).logits
+        for r, i in enumerate(ids):
+            alone = wrapper(input_ids=torch.tensor([i])).logits[0]
+            assert torch.allclose(together[r, :len(i)], alone, atol=1e-4)
+            assert torch.allclose(as_embeds[r, :len(i)], alone, atol=1e-4)
+        assert wrapper(input_ids=batch, attention_mask=mask).hidden_states is None  # only when asked
