@@ -37,9 +37,7 @@ main() {
                  tests="tests/evaluation/test_store.py tests/evaluation/test_store_frame.py tests/evaluation/test_report_tables.py tests/evaluation/test_report_write.py" ;;
         ftl)     files="sss_core/editors/ftl.py"
                  tests="tests/test_ftl.py tests/test_sss_in_ftl.py" ;;
-        mend)    files="sss_core/editors/mend.py"
-                 tests="tests/editors/test_mend_serac.py tests/editors/test_training_resume.py" ;;
-        serac)   files="sss_core/editors/serac.py"
+        mend|serac) files="sss_core/editors/$target.py"
                  tests="tests/editors/test_mend_serac.py tests/editors/test_training_resume.py" ;;
         *) echo "unknown target $target" >&2; exit 2 ;;
     esac
