@@ -133,7 +133,10 @@ def test_an_outcome_is_written_as_its_json_record(tmp_path):
     outcome = Outcome(RunKey("rome", 2, "c1", "single"), case, None, error="EditFailed: nan loss")
     with ResultFile(tmp_path / "results.jsonl") as results:
         results.write(outcome, knn_distance=math.inf)
-    line = json.loads((tmp_path / "results.jsonl").read_text())
+    def not_json(constant):
+        raise AssertionError(f"{constant} is not strict JSON")
+
+    line = json.loads((tmp_path / "results.jsonl").read_text(), parse_constant=not_json)  # no NaN / Infinity
     assert line == {**outcome.to_json(), "knn_distance": None}
     assert (line["editor"], line["seed"], line["error"], line["request"]["target_new"]) == (
         "rome", 2, "EditFailed: nan loss", "Rome")
