@@ -4,7 +4,14 @@ The before and after points are fitted jointly (one fit over both sets), so both
 plane and an arrow from a sentence's before point to its after point shows how the edit moved it.
 PCA is the default: deterministic, and linear, so a sentence the edit did not move stays put.
 UMAP and t-SNE show local neighbourhoods better but distort distances; with fewer than
-``MIN_POINTS`` sentences they fall back to PCA and say so.
+``MIN_POINTS`` sentences (or distinct embeddings) they fall back to PCA and say so.
+
+Degenerate input has a defined answer, never NaN and never a crash: rows that are the same point
+(bitwise, or closer than ``SAME_POINT_RTOL`` of the cloud's radius) get the same 2-D coordinates by
+every method (UMAP and t-SNE are fitted on the distinct rows only), so a sentence that did not move
+in the full space is drawn without an arrow (``Projection.moved`` is False for it); all rows one
+point: every sentence at the origin, with a message; NaN, infinite or absurdly large values
+(above ``MAX_ABS_VALUE``): ``ProjectionError``.
 
 Example:
     >>> proj = project(before, after, method="pca")       # (n, d) each
@@ -23,12 +30,20 @@ from typing import Literal
 
 import numpy as np
 
+from .errors import SSSError
+
 log = logging.getLogger(__name__)
 
 Method = Literal["pca", "umap", "tsne"]
 METHODS: tuple[str, ...] = ("pca", "umap", "tsne")
 METHOD_LABELS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
-MIN_POINTS = 15  # fewer sentences than this: UMAP / t-SNE fall back to PCA
+MIN_POINTS = 15  # fewer sentences (or distinct embeddings) than this: UMAP / t-SNE fall back to PCA
+SAME_POINT_RTOL = 1e-6  # two rows closer than this fraction of the cloud's radius are one point
+MAX_ABS_VALUE = 1e150  # larger values: squared distances overflow float64; refused (ProjectionError)
+
+
+class ProjectionError(SSSError, ValueError):
+    """Embeddings that cannot be projected (NaN or infinite values); the message names the sentence."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,9 @@ class Projection:
     message: str | None = None  # why the method differs from the one asked for, when it does
     explained_variance: tuple[float, ...] | None = None  # PCA: fraction of variance per axis
     seconds: float = 0.0
+    # (n,) bool: the sentence moved in the full space; False: its after point is its before point
+    # (bitwise, or within SAME_POINT_RTOL), drawn at the same 2-D coordinates, so without an arrow
+    moved: np.ndarray | None = None
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -90,36 +108,107 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
                     max_iter=500).fit_transform(x)
 
 
+def _same_points(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group the rows of ``x`` (N, d) that are one point: bitwise equal, or (transitively) closer than
+    ``SAME_POINT_RTOL`` times the largest distance of a row from the mean.
+
+    Returns ``(first, label)``: the index in ``x`` of the first row of each group, and the group of
+    every row (N,), so ``x[first][label]`` stands each row in for its group's first row.
+    """
+    if x.shape[0] == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    _, first, label = np.unique(x, axis=0, return_index=True, return_inverse=True)
+    label = np.asarray(label).reshape(-1)
+    radius = float(np.linalg.norm(x - x.mean(0), axis=1).max()) if x.shape[1] else 0.0
+    if len(first) > 1 and radius > 0:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+        from scipy.spatial import cKDTree
+
+        pairs = cKDTree(x[first]).query_pairs(SAME_POINT_RTOL * radius, output_type="ndarray")
+        if len(pairs):
+            m = len(first)
+            graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
+            _, merged = connected_components(graph, directed=False)
+            label = merged[label]
+    _, first, label = np.unique(label, return_index=True, return_inverse=True)
+    return first, np.asarray(label).reshape(-1)
+
+
+def _check_finite(x: np.ndarray, n: int) -> None:
+    """Raise ProjectionError naming the first sentence of the joint (2n, d) ``x`` with a NaN or infinity,
+    or with a value above ``MAX_ABS_VALUE`` in magnitude."""
+    for bad, what in ((~np.isfinite(x).all(axis=1), "NaN or infinite values"),
+                      ((np.abs(np.nan_to_num(x)) > MAX_ABS_VALUE).any(axis=1), f"values above {MAX_ABS_VALUE:.0e}")):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            which, k = ("before", i) if i < n else ("after", i - n)
+            raise ProjectionError(f"the embedding of sentence {k} ({which} the edit) holds {what}, so nothing "
+                                  "can be projected; the model's hidden states overflowed or the edit broke the model")
+
+
 def project(before: np.ndarray, after: np.ndarray | None = None, method: Method = "pca",
             seed: int = 0) -> Projection:
     """Fit ``method`` once over the before and after points together and split the result.
 
     before, after: (n, d) embeddings of the same n sentences (``after=None`` projects one set).
+    Rows that are one point (see ``SAME_POINT_RTOL``) get the same coordinates; ``moved`` says
+    which sentences moved. UMAP and t-SNE are fitted on the distinct rows; with fewer than
+    ``MIN_POINTS`` sentences or distinct rows, or when they give no finite layout, the result is
+    PCA and ``message`` says why. All rows one point: every sentence at (0, 0), with a message.
+
+    Raises:
+        ValueError: an unknown ``method``, or ``before`` and ``after`` not of one (n, d) shape.
+        ProjectionError: (an SSSError and ValueError) NaN or infinite values in the embeddings, or
+            values above ``MAX_ABS_VALUE`` in magnitude; the message names the first such sentence.
     """
     if method not in METHODS:
         raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
-    before = np.asarray(before, dtype=np.float32)
-    after = before if after is None else np.asarray(after, dtype=np.float32)
+    before = np.asarray(before, dtype=np.float64)
+    after = before if after is None else np.asarray(after, dtype=np.float64)
     if before.shape != after.shape or before.ndim != 2:
         raise ValueError(f"before {before.shape} and after {after.shape} must be the same (n, d) shape")
     n = before.shape[0]
     start = time.perf_counter()
     joint = np.concatenate([before, after])  # (2n, d)
+    _check_finite(joint, n)
+    first, label = _same_points(joint)
+    moved = label[:n] != label[n:]
+    distinct = len(first)
+    label_name = METHOD_LABELS[method]
     used, message, ratios = method, None, None
-    if method != "pca" and n < MIN_POINTS:
+    if n and distinct == 1:
         used = "pca"
-        message = (f"{METHOD_LABELS[method]} needs at least {MIN_POINTS} sentences to say anything about "
+        message = (f"all {n} sentences have one and the same embedding" + (" before and after" if n > 1 else "")
+                   + "; there is nothing to lay out, so they are drawn at one point")
+    elif method != "pca" and n < MIN_POINTS:
+        used = "pca"
+        message = (f"{label_name} needs at least {MIN_POINTS} sentences to say anything about "
                    f"neighbourhoods; there are {n}, so this is PCA")
-    if used == "pca":
+    elif method != "pca" and distinct < MIN_POINTS:
+        used = "pca"
+        message = (f"{label_name} needs at least {MIN_POINTS} distinct points to say anything about "
+                   f"neighbourhoods; these {n} sentences before and after have {distinct} distinct "
+                   "embeddings, so this is PCA")
+    coords = None
+    if used != "pca":
+        # fit on the distinct rows, centred and scaled to radius 1 (no overflow, no vanishing distances)
+        x = joint[first] - joint[first].mean(0)
+        x = (x / np.linalg.norm(x, axis=1).max()).astype(np.float32)
+        if x.shape[1] < 2:  # one dimension: a zero second one, so their PCA initialisation has two axes
+            x = np.hstack([x, np.zeros((x.shape[0], 2 - x.shape[1]), np.float32)])
+        fitted = np.asarray(_umap(x, seed) if used == "umap" else _tsne(x, seed), dtype=np.float64)
+        if np.isfinite(fitted).all():
+            coords = fitted[label]
+        else:
+            message = f"{label_name} gave no finite layout for these points, so this is PCA"
+            used = "pca"
+    if coords is None:
         coords, ratios = pca_2d(joint)
-    elif used == "umap":
-        coords = _umap(joint, seed)
-    else:
-        coords = _tsne(joint, seed)
-    coords = np.asarray(coords, dtype=np.float64)
+        coords = coords[first][label]  # one point, one place: no arrow for a sentence that did not move
     seconds = time.perf_counter() - start
-    log.debug("%s projection of %d points in %.3fs", used, 2 * n, seconds)
-    return Projection(coords[:n], coords[n:], used, method, message, ratios, seconds)
+    log.debug("%s projection of %d points (%d distinct) in %.3fs", used, 2 * n, distinct, seconds)
+    return Projection(coords[:n], coords[n:], used, method, message, ratios, seconds, moved)
 
 
 def warm_up_umap(seed: int = 0) -> float:
