@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from .editors import EDITORS, editor_config, make_editor
@@ -55,6 +56,7 @@ from .evaluation.metrics import (TokenPrediction, answer_probability, evaluate_e
                                  teacher_forced, top_k)
 from .evaluation.presets import greedy_answer, presets
 from .models import LoadedModel
+from .record import N_BACKGROUND, AnalysisOptions, RunRecord, check_model, make_record
 from .sparsity import (EditLambda, KnnSettings, SentenceSparsity, answer_rows, lambda_and_probability,
                        sentence_sparsity)
 from .sparsity import with_knn as remeasure_knn
@@ -62,7 +64,6 @@ from .text import joined_text, max_positions, target_ids
 from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
 Progress = Callable[[str], None]
-N_BACKGROUND = 30  # background sentences the app and the CLI embed around an edit
 
 # Groups whose top-1 prediction should become the new target; in LOCALITY_GROUPS it should stay.
 REWRITE_GROUPS = ("rewrite", "paraphrase", "subject_replace")
@@ -168,6 +169,7 @@ class EditRun:
     trajectory: tuple[dict[str, float], ...] = ()  # per optimisation step: {"step", "loss", "sss"}
     top_k_before: tuple[tuple[str, float], ...] = ()  # the edit prompt's top-k next tokens (when asked for)
     top_k_after: tuple[tuple[str, float], ...] = ()
+    record: RunRecord | None = field(default=None, compare=False)  # what made this run (run_record replays it)
 
     @property
     def c(self) -> float | None:
@@ -206,8 +208,13 @@ class EditRun:
             s = self.sparsity_of(row.prompt)
             return {**row.as_dict(), **(s.probe_fields() if s is not None else {})}
 
+        record = self.record.to_dict() if self.record is not None else None
         return {
+            "record": record,  # everything that made this run: `sss-lab edit --from FILE` replays it
+            "command": {"replay": self.record.command("FILE") if record else None,
+                        "equivalent": self.record.command() if record else None},
             "config": {"model": self.model_name, "editor": self.editor, "settings": self.config,
+                       "c": record["c"] if record else None, "c_means": record["c_means"] if record else None,
                        "request": dataclasses.asdict(self.case.request)},
             "results": {"metrics": res.metrics, "lambda_max_before": res.lambda_max_before,
                         "lambda_max_after": res.lambda_max_after, "seconds_edit": self.seconds_edit,
@@ -312,23 +319,82 @@ def trajectory_of(edit: Edit) -> tuple[dict[str, float], ...]:
 def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: EditCase,
                  background: Sequence[str] = (), poolings: Sequence[str] = POOLINGS,
                  progress: Progress | None = None, with_embeddings: bool = True,
-                 knn: KnnSettings = KnnSettings(), top_k_tokens: int = 0) -> EditRun:
-    """Edit, measure and revert. Holds the model's lock from the first measurement to the revert.
+                 knn: KnnSettings = KnnSettings(), top_k_tokens: int = 0, seed: int = 0,
+                 probes_from: str = "record") -> EditRun:
+    """Edit, measure and revert: ``run_record`` of the record these arguments describe.
+
+    ``background``: sentences embedded around the edit (``background_sentences(n)`` is recorded as
+    n world facts). With ``with_embeddings`` (the default) it embeds the probes and ``background``
+    and measures the sparsity of each sentence (``sparsity.SentenceSparsity``, kNN distances as
+    ``knn`` says); without, ``embeddings`` and ``sparsity`` are empty (the C sweep and sequential
+    steps). ``top_k_tokens`` > 0 also keeps the edit prompt's top-k next tokens before and after.
+    Errors a user can cause raise SSSError subclasses with a message saying what to do (also a
+    ``knn`` whose pooling is not among ``poolings``, and a trained editor's C no checkpoint has).
+    """
+    knn = knn.validate()
+    n = len(background)
+    shown = n if n and tuple(background) == background_sentences(n) else tuple(background)
+    options = AnalysisOptions(shown if with_embeddings else 0, knn.k, knn.metric, knn.pooling, top_k_tokens,
+                              with_embeddings, tuple(poolings))
+    record = make_record(editor, overrides, case, lm=lm, analysis=options, seed=seed, probes_from=probes_from)
+    return run_record(lm, record, progress)
+
+
+@dataclass
+class _Before:
+    """What is measured on the unedited model, for ``run_record``."""
+
+    old_answer: str
+    answers: list[tuple[str | None, str]]
+    warnings: tuple[str, ...]
+    p_old: list[float]
+    p_new: list[float]
+    states: Any  # embeddings.SentenceStates
+    pre: list[TokenPrediction]
+    top_k: list[tuple[str, float]]
+    lam_rows: list
+    lam: Any  # sparsity.lambda_and_probability's (lambda_max, P(answer)) of lam_rows
+
+
+def _measure_before(lm: LoadedModel, record: RunRecord, probes: Sequence[Probe], sentences: Sequence[str]) -> _Before:
+    """Probabilities, embeddings, teacher-forced predictions and lambda_max of the unedited model."""
+    model, tok, request, options = lm.model, lm.tok, record.case.request, record.analysis
+    prompts = [p.prompt for p in probes]
+    old_answer = request.ground_truth or greedy_answer(lm, request.prompt)
+    answers = [old_and_new(p, request, old_answer) for p in probes]
+    p_old, p_new = _probabilities(model, tok, prompts, answers)
+    states = sentence_states(model, tok, sentences, options.poolings if options.embeddings else ())
+    pre = teacher_forced(model, tok, prompts, [p.answer for p in probes])
+    k_before = top_k(model, tok, request.prompt, options.top_k) if options.top_k > 0 else []
+    # one batch: each sentence against its top answer (with embeddings), then the edit prompt
+    # against the old target; the new target's lambda_max comes with the metrics
+    lam_rows = answer_rows(tok, sentences, states.next_token_ids) if options.embeddings else []
+    lam_rows.append(target_ids(tok, request.prompt, old_answer))
+    return _Before(old_answer, answers, tuple(request_warnings(model, tok, request)), p_old, p_new, states, pre,
+                   k_before, lam_rows, lambda_and_probability(model, tok, lam_rows))
+
+
+def _background(options: AnalysisOptions) -> Sequence[str]:
+    """The background sentences a record's analysis options name."""
+    if not options.embeddings:
+        return ()
+    return background_sentences(options.background) if isinstance(options.background, int) else options.background
+
+
+def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = None) -> EditRun:
+    """The one pipeline: edit as ``record`` says, measure, revert. Holds the model's lock from the
+    first measurement to the revert, so no other user of a shared model ever sees it edited.
 
     ``progress`` is called with a short message at each stage (the app shows them in st.status).
-    With ``with_embeddings`` (the default) it embeds the probes and ``background`` and measures
-    the sparsity of each sentence (``sparsity.SentenceSparsity``, kNN distances as ``knn`` says);
-    without, ``embeddings`` and ``sparsity`` are empty (the C sweep and sequential steps).
-    ``edit_lambda`` (the edit prompt against the new and the old target) is always measured.
-    ``top_k_tokens`` > 0 also keeps the edit prompt's top-k next tokens before and after.
-    Errors a user can cause raise SSSError subclasses with a message saying what to do (also a
-    ``knn`` whose pooling is not among ``poolings``).
+    Raises RequestError when ``lm`` is not the record's model (fingerprint), for a record whose kNN
+    pooling is not among its poolings, and SSSError subclasses for what the edit itself refuses.
     """
-    progress = progress or _noop
-    knn = knn.validate()
-    if with_embeddings and knn.pooling not in poolings:
+    progress, options = progress or _noop, record.analysis
+    knn = KnnSettings(options.k, options.metric, options.pooling).validate()
+    if options.embeddings and knn.pooling not in options.poolings:
         raise RequestError(f"the kNN distance is measured on {knn.pooling!r} embeddings, which are not among "
-                           f"the poolings asked for ({', '.join(poolings)})")
+                           f"the poolings asked for ({', '.join(options.poolings)})")
+    check_model(record, lm)
     start = time.perf_counter()
     timings: dict[str, float] = {}
     mark = [start]
@@ -338,74 +404,66 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
         timings[stage] = round(now - mark[0], 4)
         mark[0] = now
 
-    config = settings_for(editor, overrides)
-    request = case.request.validate()
-    probes = probes_of(case)
+    request, editor = record.case.request.validate(), make_editor(record.editor, **record.settings)
+    probes = probes_of(record.case)
     _check_lengths(lm, [joined_text(p.prompt, p.answer) for p in probes])
     model, tok = lm.model, lm.tok
-    sentences, groups = _sentences(case, probes, background if with_embeddings else ())
-    prompts = [p.prompt for p in probes]
+    sentences, groups = _sentences(record.case, probes, _background(options))
     with model_lock(model):
         progress("Reading the model's predictions before the edit")
-        old_answer = request.ground_truth or greedy_answer(lm, request.prompt)
-        answers = [old_and_new(p, request, old_answer) for p in probes]
-        warnings = tuple(request_warnings(model, tok, request))
-        p_old_before, p_new_before = _probabilities(model, tok, prompts, answers)
-        before = sentence_states(model, tok, sentences, poolings if with_embeddings else ())
-        pre = teacher_forced(model, tok, prompts, [p.answer for p in probes])
-        k_before = top_k(model, tok, request.prompt, top_k_tokens) if top_k_tokens > 0 else []
+        before = _measure_before(lm, record, probes, sentences)
         lap("before")
-        # one batch: each sentence against its top answer (with embeddings), then the edit prompt
-        # against the old target; the new target's lambda_max comes with the metrics
-        lam_rows = answer_rows(tok, sentences, before.next_token_ids) if with_embeddings else []
-        lam_rows.append(target_ids(tok, request.prompt, old_answer))
-        lam_before = lambda_and_probability(model, tok, lam_rows)
-        lap("sparsity before")
-
-        progress(f"Editing with {editor}")
+        progress(f"Editing with {record.editor}")
+        torch.manual_seed(record.seed)
         t0 = time.perf_counter()
-        edit = make_editor(editor, **dict(overrides)).edit(model, tok, [request])
+        edit = editor.edit(model, tok, [request])
         seconds_edit = time.perf_counter() - t0
-        norms = edit.delta_norms() or None  # {} (no weight changed, e.g. SERAC) is shown as "none"
-        deltas = weight_deltas(edit)
         lap("edit")
-
         progress("Scoring the edit (metrics and lambda_max)")
-        result = evaluate_edit(model, tok, case, edit, editor, seconds_edit, pre=pre)
+        result = evaluate_edit(model, tok, record.case, edit, record.editor, seconds_edit, pre=before.pre)
         lap("score")
-
         progress("Reading predictions and embeddings after the edit")
         with edit:  # applied here, reverted on the way out whatever happens
             edited = edit.model
-            p_old_after, p_new_after = _probabilities(edited, tok, prompts, answers)
-            after = sentence_states(edited, tok, sentences, poolings if with_embeddings else ())
-            k_after = top_k(edited, tok, request.prompt, top_k_tokens) if top_k_tokens > 0 else []
-            lap("after")
-            lam_after = lambda_and_probability(edited, tok, lam_rows)
-        lap("sparsity after")
+            p_old_after, p_new_after = _probabilities(edited, tok, [p.prompt for p in probes], before.answers)
+            after = sentence_states(edited, tok, sentences, options.poolings if options.embeddings else ())
+            k_after = top_k(edited, tok, request.prompt, options.top_k) if options.top_k > 0 else []
+            lam_after = lambda_and_probability(edited, tok, before.lam_rows)
+        lap("after")
+    return _assemble(lm, record, probes, sentences, groups, before, (p_old_after, p_new_after, after, k_after, lam_after),
+                     edit, result, knn, seconds_edit, time.perf_counter() - start, timings)
 
-    top_before = [(tok.decode([int(t)]), float(q)) for t, q in zip(before.next_token_ids, before.next_token_probs)]
-    top_after = [(tok.decode([int(t)]), float(q)) for t, q in zip(after.next_token_ids, after.next_token_probs)]
+
+def _assemble(lm: LoadedModel, record: RunRecord, probes, sentences, groups, before: _Before, after_parts,
+              edit: Edit, result: EditResult, knn: KnnSettings, seconds_edit: float, seconds_total: float,
+              timings: dict[str, float]) -> EditRun:
+    """The EditRun of ``run_record``'s measurements."""
+    p_old_after, p_new_after, after, k_after, lam_after = after_parts
+    request, lam_before = record.case.request, before.lam
+    top_before = [(lm.tok.decode([int(t)]), float(q))
+                  for t, q in zip(before.states.next_token_ids, before.states.next_token_probs)]
+    top_after = [(lm.tok.decode([int(t)]), float(q)) for t, q in zip(after.next_token_ids, after.next_token_probs)]
     top_of = {s: i for i, s in enumerate(sentences)}
-    scores = [r.score for r in result.probes]
-    probe_rows = tuple(ProbeRow(p.group, p.prompt, a[0], a[1], p_old_before[i], p_old_after[i], p_new_before[i],
-                          p_new_after[i], top_before[top_of[p.prompt]][0], top_after[top_of[p.prompt]][0], scores[i])
-                 for i, (p, a) in enumerate(zip(probes, answers)))
+    rows = tuple(ProbeRow(p.group, p.prompt, a[0], a[1], before.p_old[i], p_old_after[i], before.p_new[i],
+                          p_new_after[i], top_before[top_of[p.prompt]][0], top_after[top_of[p.prompt]][0],
+                          result.probes[i].score)
+                 for i, (p, a) in enumerate(zip(probes, before.answers)))
     fmt = tuple(f"{t!r} ({q:.2f})" for t, q in top_before)
     fmt_after = tuple(f"{t!r} ({q:.2f})" for t, q in top_after)
-    embeddings = {p: EmbeddingSet(tuple(sentences), tuple(groups), before.pooled[p], after.pooled[p], fmt, fmt_after, p)
-                  for p in before.pooled}
-    edit_lambda = EditLambda(request.target_new, old_answer, result.lambda_max_before, result.lambda_max_after,
+    embeddings = {p: EmbeddingSet(tuple(sentences), tuple(groups), before.states.pooled[p], after.pooled[p], fmt,
+                                  fmt_after, p) for p in before.states.pooled}
+    edit_lambda = EditLambda(request.target_new, before.old_answer, result.lambda_max_before, result.lambda_max_after,
                              float(lam_before[0][-1]), float(lam_after[0][-1]))
     sparsity: tuple[SentenceSparsity, ...] = ()
-    if with_embeddings:
+    if record.analysis.embeddings:
         n = len(sentences)
         sparsity = sentence_sparsity(sentences, groups, [t for t, _ in top_before], [t for t, _ in top_after],
                                      (lam_before[0][:n], lam_before[1][:n]), (lam_after[0][:n], lam_after[1][:n]),
-                                     before.pooled[knn.pooling], after.pooled[knn.pooling], knn)
-    return EditRun(uuid.uuid4().hex[:12], lm.name, editor, dataclasses.asdict(config), case, result, probe_rows, norms,
-                   embeddings, warnings, seconds_edit, time.perf_counter() - start, timings, sparsity, edit_lambda,
-                   knn, deltas, trajectory_of(edit), tuple(k_before), tuple(k_after))
+                                     before.states.pooled[knn.pooling], after.pooled[knn.pooling], knn)
+    return EditRun(uuid.uuid4().hex[:12], lm.name, record.editor, dict(record.settings), record.case, result, rows,
+                   edit.delta_norms() or None, embeddings, before.warnings, seconds_edit, seconds_total, timings,
+                   sparsity, edit_lambda, knn, weight_deltas(edit), trajectory_of(edit), tuple(before.top_k),
+                   tuple(k_after), record)
 
 
 def delta_cosine(run_a: EditRun, run_b: EditRun) -> dict[str, float]:

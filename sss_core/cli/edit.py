@@ -10,6 +10,7 @@ import argparse
 import logging
 import math
 import sys
+from pathlib import Path
 
 from ..types import EditRequest
 from .common import add_model_args, emit, fail, load_model_from_args, nonempty, parse_settings, positive_int, unit_interval
@@ -34,12 +35,17 @@ def count(text: str) -> int:
 def add_request_args(p: argparse.ArgumentParser) -> None:
     """The options of one edit, shared by ``edit`` and ``inspect``: editor, C, request, probes, settings,
     the sparsity's kNN and background, and the model arguments."""
-    p.add_argument("--editor", required=True, type=editor_name, help=f"one of: {', '.join(known_editors())}")
+    p.add_argument("--from", dest="from_file", type=Path, default=None, metavar="RUN.json",
+                   help="replay a run exactly as recorded: a file written by 'edit --json' or the app's JSON "
+                        "export (its model, editor, settings, probes, seed and analysis options); the request "
+                        "options are then left out")
+    p.add_argument("--editor", type=editor_name, help=f"one of: {', '.join(known_editors())} (required without --from)")
     p.add_argument("--C", dest="C", type=unit_interval, default=None,
-                   help="SSS weight C in [0, 1] (editors with +sss; default 0.9)")
-    p.add_argument("--prompt", required=True, type=nonempty)
+                   help="C in [0, 1]: FT-L+SSS's weight of the SSS term (default 0.9); for MEND/SERAC the C their "
+                        "checkpoint was trained at (another C is refused, naming the checkpoints there are)")
+    p.add_argument("--prompt", type=nonempty, help="the sentence to edit (required without --from)")
     p.add_argument("--subject", default=None)
-    p.add_argument("--target", required=True, type=nonempty, help="the new answer")
+    p.add_argument("--target", type=nonempty, help="the new answer (required without --from)")
     p.add_argument("--paraphrase", action="append", default=[], help="a paraphrase prompt (repeatable)")
     p.add_argument("--neighbour", action="append", default=[], metavar="PROMPT",
                    help="an unrelated prompt whose prediction must not change (repeatable)")
@@ -64,30 +70,85 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def analyse_from_args(args, top_k: int = 0):
-    """Check the request and settings, load the model, run ``analysis.analyse_edit``; returns (lm, EditRun).
+REQUEST_OPTIONS = ("editor", "C", "prompt", "subject", "target", "paraphrase", "neighbour", "set")
 
-    Everything that can be checked without torch is checked first (exit 2 with one line).
+
+def _replayed(args):
+    """(record, model arguments) of ``--from``: the record in the file; its model unless --model names one.
+
+    Exits 2 when request options are given too (a replay is the record as it was) or the file is unreadable.
     """
-    settings = parse_settings(args.set)
-    request = EditRequest(args.prompt, args.target, subject=args.subject).validate()
-    # torch, the registry and the model only once every argument that can be checked without them is valid
-    from ..editors import EDITORS, make_editor
-    if args.C is not None:
-        c_field = EDITORS[args.editor].c_field
-        if c_field is None:
-            with_c = ", ".join(name for name, spec in EDITORS.items() if spec.c_field)
-            fail(f"--C is the weight of the SSS term, which {args.editor} does not have; editors with it: {with_c}")
-        settings[c_field] = args.C
-    from ..analysis import analyse_edit, background_sentences
-    from ..evaluation.presets import case_for_request
-    from ..sparsity import KnnSettings
+    given = [f"--{o}" for o in REQUEST_OPTIONS if getattr(args, o) not in (None, [], False)]
+    if given:
+        fail(f"--from replays the run as recorded; leave out {', '.join(given)} (or drop --from to run a new edit)")
+    try:
+        text = args.from_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--from {args.from_file}: cannot read it ({exc})")
+    from ..record import SHIPPED_MODEL_NAME, load_record
 
-    make_editor(args.editor, **settings)  # a bad setting is refused before the model is loaded
-    lm = load_model_from_args(args)
+    record = load_record(text)
+    if args.model is None and record.model.name != SHIPPED_MODEL_NAME:
+        args.model = record.model.name
+    if args.dtype is None and record.model.dtype not in (None, "float32"):
+        args.dtype = record.model.dtype
+    return record
+
+
+def _new_record(args, lm):
+    """The record of a new edit from the request options (exits 2 naming what is missing or wrong)."""
+    from ..evaluation.presets import case_for_request, world_fact_for
+    from ..record import AnalysisOptions, make_record
+
+    request = EditRequest(args.prompt, args.target, subject=args.subject).validate()
     case = case_for_request(request, args.paraphrase, args.neighbour, lm)
-    run = analyse_edit(lm, args.editor, settings, case, background_sentences(args.background),
-                       knn=KnnSettings(args.k, args.metric, args.pooling), top_k_tokens=top_k, progress=log.info)
+    typed = bool(args.paraphrase or args.neighbour) or world_fact_for(request.prompt) is None
+    options = AnalysisOptions(args.background, args.k, args.metric, args.pooling, args.top_k_tokens)
+    return make_record(args.editor, _settings(args), case, lm=lm, analysis=options, probes_from="typed" if typed else "world")
+
+
+def _settings(args) -> dict:
+    """The editor settings of ``--set`` and ``--C`` (C in the registry's C field of the editor)."""
+    from ..editors import EDITORS
+
+    settings = parse_settings(args.set)
+    if args.C is not None:
+        settings[EDITORS[args.editor].c_field] = args.C
+    return settings
+
+
+def _check_request_args(args) -> None:
+    """Exit 2 (one line) for what can be checked without torch: missing options, a bad --set or request,
+    and --C for an editor without C."""
+    missing = [f"--{o}" for o in ("editor", "prompt", "target") if getattr(args, o) is None]
+    if missing:
+        fail(f"give {', '.join(missing)} (or --from RUN.json to replay a recorded run)")
+    parse_settings(args.set)
+    EditRequest(args.prompt, args.target, subject=args.subject).validate()
+    from ..editors import EDITORS, make_editor
+
+    if args.C is not None and EDITORS[args.editor].c_field is None:
+        with_c = ", ".join(name for name, spec in EDITORS.items() if spec.c_field)
+        fail(f"--C is the weight of the SSS term, which {args.editor} does not have; editors with it: {with_c}")
+    make_editor(args.editor, **_settings(args))  # a bad setting (or a C no checkpoint has) is refused before the model loads
+
+
+def analyse_from_args(args, top_k: int = 0):
+    """Build the run record (from the request options, or ``--from`` a recorded run), load the model and
+    run it through ``analysis.run_record``; returns (lm, EditRun).
+
+    Everything that can be checked without the model is checked first (exit 2 with one line).
+    """
+    args.top_k_tokens = top_k
+    record = _replayed(args) if args.from_file is not None else None
+    if record is None:
+        _check_request_args(args)
+    from ..analysis import run_record
+
+    lm = load_model_from_args(args)
+    if record is None:
+        record = _new_record(args, lm)
+    run = run_record(lm, record, progress=log.info)
     for w in run.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return lm, run
@@ -109,7 +170,7 @@ def run(args) -> None:
                 "pre": [spell(t) for t in r.pre_tokens], "post": [spell(t) for t in r.post_tokens], **extra}
 
     lam = run_.edit_lambda
-    out = {"editor": args.editor, "model": lm.name, "request": result.to_dict()["request"],
+    out = {"editor": run_.editor, "model": lm.name, "c": run_.record.c, "c_means": run_.record.c_meaning(), "request": result.to_dict()["request"],
            # the edit's own lambda_max, against the new target (as in every result); edit_lambda has both targets
            "lambda_max_before": result.lambda_max_before, "lambda_max_after": result.lambda_max_after,
            "edit_lambda": lam.as_dict() if lam is not None else None,
@@ -120,10 +181,13 @@ def run(args) -> None:
            "knn": {"k": run_.knn.k, "metric": run_.knn.metric, "pooling": run_.knn.pooling},
            "sparsity": [s.as_dict() for s in run_.sparsity],
            "trajectory": list(run_.trajectory), "delta_norms": run_.delta_norms,
-           "extra": result.extra, "warnings": list(run_.warnings)}
+           "extra": result.extra, "warnings": list(run_.warnings),
+           # everything that made the run; `sss-lab edit --from FILE` (FILE: this output) replays it
+           "record": run_.record.to_dict(),
+           "command": {"replay": run_.record.command("FILE"), "equivalent": run_.record.command()}}
     mine = run_.sparsity_of(request.prompt)
     lines = [
-        f"{args.editor} on {lm.name}: {request.prompt!r} -> {request.target_new!r} in {result.seconds:.3f}s",
+        f"{run_.editor} on {lm.name}: {request.prompt!r} -> {request.target_new!r} in {result.seconds:.3f}s",
         f"lambda_max against the new target  before {result.lambda_max_before:.4g}  after {result.lambda_max_after:.4g}"]
     if lam is not None and lam.old_target is not None:
         lines.append(f"lambda_max against the old target ({lam.old_target!r})  before {lam.old_before:.4g}  "
@@ -134,4 +198,7 @@ def run(args) -> None:
     lines += ["pre  top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_before),
               "post top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_after),
               *(f"{k:12s} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v))]
+    if run_.record.c_meaning():
+        lines.insert(1, run_.record.c_meaning())
+    lines.append("same run again: " + run_.record.command())
     emit(out, args.json, "\n".join(lines))

@@ -15,9 +15,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import RequestError
@@ -27,7 +29,7 @@ from .memit import MEMIT, MEMITConfig
 from .mend import MEND, MENDConfig, MENDTrainConfig, train_mend
 from .rome import ROME, ROMEConfig
 from .serac import SERAC, SERACConfig, SERACTrainConfig, train_serac
-from .training import Trainer
+from .training import ASSETS, Trainer
 
 # fields every trained editor's configs have: the CLI and the contract tests set them
 TRAIN_FIELDS = ("steps", "seed", "validate")
@@ -58,6 +60,15 @@ class EditorSpec:
         """True for an editor that needs a checkpoint made by its trainer (MEND, SERAC)."""
         return self.trainer is not None
 
+    @property
+    def c_role(self) -> str | None:
+        """What C is for this editor, decided here only (see ``C_ROLES``): "loss" (FT-L: the edit's own
+        loss weighs the SSS term by C), "checkpoint" (MEND, SERAC: C is the C their checkpoint was
+        trained at; the edit itself has no SSS term), or None (ROME, MEMIT: no SSS term at all)."""
+        if self.c_field is None:
+            return None
+        return "checkpoint" if self.trainable else "loss"
+
     def check(self) -> None:
         """ValueError naming what is wrong when the entry's parts do not fit together."""
         fields = _fields(self.config_cls)
@@ -84,6 +95,10 @@ class EditorSpec:
 
 
 EDITORS: dict[str, EditorSpec] = {}
+
+# What C means for an editor, in words for every screen and file (keys: ``EditorSpec.c_role``).
+C_ROLES = {"loss": "weight of the SSS term in this edit's loss, L_all = (1 - C) * L + C * SSS (paper Eq. 10)",
+           "checkpoint": "C the editor's checkpoint was trained with; the edit itself has no SSS term"}
 
 
 def register_editor(spec: EditorSpec) -> EditorSpec:
@@ -173,10 +188,13 @@ def _build(cls: type, defaults: dict[str, Any], overrides: dict[str, Any], what:
 def editor_config(name: str, **overrides: Any):
     """The config an editor named ``name`` would run with, given ``overrides``.
 
-    RequestError for an unknown name or a setting the config does not have.
+    For a trained editor (``c_role`` "checkpoint") the C field is the C its checkpoint was trained
+    with. RequestError for an unknown name, a setting the config does not have, or a trained
+    editor asked for a C none of its checkpoints has (the message names them and the train command).
     """
     spec = _spec(name)
-    return _build(spec.config_cls, spec.defaults, overrides, f"editor {name!r}")
+    config = _build(spec.config_cls, spec.defaults, overrides, f"editor {name!r}")
+    return _checked_c(name, config, overrides)
 
 
 def train_config(name: str, **overrides: Any):
@@ -192,6 +210,63 @@ def train_config(name: str, **overrides: Any):
     return _build(spec.train_config_cls, defaults, overrides, f"{name} training")
 
 
+def checkpoint_c(folder: str | Path) -> float | None:
+    """The C a trained editor's checkpoint in ``folder`` was trained with (its config.json's ``train.sss_c``).
+
+    None when ``folder`` holds no readable checkpoint config (the editor's loader says why when it runs).
+    """
+    path = Path(folder) / "config.json"
+    try:
+        return float(json.loads(path.read_text())["train"]["sss_c"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def shipped_checkpoints(name: str) -> dict[float, Path]:
+    """C -> folder of the shipped checkpoints the trained editor ``name`` can load ({} for other editors)."""
+    spec = _spec(name)
+    if spec.c_role != "checkpoint":
+        return {}
+    out: dict[float, Path] = {}
+    for c in (0.0, 1.0):  # the config picks the C = 0 checkpoint or the SSS one (sss_c > 0)
+        folder = spec.config_cls(**{spec.c_field: c}).folder()
+        trained = checkpoint_c(folder)
+        if trained is not None:
+            out[trained] = folder
+    return dict(sorted(out.items()))
+
+
+def _checked_c(name: str, config, overrides: dict[str, Any]):
+    """``config`` with C made honest: for a trained editor, C is the C its checkpoint was trained with.
+
+    Asked for another C (``overrides`` sets the C field), RequestError naming the checkpoints there
+    are and the ``train`` command that makes one; not asked, the config takes the checkpoint's C.
+    """
+    spec = EDITORS[name]
+    if spec.c_role != "checkpoint":
+        return config
+    config.validate()  # C in [0, 1] and the other bounds first: their messages are the precise ones
+    folder = config.folder()
+    trained = checkpoint_c(folder)
+    if trained is None:
+        return config  # no checkpoint there: the editor's loader raises a clear CheckpointError
+    asked = overrides.get(spec.c_field)
+    if asked is not None and abs(float(asked) - trained) > 1e-9:
+        have = ", ".join(f"C = {c:g} ({_shown(f)})" for c, f in shipped_checkpoints(name).items())
+        kind = name.split("+")[0]
+        raise RequestError(
+            f"{name} has no checkpoint trained at C = {float(asked):g}: {_shown(folder)} was trained at C = "
+            f"{trained:g}; shipped: {have or 'none'}. Train one with: sss-lab train {kind} --sss-c {float(asked):g} "
+            f"--data world --out DIR, then pass checkpoint=DIR (--set checkpoint=DIR)")
+    return dataclasses.replace(config, **{spec.c_field: trained})
+
+
+def _shown(folder: Path) -> str:
+    """A checkpoint folder as shown in messages: its place in the package for a shipped one."""
+    folder = Path(folder)
+    return f"sss_core/assets/editors/{folder.name}" if folder.parent == ASSETS else str(folder)
+
+
 def trainable_editors() -> list[str]:
     """Names of the registered editors that have a trainer."""
     return [name for name, spec in EDITORS.items() if spec.trainable]
@@ -203,5 +278,5 @@ def make_editor(name: str, **overrides: Any) -> Editor:
     return EDITORS[name].factory(config, name=name)
 
 
-__all__ = ["EDITORS", "Edit", "EditBase", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor",
+__all__ = ["C_ROLES", "EDITORS", "Edit", "checkpoint_c", "shipped_checkpoints", "EditBase", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor",
            "register_editor", "train_config", "trainable_editors"]

@@ -24,6 +24,7 @@ import os
 import platform
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,9 +33,10 @@ from typing import Protocol
 
 import torch
 
-from ..editors import EDITORS, editor_config, make_editor
+from ..editors import EDITORS, editor_config, make_editor, shipped_checkpoints
 from ..errors import RequestError, SSSError
 from ..models import DEFAULT_MODEL, LoadedModel, load_model
+from ..record import fingerprint, result_digest
 from ..types import EditCase
 from .datasets import load_cases
 from .hypothesis import EditMeasures, reference_prompts
@@ -84,6 +86,11 @@ class BenchConfig:
             raise RequestError(f"unknown mode {bad[0] if bad else ''!r}; choose from {', '.join(MODES)}")
         if "sweep" in self.modes and not self.sweep_editors:
             raise RequestError("the C sweep needs an editor with SSS among --editors, e.g. ft-l+sss")
+        for name in self.sweep_editors if "sweep" in self.modes else ():
+            if not sweep_values_of(self, name)[0]:
+                have = ", ".join(f"{c:g}" for c in shipped_checkpoints(name))
+                raise RequestError(f"{name} is a trained editor whose C is its checkpoint's: none of the sweep's C "
+                                   f"values has a checkpoint (shipped: C = {have}); add one of them to --sweep-values")
         if (self.seeds < 1 or self.workers < 1 or (self.n is not None and self.n < 1)
                 or any(s < 1 for s in self.seq_sizes) or self.batch_size < 1):
             raise RequestError("--n, --seeds, --seq-sizes, --batch-size and --workers must be positive")
@@ -98,9 +105,29 @@ class BenchConfig:
 
 
 def _cases_by_seed(cfg: BenchConfig) -> dict[int, list[EditCase]]:
-    """The cases of every seed (the world draws them per seed; a file only reorders them)."""
+    """The cases of every seed (the world draws them per seed; a file only reorders them).
+
+    Raises RequestError when two cases share a case id (a result is stored under its case id, so one
+    of them would be lost), naming the ids.
+    """
     max_bytes = int(cfg.max_data_mb * 2**20)
-    return {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid) for s in range(cfg.seeds)}
+    by_seed = {s: load_cases(cfg.data, cfg.n, s, cfg.fmt, max_bytes, cfg.skip_invalid) for s in range(cfg.seeds)}
+    for cases in by_seed.values():
+        counts = Counter(c.request.case_id for c in cases)
+        twice = [str(cid) for cid, n in counts.items() if n > 1]
+        if twice:
+            raise RequestError(f"{cfg.data}: {len(twice)} case id(s) occur more than once ({', '.join(twice[:5])}"
+                               f"{', ...' if len(twice) > 5 else ''}); results are stored by case id, so give each "
+                               "record its own id (the 'case_id' field) before running")
+    return by_seed
+
+
+def _changed_results(store: BenchStore, jobs: list[Job]) -> list[RunKey]:
+    """Keys stored with another digest than this run would write: their case's content or the editor's
+    config changed since (results stored before digests existed are trusted)."""
+    stored = store.digests()
+    return [k for job in jobs for k in job.keys
+            if stored.get(k) is not None and stored[k] != job.digests.get(k.case_id)]
 
 
 def _editor(name: str, seed: int, settings: dict, C: float | None = None):
@@ -113,6 +140,29 @@ def _editor(name: str, seed: int, settings: dict, C: float | None = None):
     return make_editor(name, **overrides)
 
 
+def sweep_values_of(cfg: BenchConfig, name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(C values the sweep runs for editor ``name``, values it leaves out). A trained editor's C is the C
+    its checkpoint was trained at, so it runs only the values a checkpoint has (``checkpoint_c``)."""
+    spec = EDITORS[name]
+    if spec.c_role != "checkpoint":
+        return cfg.sweep_values, ()
+    kept, dropped = [], []
+    for C in cfg.sweep_values:
+        try:
+            editor_config(name, **{**cfg.settings, spec.c_field: C})
+            kept.append(C)
+        except RequestError:
+            dropped.append(C)
+    return tuple(kept), tuple(dropped)
+
+
+def _stamped(outcomes: Iterator[Outcome], editor, checkpoint: str | None = None) -> Iterator[Outcome]:
+    """``outcomes``, each stamped with the digest of its case and ``editor``'s config (and ``checkpoint``)."""
+    settings = dataclasses.asdict(editor.config)
+    for o in outcomes:
+        yield dataclasses.replace(o, digest=result_digest(o.case, editor.name, settings), checkpoint=checkpoint)
+
+
 @dataclass(frozen=True)
 class Job:
     """One unit of work: the results ``run()`` yields, for ``keys``, editing ``cases``."""
@@ -122,6 +172,21 @@ class Job:
     cases: list[EditCase]
     run: Callable[[], Iterator[Outcome]]
     measure: bool = False  # store the hypothesis' measures with each result (single edits: the report uses them)
+    digests: dict[str, str] = field(default_factory=dict)  # case id -> result_digest of this job's results
+
+
+def _job(desc: str, keys: list[RunKey], cases: list[EditCase], editor, run: Callable[[], Iterator[Outcome]],
+         measure: bool = False, checkpoint: str | None = None) -> Job:
+    """A Job whose outcomes carry their digests (and ``checkpoint``), with the digests it will write."""
+    settings = dataclasses.asdict(editor.config)
+    digests = {c.request.case_id: result_digest(c, editor.name, settings) for c in cases}
+    return Job(desc, keys, cases, lambda: _stamped(run(), editor, checkpoint), measure, digests)
+
+
+def _checkpoint_of(editor) -> str | None:
+    """The checkpoint folder's name of a trained editor (None for the others)."""
+    folder = getattr(editor.config, "folder", None)
+    return folder().name if callable(folder) else None
 
 
 def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -> list[Job]:
@@ -139,32 +204,33 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                 for start in range(0, len(cases), BLOCK):
                     block = cases[start:start + BLOCK]
                     keys = [RunKey(name, seed, c.request.case_id, "single") for c in block]
-                    jobs.append(Job(f"{name} seed {seed} single", keys, block,
-                                    lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip),
-                                    measure=True))
+                    jobs.append(_job(f"{name} seed {seed} single", keys, block, editor,
+                                     lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip),
+                                     measure=True))
             if "sequential" in cfg.modes:
                 for n in cfg.seq_sizes:
                     chunk = cases[:n]
                     keys = [RunKey(name, seed, c.request.case_id, f"sequential@{len(chunk)}{tail}")
                             for tail in ("", "/final") for c in chunk]
-                    jobs.append(Job(f"{name} seed {seed} sequential n={len(chunk)}", keys, chunk,
-                                    lambda e=editor, c=chunk, s=seed: sequential_edits(model, tok, e, c, s,
-                                                                                       skip=skip)))
+                    jobs.append(_job(f"{name} seed {seed} sequential n={len(chunk)}", keys, chunk, editor,
+                                     lambda e=editor, c=chunk, s=seed: sequential_edits(model, tok, e, c, s,
+                                                                                        skip=skip)))
             if "batch" in cfg.modes:
                 for start in range(0, len(cases), cfg.batch_size):
                     chunk = cases[start:start + cfg.batch_size]
                     keys = [RunKey(name, seed, c.request.case_id, f"batch@{len(chunk)}") for c in chunk]
-                    jobs.append(Job(f"{name} seed {seed} batch {start // cfg.batch_size + 1}", keys, chunk,
-                                    lambda e=editor, c=chunk, s=seed: batch_edits(model, tok, e, c, s, skip=skip)))
+                    jobs.append(_job(f"{name} seed {seed} batch {start // cfg.batch_size + 1}", keys, chunk, editor,
+                                     lambda e=editor, c=chunk, s=seed: batch_edits(model, tok, e, c, s, skip=skip)))
         if "sweep" in cfg.modes:
             for name in cfg.sweep_editors:
-                for C in cfg.sweep_values:
+                for C in sweep_values_of(cfg, name)[0]:
                     editor, mode = _editor(name, seed, cfg.settings, C), f"sweep@C={C:g}"
                     chunk = cases[:cfg.sweep_n]
                     keys = [RunKey(name, seed, c.request.case_id, mode) for c in chunk]
-                    jobs.append(Job(f"{name} seed {seed} C={C:g}", keys, chunk,
-                                    lambda e=editor, c=chunk, s=seed, m=mode, C=C:
-                                    single_edits(model, tok, e, c, s, mode=m, skip=skip, C=C, with_lambda=False)))
+                    jobs.append(_job(f"{name} seed {seed} C={C:g}", keys, chunk, editor,
+                                     lambda e=editor, c=chunk, s=seed, m=mode, C=C:
+                                     single_edits(model, tok, e, c, s, mode=m, skip=skip, C=C, with_lambda=False),
+                                     checkpoint=_checkpoint_of(editor)))
     return jobs
 
 
@@ -342,11 +408,25 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
                            "or choose another --out")
     store.merge_parts()  # what the workers of an interrupted run had finished
     results = store.open(resume)
+    changed = _changed_results(store, plan(cfg, None, cases_by_seed, results.done)) if resume else []
+    if changed:
+        results.close()
+        ids = list(dict.fromkeys(k.case_id for k in changed))
+        raise RequestError(f"{len(changed)} results in {out} were made from other data or settings than this run's "
+                           f"(case ids {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}: the data record or the "
+                           "editor's config changed since): resuming would mix the two. Use a new --out, or move "
+                           "the folder away to start over")
     started, cpu_started = time.time(), time.process_time()
-    entry = store.log.append(_invocation(cfg, command))
+    earlier_model = store.log.latest("model_fingerprint") if resume else None
     lm = _load_model(cfg) if executor is None else None  # an executor's workers load their own
+    if lm is not None and earlier_model is not None and earlier_model != fingerprint(lm.model):
+        results.close()
+        raise RequestError(f"the results in {out} were made on another model (weights {earlier_model}; "
+                           f"{lm.name} is {fingerprint(lm.model)}): resuming would mix the two. Resume with that "
+                           "model's --model and --dtype, or use a new --out")
+    entry = store.log.append(_invocation(cfg, command))
     if lm is not None:
-        store.log.update(entry, model_name=lm.name, model_device=str(lm.device))
+        store.log.update(entry, model_name=lm.name, model_device=str(lm.device), model_fingerprint=fingerprint(lm.model))
     jobs = plan(cfg, lm, cases_by_seed, results.done)
     todo = sum(not results.done(k) for job in jobs for k in job.keys)
     skipped = sum(len(job.keys) for job in jobs) - todo

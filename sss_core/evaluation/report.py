@@ -164,8 +164,20 @@ def c_sweep(frame: pd.DataFrame) -> tuple[str, CsvRows, pd.DataFrame]:
     body = []
     for C in sorted({c for _, c in stats.index}):
         body.append([f"{C:.2f}"] + [cell(stats.loc[(e, C), f"{m}:mean"], stats.loc[(e, C), f"{m}:std"])
+                                    if (e, C) in stats.index else "–"
                                     for e in dict.fromkeys(e for e, _ in stats.index) for m in metrics])
-    return md_table(header, body), _csv("c_sweep", stats, metrics), stats
+    return md_table(header, body) + _checkpoint_note(rows), _csv("c_sweep", stats, metrics), stats
+
+
+def _checkpoint_note(rows: pd.DataFrame) -> str:
+    """Which checkpoint made each C of a trained editor's sweep rows ("" when no row came from one)."""
+    made = rows.dropna(subset=["checkpoint"]) if "checkpoint" in rows else rows.iloc[:0]
+    if made.empty:
+        return ""
+    pairs = made.groupby(["editor", "C"])["checkpoint"].agg(lambda s: ", ".join(sorted(set(s))))
+    lines = [f"- {e}, C = {c:.2f}: checkpoint `{ck}`" for (e, c), ck in pairs.items()]
+    return ("\n\nFor a trained editor C is the C its checkpoint was trained at; it runs only the sweep's C values "
+            "that a checkpoint has (\"–\": none). Each row's checkpoint:\n\n" + "\n".join(lines))
 
 
 def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:

@@ -50,12 +50,14 @@ class Outcome:
     n: int | None = None  # sequential: how many edits the run accumulates
     position: int | None = None  # sequential: how many edits were applied when this was scored
     C: float | None = None  # sweep: the SSS weight
+    checkpoint: str | None = None  # trained editors: the checkpoint that made the result (its C is the run's C)
+    digest: str | None = None  # record.result_digest of the case's content and the editor's config
 
     def to_json(self) -> dict:
         """One line of a results file: the key, the scores and every probe's raw predictions."""
         r, req = self.result, self.case.request
         row = {**self.key._asdict(), "n": self.n, "position": self.position, "C": self.C,
-               "error": self.error, "relation": self.case.relation,
+               "checkpoint": self.checkpoint, "digest": self.digest, "error": self.error, "relation": self.case.relation,
                "request": {"prompt": req.prompt, "target_new": req.target_new, "subject": req.subject,
                            "ground_truth": req.ground_truth}}
         if r is not None:

@@ -141,9 +141,10 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         row.update(rec.get("metrics") or {})  # null -> NaN below
         row.update({k: rec.get(k) for k in MEASURES})
         row["measured"] = all(k in rec for k in MEASURES)
+        row["checkpoint"] = rec.get("checkpoint")  # trained editors: the checkpoint that made the result
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else [*_KEY_COLUMNS, "prompt", "target_new", "post",
-                                                          *MEASURES, "measured"])
+                                                          *MEASURES, "measured", "checkpoint"])
     rank = {name: i for i, name in enumerate(EDITORS)}
     # One order whatever order the results were written in (local workers and Ray actors finish in
     # any order): the bootstrap CIs and float sums of the report then match digit for digit.
@@ -299,6 +300,13 @@ class BenchStore:
             with open(self.results_path, "a", encoding="utf-8") as fh:
                 fh.write("".join(line + "\n" for line in lines))
             part.unlink()
+
+    def digests(self) -> dict[RunKey, str | None]:
+        """Key -> the digest each stored result was made with (None for results stored before digests)."""
+        if not self.results_path.exists():
+            return {}
+        records, _ = read_records(self.results_path)
+        return {key_of(r): r.get("digest") for r in records}
 
     def records(self, strict: bool = True, max_rows: int | None = None) -> tuple[list[dict], int]:
         """Every record of the main file and the number of unreadable lines (see ``read_records``).

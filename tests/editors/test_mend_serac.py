@@ -579,8 +579,10 @@ def test_trained_editors_find_their_checkpoint_by_c():
     assert SERACConfig(sss_c=0.5, checkpoint="/x/y").folder() == Path("/x/y")
     assert SERACConfig(threshold=0.999).threshold == 0.999
     assert (MEND().name, SERAC().name) == ("mend", "serac")
-    for name in ("mend", "serac"):  # C = 1 (the SSS term alone) is allowed
-        assert make_editor(name, sss_c=1.0).config.sss_c == 1.0
+    for name in ("mend", "serac"):  # C = 1 (the SSS term alone) is a valid C, but no shipped checkpoint has it
+        assert EDITORS[name].config_cls(sss_c=1.0).validate().sss_c == 1.0
+        with pytest.raises(RequestError, match=rf"^{name} has no checkpoint trained at C = 1: "):
+            make_editor(name, sss_c=1.0)
 
 
 def test_serac_edit_text():
