@@ -22,19 +22,20 @@ import torch
 from torch import nn
 
 from .errors import RequestError
-from .text import forward_hidden, max_positions, pad_id, right_pad
+from .text import forward_hidden, max_positions, pad_id, right_pad, text_ids
 
 Pooling = Literal["last", "mean"]
 POOLINGS: tuple[str, ...] = ("last", "mean")
 
 
 def _encode(tok, prompts: Sequence[str], limit: int | None) -> list[list[int]]:
-    """Token ids of each prompt; RequestError for an empty prompt, one with no tokens, or one past ``limit``."""
+    """``text_ids`` of each prompt; RequestError for an empty prompt, one with no tokens, one past
+    ``limit`` or one holding a special token of ``tok``."""
     rows = []
     for prompt in prompts:
         if not prompt or not prompt.strip():
             raise RequestError("cannot embed an empty sentence")
-        ids = tok(prompt)["input_ids"]
+        ids = text_ids(tok, prompt)
         if not ids:
             raise RequestError(f"the sentence {prompt!r} has no tokens")
         if limit is not None and len(ids) > limit:
@@ -60,6 +61,14 @@ def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Seq
 
     ``layer`` indexes ``hidden_states`` (-1: the last, after the final norm; 0: the input
     embeddings). Batches are right-padded by hand, so the tokenizer's padding side does not matter.
+    Each sentence is read as ``text.text_ids`` gives it (a leading BOS kept, an appended EOS not),
+    so "last" pools its own last token and "mean" its own tokens. Returns pooled arrays
+    (len(prompts), d_model) per pooling, next-token ids and probabilities (len(prompts),).
+
+    Raises:
+        ValueError: an unknown pooling, or batch_size < 1.
+        RequestError: an empty sentence, one longer than the model's context, or one holding a
+            special token of ``tok``.
     """
     bad = [p for p in poolings if p not in POOLINGS]
     if bad:

@@ -41,7 +41,7 @@ from torch import nn
 from .embeddings import nearest_neighbours
 from .errors import RequestError
 from .sss import forward_pairs, sss_from_hidden
-from .text import max_positions, pad_id, pair_batch
+from .text import max_positions, pad_id, pair_batch, text_ids
 
 KNN_METRICS: tuple[str, ...] = ("cosine", "euclidean")
 LAMBDA_UNIT = "nats² per unit of hidden state"  # lambda_max = mean over tokens of ||dJ/dh||², J in nats
@@ -94,10 +94,11 @@ def knn_distances(points: np.ndarray, k: int = 5, metric: str = "cosine") -> np.
 def answer_rows(tok, sentences: Sequence[str], answer_ids: Sequence[int]) -> list[tuple[list[int], list[int]]]:
     """(sentence ids, [answer id]) per sentence: each sentence as the model reads it, then one answer token.
 
-    The sentence ids are ``tok(sentence)["input_ids"]``, the ids ``embeddings.sentence_states``
-    predicted the answer from.
+    The sentence ids are ``text.text_ids(tok, sentence)`` (no EOS a post-processor appends), the
+    ids ``embeddings.sentence_states`` predicted the answer from. Raises RequestError for a
+    sentence holding a special token of ``tok`` (``text.check_plain``).
     """
-    return [(list(tok(s)["input_ids"]), [int(a)]) for s, a in zip(sentences, answer_ids)]
+    return [(text_ids(tok, s), [int(a)]) for s, a in zip(sentences, answer_ids)]
 
 
 def lambda_and_probability(model: nn.Module, tok, rows: Sequence[tuple[Sequence[int], Sequence[int]]],

@@ -1,5 +1,10 @@
 """Text in, tensors out, written once: joining prompt and target, right padding, the causal forward.
 
+Every text meets the tokenizer in ``text_ids`` (``n_tokens`` counts it): it refuses text holding a
+special token of the tokenizer (``check_plain``) and keeps only the text's own positions (a leading
+BOS stays; an EOS a post-processor appends is dropped), so predictions, embeddings, lambda_max and
+the editors' inputs all read the text itself.
+
 Every batch in the project is right-padded: a causal model's real tokens never attend to the
 padding after them, so the pad id does not matter and position ids need no shifting.
 
@@ -75,13 +80,109 @@ def joined_text(prompt: str, target: str) -> str:
     return head + tail
 
 
+def special_texts(tok) -> tuple[str, ...]:
+    """The special tokens of ``tok`` as text (BOS, EOS, pad, unk, and every added token marked
+    special, e.g. ``"<|endoftext|>"``, ``"<s>"``, ``"</s>"``), longest first; blank ones left out."""
+    found = set(getattr(tok, "all_special_tokens", ()) or ())
+    decoder = getattr(tok, "added_tokens_decoder", None) or {}
+    found |= {str(getattr(t, "content", t)) for t in decoder.values() if getattr(t, "special", False)}
+    return tuple(sorted((t for t in found if isinstance(t, str) and t.strip()), key=lambda t: (-len(t), t)))
+
+
+def check_plain(tok, text: str) -> str:
+    """``text`` itself, when it contains none of ``tok``'s special tokens (see ``special_texts``).
+
+    A special token written in a prompt, target or probe is read by the tokenizer as that control
+    token, not as the characters typed (a target ``"<|endoftext|>"`` would be trained as an
+    end-of-text token, and a post-processor's trimming would then drop it), so it is refused.
+
+    Raises:
+        RequestError: ``"'<|endoftext|>' is a special token of the model's tokenizer: in a prompt,
+            target or probe it would be read as that token, not as text; remove it"``.
+    """
+    for special in special_texts(tok):
+        if special in text:
+            raise RequestError(f"{special!r} is a special token of the model's tokenizer: in a prompt, target or "
+                               "probe it would be read as that token, not as text; remove it")
+    return text
+
+
 def _without_trailing_specials(tok, ids: list[int]) -> list[int]:
-    """``ids`` less the special tokens a post-processor appended (an EOS, a [SEP])."""
+    """``ids`` less the special tokens at their end (the fallback of ``_own_end``)."""
     special = set(getattr(tok, "all_special_ids", ()) or ())
     end = len(ids)
     while end > 0 and ids[end - 1] in special:
         end -= 1
     return ids[:end]
+
+
+def _find(ids: list[int], part: list[int]) -> int:
+    """Index of the first occurrence of ``part`` in ``ids``; -1 if none."""
+    for i in range(len(ids) - len(part) + 1):
+        if ids[i:i + len(part)] == part:
+            return i
+    return -1
+
+
+def _own_end(tok, text: str, ids: list[int]) -> int:
+    """How many of ``ids`` (``tok(text)["input_ids"]``) to keep: all but the special tokens the
+    tokenizer's post-processor appended after the text's own tokens (an EOS, a [SEP])."""
+    special = set(getattr(tok, "all_special_ids", ()) or ())
+    if not ids or ids[-1] not in special:
+        return len(ids)
+    own = list(tok(text, add_special_tokens=False)["input_ids"])
+    if own:
+        at = _find(ids, own)
+        if at >= 0:
+            return at + len(own)
+    else:  # no tokens of its own: what follows the own tokens of a one-letter text is appended
+        full, one = list(tok("a")["input_ids"]), list(tok("a", add_special_tokens=False)["input_ids"])
+        at = _find(full, one) if one else -1
+        if at >= 0:
+            return max(0, len(ids) - (len(full) - at - len(one)))
+    return len(_without_trailing_specials(tok, ids))
+
+
+def _encode(tok, text: str, offsets: bool = False, specials: bool = False
+            ) -> tuple[list[int], list[tuple[int, int]] | None]:
+    """The one place a text meets the tokenizer: (ids, character spans or None) of ``text`` as the
+    model reads it (see ``text_ids``); spans only when ``offsets`` (None for a slow tokenizer)."""
+    if not specials:
+        check_plain(tok, text)
+    with_offsets = offsets and getattr(tok, "is_fast", False)
+    enc = tok(text, return_offsets_mapping=True) if with_offsets else tok(text)
+    ids = list(enc["input_ids"])
+    n = _own_end(tok, text, ids)
+    spans = [tuple(o) for o in enc["offset_mapping"][:n]] if with_offsets else None
+    return ids[:n], spans
+
+
+def text_ids(tok, text: str, max_length: int | None = None, specials: bool = False) -> list[int]:
+    """Ids of ``text`` as the model reads it: its own tokens, after what the tokenizer puts in front
+    (a BOS stays), without what a post-processor appends (an EOS or [SEP] after the text is dropped).
+
+    So the last id is the text's own last token, the position that predicts what follows it, and
+    every id is one of the text's positions or the leading BOS. Every place in sss_core that turns
+    text into ids for the model goes through here (predictions, embeddings, lambda_max per
+    sentence, the editors' inputs, length checks). ``max_length`` keeps the first that many ids.
+    ``specials=True`` lets special-token text through as those tokens (corpus samples only).
+
+    Returns a list of ints (tokens,).
+
+    Raises:
+        RequestError: ``text`` contains a special token of ``tok`` (see ``check_plain``), unless ``specials``.
+
+    Example:
+        >>> text_ids(llama_tok, "Paris is in")   # [<s>, ...], no </s> even where the tokenizer appends one
+    """
+    ids, _ = _encode(tok, text, specials=specials)
+    return ids if max_length is None else ids[:max_length]
+
+
+def n_tokens(tok, text: str) -> int:
+    """How many tokens the model reads for ``text``: ``len(text_ids(tok, text))`` (a leading BOS
+    counts, an appended EOS does not). Raises RequestError as ``text_ids`` does."""
+    return len(text_ids(tok, text))
 
 
 def target_ids(tok, prompt: str, target: str) -> tuple[list[int], list[int]]:
@@ -91,17 +192,20 @@ def target_ids(tok, prompt: str, target: str) -> tuple[list[int], list[int]]:
     front of the prompt) and split where its ids stop agreeing with the prompt's own ids, so the
     boundary tokens are the ones the model sees and nothing sits between prompt and target: no
     doubled space, and no special token a post-processor appends (an EOS after the prompt or the
-    target is dropped). Works for byte-level BPE, sentencepiece-style tokenizers with a BOS,
-    tokenizers whose post-processor adds special tokens, and tokenizers without any.
+    target is dropped; see ``text_ids``). Works for byte-level BPE, sentencepiece-style tokenizers
+    with a BOS, tokenizers whose post-processor adds special tokens, and tokenizers without any.
     Where a token would straddle the boundary, it counts as the target's first token.
+
+    Raises:
+        RequestError: the prompt or the target contains a special token of ``tok`` (``check_plain``).
 
     Example:
         >>> target_ids(tok, "The capital of France is", " Rome") == target_ids(tok, "The capital of France is", "Rome")
         True
     """
     head, tail = join_parts(prompt, target)
-    p = _without_trailing_specials(tok, tok(head)["input_ids"])
-    joint = _without_trailing_specials(tok, tok(head + tail)["input_ids"])
+    p = text_ids(tok, head)
+    joint = text_ids(tok, head + tail)
     k = 0
     while k < min(len(p), len(joint)) and p[k] == joint[k]:
         k += 1
@@ -109,11 +213,9 @@ def target_ids(tok, prompt: str, target: str) -> tuple[list[int], list[int]]:
 
 
 def _token_spans(tok, text: str) -> list[tuple[int, int]] | None:
-    """Character span (begin, end) of each token of ``tok(text)`` (special tokens: (0, 0)); None
-    for a tokenizer without offsets (a slow one)."""
-    if not getattr(tok, "is_fast", False):
-        return None
-    return [tuple(o) for o in tok(text, return_offsets_mapping=True)["offset_mapping"]]
+    """Character span (begin, end) of each token of ``text_ids(tok, text)`` (special tokens: (0, 0));
+    None for a tokenizer without offsets (a slow one). RequestError as ``text_ids``."""
+    return _encode(tok, text, offsets=True)[1]
 
 
 def _whole_token(text: str, spans: list[tuple[int, int]] | None, begin: int, end: int) -> bool:
@@ -167,7 +269,7 @@ def subject_span(tok, text: str, subject: str, start: int = 0, slot: int | None 
 
 
 def subject_last_token(tok, text: str, subject: str, start: int = 0, slot: int | None = None) -> int:
-    """Index in ``tok(text)["input_ids"]`` (special tokens included) of the token holding the
+    """Index in ``text_ids(tok, text)`` (a leading BOS included) of the token holding the
     subject's last character, the subject located by ``subject_span``.
 
     Example:
@@ -180,7 +282,7 @@ def subject_last_token(tok, text: str, subject: str, start: int = 0, slot: int |
         hits = [i for i, (a, b) in enumerate(spans) if b > a and a < end]
         if hits:
             return hits[-1]
-    return len(_without_trailing_specials(tok, tok(text[:end])["input_ids"])) - 1
+    return len(text_ids(tok, text[:end])) - 1
 
 
 def template_slot(template: str | None, prompt: str, subject: str | None) -> int | None:

@@ -42,6 +42,7 @@ from ..text import (
     subject_last_token,
     target_ids,
     template_slot,
+    text_ids,
 )
 from ..types import EditRequest
 from .base import check_finite
@@ -53,11 +54,11 @@ PREFIX_STARTS = ("The", "It", "In", "A", "This", "When", "He", "She")
 
 
 def subject_last_index(tok, text: str, subject: str, start: int = 0, slot: int | None = None) -> int:
-    """Index of the token holding the subject's last character in ``tok(text)["input_ids"]``.
+    """Index of the token holding the subject's last character in ``text_ids(tok, text)``.
 
     The subject is located as ``sss_core.text.subject_span`` does: at ``slot`` when a template
     put it there, else the last whole-token match at or after ``start`` (after a context prefix).
-    Token indices include special tokens: they are the ids the model is fed.
+    Token indices include a leading BOS: they are the ids the model is fed.
 
     Example:
         >>> subject_last_index(tok, "The capital of France is", "France")   # the " France" token
@@ -82,7 +83,7 @@ def context_prefixes(model: nn.Module, tok, n: int, length: int, seed: int = 0) 
     gen = torch.Generator().manual_seed(seed)
     out = [""]
     for i in range(n):
-        ids = tok(PREFIX_STARTS[i % len(PREFIX_STARTS)], return_tensors="pt")["input_ids"].to(device)
+        ids = torch.tensor([text_ids(tok, PREFIX_STARTS[i % len(PREFIX_STARTS)])], device=device)  # (1, tokens)
         past, step_ids, new = None, ids, []
         for _ in range(length):
             res = model(input_ids=step_ids, past_key_values=past, use_cache=True)
@@ -237,7 +238,7 @@ def build_rows(model: nn.Module, tok, requests: Sequence[EditRequest], prefixes:
             is_kl.append(False)
     for i, r in enumerate(requests if kl_prompt is not None else ()):
         text = kl_prompt.replace("{}", r.subject.strip(), 1)
-        p = tok(text)["input_ids"]
+        p = text_ids(tok, text)
         seqs.append((p, len(p)))
         lookup.append(subject_last_index(tok, text, r.subject, slot=kl_prompt.index("{}")))
         owner.append(i)

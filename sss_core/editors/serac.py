@@ -37,7 +37,7 @@ from ..errors import RequestError
 from ..models import arch_spec
 from ..sss import Reduction, sss_from_hidden
 from ..text import (encode_for, encode_pairs, forward_hidden, forward_logits, join_parts, joined_text, kl_loc,
-                    max_positions, pad_id, right_pad, target_nll)
+                    max_positions, n_tokens, pad_id, right_pad, target_nll, text_ids)
 from ..types import EditCase, EditRequest
 from .base import EditBase, model_lock
 from .settings import block_indices, hidden_state_indices
@@ -140,9 +140,13 @@ class ScopeClassifier(nn.Module):
 
 @torch.no_grad()
 def base_hidden(model: nn.Module, tok, texts: Sequence[str]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-    """The base model's hidden states of ``texts`` (right-padded): (tuple of (b, t, d), mask (b, t))."""
+    """The base model's hidden states of ``texts`` (right-padded): (tuple of (b, t, d), mask (b, t)).
+
+    Each text is read as ``text.text_ids`` gives it (no EOS a post-processor appends); RequestError
+    for a text holding a special token of ``tok``.
+    """
     device = next(model.parameters()).device
-    ids, mask = right_pad([tok(t)["input_ids"] for t in texts], pad_id(tok), device)
+    ids, mask = right_pad([text_ids(tok, t) for t in texts], pad_id(tok), device)
     _, hidden_states = forward_hidden(model, ids, mask)
     return hidden_states, mask
 
@@ -182,7 +186,7 @@ def counterfactual_forward(cf: nn.Module, tok, embeds: torch.Tensor, mask: torch
     embeds: (b, t, d), mask (b, t) -> (tuple of (b, t, d) per layer, the prefixed rows' last
     hidden states (b, T, d) and their mask (b, T)).
     """
-    prefixes = [tok(edit_prefix(r))["input_ids"] for r in requests]
+    prefixes = [text_ids(tok, edit_prefix(r)) for r in requests]
     new_embeds, new_mask, positions = with_prefix(cf.get_input_embeddings(), embeds, mask, prefixes)
     limit = max_positions(cf)
     if limit is not None and new_embeds.shape[1] > limit:
@@ -202,7 +206,7 @@ def check_fits(model: nn.Module, tok, requests: Sequence[EditRequest]) -> None:
     encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
     for r in requests:
         head, tail = join_parts(r.prompt, r.target_new)
-        n = len(tok(edit_prefix(r))["input_ids"]) + len(tok(head + tail)["input_ids"])
+        n = n_tokens(tok, edit_prefix(r)) + n_tokens(tok, head + tail)
         if n > limit:
             raise RequestError(f"SERAC's edit text plus the input {r.prompt[:60]!r} is {n} tokens, more than the "
                                f"model's {limit}: use a shorter prompt or target")

@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import DataError, RequestError
 from ..hooks import TraceDict
 from ..models import DEFAULT_MODEL, arch_spec
-from ..text import right_pad
+from ..text import right_pad, text_ids
 from ._rank_one import forward
 from .settings import block_index
 from .training import model_fingerprint
@@ -124,7 +124,7 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
     # the deepest module last: the forward pass stops once it has run (later blocks are not needed)
     ordered = [names[layer] for layer in sorted(names, key=lambda layer: layer % n_layers)]
     limit = _max_tokens(model)
-    ids = [tok(s, truncation=True, max_length=limit)["input_ids"] for s in samples]
+    ids = [text_ids(tok, s, max_length=limit, specials=True) for s in samples]  # corpus text: specials as such
     ids = sorted((x for x in ids if x), key=len)  # similar lengths together: little padding
     pad = tok.pad_token_id or 0
     acc: dict[int, torch.Tensor] = {}

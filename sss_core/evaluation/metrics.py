@@ -17,7 +17,7 @@ from torch import nn
 
 from ..editors.base import Edit, Editor, model_lock
 from ..sss import lambda_max
-from ..text import encode_for, forward_logits
+from ..text import encode_for, forward_logits, text_ids
 from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest, EditResult, Probe,
                      ProbeResult)
 
@@ -33,7 +33,12 @@ class TokenPrediction:
 @torch.no_grad()
 def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str],
                    batch_size: int = 64) -> list[TokenPrediction]:
-    """Teacher-forced argmax over the answer tokens of each (prompt, answer) pair."""
+    """Teacher-forced argmax over the answer tokens of each (prompt, answer) pair.
+
+    Each pair is read as ``text.encode_for`` joins it (no EOS a post-processor appends); one
+    ``TokenPrediction`` per pair, in order. Raises RequestError for a text holding a special token
+    of ``tok`` or a row longer than the model's context.
+    """
     out: list[TokenPrediction] = []
     for start in range(0, len(prompts), batch_size):
         batch = encode_for(model, tok, prompts[start:start + batch_size], answers[start:start + batch_size])
@@ -48,9 +53,13 @@ def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Seque
 
 @torch.no_grad()
 def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, float]]:
-    """The k most likely next tokens after ``prompt`` with their probabilities."""
+    """The k most likely next tokens after ``prompt`` with their probabilities, most likely first.
+
+    The prompt is read as ``text.text_ids`` gives it: the prediction is made at its own last token,
+    never at an EOS a post-processor appends. Raises RequestError for a special token in ``prompt``.
+    """
     device = model.get_input_embeddings().weight.device
-    ids = tok(prompt, return_tensors="pt")["input_ids"].to(device)
+    ids = torch.tensor([text_ids(tok, prompt)], device=device)  # (1, tokens)
     probs = torch.softmax(model(input_ids=ids).logits[0, -1].float(), -1)
     p, i = probs.topk(k)
     return [(tok.decode([t]), round(v, 6)) for t, v in zip(i.tolist(), p.tolist())]
@@ -58,7 +67,11 @@ def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, flo
 
 @torch.no_grad()
 def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
-    """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities."""
+    """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities.
+
+    One float per pair; the pairs are read as ``text.encode_for`` joins them. Raises RequestError
+    as ``teacher_forced`` does.
+    """
     batch = encode_for(model, tok, prompts, answers)
     logp = torch.log_softmax(forward_logits(model, batch)[:, :-1].float(), -1)
     tok_lp = logp.gather(-1, batch.input_ids[:, 1:, None])[..., 0] * batch.predict_mask
