@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,10 @@ def test_record_round_trips_through_dict_json_and_link():
     assert record.overrides() == {"steps": 3, "layer": 2}  # C = 0.9 is ft-l+sss's own default
     assert record.c == 0.9 and record.c_role == "loss"
     assert set(record.versions) == {"python", "sss_lab", "torch", "transformers"}
-    assert record.command() == ("sss-lab edit --editor ft-l+sss --prompt 'The capital of France is' --target Rome "
-                                "--subject France --paraphrase \"France's capital city is\" --neighbour "
-                                "'The capital of Spain is' --set layer=2 --set steps=3 --k 3 --metric euclidean "
-                                "--background 4")
+    assert shlex.split(record.command()) == [
+        "sss-lab", "edit", "--editor", "ft-l+sss", "--prompt", "The capital of France is", "--target", "Rome",
+        "--subject", "France", "--paraphrase", "France's capital city is", "--neighbour", "The capital of Spain is",
+        "--set", "layer=2", "--set", "steps=3", "--k", "3", "--metric", "euclidean", "--background", "4"]
 
 
 def test_digest_changes_with_what_changes_the_result_and_only_with_it():
