@@ -60,7 +60,7 @@ from .record import N_BACKGROUND, AnalysisOptions, RunRecord, check_model, make_
 from .sparsity import (EditLambda, KnnSettings, SentenceSparsity, answer_rows, lambda_and_probability,
                        sentence_sparsity)
 from .sparsity import with_knn as remeasure_knn
-from .text import joined_text, max_positions, target_ids
+from .text import joined_text, max_positions, n_tokens, target_ids
 from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
 Progress = Callable[[str], None]
@@ -270,7 +270,7 @@ def _check_lengths(lm: LoadedModel, texts: Sequence[str]) -> None:
     if limit is None:
         return
     for t in texts:
-        n = len(lm.tok(t)["input_ids"])
+        n = n_tokens(lm.tok, t)
         if n + 8 > limit:
             raise RequestError(f"{t[:50]!r}... has {n} tokens; the model reads at most {limit} "
                                "(prompt and answer together): shorten it")

@@ -124,3 +124,14 @@ def test_cli_lambda_exits_2_with_one_line():
     assert res.returncode == 2
     _assert_one_error_line(res.stderr)
 
+
+
+def test_a_neighbour_the_model_ends_is_refused_not_scored_as_the_end_of_text_token(default_lm):
+    """The model's own answer is the end of text: no answer to compare a locality probe with (it used to be
+    scored as the text '<|endoftext|>', or as nothing)."""
+    from sss_core.evaluation.presets import greedy_answer
+
+    with pytest.raises(RequestError, match=r"^the model ends the text after 'Hello\.' \(its next token is the end of "
+                                           r"text\), so it has no answer to compare: give a prompt that stops before"):
+        greedy_answer(default_lm, "Hello.")
+    assert greedy_answer(default_lm, "The capital of France is") == "Paris"

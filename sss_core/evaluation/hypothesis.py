@@ -34,7 +34,7 @@ from torch import nn
 
 from ..embeddings import Pooling, embed_prompts
 from ..errors import RequestError
-from ..text import encode_for, forward_logits, max_positions, target_nll
+from ..text import encode_for, forward_logits, max_positions, n_tokens, target_nll
 from ..types import EditCase, EditRequest
 from .presets import default_world
 
@@ -94,8 +94,12 @@ class KnnReference:
         self._where = {p: i for i, p in enumerate(self.reference)}
 
     def fits(self, prompt: str) -> bool:
-        """Whether ``prompt`` has at least one token and fits in the model's context."""
-        return self._limit is None or 0 < len(self.tok(prompt)["input_ids"]) <= self._limit
+        """Whether ``prompt`` has at least one token, fits in the model's context and holds no special token."""
+        try:
+            n = n_tokens(self.tok, prompt)
+        except RequestError:  # a special token of the tokenizer inside the text: not measurable as text
+            return False
+        return 0 < n and (self._limit is None or n <= self._limit)
 
     def distances(self, prompts: Sequence[str], batch_size: int = 64) -> dict[str, float]:
         """Mean Euclidean distance from each prompt to its k nearest reference prompts (itself excluded).

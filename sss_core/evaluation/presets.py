@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import torch
 
+from ..errors import RequestError
+from ..text import text_ids
 from ..types import EditCase, EditRequest, Probe
 from ..world.generate import Fact, World, build_world
 from ..world.records import make_case, world_cases
@@ -58,14 +60,17 @@ def greedy_answer(lm, prompt: str, max_new_tokens: int = 3) -> str:
 
     Only ``input_ids`` and ``attention_mask`` reach ``generate``: what a tokenizer adds beyond them
     (``token_type_ids`` from Pythia's and Falcon's) is not an input of a causal LM, and
-    ``generate`` refuses any keyword the model's forward does not take.
+    ``generate`` refuses any keyword the model's forward does not take. Raises RequestError when the
+    model's next token ends the text (no answer to compare with).
     """
-    enc = lm.tok(prompt, return_tensors="pt")
-    ids = enc["input_ids"].to(lm.device)  # (1, tokens)
+    ids = torch.tensor([text_ids(lm.tok, prompt)], device=lm.device)  # (1, tokens), no appended EOS
     out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                             do_sample=False, pad_token_id=lm.tok.pad_token_id)
     text = lm.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
-    return text or lm.tok.decode(out[0, -1:])
+    if not text:
+        raise RequestError(f"the model ends the text after {prompt!r} (its next token is the end of text), so it has "
+                           "no answer to compare: give a prompt that stops before its answer")
+    return text
 
 
 def case_for_request(request: EditRequest, paraphrases: Sequence[str] = (),
