@@ -549,24 +549,32 @@ class SweepPoint:
     lambda_max_before: float
     lambda_max_after: float
     seconds: float
+    checkpoint: str | None = None  # trained editors: the checkpoint folder whose C this is
+    record: RunRecord | None = field(default=None, compare=False)  # what made the point
 
 
 def sweep_c(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: EditCase,
             c_values: Sequence[float], progress: Callable[[int, float], None] | None = None) -> list[SweepPoint]:
     """Run the same edit at each C (the editor's C field, see ``c_field``), reverting after each.
 
-    ``progress(i, c)`` is called before the i-th value. Raises RequestError for an editor without C.
+    For a trained editor C is the C its checkpoint was trained at: every value must have a
+    checkpoint (``editors.shipped_checkpoints``), checked before any edit. ``progress(i, c)`` is
+    called before the i-th value. Raises RequestError for an editor without C, or a C no checkpoint has.
     """
     field_name = c_field(editor)
     if field_name is None:
         raise RequestError(f"{editor} has no C to sweep; pick an editor with SSS")
+    records = [make_record(editor, {**overrides, field_name: float(c)}, case, lm=lm,
+                           analysis=AnalysisOptions(background=0, embeddings=False)) for c in c_values]
     points = []
-    for i, c in enumerate(c_values):
+    for i, (c, record) in enumerate(zip(c_values, records)):
         if progress:
             progress(i, c)
-        run = analyse_edit(lm, editor, {**overrides, field_name: float(c)}, case, with_embeddings=False)
+        run = run_record(lm, record)
         r = run.result
-        points.append(SweepPoint(float(c), r.metrics, r.lambda_max_before, r.lambda_max_after, run.seconds_edit))
+        folder = getattr(editor_config(editor, **record.settings), "folder", None)
+        points.append(SweepPoint(float(c), r.metrics, r.lambda_max_before, r.lambda_max_after, run.seconds_edit,
+                                 folder().name if callable(folder) else None, record))
     return points
 
 
