@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import streamlit as st
 
 from app import resources, state
 from app.messages import show_error
-from app.uploads import parse_upload
+from app.uploads import MAX_BYTES, parse_upload
 from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
 from sss_core.errors import SSSError
+from sss_core.evaluation.datasets import load_bytes
 from sss_core.evaluation.presets import case_for_request
 from sss_core.models import LoadedModel
 from sss_core.types import EditCase, EditRequest
@@ -218,6 +221,27 @@ def _lines(text: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in (text or "").splitlines() if line.strip())
 
 
+UPLOAD_SKIP = "upload_skip_invalid"  # the "Skip unusable records" checkbox
+_UPLOAD_READ = "_upload_read_skipping"  # whether the held upload was read skipping unusable records
+_UPLOAD_LEFT_OUT = "_upload_left_out"  # what that reading left out, in one line (None: nothing)
+
+
+def _read_upload(data: bytes, name: str, skip: bool) -> tuple[list[EditCase], str | None]:
+    """The cases of an uploaded file, and what was left out of it in one line (None: nothing).
+
+    ``skip``: only the unusable probes and records are left out (``sss_core.evaluation.datasets.load_bytes``),
+    counted and named; otherwise the whole file is refused at its first unusable record (``parse_upload``).
+
+    Raises:
+        DataError: as ``parse_upload``; with ``skip``, a file over the upload limit, not JSON, or with no
+            usable record.
+    """
+    if not skip:
+        return parse_upload(data, name), None
+    loaded = load_bytes(data, Path(name).name or "upload.json", limit=2000, max_bytes=MAX_BYTES, skip_invalid=True)
+    return loaded.cases, loaded.summary()
+
+
 def request_picker() -> RequestChoice:
     """World preset, typed fact, or a record from an uploaded EasyEdit JSON file."""
     state.setdefault(state.REQ_SOURCE, state.SOURCES[0])
@@ -252,15 +276,25 @@ def request_picker() -> RequestChoice:
                              _lines(paras), _lines(neigh))
     upload = st.file_uploader("EasyEdit JSON (CounterFact, ZsRE, ROME's CounterFact, the world's records)",
                               type=["json", "jsonl"], key="upload_file")
+    skip = st.checkbox("Skip unusable records", key=UPLOAD_SKIP,
+                       help="Keep the usable records of the file: leave out only what cannot be used (a probe, "
+                            "else a record whose edit is unusable), each named here")
     if upload is not None:
         held = state.uploaded_cases()
-        if held is None or held[0] != f"{upload.name}:{upload.size}":
+        if held is None or held[0] != f"{upload.name}:{upload.size}" or st.session_state.get(_UPLOAD_READ) != skip:
             try:
-                state.set_uploaded_cases(f"{upload.name}:{upload.size}", parse_upload(upload.getvalue(), upload.name))
+                cases, left_out = _read_upload(upload.getvalue(), upload.name, skip)
+                state.set_uploaded_cases(f"{upload.name}:{upload.size}", cases)
+                st.session_state[_UPLOAD_READ], st.session_state[_UPLOAD_LEFT_OUT] = skip, left_out
                 st.session_state[state.UPLOAD_CHOICE] = 0
             except SSSError as exc:
                 show_error(exc, f"Could not read {upload.name}")
+                if not skip and re.search(r"\brecord \d", str(exc)):
+                    st.info("Tick **Skip unusable records** to keep the file's usable records; what is left out "
+                            "is then counted and named here.")
                 return RequestChoice(source, "", None, "")
+        if st.session_state.get(_UPLOAD_LEFT_OUT):
+            st.warning(st.session_state[_UPLOAD_LEFT_OUT], icon=":material/filter_alt:")
     held = state.uploaded_cases()
     if held is None:
         st.info("Upload a file to pick a record from it.")

@@ -25,6 +25,10 @@ format             fields -> probe groups
 
 A file is read whole and checked record by record before anything is returned: a malformed
 record raises DataError naming the file, the record index and the field; nothing is half-loaded.
+The edit's own texts (prompt, target, subject) must be strings as the format defines them: a list
+there is refused, never edited as its first item. With ``skip_invalid`` only the smallest unusable
+unit is left out: one probe (an item of a probe list, or a probe field holding no usable probe),
+else the record (its edit is unusable); ``load_dataset_report`` / ``load_bytes`` count and name them.
 
 Example:
     >>> cases = load_dataset("counterfact-train.json", limit=200)
@@ -39,6 +43,7 @@ import logging
 import os
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +68,24 @@ KNOWEDIT_GROUPS = {"Relation_Specificity": "unrelated_attribute", "Forgetfulness
 class _Fields:
     """Typed access to one record's fields; every failure names the record and the field.
 
-    ``lenient`` (``--skip-invalid``): a malformed optional probe group is left out and its name
-    kept in ``dropped`` instead of failing the record (``optional``).
+    ``lenient`` (``--skip-invalid``): an unusable probe is left out and its field kept in
+    ``dropped`` instead of failing the record: one item of a probe list (``texts``, KnowEdit's
+    named groups), or a probe field with no usable probe at all (``optional``).
     """
 
     def __init__(self, rec: Any, index: int, source: str, lenient: bool = False):
         self.source, self.index, self.lenient = source, index, lenient
-        self.dropped: list[str] = []  # optional probe groups left out of this record (lenient mode)
+        self.dropped: list[str] = []  # fields ('rephrase[1]', 'loc', ...) of probes left out (lenient mode)
         if not isinstance(rec, dict):
             self.fail(None, f"is a JSON {_kind(rec)}, not an object")
         self.rec = rec
 
     def fail(self, field: str | None, problem: str):
-        """Raise DataError: ``SOURCE: record I, field 'F' PROBLEM``."""
+        """Raise DataError: ``SOURCE: record I, field 'F' PROBLEM`` (its ``field`` attribute: F)."""
         where = f"{self.source}: record {self.index}" + (f", field {field!r}" if field else "")
-        raise DataError(f"{where} {problem}")
+        exc = DataError(f"{where} {problem}")
+        exc.field = field
+        raise exc
 
     def get(self, path: str, required: bool = True) -> Any:
         """The value at a dotted ``path`` ("requested_rewrite.target_new.str"), or None when absent.
@@ -109,16 +117,48 @@ class _Fields:
             self.fail(path, f"must be a non-empty string, got {_show(value)}")
         return out
 
+    def edit_text(self, path: str, required: bool = True) -> str | None:
+        """A text of the edit itself (prompt, target, subject): a non-empty string and nothing else.
+
+        A list is refused (``must be one string``), never read as its first item: the record would
+        be edited as another text than it holds. Absent or null with ``required=False``: None.
+
+        Raises:
+            DataError: naming the record and the field, for a required value that is missing or
+                not a non-empty string, and for any value that is a list.
+        """
+        value = self.get(path, required)
+        if isinstance(value, list):
+            self.fail(path, f"must be one string, got {_show(value)}; a list is not this format's {path!r}")
+        return self.text(path, required) if required or value is not None else None
+
     def texts(self, path: str) -> list[str]:
-        """A string or list of strings (absent or null: empty); anything else fails."""
+        """A string or list of strings (absent or null: empty); anything else fails.
+
+        Lenient: an unusable item of a list (null, empty, a number, ...) is left out alone and named
+        (``PATH[J]``) in ``dropped``; the list's usable items are kept.
+
+        Raises:
+            DataError: a value that is not a string or a list; strictly, also a list with an unusable item.
+        """
         value = self.get(path, required=False)
         if value is None:
             return []
         items = value if isinstance(value, list) else [value]
         out = [_first_text(v) for v in items]
         if any(v is None for v in out):
-            self.fail(path, f"must be a string or a list of non-empty strings, got {_show(value)}")
-        return out
+            if not (self.lenient and isinstance(value, list)):
+                self.fail(path, f"must be a string or a list of non-empty strings, got {_show(value)}")
+            for j, v in enumerate(items):
+                if out[j] is None:
+                    self.drop(f"{path}[{j}]", f"must be a non-empty string, got {_show(v)}")
+        return [v for v in out if v is not None]
+
+    def drop(self, field: str, problem: str) -> None:
+        """Lenient mode: leave the probe at ``field`` out of this record, logged and named in ``dropped``."""
+        self.dropped.append(field)
+        log.warning("%s: record %d, field %r %s; that probe is left out, the record kept",
+                    self.source, self.index, field, problem)
 
     def optional(self, field: str, build: Callable[[], list[Probe]]) -> list[Probe]:
         """The probes ``build()`` makes from the optional group ``field``.
@@ -131,8 +171,8 @@ class _Fields:
         except DataError as exc:
             if not self.lenient:
                 raise
-            self.dropped.append(field)
-            log.warning("%s; that probe group is left out, the record kept", exc)
+            self.dropped.append(getattr(exc, "field", None) or field)
+            log.warning("%s; that probe is left out, the record kept", exc)
             return []
 
     def case_id(self, stem: str) -> str:
@@ -229,7 +269,12 @@ def _grouped(f: _Fields, names: dict[str, str]) -> list[Probe]:
 
 
 def _named_group(f: _Fields, kind: str, name: str, items: Any, names: dict[str, str]) -> list[Probe]:
-    """The probes of one named group ``kind.name`` (a list of {prompt, ground_truth}, or one such object)."""
+    """The probes of one named group ``kind.name`` (a list of {prompt, ground_truth}, or one such object).
+
+    Raises:
+        DataError: an unknown group name; strictly, also an item without a usable prompt and answer
+            (leniently that item alone is left out and named in ``f.dropped``).
+    """
     if name not in names:
         f.fail(f"{kind}.{name}", f"is not a known group; known: {', '.join(sorted(names))}")
     if items is None:
@@ -239,6 +284,9 @@ def _named_group(f: _Fields, kind: str, name: str, items: Any, names: dict[str, 
         item = item if isinstance(item, dict) else {}
         prompt, answer = _first_text(item.get("prompt")), _first_text(item.get("ground_truth"))
         if prompt is None or answer is None:
+            if f.lenient:  # this probe alone is unusable: the group's other probes are kept
+                f.drop(f"{kind}.{name}[{j}]", "needs a non-empty 'prompt' and 'ground_truth'")
+                continue
             f.fail(f"{kind}.{name}[{j}]", "needs a non-empty 'prompt' and 'ground_truth'")
         probes.append(Probe(prompt, answer, names[name]))
     return probes
@@ -246,7 +294,7 @@ def _named_group(f: _Fields, kind: str, name: str, items: Any, names: dict[str, 
 
 def parse_zsre(f: _Fields, stem: str) -> EditCase:
     """ZsRE (EasyEdit/MEND), with the portability, inverse-relation and subject-replace extras."""
-    src, alt, subject = f.text("src"), f.text("alt"), f.text("subject", required=False)
+    src, alt, subject = f.edit_text("src"), f.edit_text("alt"), f.edit_text("subject", required=False)
     truth = f.text("answers", required=False) or f.text("pred", required=False)
     probes = f.optional("rephrase", lambda: [Probe(p, alt, "paraphrase") for p in f.texts("rephrase")])
     probes += f.optional("loc", lambda: [Probe(f.text("loc"), f.text("loc_ans"), "neighbour")]
@@ -263,21 +311,22 @@ def parse_zsre(f: _Fields, stem: str) -> EditCase:
 
 def parse_counterfact(f: _Fields, stem: str) -> EditCase:
     """EasyEdit's flat CounterFact (KnowEdit-style groups too, when present)."""
-    prompt, target = f.text("prompt"), f.text("target_new")
+    prompt, target = f.edit_text("prompt"), f.edit_text("target_new")
     probes = f.optional("rephrase_prompt", lambda: [Probe(p, target, "paraphrase") for p in
                                                     f.texts("rephrase_prompt") + f.texts("rephrase_prompts")])
     probes += f.optional("locality_prompt", lambda: [Probe(f.text("locality_prompt"),
                                                            f.text("locality_ground_truth"), "neighbour")]
                          if f.get("locality_prompt", required=False) is not None else [])
     probes += _grouped(f, KNOWEDIT_GROUPS)
-    req = _request(f, prompt, target, f.text("subject", False), f.text("ground_truth", False), stem)
+    req = _request(f, prompt, target, f.edit_text("subject", False), f.text("ground_truth", False), stem)
     return EditCase(req, tuple(probes))
 
 
 def parse_rome(f: _Fields, stem: str) -> EditCase:
     """ROME's nested CounterFact, with the portability and subject-replace extras."""
-    template, subject = f.text("requested_rewrite.prompt"), f.text("requested_rewrite.subject")
-    new, true = f.text("requested_rewrite.target_new.str"), f.text("requested_rewrite.target_true.str")
+    template, subject = f.edit_text("requested_rewrite.prompt"), f.edit_text("requested_rewrite.subject")
+    new = f.edit_text("requested_rewrite.target_new.str")
+    true = f.edit_text("requested_rewrite.target_true.str")
     prompt = _fill(f, template, subject, "requested_rewrite.prompt")
     probes = f.optional("paraphrase_prompts", lambda: [Probe(p, new, "paraphrase")
                                                        for p in f.texts("paraphrase_prompts")])
@@ -298,9 +347,9 @@ def parse_rome(f: _Fields, stem: str) -> EditCase:
 def parse_knowedit(f: _Fields, stem: str) -> EditCase:
     """KnowEdit (ZsRE, Wiki_recent, WikiData_counterfact; WikiBio's field names)."""
     wikibio = "prompt" not in f.rec and "text" in f.rec  # WikiBio names them text/labels/concept
-    prompt = f.text("text" if wikibio else "prompt")
-    target = f.text("labels" if wikibio and "target_new" not in f.rec else "target_new")
-    subject = f.text("subject" if "subject" in f.rec else "concept", required=False)
+    prompt = f.edit_text("text" if wikibio else "prompt")
+    target = f.edit_text("labels" if wikibio and "target_new" not in f.rec else "target_new")
+    subject = f.edit_text("subject" if "subject" in f.rec else "concept", required=False)
     probes = f.optional("rephrase", lambda: [Probe(p, target, "paraphrase") for p in f.texts("rephrase") +
                                              f.texts("rephrase_prompt") + f.texts("rephrase_prompts")])
     probes += _grouped(f, KNOWEDIT_GROUPS)
@@ -309,14 +358,51 @@ def parse_knowedit(f: _Fields, stem: str) -> EditCase:
 
 
 def parse_world(f: _Fields, stem: str) -> EditCase:
-    """The world's own records (``to_record``), read by ``from_record``; its errors name the record here."""
+    """The world's own records (``to_record``), read by ``from_record``; its errors name the record here.
+
+    Lenient: an unusable item of a probe list is left out alone (``_usable_world_items``), a probe
+    group that is unusable as a whole is left out by ``from_record``; both named in ``f.dropped``.
+    """
     def drop(exc: DataError, field: str) -> None:
         f.optional(field, lambda: f.fail(None, str(exc)))  # lenient: counted and logged; strict: raised
 
     try:
-        return from_record(f.rec, on_bad_group=drop)
+        return from_record(_usable_world_items(f) if f.lenient else f.rec, on_bad_group=drop)
     except DataError as exc:
         f.fail(None, str(exc))
+
+
+def _usable_world_items(f: _Fields) -> Any:
+    """A copy of the world record ``f.rec`` without the items of its probe lists that ``from_record``
+    cannot use (a paraphrase that is not a non-empty string; a known group's item without a non-empty
+    string prompt and ground_truth), each named in ``f.dropped``. Anything else is left as it is."""
+    rec = f.rec
+    if not isinstance(rec, dict):
+        return rec
+    rec = dict(rec)
+    usable = lambda v: isinstance(v, str) and bool(v.strip())  # noqa: E731 (from_record's own test)
+    paras = rec.get("rephrase_prompts")
+    if isinstance(paras, list):
+        for j, v in enumerate(paras):
+            if not usable(v):
+                f.drop(f"rephrase_prompts[{j}]", f"must be a non-empty string, got {_show(v)}")
+        rec["rephrase_prompts"] = [v for v in paras if usable(v)]
+    for kind in ("locality", "portability"):
+        groups = rec.get(kind)
+        if not isinstance(groups, dict):
+            continue
+        rec[kind] = groups = dict(groups)
+        for name, items in groups.items():
+            if name not in EXPORT_NAMES.values() or not isinstance(items, list):
+                continue  # an unknown or malformed group: from_record leaves the whole group out
+            keep = []
+            for j, item in enumerate(items):
+                if isinstance(item, dict) and usable(item.get("prompt")) and usable(item.get("ground_truth")):
+                    keep.append(item)
+                else:
+                    f.drop(f"{kind}.{name}[{j}]", "needs a non-empty 'prompt' and 'ground_truth'")
+            groups[name] = keep
+    return rec
 
 
 PARSERS: dict[str, Callable[[_Fields, str], EditCase]] = {
@@ -358,7 +444,11 @@ def _detect_file_format(records: list, source: str) -> str:
 
 
 def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
-    """The records of a JSON list file (or JSON lines), with size and syntax checked."""
+    """The records of a JSON list file (or JSON lines), with size and syntax checked.
+
+    Raises:
+        DataError: no such file, over ``max_bytes``, not UTF-8, not JSON, not a list of records, empty.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no data file at {path}: give the path of a JSON file, or 'world'")
@@ -366,8 +456,17 @@ def read_records(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
     if size > max_bytes:
         raise DataError(f"{path} is {_human(size)}, over the limit of {_human(max_bytes)}; "
                         "raise the limit (--max-data-mb) if you mean it, or split the file")
+    return parse_records(path.read_bytes(), str(path))
+
+
+def parse_records(data: bytes, path: str) -> list:
+    """The records of the bytes of a JSON list file (or JSON lines); messages name the file as ``path``.
+
+    Raises:
+        DataError: not UTF-8, not JSON, not a list of records, or no records.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (byte {exc.start}); expected a JSON file") from None
     try:
@@ -407,6 +506,97 @@ def _json_lines(text: str) -> list | None:
         return None
 
 
+@dataclass(frozen=True)
+class LoadedData:
+    """The cases read from a data file, and what ``skip_invalid`` left out of it, named.
+
+    ``skipped``: one line per record left out whole (its edit is unusable), e.g. ``"record 534,
+    field 'alt' must be a non-empty string, got an empty string"``. ``dropped``: one entry per
+    unusable probe left out of a kept record, e.g. ``"record 0: 'locality.Forgetfulness[1]'"``.
+    """
+
+    cases: list[EditCase]
+    source: str
+    skipped: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+    def summary(self, shown: int = 5) -> str | None:
+        """What was left out in one line (the first ``shown`` of each kind named), or None if nothing."""
+        if not self.skipped and not self.dropped:
+            return None
+
+        def some(items: tuple[str, ...]) -> str:
+            more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+            return "; ".join(items[:shown]) + more
+
+        parts = []
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} record(s) skipped as unusable ({some(self.skipped)})")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} unusable probe(s) left out of kept records ({some(self.dropped)})")
+        return f"{self.source}: kept {len(self.cases)} record(s); " + "; ".join(parts)
+
+
+def load_records(records: list, source: str, stem: str, fmt: str = "auto",
+                 skip_invalid: bool = False) -> LoadedData:
+    """The parsed ``records`` (e.g. of ``parse_records``) as EditCases; messages name the file ``source``.
+
+    Strict (the default): the first unusable record raises. With ``skip_invalid`` only the smallest
+    unusable unit is left out and named in the result: a probe (an item of a probe list, or a probe
+    field with no usable probe), else the record whose edit is unusable.
+
+    Raises:
+        DataError: naming the file, the record and the field; an unknown ``fmt``; no usable record.
+    """
+    if fmt == "auto":
+        fmt = _detect_file_format(records, source)
+    if fmt not in PARSERS:
+        raise DataError(f"unknown data format {fmt!r}; choose one of: auto, {', '.join(FORMATS)}")
+    cases, skipped, dropped = [], [], []
+    for i, rec in enumerate(records):
+        try:
+            fields = _Fields(rec, i, source, lenient=skip_invalid)
+            cases.append(PARSERS[fmt](fields, stem))
+            dropped += [f"record {i}: {name!r}" for name in fields.dropped]
+        except DataError as exc:
+            if not skip_invalid:
+                raise
+            skipped.append(str(exc).removeprefix(f"{source}: "))
+            log.warning("skipped: %s", exc)
+    if not cases:
+        raise DataError(f"{source}: no usable records" + (f" ({len(skipped)} skipped as unusable, the first: "
+                                                          f"{skipped[0]})" if skipped else ""))
+    log.info("loaded %d %s cases from %s", len(cases), fmt, source)
+    return LoadedData(cases, source, tuple(skipped), tuple(dropped))
+
+
+def load_bytes(data: bytes, name: str, fmt: str = "auto", limit: int | None = None,
+               max_bytes: int = DEFAULT_MAX_BYTES, skip_invalid: bool = False) -> LoadedData:
+    """The first ``limit`` records of a data file's bytes (e.g. an upload), named ``name`` in every message.
+
+    Raises:
+        DataError: over ``max_bytes``, a ``limit`` below 1, or as ``parse_records`` and ``load_records``.
+    """
+    if len(data) > max_bytes:
+        raise DataError(f"{name} is {_human(len(data))}, over the limit of {_human(max_bytes)}")
+    if limit is not None and limit < 1:
+        raise DataError(f"the number of records to load must be at least 1, got {limit}")
+    return load_records(parse_records(data, name)[:limit], name, Path(name).stem, fmt, skip_invalid)
+
+
+def load_dataset_report(path: str | Path, fmt: str = "auto", limit: int | None = None,
+                        max_bytes: int = DEFAULT_MAX_BYTES, skip_invalid: bool = False) -> LoadedData:
+    """``load_dataset``'s cases with what ``skip_invalid`` left out, counted and named (``LoadedData``).
+
+    Raises:
+        DataError: as ``load_dataset``.
+    """
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise DataError(f"the number of records to load must be at least 1, got {limit}")
+    return load_records(read_records(path, max_bytes)[:limit], path.name, path.stem, fmt, skip_invalid)
+
+
 def load_dataset(path: str | Path, fmt: str = "auto", limit: int | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES, skip_invalid: bool = False) -> list[EditCase]:
     """Every record of ``path`` (the first ``limit``) as an EditCase.
@@ -415,39 +605,18 @@ def load_dataset(path: str | Path, fmt: str = "auto", limit: int | None = None,
     (a missing field, a wrong type, null, an empty string, a list where a string belongs), the
     error is a DataError naming the file, the record and the field. With ``skip_invalid``
     exactly what is unusable is left out: a record whose edit (prompt, target, subject) is
-    unusable is skipped; a malformed optional probe group (paraphrases, neighbours, portability,
-    ...) is dropped and the record kept. Both are logged, and counted in one line at the end
-    (real files have a few, e.g. ZsRE records with an empty ``alt``).
+    unusable is skipped; an unusable probe (one item of a list of paraphrases, neighbours or a
+    KnowEdit group; a probe field with no usable probe) is left out and the record kept. Each is
+    logged, and all are counted and named in one warning at the end (real files have a few, e.g.
+    ZsRE records with an empty ``alt``); ``load_dataset_report`` returns them.
 
     Raises:
         DataError: as above, or no usable record at all, or a ``limit`` below 1.
     """
-    path = Path(path)
-    if limit is not None and limit < 1:
-        raise DataError(f"the number of records to load must be at least 1, got {limit}")
-    records = read_records(path, max_bytes)[:limit]
-    if fmt == "auto":
-        fmt = _detect_file_format(records, path.name)
-    if fmt not in PARSERS:
-        raise DataError(f"unknown data format {fmt!r}; choose one of: auto, {', '.join(FORMATS)}")
-    cases, skipped, dropped = [], 0, 0
-    for i, rec in enumerate(records):
-        try:
-            fields = _Fields(rec, i, path.name, lenient=skip_invalid)
-            cases.append(PARSERS[fmt](fields, path.stem))
-            dropped += len(fields.dropped)
-        except DataError as exc:
-            if not skip_invalid:
-                raise
-            skipped += 1
-            log.warning("skipped: %s", exc)
-    if not cases:
-        raise DataError(f"{path}: no usable records")
-    log.info("loaded %d %s cases from %s", len(cases), fmt, path)
-    if skipped or dropped:
-        log.warning("%s: %d record(s) skipped as unusable, %d malformed probe group(s) dropped from kept records",
-                    path.name, skipped, dropped)
-    return cases
+    loaded = load_dataset_report(path, fmt, limit, max_bytes, skip_invalid)
+    if loaded.summary():
+        log.warning("%s", loaded.summary())
+    return loaded.cases
 
 
 def world_split_cases(split: str = "test", seed: int = 0, world: World | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -302,10 +303,13 @@ def test_a_bad_optional_group_fails_strictly_and_is_dropped_leniently(tmp_path, 
     reference = load_dataset(FIXTURES / name)[index]
     assert dataclasses.replace(cases[index].request, case_id=None) == dataclasses.replace(reference.request, case_id=None)
     dropped = group if isinstance(group, tuple) else (group,)
-    assert sum(g in dropped for g in groups(cases[index])) < sum(g in dropped for g in groups(reference))
+    kept = [p for p in cases[index].probes if p.group in dropped]
+    # fewer probes of that group, unless the only bad item was left out and the usable "ok" kept
+    assert len(kept) < sum(g in dropped for g in groups(reference)) or [p.prompt for p in kept] == ["ok"]
     others = [p for p in reference.probes if p.group not in dropped and p.group != "distract_neighbour"]
     assert all(p in cases[index].probes for p in others)  # every other probe group is kept
-    assert "1 malformed probe group(s) dropped" in caplog.text
+    assert f"bad.json: kept {len(records)} record(s); " in caplog.text
+    assert f"unusable probe(s) left out of kept records (record {index}: '{'.'.join(path)}" in caplog.text
 
 
 @pytest.mark.parametrize("content, message", [
@@ -415,3 +419,135 @@ def test_rome_records_carry_their_template(tmp_path):
     assert req.prompt == "The Indian Ocean lies south of India, whose capital is"
     assert req.template == "The Indian Ocean lies south of {}, whose capital is"  # the subject's slot, for the editors
     assert req.validate(needs_subject=True) is req
+
+
+# --- skipping only what is unusable (issue 24.7) -----------------------------------------------------
+
+import logging  # noqa: E402
+
+from sss_core.evaluation.datasets import LoadedData, load_bytes, load_dataset_report  # noqa: E402
+
+
+def test_one_empty_ground_truth_leaves_out_that_probe_alone():
+    path = FIXTURES / "knowedit_one_bad_probe.json"
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    assert str(err.value) == ("knowedit_one_bad_probe.json: record 0, field 'locality.Forgetfulness[1]' needs a "
+                              "non-empty 'prompt' and 'ground_truth'")
+    loaded = load_dataset_report(path, skip_invalid=True)
+    first = loaded.cases[0]
+    assert [(p.prompt, p.answer) for p in first.group("neighbour")] == [  # 2 of the 2 usable probes kept
+        ("Ruvo Lake also borders", "Bolivia"), ("The largest town on Ruvo Lake is", "Puno")]
+    assert [p.answer for p in first.group("unrelated_attribute")] == ["20 km2"]
+    assert len(loaded.cases) == 2 and loaded.skipped == ()
+    assert loaded.dropped == ("record 0: 'locality.Forgetfulness[1]'",)
+    assert loaded.summary() == ("knowedit_one_bad_probe.json: kept 2 record(s); 1 unusable probe(s) left out of "
+                                "kept records (record 0: 'locality.Forgetfulness[1]')")
+
+
+def test_the_cli_loader_logs_what_it_left_out_by_name(caplog):
+    # `sss-lab bench --skip-invalid` loads through load_cases; the CLI prints this warning (logging at WARNING)
+    with caplog.at_level(logging.WARNING, logger="sss_core.evaluation.datasets"):
+        cases = load_cases(str(FIXTURES / "zsre_one_bad_record.json"), skip_invalid=True)
+    assert sorted(c.request.target_new for c in cases) == ["Ilse Maren", "Kessel"]
+    assert caplog.records[-1].getMessage() == (
+        "zsre_one_bad_record.json: kept 2 record(s); 1 record(s) skipped as unusable (record 1, field 'alt' must "
+        "be a non-empty string, got an empty string)")
+
+
+@pytest.mark.parametrize("name, index, path, group", [
+    ("rome_counterfact.json", 0, ("paraphrase_prompts",), "paraphrase"),
+    ("rome_counterfact.json", 0, ("neighborhood_prompts",), "pre_neighbour"),
+    ("rome_counterfact.json", 0, ("attribute_prompts",), "post_neighbour"),
+    ("counterfact.json", 0, ("rephrase_prompts",), "paraphrase"),
+    ("knowedit.json", 0, ("locality", "Relation_Specificity"), "unrelated_attribute"),
+])
+def test_one_bad_item_of_a_probe_list_leaves_out_that_item_alone(tmp_path, name, index, path, group):
+    records = _records(name)
+    good = [{"prompt": "Ruvo Lake is deepest near", "ground_truth": "Puno"}] if path[0] == "locality" \
+        else ["A usable prompt one", "A usable prompt two"]
+    bad = {"prompt": "A prompt without an answer", "ground_truth": ""} if path[0] == "locality" else ""
+    _set(records[index], path, [good[0], bad, *good[1:]])
+    records[index].pop("rephrase_prompt", None)  # flat CounterFact: the one other paraphrase field
+    file = _write(tmp_path, records)
+    with pytest.raises(DataError, match=re.escape(f"bad.json: record {index}, field '{'.'.join(path)}")):
+        load_dataset(file)
+    loaded = load_dataset_report(file, skip_invalid=True)
+    kept = [p.prompt for p in loaded.cases[index].group(group)]
+    assert kept == ([good[0]["prompt"]] if path[0] == "locality" else good)
+    assert loaded.dropped == (f"record {index}: '{'.'.join(path)}[1]'",) and loaded.skipped == ()
+
+
+def test_world_records_leave_out_one_bad_probe_alone(tmp_path):
+    records = [to_record(c) for c in world_split_cases("test")[:2]]
+    name = next(iter(records[0]["locality"]))
+    items = records[0]["locality"][name]
+    assert len(items) >= 2
+    items[0] = {"prompt": items[0]["prompt"], "ground_truth": ""}
+    records[0]["rephrase_prompts"] = records[0]["rephrase_prompts"][:1] + [5]
+    loaded = load_dataset_report(_write(tmp_path, records, "world.json"), fmt="world", skip_invalid=True)
+    reference = from_record_of(records[0], name)
+    assert len(loaded.cases[0].probes) == len(reference) and loaded.cases[0].probes == reference
+    assert loaded.dropped == ("record 0: 'rephrase_prompts[1]'", f"record 0: 'locality.{name}[0]'")
+
+
+def from_record_of(rec: dict, name: str) -> tuple:
+    """The probes of a world record without its bad items (built from a cleaned copy)."""
+    from sss_core.world.records import from_record
+    clean = json.loads(json.dumps(rec))
+    clean["locality"][name] = clean["locality"][name][1:]
+    clean["rephrase_prompts"] = clean["rephrase_prompts"][:1]
+    return from_record(clean).probes
+
+
+@pytest.mark.parametrize("name, index, path", [
+    ("zsre.json", 0, ("alt",)), ("zsre.json", 0, ("src",)), ("zsre.json", 0, ("subject",)),
+    ("counterfact.json", 0, ("prompt",)), ("counterfact.json", 0, ("target_new",)),
+    ("rome_counterfact.json", 0, ("requested_rewrite", "target_new", "str")),
+    ("knowedit.json", 1, ("target_new",)),
+])
+def test_an_edit_text_given_as_a_list_is_refused_not_edited_as_its_first_item(tmp_path, name, index, path):
+    records = _records(name)
+    _set(records[index], path, ["Kessel", "Other"])
+    file = _write(tmp_path, records)
+    field = ".".join(path)
+    with pytest.raises(DataError) as err:
+        load_dataset(file)
+    assert str(err.value) == (f"bad.json: record {index}, field '{field}' must be one string, got an array of 2 "
+                              f"item(s); a list is not this format's '{field}'")
+    loaded = load_dataset_report(file, skip_invalid=True)
+    assert len(loaded.cases) == len(records) - 1
+    assert loaded.skipped == (f"record {index}, field '{field}' must be one string, got an array of 2 item(s); "
+                              f"a list is not this format's '{field}'",)
+
+
+def test_uploaded_bytes_name_the_file_and_report_what_was_left_out():
+    data = (FIXTURES / "zsre_one_bad_record.json").read_bytes()
+    with pytest.raises(DataError, match=r"^mine\.json: record 1, field 'alt' must be a non-empty string"):
+        load_bytes(data, "mine.json")
+    loaded = load_bytes(data, "mine.json", skip_invalid=True)
+    assert isinstance(loaded, LoadedData)
+    assert [c.request.case_id for c in loaded.cases] == ["mine-0", "mine-2"]
+    assert loaded.skipped == ("record 1, field 'alt' must be a non-empty string, got an empty string",)
+    with pytest.raises(DataError, match=r"^mine\.json is 0\.7 kB, over the limit of 0\.5 kB$"):
+        load_bytes(data, "mine.json", max_bytes=512)
+    with pytest.raises(DataError, match=r"^mine\.json: no usable records \(1 skipped as unusable, the first: "
+                                        r"record 0, field 'alt'"):
+        load_bytes(b'[{"src": "Who?", "alt": ""}]', "mine.json", skip_invalid=True)
+
+
+@pytest.mark.real_data
+def test_real_zsre_train_names_the_two_records_it_skips():
+    path = anchor_file("knowledgespread/zsre_mend_train-1k.json")
+    loaded = load_dataset_report(path, skip_invalid=True)
+    assert len(loaded.cases) == 998 and loaded.dropped == ()
+    assert loaded.skipped == ("record 534, field 'alt' must be a non-empty string, got an empty string",
+                              "record 723, field 'alt' must be a non-empty string, got an empty string")
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_files_load_whole_with_nothing_left_out(name):
+    loaded = load_dataset_report(anchor_file(name), skip_invalid=True)
+    assert loaded.skipped == () and loaded.dropped == () and loaded.summary() is None
+    assert len(loaded.cases) == len(json.loads(anchor_file(name).read_text()))
