@@ -2,13 +2,14 @@
 
 import streamlit as st
 
-from app import panels, resources, state
+from app import panels, records, resources, state
 from sss_core.editors import EDITORS
 from sss_core.projection import METHODS
 
 st.set_page_config(page_title="SSS Lab", page_icon=":material/hub:", layout="wide")
 state.keep_widget_values()
 state.load_query_params(resources.preset_for, list(EDITORS), METHODS)
+records.adopt_link_records()  # a link's run records shown in the forms; the views replay them
 panels.link_problems_notice()
 
 pages = [

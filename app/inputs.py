@@ -23,7 +23,7 @@ from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
 from sss_core.errors import SSSError
 from sss_core.evaluation.datasets import load_bytes
-from sss_core.evaluation.presets import case_for_request
+from sss_core.evaluation.presets import case_for_request, world_fact_for
 from sss_core.models import LoadedModel
 from sss_core.types import EditCase, EditRequest
 
@@ -204,6 +204,15 @@ class RequestChoice:
         request = EditRequest(self.prompt, self.target, subject=self.subject or None).validate()
         return case_for_request(request, self.paraphrases, self.neighbours, lm)
 
+    @property
+    def probes_from(self) -> str:
+        """Where the run's probes come from, for its record: "world" (a typed world fact, probes as
+        ``case_for_request`` makes them), "typed", or "record" (a preset's or an uploaded file's case)."""
+        if self.case is not None:
+            return "record"
+        typed = self.paraphrases or self.neighbours or world_fact_for(self.prompt) is None
+        return "typed" if typed else "world"
+
     def describe(self) -> str:
         """The request in one line: 'prompt' -> 'target'."""
         return f"{self.prompt!r} -> {self.target!r}"
@@ -365,7 +374,7 @@ def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: Request
             case = request.build(lm)
             run = analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
                                         resources.background_prompts() if with_background else (),
-                                        progress=status.write)
+                                        progress=status.write, probes_from=request.probes_from)
         except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
             status.update(label="The edit failed", state="error", expanded=True)
             show_error(exc, "The edit failed")

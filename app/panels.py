@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import figures, resources, state
+from app import figures, records, resources, state
 from app.hypothesis import PREDICTS, correlation_frame, hypothesis_rows, pair_label
 from app.messages import show_error
 from sss_core import analysis
@@ -67,7 +67,7 @@ def run_caption(run: analysis.EditRun) -> str:
     c = shown_c(run.editor, run.c)
     c = f", C = {c:g}" if c is not None else ""
     return (f"**{run.editor}**{c} on `{run.model_name.rsplit('/', 1)[-1]}`: {r.prompt!r} -> **{r.target_new}** "
-            f"(run `{run.run_id}`, {run.seconds_total:.1f} s)")
+            f"(run `{run.run_id}`, {run.seconds_total:.1f} s){records.caption_settings(run.record)}")
 
 
 def edit_took(run: analysis.EditRun) -> bool:

@@ -70,7 +70,10 @@ class LinkField:
 
     query: str
     key: str
-    kind: str  # "editor", "c", "method", "pooling", "cs", "index", "steps"
+    kind: str  # "editor", "c", "method", "pooling", "cs", "index", "steps", "record"
+
+
+LINK_RECORD, LINK_RECORD_B = "_link_record", "_link_record_b"  # a link's run records (sss_core.record.RunRecord)
 
 
 LINK_FIELDS = (
@@ -82,6 +85,7 @@ LINK_FIELDS = (
     LinkField("sweep", "sweep_editor", "editor"), LinkField("cs", "sweep_cs", "cs"),
     LinkField("seq", "seq_editor", "editor"), LinkField("seqC", "seq_c", "c"),
     LinkField("steps", "_link_steps", "steps"),
+    LinkField("rec", LINK_RECORD, "record"), LinkField("recb", LINK_RECORD_B, "record"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
@@ -127,6 +131,14 @@ def parse_link_value(field_: LinkField, text: str, editors, methods, poolings=("
         if not text.isdigit():
             raise ValueError(f"{text!r} is not a point number")
         return int(text)
+    if field_.kind == "record":
+        from sss_core.errors import SSSError
+        from sss_core.record import RunRecord
+
+        try:
+            return RunRecord.from_link(text)
+        except SSSError as exc:
+            raise ValueError(f"the run record in the link cannot be replayed: {exc}") from exc
     if field_.kind == "steps":
         steps = []
         for part in text.split(","):
@@ -169,7 +181,8 @@ def read_query_params(editors=(), methods=("pca", "umap", "tsne")) -> SharedPara
             try:
                 values[f.key] = parse_link_value(f, qp[f.query], editors, methods)
             except ValueError as exc:
-                problems.append(f"{f.query}={qp[f.query]}: {exc}")
+                shown = qp[f.query] if len(qp[f.query]) <= 60 else qp[f.query][:57] + "..."
+                problems.append(f"{f.query}={shown}: {exc}")
     return SharedParams(qp.get("prompt") or None, qp.get("subject") or None, qp.get("target") or None,
                         values, tuple(problems), qp.get("run") == "1")
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from app import inputs, panels, state
+from app import inputs, panels, records, state
+from sss_core import analysis
 
 st.title("Edit a fact")
 st.caption("Write one new fact into the model, measure it, and revert: the shared model is never left edited.")
@@ -16,8 +17,13 @@ with right:
 
 pressed = st.button("Run edit", type="primary", disabled=lm is None, key="run_edit")
 from_link = not pressed and state.take_link_run()  # a shared link re-runs the results it showed
+linked = records.from_link(state.LINK_RECORD) if from_link else None
 if (pressed or from_link) and lm is not None:
-    inputs.run_and_keep(lm, choice, request, "edit", from_link=from_link)
+    if linked is not None:  # exactly the run the link recorded: settings, probes, seed, analysis options
+        records.replay_and_keep(lm, linked, "edit")
+    else:
+        inputs.run_and_keep(lm, choice, request, "edit", from_link=from_link)
+records.load_run_control(lm)
 
 run = state.last_run()
 if run is not None:
@@ -25,6 +31,9 @@ if run is not None:
     panels.earlier_run_notice("edit", run, inputs.differs(run, choice, request))
     st.markdown(panels.run_caption(run))
     panels.metrics_row(run)
+    notice = analysis.current_answer_notice(run)  # the target was already the answer: what the edit still did
+    if notice is not None:
+        st.warning(notice)
     st.subheader("Predictions before and after")
     panels.probe_table(run, key="edit-probes")
     proj_col, delta_col = st.columns([2, 1])
@@ -36,6 +45,8 @@ if run is not None:
         delta_fig = panels.delta_panel(run)
     st.subheader("Export")
     panels.export_buttons(run, {"Projection": proj_fig, "Weight delta": delta_fig}, key="edit-export")
+    records.link_caption(run)
 state.write_query_params(request.prompt, request.subject, request.target, choice.editor, choice.c,
                          ran=run is not None, proj=st.session_state.get(state.PROJ_METHOD),
-                         pool=st.session_state.get(state.PROJ_POOLING), sel=st.session_state.get("proj_selected"))
+                         pool=st.session_state.get(state.PROJ_POOLING), sel=st.session_state.get("proj_selected"),
+                         rec=records.link_text(run))  # the run on screen, exactly

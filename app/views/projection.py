@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import inputs, panels, state
+from app import inputs, panels, records, state
 
 st.title("Projection")
 st.caption("The sentences around the last edit (edit prompt, paraphrases, neighbours, unrelated attributes and "
@@ -10,7 +10,10 @@ st.caption("The sentences around the last edit (edit prompt, paraphrases, neighb
 run = state.last_run()
 if run is None and state.take_link_run():  # a shared link to this page: redo the edit it showed
     lm = inputs.model_from_state()
-    if lm is not None:
+    linked = records.from_link(state.LINK_RECORD)
+    if lm is not None and linked is not None:  # exactly the run the link recorded
+        run = records.replay_and_keep(lm, linked, "edit")
+    elif lm is not None:
         run = inputs.run_and_keep(lm, inputs.editor_from_state(), inputs.request_from_state(), "edit",
                                   from_link=True)
 if run is None:
@@ -26,4 +29,4 @@ else:
     state.write_query_params(r.prompt, r.subject, r.target_new, run.editor, panels.shown_c(run.editor, run.c),
                              ran=True, proj=st.session_state.get(state.PROJ_METHOD),
                              pool=st.session_state.get(state.PROJ_POOLING),
-                             sel=st.session_state.get("proj_selected"))
+                             sel=st.session_state.get("proj_selected"), rec=records.link_text(run))

@@ -1,0 +1,67 @@
+"""A link carries the run record of what is on screen: opening it replays exactly that run (advanced settings,
+typed probes, model), the form shows the record, and the run caption names the non-default settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, app, assert_ok  # noqa: F401
+from sss_core.record import RunRecord
+
+
+def _open(query: dict, page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    if page is not None:
+        at.switch_page(page)
+    at.query_params.update(query)
+    at.run()
+    return at
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _typed_run_with_settings(app):
+    app.selectbox(key="editor").set_value("ft-l").run()
+    app.session_state["cfg:ft-l:steps"] = 3
+    app.session_state["cfg:ft-l:layer"] = 2
+    app.radio(key="req_source").set_value("Type a fact").run()
+    app.text_input(key="typed_prompt").input("The capital of France is")
+    app.text_input(key="typed_subject").input("France")
+    app.text_input(key="typed_target").input("Rome")
+    app.text_area(key="typed_neighbours").input("The capital of Spain is\nThe capital of Italy is")
+    app.run()
+    app.button(key="run_edit").click().run()
+    assert_ok(app)
+    return app
+
+
+@pytest.mark.parametrize("page", [None, "app/views/projection.py"])
+def test_link_replays_settings_and_typed_probes_exactly(app, page):
+    _typed_run_with_settings(app)
+    shown = _metrics(app)
+    caption = next(m.value for m in app.markdown if m.value.startswith("**ft-l**"))
+    assert caption.endswith("; settings changed from the defaults: layer = 2, steps = 3")
+    qp = dict(app.query_params)
+    record = RunRecord.from_link(qp["rec"])
+    assert (record.settings["steps"], record.settings["layer"]) == (3, 2)
+    assert [p.prompt for p in record.case.probes if p.group == "neighbour"][-2:] == ["The capital of Spain is",
+                                                                                      "The capital of Italy is"]
+    at = _open(qp, page)
+    assert_ok(at)
+    if page is None:
+        assert _metrics(at) == shown  # the same numbers: reliability, generality, locality, lambda_max
+        assert at.session_state["cfg:ft-l:steps"] == 3 and at.session_state["cfg:ft-l:layer"] == 2
+        assert at.text_area(key="typed_neighbours").value == "The capital of Spain is\nThe capital of Italy is"
+    run = at.session_state["_run"]
+    assert run.record.digest() == record.digest()
+    assert run.config["steps"] == 3 and run.config["layer"] == 2
+
+
+def test_a_damaged_record_in_a_link_is_named_not_silently_dropped():
+    at = _open({"rec": "abc", "run": "1"})
+    assert not at.exception
+    text = " ".join(w.value for w in at.warning)
+    assert "rec=abc: the run record in the link cannot be replayed: the link's run record is damaged" in text
