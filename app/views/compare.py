@@ -4,7 +4,7 @@ projection, and as paired differences (A minus B)."""
 import pandas as pd
 import streamlit as st
 
-from app import figures, inputs, panels, state
+from app import figures, inputs, panels, records, state
 
 st.title("Compare two edits")
 st.caption("The same request edited twice, A and B, each on the unedited model. Advanced settings come from the "
@@ -23,8 +23,13 @@ with col_b:
     b = inputs.editor_picker("cmp_editor_b", "cmp_c_b", advanced=False, label="Editor B")
 
 pressed = st.button("Run both", type="primary", disabled=lm is None, key="run_compare")
-if (pressed or state.take_link_run()) and lm is not None:  # a shared link re-runs the comparison it showed
-    runs = tuple(inputs.run_edit_with_status(lm, choice, request, with_background=False) for choice in (a, b))
+from_link = not pressed and state.take_link_run()  # a shared link re-runs the comparison it showed
+linked = (records.from_link(state.LINK_RECORD), records.from_link(state.LINK_RECORD_B)) if from_link else (None, None)
+if (pressed or from_link) and lm is not None:
+    if all(r is not None for r in linked):  # exactly the two runs the link recorded
+        runs = tuple(records.replay_with_status(lm, record) for record in linked)
+    else:
+        runs = tuple(inputs.run_edit_with_status(lm, choice, request, with_background=False) for choice in (a, b))
     if all(r is not None for r in runs):
         state.set_compare_runs(runs)
         state.set_failed_attempt("compare", None)
@@ -35,7 +40,9 @@ if (pressed or state.take_link_run()) and lm is not None:  # a shared link re-ru
 
 runs = state.compare_runs()
 state.write_link(request.prompt, request.subject, request.target,
-                 {"a": a.editor, "ca": a.c, "b": b.editor, "cb": b.c}, ran=bool(runs))
+                 {"a": a.editor, "ca": a.c, "b": b.editor, "cb": b.c,
+                  "rec": records.link_text(runs[0]) if runs else None,
+                  "recb": records.link_text(runs[1]) if runs else None}, ran=bool(runs))
 if runs:
     labels = [panels.run_label(runs[0], "A: "), panels.run_label(runs[1], "B: ")]
     if labels[0][3:] == labels[1][3:]:

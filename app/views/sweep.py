@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from app import figures, inputs, panels, state
+from app import figures, inputs, panels, records, state
 from app.messages import show_error
 from sss_core import analysis
+from sss_core.editors import EDITORS, shipped_checkpoints
 
 st.title("C sweep")
 st.caption("C weighs the SSS term against the edit loss: L_all = (1 - C) * L_edit + C * SSS. C = 0 is the plain "
@@ -19,17 +20,27 @@ choice = inputs.editor_picker("sweep_editor", advanced=False, label="Editor (wit
                               show_c=False)
 state.setdefault("sweep_cs", [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
 grid = [round(0.05 * i, 2) for i in range(21)]
+if EDITORS[choice.editor].c_role == "checkpoint":  # a trained editor's C is its checkpoint's: only those exist
+    grid = [round(c, 2) for c in shipped_checkpoints(choice.editor)]
+    st.info(f"{choice.editor} is trained: its C is the C its checkpoint was trained with, so the sweep offers only "
+            f"the shipped checkpoints' C ({', '.join(f'{c:g}' for c in grid)}); each row names its checkpoint. "
+            f"Train another with `sss-lab train {choice.editor.split('+')[0]} --sss-c C --data world --out DIR`.")
+    st.session_state["sweep_cs"] = [c for c in st.session_state.get("sweep_cs", []) if c in grid] or grid
 cs = st.multiselect("Values of C", grid, key="sweep_cs")
 
 pressed = st.button("Run sweep", type="primary", disabled=lm is None or not cs, key="run_sweep")
-if (pressed or state.take_link_run()) and lm is not None and cs:  # a shared link re-runs the sweep it showed
+from_link = not pressed and state.take_link_run()  # a shared link re-runs the sweep it showed
+linked = records.from_link(state.LINK_RECORD) if from_link else None
+if (pressed or from_link) and lm is not None and cs:
     bar = st.progress(0.0, text="Starting")
     try:
-        case = request.build(lm)
-        points = analysis.sweep_c(lm, choice.editor, choice.overrides, case, sorted(cs),
+        # a link's record gives the exact case and settings (C is each point's own)
+        editor, overrides, case = ((linked.editor, linked.overrides(), linked.case) if linked is not None
+                                   else (choice.editor, choice.overrides, request.build(lm)))
+        points = analysis.sweep_c(lm, editor, overrides, case, sorted(cs),
                                   progress=lambda i, c: bar.progress(i / len(cs), text=f"C = {c:g}"))
         bar.progress(1.0, text="Done")
-        state.set_sweep({"editor": choice.editor, "request": case.request, "points": points, "cs": sorted(cs)})
+        state.set_sweep({"editor": editor, "request": case.request, "points": points, "cs": sorted(cs)})
         state.set_failed_attempt("sweep", None)
     except Exception as exc:  # noqa: BLE001 - shown as a message
         bar.empty()
@@ -37,8 +48,9 @@ if (pressed or state.take_link_run()) and lm is not None and cs:  # a shared lin
         state.set_failed_attempt("sweep", f"{choice.editor}, {request.describe()}: {str(exc)[:200]}")
 
 sweep = state.sweep()
-state.write_link(request.prompt, request.subject, request.target, {"sweep": choice.editor, "cs": sorted(cs)},
-                 ran=bool(sweep))
+first = sweep["points"][0] if sweep and sweep["points"] else None
+state.write_link(request.prompt, request.subject, request.target,
+                 {"sweep": choice.editor, "cs": sorted(cs), "rec": records.link_text(first)}, ran=bool(sweep))
 if sweep:
     pts = sweep["points"]
     r = sweep["request"]
@@ -53,6 +65,6 @@ if sweep:
                                [p.lambda_max_after for p in pts], pts[0].lambda_max_before)
     df = pd.DataFrame([{"C": p.c, **{k: p.metrics.get(k) for k in (*keys, "portability")},
                         "λ_max before (new target)": p.lambda_max_before, "λ_max after (new target)": p.lambda_max_after,
-                        "seconds": p.seconds} for p in pts])
+                        "seconds": p.seconds, **({"checkpoint": p.checkpoint} if p.checkpoint else {})} for p in pts])
     panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep['editor']}, "
                             f"{r.prompt!r} -> {r.target_new!r}")

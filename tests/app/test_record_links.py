@@ -65,3 +65,43 @@ def test_a_damaged_record_in_a_link_is_named_not_silently_dropped():
     assert not at.exception
     text = " ".join(w.value for w in at.warning)
     assert "rec=abc: the run record in the link cannot be replayed: the link's run record is damaged" in text
+
+
+def _dataframe(at, i: int = 0):
+    return at.dataframe[i].value
+
+
+def test_c_sweep_of_a_trained_editor_offers_only_checkpoint_cs_and_names_them():
+    at = _open({}, "app/views/sweep.py")
+    at.selectbox(key="sweep_editor").set_value("mend+sss").run()
+    assert at.multiselect(key="sweep_cs").options == ["0.0", "0.9"]
+    assert at.info[0].value.startswith("mend+sss is trained: its C is the C its checkpoint was trained with, so the "
+                                       "sweep offers only the shipped checkpoints' C (0, 0.9)")
+    at.button(key="run_sweep").click().run()
+    assert_ok(at)
+    table = _dataframe(at)
+    assert list(table["C"]) == [0.0, 0.9] and list(table["checkpoint"]) == ["mend", "mend-sss"]
+    qp = dict(at.query_params)
+    again = _open(qp, "app/views/sweep.py")
+    assert_ok(again)
+    replayed = _dataframe(again)
+    assert list(replayed["checkpoint"]) == ["mend", "mend-sss"]
+    assert list(replayed["reliability"]) == list(table["reliability"])
+
+
+def test_compare_link_replays_both_recorded_runs():
+    at = _open({}, "app/views/compare.py")
+    at.session_state["cfg:ft-l:steps"] = 4
+    at.session_state["cfg:ft-l+sss:steps"] = 4
+    at.run()
+    at.button(key="run_compare").click().run()
+    assert_ok(at)
+    a, b = at.session_state["_compare"]
+    qp = dict(at.query_params)
+    assert RunRecord.from_link(qp["rec"]).digest() == a.record.digest()
+    assert RunRecord.from_link(qp["recb"]).digest() == b.record.digest()
+    again = _open(qp, "app/views/compare.py")
+    assert_ok(again)
+    a2, b2 = again.session_state["_compare"]
+    assert (a2.record.settings["steps"], b2.record.settings["steps"]) == (4, 4)
+    assert a2.result.metrics == a.result.metrics and b2.result.metrics == b.result.metrics
