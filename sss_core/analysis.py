@@ -55,6 +55,7 @@ from .errors import RequestError
 from .evaluation.metrics import (TokenPrediction, answer_probability, evaluate_edit, probes_of, request_warnings,
                                  teacher_forced, top_k)
 from .evaluation.presets import greedy_answer, presets
+from .evaluation.runners import Fact, superseded_by
 from .models import LoadedModel
 from .record import N_BACKGROUND, AnalysisOptions, RunRecord, check_model, make_record
 from .sparsity import (EditLambda, KnnSettings, SentenceSparsity, answer_rows, lambda_and_probability,
@@ -578,6 +579,37 @@ def sweep_c(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], case: Ed
     return points
 
 
+# --- an edit to what the model already says ----------------------------------------------------------
+
+def current_answer_notice(run: EditRun) -> str | None:
+    """What an edit did whose target was already the model's top answer for the edit prompt; None otherwise.
+
+    "Already the top answer" is the run's own measurement: the edit prompt's teacher-forced argmax
+    before the edit equals the target's tokens (``request_warnings``' test). The notice gives the
+    run's numbers: the norm of the update the editor wrote (``run.delta_norms``, all edited weights
+    together) and how many probes changed their top-1 answer (``run.rows``' ``flipped``), per group.
+    """
+    rewrite = next((p for p in run.result.probes if p.probe.group == "rewrite"), None)
+    if rewrite is None or not rewrite.target_tokens or rewrite.pre_tokens != rewrite.target_tokens:
+        return None
+    request = run.case.request
+    head = f"{request.target_new!r} was already the model's top answer to {request.prompt!r} before the edit"
+    if run.delta_norms is None:
+        wrote = f"{run.editor} still added the edit to its memory (no weight changed)"
+    else:
+        total = math.sqrt(sum(v * v for v in run.delta_norms.values()))
+        where = (next(iter(run.delta_norms)) if len(run.delta_norms) == 1
+                 else f"{len(run.delta_norms)} weights together")
+        wrote = (f"{run.editor} wrote no update (norm 0.00)" if total == 0
+                 else f"{run.editor} still wrote an update of norm {total:.2f} ({where})")
+    flipped = [r for r in run.rows if r.flipped]
+    groups: dict[str, int] = {}  # label -> probes of it that changed, in the table's order
+    for label in (GROUP_LABELS.get(r.group, r.group) for r in flipped):
+        groups[label] = groups.get(label, 0) + 1
+    detail = f" ({', '.join(f'{g}: {k}' for g, k in groups.items())})" if groups else ""
+    return f"{head}; {wrote}, and {len(flipped)} of {len(run.rows)} probes changed their top-1 answer{detail}."
+
+
 # --- sequential editing ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -598,9 +630,12 @@ class SequentialStep:
     metrics: dict[str, float]  # of this edit, right after it was applied (paper Table 2)
     lambda_max_after: float
     locality_fixed: float  # fixed probes: post-edit argmax == unedited argmax, after n edits
-    retention: float  # mean reliability of all n edits so far, measured after the n-th
+    retention: float  # mean reliability of the edits so far still meant to hold, measured after the n-th
+    retained: int  # how many edits retention counts: the n so far less the superseded ones
+    superseded: int  # earlier edits left out of retention: a later edit re-edited their fact
     seconds: float
     edit: Edit = field(repr=False, compare=False)
+    relation: str | None = None  # the edited fact's relation, when known (tells re-edits of the same fact)
 
     def as_dict(self) -> dict[str, Any]:
         """One row of the history table (the Edit object left out)."""
@@ -608,7 +643,17 @@ class SequentialStep:
                 "target_new": self.request.target_new, **{f"this edit: {k}": v for k, v in self.metrics.items()
                                                           if k in ("reliability", "generality", "locality")},
                 "lambda_max_after": self.lambda_max_after, "locality (fixed probes)": self.locality_fixed,
-                "retention (all edits)": self.retention, "seconds": self.seconds}
+                "retention (edits still meant to hold)": self.retention, "retention counts": retention_note(self),
+                "seconds": self.seconds}
+
+
+def retention_note(step: SequentialStep) -> str:
+    """How many edits ``step.retention`` counts, and how many superseded ones it leaves out, in words."""
+    edits = f"{step.retained} edit{'' if step.retained == 1 else 's'}"
+    if not step.superseded:
+        return f"retention over the {edits} so far; none superseded"
+    return (f"retention over the {edits} still meant to hold; {step.superseded} superseded (a later edit "
+            "re-edited the same fact: same prompt, or same subject and relation) and left out")
 
 
 def sequential_baseline(lm: LoadedModel, probes: Sequence[Probe]) -> SequentialBaseline:
@@ -636,11 +681,18 @@ def sequential_step(lm: LoadedModel, history: Sequence[SequentialStep], baseline
                     editor: str, overrides: Mapping[str, Any], case: EditCase) -> SequentialStep:
     """Apply ``history``'s edits in order, add one more on top, measure, and revert them all.
 
-    Between calls the shared model is always unedited; a session's history lives in its own state.
+    Retention is the mean reliability of the edits still meant to hold: an edit whose fact a later
+    one re-edits (same prompt, or same subject and relation; ``runners.superseded_by``) is superseded
+    and left out. Between calls the shared model is always unedited; a session's history lives in its
+    own state.
     """
     settings_for(editor, overrides)
     request = case.request.validate()
     model, tok = lm.model, lm.tok
+    requests = [s.request for s in history] + [request]
+    later = superseded_by([Fact(s.request.prompt, s.request.subject, s.relation) for s in history]
+                          + [Fact(request.prompt, request.subject, case.relation)])
+    held = [r for r, by in zip(requests, later) if by is None]
     applied: list[Edit] = []
     with model_lock(model):
         try:
@@ -657,10 +709,10 @@ def sequential_step(lm: LoadedModel, history: Sequence[SequentialStep], baseline
             edit.apply()
             applied.append(edit)
             post = teacher_forced(model, tok, [p.prompt for p in baseline.probes], [p.answer for p in baseline.probes])
-            requests = [s.request for s in history] + [request]
-            mine = teacher_forced(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
+            mine = teacher_forced(model, tok, [r.prompt for r in held], [r.target_new for r in held])
         finally:
             for e in reversed(applied):
                 e.revert()
     return SequentialStep(len(history) + 1, editor, request, result.metrics, result.lambda_max_after,
-                          _agreement(baseline.pre, post), _accuracy(mine), seconds, edit)
+                          _agreement(baseline.pre, post), _accuracy(mine), len(held), len(requests) - len(held),
+                          seconds, edit, case.relation)

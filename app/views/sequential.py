@@ -14,7 +14,8 @@ MAX_EDITS = 50
 st.title("Sequential editing")
 st.caption("Each edit is made on the model as the previous ones left it, and scored right after it is applied "
            "(the paper's Table 2). Locality is also measured on 40 fixed world facts against the unedited "
-           "model, and retention re-checks every earlier edit. Between clicks the shared model is unedited: "
+           "model, and retention re-checks every earlier edit still meant to hold (an edit that a later edit of the "
+           "same fact replaced is superseded and left out). Between clicks the shared model is unedited: "
            "this session's edits are replayed, extended and reverted under the model's lock.")
 
 lm = inputs.model_picker()
@@ -120,9 +121,10 @@ if history:
     df = pd.DataFrame([s.as_dict() for s in history])
     fig = figures.sequential_figure([s.n for s in history], {
         "locality (fixed probes)": [s.locality_fixed for s in history],
-        "retention (all edits so far)": [s.retention for s in history],
+        "retention (edits still meant to hold)": [s.retention for s in history],
         "reliability (this edit)": [s.metrics.get("reliability") for s in history],
         "locality (this edit's probes)": [s.metrics.get("locality") for s in history]})
+    st.caption(f"After edit {history[-1].n}: {analysis.retention_note(history[-1])}.")
     panels.chart_with_table(fig, df, "sss-sequential", key=f"seq-{len(history)}", table_label="History",
                             title=f"SSS Lab: {len(history)} sequential edits")
 else:

@@ -79,12 +79,19 @@ def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: S
 
 
 def request_warnings(model: nn.Module, tok, request: EditRequest) -> list[str]:
-    """Things worth telling the user before an edit that do not stop it."""
+    """Things worth telling the user before an edit that do not stop it.
+
+    A target the model already gives is not refused and not skipped: the edit runs as asked (an
+    editor such as ROME still writes an update); ``analysis.current_answer_notice`` says afterwards
+    what it did.
+    """
     out = []
     pred = teacher_forced(model, tok, [request.prompt], [request.target_new])[0]
     if pred.target_ids and pred.argmax_ids == pred.target_ids:
-        out.append(f"the model already predicts {request.target_new!r} for this prompt: the edit changes "
-                   "little, and reliability is 1.0 before editing")
+        out.append(f"the model already predicts {request.target_new!r} for this prompt: it is already the top "
+                   "answer, and reliability is 1.0 before editing. The edit still runs, and the editor may still "
+                   "write an update that changes other answers; the result reports the update's norm and how "
+                   "many probes changed their top-1 answer")
     if not request.prompt.isascii() or not request.target_new.isascii():
         out.append("the request has non-ASCII characters; the default model was trained on ASCII text only, "
                    "so they split into byte tokens it has rarely seen")

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 
 from ..editors.base import Edit, EditBase, Editor, model_lock
 from ..errors import SSSError
-from ..types import EditCase, EditResult
+from ..types import LOCALITY_GROUPS, EditCase, EditResult
 from .metrics import evaluate_edit, probes_of, teacher_forced
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,64 @@ class HeldEdit(EditBase):
         """Nothing to do: the edits stay."""
 
 
+class Fact(NamedTuple):
+    """What an edit writes, for telling whether a later edit re-edits it: the prompt, and the subject and
+    relation where they are known (None where not)."""
+
+    prompt: str
+    subject: str | None = None
+    relation: str | None = None
+
+
+def fact_of(case: EditCase) -> Fact:
+    """The fact that ``case``'s edit writes."""
+    return Fact(case.request.prompt, case.request.subject, case.relation)
+
+
+def superseded_by(facts: Sequence[Fact]) -> list[int | None]:
+    """For each edit of a sequence, the index of the first later edit of the same fact, or None.
+
+    Two edits write the same fact when their prompts are equal (leading and trailing spaces aside),
+    or when both know their subject and relation and these are equal. An edit that a later one
+    re-edits is superseded: its own target is no longer meant to hold, so a retention score over
+    earlier edits leaves it out.
+    """
+    out: list[int | None] = [None] * len(facts)
+    nearest: dict[tuple, int] = {}  # a fact's key -> the nearest later index with it
+    for i in range(len(facts) - 1, -1, -1):
+        keys = [("prompt", facts[i].prompt.strip())]
+        if facts[i].subject and facts[i].subject.strip() and facts[i].relation:
+            keys.append(("subject+relation", facts[i].subject.strip(), facts[i].relation))
+        later = [nearest[k] for k in keys if k in nearest]
+        out[i] = min(later) if later else None
+        nearest.update((k, i) for k in keys)
+    return out
+
+
+# Metrics a superseded edit keeps in its final score: those that compare with the unedited model's
+# predictions (locality); the others measure its own target, which a later edit replaced.
+_KEPT_WHEN_SUPERSEDED = frozenset(("locality", *LOCALITY_GROUPS))
+
+
+def _superseded(result: EditResult, by: str | None) -> EditResult:
+    """The final score of an edit that the later case ``by`` re-edited: its own-target metrics NaN (left
+    out of the means), locality kept, ``extra["superseded_by"]`` naming the later case."""
+    metrics = {k: (v if k in _KEPT_WHEN_SUPERSEDED else math.nan) for k, v in result.metrics.items()}
+    return replace(result, metrics=metrics, extra={**result.extra, "superseded_by": by})
+
+
 def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
                      skip: Skip = _never, with_lambda: bool = True) -> Iterator[Outcome]:
     """Apply the cases' edits one after another, keeping each (paper Table 2).
 
     Each case is scored right after its edit is applied (mode ``sequential@n``), against the
     predictions of the original model; once all n are applied, every case is scored again
-    (``sequential@n/final``, EasyEdit's protocol: did later edits undo earlier ones?). At the end
-    every edit is reverted, newest first, so the model is bit-identical to what it was.
+    (``sequential@n/final``, EasyEdit's protocol: did later edits undo earlier ones?). An edit whose
+    fact a later applied edit of the run re-edits (``superseded_by``: same prompt, or same subject and
+    relation) is superseded: its final outcome keeps its raw predictions and locality, its own-target
+    metrics (reliability, generality, portability) are NaN so the final table's means leave it out,
+    and ``extra["superseded_by"]`` names the later case. At the end every edit is reverted, newest
+    first, so the model is bit-identical to what it was.
     A run whose keys are all in ``skip`` is not run at all; a partly done run is redone whole
     (edits accumulate, so it cannot start in the middle) and only the missing keys are yielded.
     """
@@ -157,6 +207,7 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
         return
     pres = _predictions_by_case(model, tok, cases)  # the original model's predictions
     applied: list[Edit] = []
+    done: list[int] = []  # indices of the cases whose edit was applied
     with model_lock(model):
         try:
             for position, (case, key, pre) in enumerate(zip(cases, keys, pres), start=1):
@@ -178,10 +229,12 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
                     continue
                 edit.apply()  # evaluate_edit reverted it; keep it for the edits that follow
                 applied.append(edit)
+                done.append(position - 1)
                 if not skip(key):
                     yield Outcome(key, case, result, n=n, position=position)
             final_model = applied[-1].model if applied else model
-            for case, key, pre in zip(cases, finals, pres):
+            later = dict(zip(done, superseded_by([fact_of(cases[i]) for i in done])))
+            for i, (case, key, pre) in enumerate(zip(cases, finals, pres)):
                 if skip(key):
                     continue
                 try:
@@ -189,6 +242,8 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
                         raise pre
                     result = evaluate_edit(final_model, tok, case, HeldEdit(final_model), name,
                                            with_lambda=False, pre=pre)
+                    if later.get(i) is not None:
+                        result = _superseded(result, cases[done[later[i]]].request.case_id)
                 except INPUT_ERRORS as exc:
                     yield _failed(key, case, exc, n=n, position=n)
                     continue
@@ -270,4 +325,5 @@ def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]) -> li
     return out
 
 
-__all__ = ["HeldEdit", "Outcome", "RunKey", "batch_edits", "case_seed", "sequential_edits", "single_edits"]
+__all__ = ["Fact", "HeldEdit", "Outcome", "RunKey", "batch_edits", "case_seed", "fact_of", "sequential_edits",
+           "single_edits", "superseded_by"]
