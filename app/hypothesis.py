@@ -99,6 +99,10 @@ class HypothesisJob:
             return None
         return float(getattr(editor_config(editor, **overrides), spec.c_field))
 
+    def settings(self) -> dict[str, str]:
+        """Editor -> the settings it runs with in this job, in words (``settings_text``)."""
+        return {name: settings_text(name, overrides) for name, overrides in self.editors}
+
     def frame(self) -> pd.DataFrame:
         """The finished edits as the bench's results frame (``store.results_frame``)."""
         return results_frame(self.records)
@@ -173,13 +177,32 @@ def pair_label(c: Correlation) -> str:
     return text + (f" | {MEASURE_LABELS.get(c.control, c.control)}" if c.control else "")
 
 
-def correlation_frame(corrs: Sequence[Correlation]) -> pd.DataFrame:
-    """One row per (editor, pair): rho, its bootstrap CI, p, counts, the sign the paper predicts, the verdict."""
+def correlation_frame(corrs: Sequence[Correlation], settings: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per (editor, pair): rho, its bootstrap CI, p, counts, the sign the paper predicts, the verdict;
+    with ``settings`` (editor -> the settings it ran with, in words) a last column says them."""
+    columns = ["editor", "pair", "ρ (Spearman)", "CI low", "CI high", "p", "edits", "prompts", "paper predicts",
+               "verdict", *(["settings"] if settings is not None else [])]
     return pd.DataFrame([{"editor": c.editor, "pair": pair_label(c), "ρ (Spearman)": c.rho, "CI low": c.lo,
                           "CI high": c.hi, "p": c.p, "edits": c.points, "prompts": c.clusters,
-                          "paper predicts": PREDICTS[c.expected_sign], "verdict": c.verdict} for c in corrs],
-                        columns=["editor", "pair", "ρ (Spearman)", "CI low", "CI high", "p", "edits", "prompts",
-                                 "paper predicts", "verdict"])
+                          "paper predicts": PREDICTS[c.expected_sign], "verdict": c.verdict,
+                          **({"settings": settings.get(c.editor, "")} if settings is not None else {})}
+                         for c in corrs], columns=columns)
+
+
+def settings_text(editor: str, overrides: dict[str, Any]) -> str:
+    """The settings an editor ran with, in words: C (and what it means) and every setting changed from its
+    defaults ("defaults" when none is)."""
+    spec = EDITORS[editor]
+    config = editor_config(editor, **overrides)
+    defaults = editor_config(editor)
+    parts = []
+    if spec.c_role is not None and spec.uses_sss:
+        c = getattr(config, spec.c_field)
+        parts.append(f"C = {c:g} ({'its checkpoint was trained at it' if spec.c_role == 'checkpoint' else 'loss weight'})")
+    changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if f.name != spec.c_field and getattr(config, f.name) != getattr(defaults, f.name)}
+    parts += [f"{k} = {v}" for k, v in sorted(changed.items())]
+    return ", ".join(parts) if parts else "defaults"
 
 
 def sss_effect_frame(frame: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:

@@ -608,15 +608,20 @@ def _clicked_edit(event, rows: pd.DataFrame) -> tuple | None:
     return None
 
 
-def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: str, c_of) -> None:
+def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: str, c_of,
+                       settings: dict[str, str] | None = None) -> None:
     """The Hypothesis view's results: the verdicts, the scatter (a click opens that edit in the Edit
     view), the correlation table and the paired effect of SSS, each with its export.
 
     ``frame``: the results frame; ``corrs``: ``hypothesis.correlations`` of its single edits;
     ``effects``: ``app.hypothesis.sss_effect_frame``; ``c_of(editor)``: the C an edit of that editor
-    ran with (None: no C), for the Edit view.
+    ran with (None: no C), for the Edit view; ``settings``: editor -> the settings it ran with, in words
+    (shown above the verdicts and as a column of the correlations' CSV).
     """
     rows = hypothesis_rows(frame)
+    if settings:
+        st.markdown("**Settings of each editor in these edits:** "
+                    + "; ".join(f"{name}: {text}" for name, text in settings.items()))
     if rows.empty:
         st.info("No single edit finished without an error yet: nothing to correlate.")
         return
@@ -646,7 +651,7 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
                            resources.preset_for(row["prompt"], row["target_new"]))
         st.switch_page("app/views/edit.py")
     st.subheader("Spearman ρ per editor, with the partial ρ given the target's NLL")
-    table = correlation_frame(corrs)
+    table = correlation_frame(corrs, settings)
     show_frame(table, key=f"{key}-corr", formats={"ρ (Spearman)": "+.3f", "CI low": "+.3f", "CI high": "+.3f",
                                                   "p": ".2g"})
     st.caption("95% CI: bootstrap over edit prompts (an edit prompt repeated under several seeds is resampled "

@@ -74,6 +74,7 @@ class LinkField:
 
 
 LINK_RECORD, LINK_RECORD_B = "_link_record", "_link_record_b"  # a link's run records (sss_core.record.RunRecord)
+LINK_SETTINGS = "_link_settings"  # a link's advanced settings per editor: {editor: {field: value}}
 
 
 LINK_FIELDS = (
@@ -86,6 +87,10 @@ LINK_FIELDS = (
     LinkField("seq", "seq_editor", "editor"), LinkField("seqC", "seq_c", "c"),
     LinkField("steps", "_link_steps", "steps"),
     LinkField("rec", LINK_RECORD, "record"), LinkField("recb", LINK_RECORD_B, "record"),
+    LinkField("hyp", "hyp_editors", "editors"), LinkField("hn", "hyp_n", "count"),
+    LinkField("hseed", "hyp_seed", "count"), LinkField("hk", "hyp_k", "count"),
+    LinkField("hsrc", "hyp_source", "text"), LinkField("hdir", "hyp_folder_typed", "text"),
+    LinkField("hcfg", LINK_SETTINGS, "settings"), LinkField("dir", "results_dir", "text"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
@@ -131,6 +136,18 @@ def parse_link_value(field_: LinkField, text: str, editors, methods, poolings=("
         if not text.isdigit():
             raise ValueError(f"{text!r} is not a point number")
         return int(text)
+    if field_.kind == "editors":
+        names = [n for n in text.split(",") if n]
+        bad = [n for n in names if n not in editors]
+        if bad or not names:
+            raise ValueError(f"{(bad or [text])[0]!r} is not an editor here (choose from {', '.join(editors)})")
+        return names
+    if field_.kind == "count":
+        if not text.isdigit() or int(text) > 100_000:
+            raise ValueError(f"{text!r} is not a whole number from 0 to 100000")
+        return int(text)
+    if field_.kind == "settings":
+        return _parse_settings(text, editors)
     if field_.kind == "record":
         from sss_core.errors import SSSError
         from sss_core.record import RunRecord
@@ -199,6 +216,8 @@ def load_query_params(preset_for, editors, methods=("pca", "umap", "tsne")) -> S
     params = read_query_params(editors, methods)
     for key, value in params.values.items():
         st.session_state[key] = value
+    if LINK_SETTINGS in params.values:
+        put_settings_in_widgets(params.values[LINK_SETTINGS])
     if params.prompt and params.target:
         preset = preset_for(params.prompt, params.target)
         if preset is not None:
@@ -242,6 +261,38 @@ def clear_link_steps() -> None:
     st.session_state.pop("_link_steps", None)
 
 
+def _parse_settings(text: str, editors) -> dict[str, dict[str, Any]]:
+    """A link's settings per editor ({editor: {field: value}}, compact JSON); ValueError when not valid."""
+    import json
+
+    from sss_core.editors import editor_config
+    from sss_core.errors import SSSError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not readable settings ({exc})") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError("not readable settings (expected {editor: {setting: value}})")
+    for name, overrides in value.items():
+        if name not in editors:
+            raise ValueError(f"{name!r} is not an editor here")
+        try:
+            editor_config(name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+        except SSSError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def put_settings_in_widgets(settings: dict[str, dict[str, Any]]) -> None:
+    """A link's advanced settings into the Edit page's widgets (``config_key``), as the user would set them."""
+    for name, overrides in settings.items():
+        for field_name, value in overrides.items():
+            st.session_state[config_key(name, field_name)] = (
+                value if isinstance(value, (bool, int, float)) else "None" if value is None else
+                str(tuple(value) if isinstance(value, list) else value))
+
+
 def _fmt_link(f: LinkField, value: Any) -> str:
     """How a widget value is written in the URL (the inverse of ``parse_link_value``)."""
     if f.kind == "c":
@@ -250,6 +301,12 @@ def _fmt_link(f: LinkField, value: Any) -> str:
         return ",".join(f"{float(c):g}" for c in value)
     if f.kind == "steps":
         return ",".join(f"{e}:{cid}" for e, cid in value)
+    if f.kind == "editors":
+        return ",".join(value)
+    if f.kind == "settings":
+        import json
+
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
 
 

@@ -221,6 +221,7 @@ class EditRun:
                         "lambda_max_after": res.lambda_max_after, "seconds_edit": self.seconds_edit,
                         "seconds_total": self.seconds_total, "timings": self.timings, "delta_norms": self.delta_norms,
                         "warnings": list(self.warnings), "extra": res.extra,
+                        "current_answer_notice": current_answer_notice(self),
                         "probes": [probe(r) for r in self.rows],
                         "edit_lambda": self.edit_lambda.as_dict() if self.edit_lambda else None,
                         "knn": dataclasses.asdict(self.knn),

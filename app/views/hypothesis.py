@@ -6,7 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from app import inputs, panels, resources, state
-from app.hypothesis import HypothesisJob, hypothesis_rows, read_folder, readable_folder, run_next, sss_effect_frame
+from app.hypothesis import (HypothesisJob, hypothesis_rows, read_folder, readable_folder, run_next, settings_text,
+                            sss_effect_frame)
 from app.messages import show_error
 from sss_core.editors import EDITORS
 from sss_core.evaluation.datasets import load_cases
@@ -23,6 +24,18 @@ def _folder_statistics(folder: str, stamp: float):
     return frame, name, correlations(hypothesis_rows(frame), N_BOOT), sss_effect_frame(frame, N_BOOT)
 
 
+def folder_settings(folder: str) -> dict[str, str] | None:
+    """Editor -> the settings a bench folder's last run gave it, in words (from its config.json); None if unknown."""
+    from sss_core.errors import SSSError
+    from sss_core.evaluation.store import RunLog
+
+    try:
+        config = RunLog(Path(folder) / "config.json").latest("config") or {}
+        return {e: settings_text(e, config.get("settings") or {}) for e in config.get("editors", ()) if e in EDITORS}
+    except (OSError, ValueError, SSSError):
+        return None
+
+
 def _stamp(folder: str) -> float:
     """The newest modification time of the folder's files (a rerun of the bench invalidates the cache)."""
     return max((f.stat().st_mtime for f in Path(folder).iterdir() if f.is_file()), default=0.0)
@@ -32,7 +45,8 @@ st.title("The sparse-space hypothesis")
 st.caption("The paper's claim: an edit whose sentence sits in a semantically sparse region of embedding space "
            "(small λ_max, or far from its nearest neighbours) damages its neighbours less. Each point below is "
            "one edit; damage = 1 − locality, the share of neighbour tokens whose prediction the edit changed.")
-state.setdefault("hyp_source", SOURCES[0])
+if st.session_state.get("hyp_source") not in SOURCES:  # absent, or a link's value that is not a source
+    st.session_state["hyp_source"] = SOURCES[0]
 source = st.radio("Data", SOURCES, key="hyp_source", horizontal=True)
 
 if source == SOURCES[0]:
@@ -51,9 +65,13 @@ if source == SOURCES[0]:
                                help="Draws the new targets and probes (as the bench's seed)"))
     k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, key="hyp_k",
                             help="Neighbours among the world's fact prompts (the bench's --knn)"))
+    choices = [inputs.choice_for(e) for e in editors]
+    st.caption("Each editor runs with its Advanced settings from the Edit page (C: the editor's default): "
+               + "; ".join(f"**{c.editor}**: {settings_text(c.editor, c.overrides)}" for c in choices))
     job = state.hypothesis_job()
     b1, b2, b3 = st.columns([1, 1, 4])
     start = b1.button("Run", type="primary", key="hyp_run", disabled=lm is None or not editors)
+    start = start or (state.take_link_run() and bool(editors))  # a shared link re-runs the edits it showed
     b2.button("Stop", key="hyp_stop", on_click=state.stop_hypothesis, disabled=job is None or not job.pending)
     b3.button("Continue", key="hyp_continue", on_click=state.resume_hypothesis,
               disabled=job is None or not job.stopped or len(job.records) >= job.total)
@@ -62,7 +80,6 @@ if source == SOURCES[0]:
                "going also pauses it at the next edit; it then goes on by itself.")
     if start and lm is not None:
         try:
-            choices = [inputs.choice_for(e) for e in editors]
             job = HypothesisJob.start(load_cases("world", n, seed), [(c.editor, c.overrides) for c in choices],
                                       seed, k)
             state.set_hypothesis_job(job)
@@ -101,7 +118,12 @@ if source == SOURCES[0]:
                 with st.spinner("Bootstrapping the correlations..."):
                     held = (ck, correlations(hypothesis_rows(frame), N_BOOT), sss_effect_frame(frame, N_BOOT))
                 st.session_state["_hyp_stats"] = held
-            panels.hypothesis_results(frame, held[1], held[2], key="hyp", c_of=job.c_of)
+            panels.hypothesis_results(frame, held[1], held[2], key="hyp", c_of=job.c_of, settings=job.settings())
+    state.write_link(None, None, None, {
+        "hsrc": source, "hyp": editors, "hn": n, "hseed": seed, "hk": k,
+        "hcfg": {c.editor: settings for c in choices
+                 if (settings := {k: v for k, v in c.overrides.items() if k != EDITORS[c.editor].c_field})} or None},
+        ran=job is not None and bool(job.records))
 else:
     found = [d for d in resources.list_report_dirs() if readable_folder(d)]
     c1, c2 = st.columns(2)
@@ -118,4 +140,5 @@ else:
         else:
             st.caption(f"Read {name} of {folder}: {len(frame)} results.")
             panels.hypothesis_results(frame, corrs, effects, key="hyp-folder",
-                                      c_of=lambda e: inputs.choice_for(e).c)
+                                      c_of=lambda e: inputs.choice_for(e).c, settings=folder_settings(folder))
+    state.write_link(None, None, None, {"hsrc": source, "hdir": typed.strip() or None})

@@ -3,7 +3,7 @@
 import streamlit as st
 import streamlit.components.v1 as components
 
-from app import panels, resources
+from app import panels, resources, state
 from app.messages import show_error
 from app.reports import offline_page, plot_figure, read_report, summary_table
 
@@ -37,6 +37,7 @@ if found:
     st.selectbox("Report folders found under runs/ and docs/results/", [TYPE_A_PATH, *found], key="results_pick",
                  on_change=_picked)
 folder = st.text_input("Report folder", key="results_dir", placeholder="runs/bench-2026-01-01", on_change=_typed)
+state.write_link(None, None, None, {"dir": folder.strip() or None})  # a link opens the same folder
 
 if folder:
     try:

@@ -157,6 +157,7 @@ def analyse_from_args(args, top_k: int = 0):
 def run(args) -> None:
     """Run ``edit`` from parsed arguments: edit, score, measure, revert; print JSON (``--json``) or text."""
     lm, run_ = analyse_from_args(args, top_k=args.top_k)
+    from ..analysis import current_answer_notice
     result, request = run_.result, run_.case.request
 
     def spell(token: str) -> str:  # a tokenizer's piece ("\u0120Rom") as text (" Rom"), as the top-k shows it
@@ -182,6 +183,7 @@ def run(args) -> None:
            "sparsity": [s.as_dict() for s in run_.sparsity],
            "trajectory": list(run_.trajectory), "delta_norms": run_.delta_norms,
            "extra": result.extra, "warnings": list(run_.warnings),
+           "current_answer_notice": current_answer_notice(run_),  # an edit to what the model already says
            # everything that made the run; `sss-lab edit --from FILE` (FILE: this output) replays it
            "record": run_.record.to_dict(),
            "command": {"replay": run_.record.command("FILE"), "equivalent": run_.record.command()}}

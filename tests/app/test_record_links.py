@@ -105,3 +105,31 @@ def test_compare_link_replays_both_recorded_runs():
     a2, b2 = again.session_state["_compare"]
     assert (a2.record.settings["steps"], b2.record.settings["steps"]) == (4, 4)
     assert a2.result.metrics == a.result.metrics and b2.result.metrics == b.result.metrics
+
+
+def test_hypothesis_view_says_its_settings_and_its_link_carries_them():
+    at = _open({}, "app/views/hypothesis.py")
+    at.session_state["cfg:ft-l:steps"] = 3
+    at.multiselect(key="hyp_editors").set_value(["ft-l", "ft-l+sss"])
+    at.number_input(key="hyp_n").set_value(4).run()
+    assert any(c.value.endswith("**ft-l**: steps = 3; **ft-l+sss**: C = 0.9 (loss weight)") for c in at.caption)
+    at.button(key="hyp_run").click().run()
+    assert_ok(at)
+    shown = next(m.value for m in at.markdown if m.value.startswith("**Settings of each editor"))
+    assert shown == "**Settings of each editor in these edits:** ft-l: steps = 3; ft-l+sss: C = 0.9 (loss weight)"
+    table = at.dataframe[0].value
+    assert set(zip(table["editor"], table["settings"])) == {("ft-l", "steps = 3"),
+                                                            ("ft-l+sss", "C = 0.9 (loss weight)")}
+    qp = dict(at.query_params)
+    assert (qp["hyp"], qp["hn"], qp["hcfg"], qp["run"]) == ("ft-l,ft-l+sss", "4", '{"ft-l":{"steps":3}}', "1")
+    again = _open(qp, "app/views/hypothesis.py")
+    assert_ok(again)
+    assert next(m.value for m in again.markdown if m.value.startswith("**Settings of each editor"))  == shown
+    assert list(again.dataframe[0].value["ρ (Spearman)"]) == list(table["ρ (Spearman)"])
+
+
+def test_results_view_link_opens_the_same_folder():
+    at = _open({"dir": "docs/results/world"}, "app/views/results.py")
+    assert_ok(at)
+    assert at.text_input(key="results_dir").value == "docs/results/world"
+    assert dict(at.query_params)["dir"] == "docs/results/world"

@@ -168,8 +168,9 @@ def test_run_edit_names_and_times_the_edit(default_lm):
 def test_request_warnings_and_single_case(default_lm):
     model, tok = default_lm.model, default_lm.tok
     known = metrics.request_warnings(model, tok, EditRequest("The capital of France is", "Paris"))
-    assert known == ["the model already predicts 'Paris' for this prompt: the edit changes little, and "
-                     "reliability is 1.0 before editing"]
+    assert known == ["the model already predicts 'Paris' for this prompt: it is already the top answer, and reliability is "
+                     "1.0 before editing. The edit still runs, and the editor may still write an update that changes other "
+                     "answers; the result reports the update's norm and how many probes changed their top-1 answer"]
     assert metrics.request_warnings(model, tok, REQUEST) == []
     accents = metrics.request_warnings(model, tok, EditRequest("The capital of France is", "Zürich"))
     assert accents == ["the request has non-ASCII characters; the default model was trained on ASCII text only, "
