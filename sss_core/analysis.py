@@ -45,14 +45,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from .editors import EDITORS, editor_config, make_editor
-from .editors.base import Edit, WeightEdit, model_lock
+from .editors.base import Edit, Editor, WeightEdit, model_lock
 from .embeddings import POOLINGS, nearest_neighbours, sentence_states
 from .errors import RequestError
-from .evaluation.metrics import (TokenPrediction, answer_probability, evaluate_edit, probes_of, request_warnings,
+from .evaluation.metrics import (TokenPrediction, answer_probability, edit_and_score, probes_of, request_warnings,
                                  teacher_forced, top_k)
 from .evaluation.presets import greedy_answer, presets
 from .evaluation.runners import Fact, superseded_by
@@ -407,6 +406,7 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
         mark[0] = now
 
     request, editor = record.case.request.validate(), make_editor(record.editor, **record.settings)
+    editor.name = record.editor  # the registry entry's name (the results name their editor by it)
     probes = probes_of(record.case)
     _check_lengths(lm, [joined_text(p.prompt, p.answer) for p in probes])
     model, tok = lm.model, lm.tok
@@ -415,15 +415,10 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
         progress("Reading the model's predictions before the edit")
         before = _measure_before(lm, record, probes, sentences)
         lap("before")
-        progress(f"Editing with {record.editor}")
-        torch.manual_seed(record.seed)
-        t0 = time.perf_counter()
-        edit = editor.edit(model, tok, [request])
-        seconds_edit = time.perf_counter() - t0
-        lap("edit")
-        progress("Scoring the edit (metrics and lambda_max)")
-        result = evaluate_edit(model, tok, record.case, edit, record.editor, seconds_edit, pre=before.pre)
-        lap("score")
+        progress(f"Editing with {record.editor}, then scoring it (metrics and lambda_max)")
+        edit, result = edit_and_score(model, tok, editor, record.case, record.seed, pre=before.pre)
+        seconds_edit = result.seconds
+        lap("edit and score")
         progress("Reading predictions and embeddings after the edit")
         with edit:  # applied here, reverted on the way out whatever happens
             edited = edit.model
@@ -637,6 +632,8 @@ class SequentialStep:
     seconds: float
     edit: Edit = field(repr=False, compare=False)
     relation: str | None = None  # the edited fact's relation, when known (tells re-edits of the same fact)
+    settings: dict[str, Any] = field(default_factory=dict)  # the editor's full config
+    editor_obj: Any = field(default=None, repr=False, compare=False)  # the Editor (a memory editor's memory)
 
     def as_dict(self) -> dict[str, Any]:
         """One row of the history table (the Edit object left out)."""
@@ -678,42 +675,56 @@ def _accuracy(preds: Sequence[TokenPrediction]) -> float:
     return sum(scores) / len(scores) if scores else math.nan
 
 
+def _sequential_editor(history: Sequence[SequentialStep], model: nn.Module, editor: str,
+                       overrides: Mapping[str, Any]) -> Editor:
+    """The editor of a history's next step. A memory editor (SERAC: its edits live in a memory beside the
+    model, ``edit.model is not model``) stacks only on its own earlier edits, so the history's memory
+    editor is reused (its memory holds them); RequestError for another editor after it."""
+    memory = [s for s in history if s.edit.model is not model]
+    if not memory:
+        return make_editor(editor, **dict(overrides))
+    last = memory[-1]
+    if last.editor != editor or last.settings != dataclasses.asdict(editor_config(editor, **dict(overrides))):
+        raise RequestError(f"{last.editor} keeps its edits in a memory beside the model; after its edits this "
+                           f"history stacks only more {last.editor} edits with the same settings. Start a new "
+                           "history to use another editor")
+    return last.editor_obj
+
+
 def sequential_step(lm: LoadedModel, history: Sequence[SequentialStep], baseline: SequentialBaseline,
                     editor: str, overrides: Mapping[str, Any], case: EditCase) -> SequentialStep:
     """Apply ``history``'s edits in order, add one more on top, measure, and revert them all.
 
-    Retention is the mean reliability of the edits still meant to hold: an edit whose fact a later
-    one re-edits (same prompt, or same subject and relation; ``runners.superseded_by``) is superseded
-    and left out. Between calls the shared model is always unedited; a session's history lives in its
-    own state.
+    The step is the bench's (``runners.sequential_edits``): the editor edits the model with the history
+    applied (``evaluation.metrics.edit_and_score``), a memory editor (SERAC) keeping one memory across
+    the history. Retention is the mean reliability of the edits still meant to hold: an edit whose
+    fact a later one re-edits (same prompt, or same subject and relation; ``runners.superseded_by``)
+    is superseded and left out. Between calls the shared model is always unedited; a session's
+    history lives in its own state. Raises RequestError for bad settings or a request the editor refuses.
     """
-    settings_for(editor, overrides)
+    settings = dataclasses.asdict(settings_for(editor, overrides))
     request = case.request.validate()
     model, tok = lm.model, lm.tok
     requests = [s.request for s in history] + [request]
     later = superseded_by([Fact(s.request.prompt, s.request.subject, s.relation) for s in history]
                           + [Fact(request.prompt, request.subject, case.relation)])
     held = [r for r, by in zip(requests, later) if by is None]
+    editor_obj = _sequential_editor(history, model, editor, overrides)
     applied: list[Edit] = []
     with model_lock(model):
         try:
             for step in history:
                 step.edit.apply()
                 applied.append(step.edit)
-            t0 = time.perf_counter()
-            edit = make_editor(editor, **dict(overrides)).edit(model, tok, [request])
-            seconds = time.perf_counter() - t0
-            if edit.model is not model:
-                raise RequestError(f"{editor} keeps its edits outside the model's weights, so this view "
-                                   "cannot stack them; use FT-L or another weight editor here")
-            result = evaluate_edit(model, tok, case, edit, editor, seconds)
+            edit, result = edit_and_score(model, tok, editor_obj, case)
             edit.apply()
             applied.append(edit)
-            post = teacher_forced(model, tok, [p.prompt for p in baseline.probes], [p.answer for p in baseline.probes])
-            mine = teacher_forced(model, tok, [r.prompt for r in held], [r.target_new for r in held])
+            final = edit.model  # the base model, or a memory editor's routed model over it
+            post = teacher_forced(final, tok, [p.prompt for p in baseline.probes], [p.answer for p in baseline.probes])
+            mine = teacher_forced(final, tok, [r.prompt for r in held], [r.target_new for r in held])
         finally:
             for e in reversed(applied):
                 e.revert()
     return SequentialStep(len(history) + 1, editor, request, result.metrics, result.lambda_max_after,
                           _agreement(baseline.pre, post), _accuracy(mine), len(held), len(requests) - len(held),
-                          seconds, edit, case.relation)
+                          result.seconds, edit, case.relation, settings, editor_obj)

@@ -161,19 +161,34 @@ def evaluate_edit(model: nn.Module, tok, case: EditCase, edit: Edit, editor_name
                       lambda_max_before=lam_before, lambda_max_after=lam_after, seconds=seconds, extra=extra)
 
 
+def edit_and_score(model: nn.Module, tok, editor: Editor, case: EditCase, seed: int | None = None,
+                   with_lambda: bool = True, pre: list[TokenPrediction] | None = None) -> tuple[Edit, EditResult]:
+    """The one "edit, time, evaluate" step every runner shares: under the model's lock, seed torch (when
+    ``seed`` is given), ask ``editor`` for an edit of ``case.request``, time it, and score it
+    (``evaluate_edit``: applied for the scoring, reverted after). Returns (edit, result); the edit is
+    not applied on return, so the caller may apply it again (sequential editing) or drop it.
+
+    ``pre``: predictions already made on the unedited model. Raises what the editor raises for a
+    request it cannot edit (SSSError subclasses), the model untouched.
+    """
+    with model_lock(model):
+        if seed is not None:
+            torch.manual_seed(seed)
+        start = time.perf_counter()
+        edit = editor.edit(model, tok, [case.request])
+        seconds = time.perf_counter() - start
+        return edit, evaluate_edit(model, tok, case, edit, editor.name, seconds, with_lambda, pre=pre)
+
+
 def run_edit(model: nn.Module, tok, editor: Editor, case: EditCase, with_lambda: bool = True) -> EditResult:
-    """Edit, evaluate and revert one case, holding the model's lock throughout.
+    """Edit, evaluate and revert one case, holding the model's lock throughout (``edit_and_score``).
 
     Example:
         >>> res = run_edit(lm.model, lm.tok, make_editor("ft-l"), EditCase(request))
         >>> res.metrics["reliability"]
         1.0
     """
-    with model_lock(model):
-        start = time.perf_counter()
-        edit = editor.edit(model, tok, [case.request])
-        seconds = time.perf_counter() - start
-        return evaluate_edit(model, tok, case, edit, editor.name, seconds, with_lambda)
+    return edit_and_score(model, tok, editor, case, with_lambda=with_lambda)[1]
 
 
 def single_case(request: EditRequest, paraphrases: Sequence[str] = (),

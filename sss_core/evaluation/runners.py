@@ -25,7 +25,7 @@ from torch import nn
 from ..editors.base import Edit, EditBase, Editor, model_lock
 from ..errors import SSSError
 from ..types import LOCALITY_GROUPS, EditCase, EditResult
-from .metrics import evaluate_edit, probes_of, teacher_forced
+from .metrics import edit_and_score, evaluate_edit, probes_of, teacher_forced
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,8 @@ def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase
         key = RunKey(name, seed, case.request.case_id, mode)
         if skip(key):
             continue
-        torch.manual_seed(case_seed(seed, key.case_id))
         try:
-            with model_lock(model):
-                start = time.perf_counter()
-                edit = editor.edit(model, tok, [case.request])
-                seconds = time.perf_counter() - start
-                result = evaluate_edit(model, tok, case, edit, name, seconds, with_lambda)
+            _, result = edit_and_score(model, tok, editor, case, case_seed(seed, key.case_id), with_lambda)
         except INPUT_ERRORS as exc:
             yield _failed(key, case, exc, C=C)
             continue
@@ -215,14 +210,11 @@ def sequential_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[Edit
                     if not skip(key):
                         yield _failed(key, case, pre, n=n, position=position)
                     continue
-                torch.manual_seed(case_seed(seed, key.case_id))
                 try:
                     # always the base model: weight edits change it in place, memory editors (SERAC)
                     # keep one memory per base model, so either way edit k sees edits 1..k-1
-                    start = time.perf_counter()
-                    edit = editor.edit(model, tok, [case.request])
-                    seconds = time.perf_counter() - start
-                    result = evaluate_edit(model, tok, case, edit, name, seconds, with_lambda, pre=pre)
+                    edit, result = edit_and_score(model, tok, editor, case, case_seed(seed, key.case_id),
+                                                  with_lambda, pre=pre)
                 except INPUT_ERRORS as exc:
                     if not skip(key):
                         yield _failed(key, case, exc, n=n, position=position)
