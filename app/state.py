@@ -74,6 +74,7 @@ class LinkField:
 
 
 LINK_RECORD, LINK_RECORD_B = "_link_record", "_link_record_b"  # a link's run records (sss_core.record.RunRecord)
+LINK_STEPS = "_link_step_records"  # a link's sequential history: one run record per step
 LINK_SETTINGS = "_link_settings"  # a link's advanced settings per editor: {editor: {field: value}}
 
 
@@ -91,6 +92,7 @@ LINK_FIELDS = (
     LinkField("hseed", "hyp_seed", "count"), LinkField("hk", "hyp_k", "count"),
     LinkField("hsrc", "hyp_source", "text"), LinkField("hdir", "hyp_folder_typed", "text"),
     LinkField("hcfg", LINK_SETTINGS, "settings"), LinkField("dir", "results_dir", "text"),
+    LinkField("seqrec", LINK_STEPS, "records"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
@@ -148,6 +150,14 @@ def parse_link_value(field_: LinkField, text: str, editors, methods, poolings=("
         return int(text)
     if field_.kind == "settings":
         return _parse_settings(text, editors)
+    if field_.kind == "records":
+        from sss_core.errors import SSSError
+        from sss_core.record import unpack_records
+
+        try:
+            return unpack_records(text)
+        except SSSError as exc:
+            raise ValueError(f"the history's run records in the link cannot be replayed: {exc}") from exc
     if field_.kind == "record":
         from sss_core.errors import SSSError
         from sss_core.record import RunRecord

@@ -256,15 +256,6 @@ def old_and_new(probe: Probe, request: EditRequest, old_answer: str | None) -> t
     return None, probe.answer  # portability: only the answer the edit should imply is known
 
 
-def settings_for(editor: str, overrides: Mapping[str, Any]):
-    """The editor's config with ``overrides`` (raises RequestError for an unknown editor or setting)."""
-    config = editor_config(editor, **dict(overrides))
-    validate = getattr(config, "validate", None)
-    if callable(validate):
-        validate()
-    return config
-
-
 def _check_lengths(lm: LoadedModel, texts: Sequence[str]) -> None:
     """Raise RequestError if a text (with a few tokens of margin) is longer than the model's context."""
     limit = max_positions(lm.model)
@@ -634,6 +625,7 @@ class SequentialStep:
     relation: str | None = None  # the edited fact's relation, when known (tells re-edits of the same fact)
     settings: dict[str, Any] = field(default_factory=dict)  # the editor's full config
     editor_obj: Any = field(default=None, repr=False, compare=False)  # the Editor (a memory editor's memory)
+    record: RunRecord | None = field(default=None, compare=False)  # what made this step (a link replays it)
 
     def as_dict(self) -> dict[str, Any]:
         """One row of the history table (the Edit object left out)."""
@@ -702,7 +694,8 @@ def sequential_step(lm: LoadedModel, history: Sequence[SequentialStep], baseline
     is superseded and left out. Between calls the shared model is always unedited; a session's
     history lives in its own state. Raises RequestError for bad settings or a request the editor refuses.
     """
-    settings = dataclasses.asdict(settings_for(editor, overrides))
+    record = make_record(editor, overrides, case, lm=lm, analysis=AnalysisOptions(background=0, embeddings=False))
+    settings = record.settings
     request = case.request.validate()
     model, tok = lm.model, lm.tok
     requests = [s.request for s in history] + [request]
@@ -727,4 +720,4 @@ def sequential_step(lm: LoadedModel, history: Sequence[SequentialStep], baseline
                 e.revert()
     return SequentialStep(len(history) + 1, editor, request, result.metrics, result.lambda_max_after,
                           _agreement(baseline.pre, post), _accuracy(mine), len(held), len(requests) - len(held),
-                          result.seconds, edit, case.relation, settings, editor_obj)
+                          result.seconds, edit, case.relation, settings, editor_obj, record)

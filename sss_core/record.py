@@ -197,21 +197,22 @@ class RunRecord:
 
     def to_link(self) -> str:
         """The record as compact URL-safe text (zlib + base64url of its JSON, versions left out)."""
-        d = self.to_dict()
-        d.pop("versions")
-        d.pop("c_means")
-        raw = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
-        return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+        return _encode(self.compact())
 
     @classmethod
     def from_link(cls, text: str) -> RunRecord:
         """The record of ``to_link``'s text. Raises RequestError when the text is not one."""
-        try:
-            raw = zlib.decompress(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            d = json.loads(raw)
-        except (ValueError, zlib.error) as exc:
-            raise RequestError(f"the link's run record is damaged ({exc}); open the link again as it was shared") from None
+        d = _decode(text)
+        if not isinstance(d, dict):
+            raise RequestError("the link's run record is damaged (not a record); open the link again as it was shared")
         return cls.from_dict(d)
+
+    def compact(self) -> dict[str, Any]:
+        """The record without its versions and its C in words: what a link carries (``to_link``, ``pack``)."""
+        d = self.to_dict()
+        d.pop("versions")
+        d.pop("c_means")
+        return d
 
     def command(self, replay_file: str | None = None) -> str:
         """The ``sss-lab`` command line that makes this run again.
@@ -249,6 +250,33 @@ class RunRecord:
             if value != base:
                 parts += [flag, str(value)]
         return " ".join(shlex.quote(str(p)) for p in parts)
+
+
+def _encode(value: Any) -> str:
+    """JSON-ready ``value`` as compact URL-safe text: zlib + base64url of its JSON (sorted keys)."""
+    raw = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+
+
+def _decode(text: str) -> Any:
+    """The value of ``_encode``'s text. Raises RequestError when the text is not one."""
+    try:
+        return json.loads(zlib.decompress(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))))
+    except (ValueError, zlib.error) as exc:
+        raise RequestError(f"the link's run record is damaged ({exc}); open the link again as it was shared") from None
+
+
+def pack_records(records: list[RunRecord]) -> str:
+    """Several records (e.g. a sequential history's steps) as one compact URL-safe text (``unpack_records``)."""
+    return _encode([r.compact() for r in records])
+
+
+def unpack_records(text: str) -> list[RunRecord]:
+    """The records of ``pack_records``'s text, each validated. Raises RequestError when the text is not one."""
+    value = _decode(text)
+    if not isinstance(value, list):
+        raise RequestError("the link's run records are damaged (not a list); open the link again as it was shared")
+    return [RunRecord.from_dict(d) for d in value]
 
 
 def _plain(value: Any) -> Any:

@@ -7,6 +7,7 @@ from app import figures, inputs, panels, resources, state
 from app.messages import show_error
 from sss_core import analysis
 from sss_core.editors.base import model_lock
+from sss_core.record import LINK_LIMIT, pack_records
 from sss_core.types import Probe
 
 MAX_EDITS = 50
@@ -24,16 +25,18 @@ choice = inputs.editor_picker("seq_editor", "seq_c", advanced=False)
 history = state.sequential_history()
 
 
-def _step(case, editor: str | None = None):
+def _step(case, editor: str | None = None, overrides: dict | None = None):
     """Stack one more edit of ``case`` on this session's history (taking the baseline first if needed);
-    ``editor``: another editor than the one picked (a shared link's history)."""
+    ``editor`` and ``overrides``: another editor or settings than those picked (a shared link's history)."""
     baseline = state.sequential_baseline()
     if baseline is None:
         probes = [Probe(c.request.prompt, c.request.ground_truth or c.request.target_new, "neighbour")
                   for c in resources.sequential_probe_cases()]
         baseline = analysis.sequential_baseline(lm, probes)
         state.set_sequential_baseline(baseline)
-    if editor is None or editor == choice.editor:
+    if overrides is not None:
+        pass  # a link's step: exactly its recorded settings
+    elif editor is None or editor == choice.editor:
         editor, overrides = choice.editor, choice.overrides
     else:
         overrides = inputs.choice_for(editor, choice.c).overrides
@@ -47,16 +50,27 @@ def _weight_norms(names) -> dict[str, float]:
         return {n: params[n].detach().float().norm().item() for n in names if n in params}
 
 
-def _link_history() -> tuple[list[tuple[str, str]], int]:
-    """(editor, preset id) of the history's edits for a link, and how many typed edits it cannot carry."""
-    steps, typed = [], 0
-    for s in history:
-        case = resources.preset_by_id(s.request.case_id)
-        if case is not None and case.request == s.request:
-            steps.append((s.editor, s.request.case_id))
-        else:
-            typed += 1
-    return steps, typed
+def _link_history() -> str | None:
+    """The history's steps as run records for a link (each step's editor, settings and case, typed or
+    uploaded ones included); None when there is none or they are too long for a link."""
+    if not history or any(s.record is None for s in history):
+        return None
+    text = pack_records([s.record for s in history])
+    return text if len(text) <= LINK_LIMIT else None
+
+
+def _replay(records) -> None:
+    """Replay a link's history, step by step, with each step's recorded editor, settings and case."""
+    with st.status("Replaying the link's edits...", expanded=True) as status:
+        try:
+            for record in records[:MAX_EDITS]:
+                r = record.case.request
+                status.write(f"Edit {len(history) + 1} ({record.editor}): {r.prompt!r} -> {r.target_new!r}")
+                _step(record.case, record.editor, record.overrides())
+            status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
+        except Exception as exc:  # noqa: BLE001
+            status.update(label="The replay failed", state="error")
+            show_error(exc, "The replay failed")
 
 
 c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
@@ -72,8 +86,12 @@ if undo:
 if reset:
     state.reset_sequential()
     history = state.sequential_history()
+linked = st.session_state.pop(state.LINK_STEPS, None)
 shared = state.link_steps()
-if shared and lm is not None and not history:  # a shared link's history: replay it, edit by edit
+if linked and lm is not None and not history:  # a shared link's history as run records: replay it exactly
+    state.clear_link_steps()
+    _replay(linked)
+elif shared and lm is not None and not history:  # an older link's history of preset ids: replay it, edit by edit
     state.clear_link_steps()
     with st.status("Replaying the link's edits...", expanded=True) as status:
         try:
@@ -108,13 +126,13 @@ if apply_one or apply_k:
             status.update(label="The edit failed", state="error")
             show_error(exc, "The edit failed")
 
-steps, typed = _link_history()
+packed = _link_history()
 state.write_link(request.prompt, request.subject, request.target,
-                 {"seq": choice.editor, "seqC": choice.c, "steps": steps})
+                 {"seq": choice.editor, "seqC": choice.c, "seqrec": packed})
 if history:
-    if typed:
-        st.caption(f"A link to this page carries the {len(steps)} preset edits of the history; the {typed} "
-                   "typed or uploaded one(s) are left out.")
+    if packed is None:
+        st.caption(f"The history's {len(history)} edits are too long to travel in a link (over {LINK_LIMIT} "
+                   "characters): a link to this page opens the form only.")
     names = {n for s in history for n in (s.edit.delta_norms() or {})}
     for w in panels.update_norm_warnings(_weight_norms(names), history):
         st.warning(w)

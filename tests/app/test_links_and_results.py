@@ -107,7 +107,10 @@ def test_sequential_link_replays_its_history():
     assert_ok(at)
     history = at.session_state["_seq_history"]
     assert [s.request.case_id for s in history] == ids and {s.editor for s in history} == {"ft-l"}
-    assert at.query_params["steps"] == f"ft-l:{ids[0]},ft-l:{ids[1]}"
+    # an older link's preset ids replay; the page's link now carries each step's run record
+    from sss_core.record import unpack_records
+    assert "steps" not in at.query_params
+    assert [r.case.request.case_id for r in unpack_records(at.query_params["seqrec"])] == ids
 
 
 def test_results_folder_list_and_typed_path_do_not_snap_back(app, tmp_path, monkeypatch):

@@ -133,3 +133,29 @@ def test_results_view_link_opens_the_same_folder():
     assert_ok(at)
     assert at.text_input(key="results_dir").value == "docs/results/world"
     assert dict(at.query_params)["dir"] == "docs/results/world"
+
+
+def test_sequential_link_carries_typed_steps_and_their_settings():
+    at = _open({}, "app/views/sequential.py")
+    at.selectbox(key="seq_editor").set_value("ft-l").run()
+    at.session_state["cfg:ft-l:steps"] = 4
+    at.radio(key="req_source").set_value("Type a fact").run()
+    at.text_input(key="typed_prompt").input("The capital of France is")
+    at.text_input(key="typed_target").input("Rome")
+    at.run()
+    at.button(key="seq_apply").click().run()
+    at.text_input(key="typed_target").input("Berlin")
+    at.run()
+    at.button(key="seq_apply").click().run()
+    assert_ok(at)
+    history = at.session_state["_seq_history"]
+    qp = dict(at.query_params)
+    from sss_core.record import unpack_records
+    steps = unpack_records(qp["seqrec"])
+    assert [(r.case.request.target_new, r.settings["steps"]) for r in steps] == [("Rome", 4), ("Berlin", 4)]
+    again = _open(qp, "app/views/sequential.py")
+    assert_ok(again)
+    replayed = again.session_state["_seq_history"]
+    assert [s.request.target_new for s in replayed] == ["Rome", "Berlin"]
+    assert [s.metrics for s in replayed] == [s.metrics for s in history]
+    assert [s.retention for s in replayed] == [s.retention for s in history]
