@@ -27,7 +27,7 @@ from sss_core.projection import METHOD_LABELS, METHODS, project
 from sss_core.sparsity import LAMBDA_UNIT
 
 POOLING_LABELS = {"last": "last token", "mean": "mean of tokens"}
-MISSING = "n/a"  # the one spelling of a missing value (no C, no probe of a group, NaN) on every view
+MISSING = figures.MISSING  # the one spelling of a missing value (no C, no probe of a group, NaN) on every view
 LAMBDA_FORMAT = ".2e"  # lambda_max spans decades (1e-6 .. 1e1): scientific, 3 significant digits
 STYLED_CELLS = 50_000  # tables up to this many cells get the app's number formats and MISSING
 TOOK = 1.0  # reliability below this: the edit did not take (the model does not give the new answer)
@@ -218,50 +218,20 @@ def update_norm_warnings(weights: dict[str, float], steps) -> list[str]:
             "unedited facts to collapse as edits accumulate (docs/editors.md, ROME under sequential edits)."]
 
 
-def _badge(row: analysis.ProbeRow) -> str:
-    """The top-1 column: same, or FLIPPED with a tick where the edit wants it and a cross where it is damage."""
-    if not row.flipped:
-        return "same"
-    if row.wanted_flip is True:
-        return "FLIPPED ✓"
-    if row.wanted_flip is False:
-        return "FLIPPED ✗ damage"
-    return "FLIPPED"
-
-
 def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
-    """The probability table as a DataFrame (what the Edit page shows and the CSV export holds)."""
-    rows = []
-    for r in run.rows:
-        rows.append({"group": analysis.GROUP_LABELS.get(r.group, r.group), "prompt": r.prompt,
-                     "top-1": _badge(r), "top-1 before": r.top1_before, "top-1 after": r.top1_after,
-                     "old answer": r.old, "P(old) before": r.p_old_before, "P(old) after": r.p_old_after,
-                     "new answer": r.new, "P(new) before": r.p_new_before, "P(new) after": r.p_new_after,
-                     "ΔP(new)": r.p_new_after - r.p_new_before, "score": r.score})
-    return pd.DataFrame(rows)
-
-
-COMPACT_COLUMNS = ("group", "prompt", "top-1", "P(old) after", "P(new) after", "score")
-
-
-def probe_display(df: pd.DataFrame) -> pd.DataFrame:
-    """The probe table as shown on the Edit page: the two top-1 columns and the two answers each
-    merged into one "before → after" / "old → new" column and ΔP(new) left out (all of them are in the
-    CSV), so P(old), P(new) and the score fit without a horizontal scroll at 1440 px."""
-    shown = df.drop(columns=["top-1 before", "top-1 after", "old answer", "new answer", "ΔP(new)"])
-    shown.insert(3, "top-1 before → after", df["top-1 before"].astype(str) + " → " + df["top-1 after"].astype(str))
-    shown.insert(4, "answer old → new", df["old answer"].fillna(MISSING).astype(str) + " → " + df["new answer"])
-    return shown
+    """The probability table as a DataFrame (what the Edit page shows and the CSV export holds;
+    ``figures.probe_frame``, the same table as the inspect page's)."""
+    return figures.probe_frame(run, analysis.GROUP_LABELS)
 
 
 def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = False) -> pd.DataFrame:
     """Draw the probability table (see probe_frame, probe_display) with its caption; returns the full
     DataFrame (what the CSV export holds).
 
-    ``compact`` (half-width columns, Compare) keeps only ``COMPACT_COLUMNS``.
+    ``compact`` (half-width columns, Compare) keeps only ``figures.COMPACT_COLUMNS``.
     """
     df = probe_frame(run)
-    shown = df[list(COMPACT_COLUMNS)] if compact else probe_display(df)
+    shown = df[list(figures.COMPACT_COLUMNS)] if compact else figures.probe_display(df)
     formats = {c: ".3f" for c in shown.columns if c.startswith("P(")}
     formats["score"] = ".2f"
     small = {c: st.column_config.Column(c, width="small") for c in shown.columns if c not in ("prompt",)}
@@ -382,8 +352,7 @@ def colouring(run: analysis.EditRun, emb: analysis.EmbeddingSet, by: str, k: int
     if records is None or len(records) != n:
         return None
     if by == "lambda_max":
-        return figures.Colouring("λ_max", COLOUR_BY["lambda_max"], np.array([r.lambda_max_before for r in records]),
-                                 np.array([r.lambda_max_after for r in records]), log=True)
+        return figures.lambda_colouring(records, COLOUR_BY["lambda_max"])
     if by == "knn":
         return figures.Colouring("kNN distance", f"kNN distance, k = {k} ({KNN_UNITS[metric]})",
                                  np.array([r.knn_distance_before for r in records]),
@@ -841,4 +810,4 @@ def paired_panel(runs, labels: list[str], key: str) -> pd.DataFrame:
 def trajectory_of(run: analysis.EditRun) -> list[dict]:
     """The run's optimisation trajectory as the core records it (``EditRun.trajectory``): one dict per step
     with "loss" (the edit loss, nats) and "sss" (the SSS term, NaN without it); [] when the editor has no steps."""
-    return [{"loss": float(s.get("loss", math.nan)), "sss": float(s.get("sss", math.nan))} for s in run.trajectory]
+    return figures.trajectory_steps(run.trajectory)

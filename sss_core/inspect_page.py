@@ -1,10 +1,11 @@
 """One edit as a standalone HTML page: a case study to share without a server (``sss-lab inspect``).
 
-The page shows what the app's Edit view shows for one ``EditRun``: the projection of the
-neighbourhood's sentence embeddings before and after the edit (one joint fit, ``projection.project``)
-coloured by each sentence's lambda_max, with a colour bar naming the unit; the probe table with
-the four sparsity fields; the edit prompt's lambda_max against the new and the old target; the
-metrics and, when the editor records one, the optimisation trajectory. plotly.js is written into
+The page shows what the app's Edit view shows for one ``EditRun``, drawn by the same functions
+(``sss_core.figures``): the projection of the neighbourhood's sentence embeddings before and after
+the edit (one joint fit, ``projection.project``), arrows from before to after, coloured by each
+sentence's lambda_max with a colour bar naming the unit; the probe table with the four sparsity
+fields; the edit prompt's lambda_max against the new and the old target; the metrics and, when
+the editor records one, the optimisation trajectory. plotly.js is written into
 the page once (about 4.6 MB), so it opens offline; the HTML comes from a jinja2 template with
 autoescaping, the tables from pandas.
 
@@ -15,22 +16,21 @@ Example:
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
 import jinja2
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .analysis import GROUP_LABELS, EditRun
 from .errors import RequestError
+from .figures import lambda_colouring, probe_display, trajectory_figure, trajectory_steps
+from .figures import probe_frame as run_probe_frame
+from .figures import projection_figure as draw_projection
 from .projection import METHOD_LABELS, Method, project
 from .sparsity import EDIT_LAMBDA_LABELS, LAMBDA_UNIT
-
-LAMBDA_FLOOR = 1e-12  # lambda_max below this is drawn at this value on the log colour scale
-SYMBOLS = {"rewrite": "star", "paraphrase": "diamond", "background": "square"}  # other groups: circle
 
 _TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
 <html lang="en">
@@ -69,18 +69,24 @@ target's NLL: an edit that makes the target likely lowers it whatever the SSS te
 """)
 
 
-def _log_lambda(values: np.ndarray) -> np.ndarray:
-    """log10 of lambda_max, floored at LAMBDA_FLOOR (NaN stays NaN)."""
-    return np.log10(np.maximum(np.asarray(values, dtype=np.float64), LAMBDA_FLOOR))
+def _hover(run: EditRun) -> list[str]:
+    """Hover text per sentence: the sentence, its group and answer, and its lambda_max, kNN distance and
+    P(answer) before and after the edit."""
+    knn = f"({run.knn.metric}, k={run.knn.k})"
+    return [f"{html.escape(s.sentence)}<br>{GROUP_LABELS.get(s.group, s.group)}; answer {html.escape(repr(s.answer))}"
+            f"<br>lambda_max before {s.lambda_max_before:.3g}, after {s.lambda_max_after:.3g}"
+            f"<br>kNN distance before {s.knn_distance_before:.3g}, after {s.knn_distance_after:.3g} {knn}"
+            f"<br>P(answer) before {s.p_answer_before:.3f}, after {s.p_answer_after:.3f}" for s in run.sparsity]
 
 
 def projection_figure(run: EditRun, method: Method = "pca") -> tuple[go.Figure, str]:
-    """The sentences before (left) and after (right) the edit, one joint 2-D fit, coloured by lambda_max.
+    """The sentences before (hollow) and after (filled) the edit, one joint 2-D fit, an arrow from each
+    before to its after, coloured by lambda_max: the app's projection (``figures.projection_figure``).
 
     Colour: log10 lambda_max against each sentence's top answer (before: unedited model; after:
-    edited model, same answer) on one shared colour bar. Returns the figure and a note on the
-    projection (method used, variance explained, why it differs from ``method``). Raises
-    RequestError for a run without sparsity (analysed without embeddings).
+    edited model, same answer) on one colour bar. Returns the figure and a note on the projection
+    (method used, variance explained, why it differs from ``method``). Raises RequestError for a run
+    without sparsity (analysed without embeddings).
     """
     if not run.sparsity:
         raise RequestError("this run was analysed without embeddings, so it has no sparsity to show; "
@@ -91,52 +97,24 @@ def projection_figure(run: EditRun, method: Method = "pca") -> tuple[go.Figure, 
                                                        f"{METHOD_LABELS[proj.method]} 2")
     if proj.explained_variance:
         axes = tuple(f"{a} ({100 * v:.0f}% of variance)" for a, v in zip(axes, proj.explained_variance))
-    lam = {"before": np.array([s.lambda_max_before for s in run.sparsity]),
-           "after": np.array([s.lambda_max_after for s in run.sparsity])}
-    colour = {k: _log_lambda(v) for k, v in lam.items()}
-    finite = np.concatenate([c[np.isfinite(c)] for c in colour.values()])
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-8.0, 0.0)
-    fig = make_subplots(1, 2, subplot_titles=("before the edit", "after the edit"), shared_xaxes=True,
-                        shared_yaxes=True, horizontal_spacing=0.06)
-    for col, (when, xy) in enumerate((("before", proj.before), ("after", proj.after)), start=1):
-        text = [f"{s.sentence}<br>{GROUP_LABELS.get(s.group, s.group)}; answer {s.answer!r}"
-                f"<br>lambda_max {when} {getattr(s, 'lambda_max_' + when):.3g}"
-                f"<br>kNN distance {when} {getattr(s, 'knn_distance_' + when):.3g} ({run.knn.metric}, k={run.knn.k})"
-                f"<br>P(answer) {getattr(s, 'p_answer_' + when):.3f}" for s in run.sparsity]
-        fig.add_trace(go.Scatter(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"sentences {when}", text=text,
-            hovertemplate="%{text}<extra></extra>", showlegend=False,
-            marker=dict(size=[16 if s.group == "rewrite" else 8 if s.group == "background" else 10 for s in run.sparsity],
-                        symbol=[SYMBOLS.get(s.group, "circle") for s in run.sparsity],
-                        color=colour[when], coloraxis="coloraxis", line=dict(width=1, color="#333"))),
-            row=1, col=col)
-        fig.update_xaxes(title_text=axes[0], row=1, col=col)
-    fig.update_yaxes(title_text=axes[1], row=1, col=1)
-    fig.update_layout(height=560, margin=dict(t=60, l=60, r=20, b=60),
-                      coloraxis=dict(colorscale="Viridis", cmin=lo, cmax=hi,
-                                     colorbar=dict(title=dict(text=f"log10 lambda_max<br>({LAMBDA_UNIT})"))))
+    colour = lambda_colouring(run.sparsity, f"log10 lambda_max<br>({LAMBDA_UNIT})", name="lambda_max")
+    fig = draw_projection(proj.before, proj.after, [s.group for s in run.sparsity], _hover(run),
+                          labels=GROUP_LABELS, colour=colour, axis_titles=axes)
     note = (f"{METHOD_LABELS[proj.method]} fitted once over the {len(run.sparsity)} sentences before and after "
-            f"({run.knn.pooling}-token embeddings), so both panels share axes. Colour: log10 of each sentence's "
-            "lambda_max against the unedited model's top answer (star: the edit prompt; diamonds: paraphrases; "
-            "squares: background facts; circles: the other probes). Hover a point for its kNN distance in the full space.")
+            f"({run.knn.pooling}-token embeddings). Hollow: before the edit; filled: after; arrows go from before "
+            "to after. Colour: log10 of each sentence's lambda_max against the unedited model's top answer "
+            "(diamond: the edit prompt; grey: no value). Hover a point for its kNN distance in the full space.")
     if proj.message:
         note += " " + proj.message + "."
     return fig, note
 
 
 def _trajectory_figure(run: EditRun) -> go.Figure | None:
-    """Edit loss and SSS term per optimisation step (log scale), or None when the editor records none."""
+    """Edit loss and SSS term per optimisation step (``figures.trajectory_figure``, as on the app's
+    Compare view), or None when the editor records none."""
     if not run.trajectory:
         return None
-    steps = [t["step"] for t in run.trajectory]
-    fig = go.Figure()
-    for key, label in (("loss", "edit loss L (target NLL, nats)"), ("sss", "SSS term (lambda_max of the edit)")):
-        values = [t.get(key, math.nan) for t in run.trajectory]
-        if any(np.isfinite(values)):
-            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=label))
-    fig.update_layout(height=320, xaxis_title="step", yaxis_title="value (log scale)", yaxis_type="log",
-                      margin=dict(t=30, l=60, r=20, b=50))
-    return fig
+    return trajectory_figure({run.editor: trajectory_steps(run.trajectory)})
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -145,18 +123,10 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def probe_frame(run: EditRun) -> pd.DataFrame:
-    """One row per probe: group, prompt, answers, P(old)/P(new) before/after, top-1, the four sparsity fields."""
-    rows = []
-    for r in run.rows:
-        s = run.sparsity_of(r.prompt)
-        rows.append({"group": GROUP_LABELS.get(r.group, r.group), "prompt": r.prompt, "old answer": r.old or "n/a",
-                     "new answer": r.new, "P(old) before": r.p_old_before, "P(old) after": r.p_old_after,
-                     "P(new) before": r.p_new_before, "P(new) after": r.p_new_after,
-                     "top-1 before → after": f"{r.top1_before!r} → {r.top1_after!r}", "score": r.score,
-                     **({"lambda_max before": s.lambda_max_before, "lambda_max after": s.lambda_max_after,
-                         "kNN distance before": s.knn_distance_before, "kNN distance after": s.knn_distance_after}
-                        if s is not None else {})})
-    return pd.DataFrame(rows)
+    """The app's probe table (``figures.probe_frame``, shown as ``figures.probe_display``) with the four
+    sparsity fields of each probe: group, prompt, top-1 before → after, answers, P(old)/P(new)
+    before/after, score, lambda_max and kNN distance before/after."""
+    return probe_display(run_probe_frame(run, GROUP_LABELS, sparsity=True))
 
 
 def inspect_page(run: EditRun, method: Method = "pca") -> str:

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..editors import EDITORS, editor_config
 from ..errors import RequestError
+from ..figures import seeded_sequential_figure, seeded_sweep_figure
 from ..types import PORTABILITY_GROUPS, EditCase
 from .datasets import group_counts
 from .hypothesis import Correlation, correlations, knn_density, reference_prompts, target_nll_of
@@ -255,38 +255,21 @@ def timing_table(frame: pd.DataFrame) -> str:
 
 
 def c_sweep_figure(stats: pd.DataFrame):
-    """Metrics against C with std error bars, one line per (editor, metric)."""
-    fig = go.Figure()
-    for editor in dict.fromkeys(e for e, _ in stats.index):
-        part = stats.loc[editor]
-        for m in ("reliability", "generality", "locality"):
-            fig.add_trace(go.Scatter(x=list(part.index), y=100 * part[f"{m}:mean"], mode="lines+markers",
-                                     error_y=dict(type="data", array=(100 * part[f"{m}:std"]).fillna(0)),
-                                     name=f"{editor}: {LABELS[m]}"))
-    fig.update_layout(title="Ablation on C (paper Fig. 3)", xaxis_title="C", yaxis_title="accuracy (%)")
-    return fig
+    """Metrics against C with std error bars, one line per (editor, metric) (``figures.seeded_sweep_figure``)."""
+    return seeded_sweep_figure(stats, LABELS)
 
 
 def sequential_figure(frame: pd.DataFrame):
-    """Reliability, locality and generality against the number of sequential edits (log x)."""
+    """Reliability, locality and generality against the number of sequential edits (log x): scored right
+    after each edit (solid) and after all n (dashed), drawn by ``figures.seeded_sequential_figure``."""
     rows = frame[frame["mode"].str.startswith("sequential@")]
-    fig = make_subplots(rows=1, cols=len(SEQUENTIAL), subplot_titles=[LABELS[m] for m in SEQUENTIAL])
+    lines = []
     for final, dash in ((False, "solid"), (True, "dash")):
         part = rows[rows["mode"].str.endswith("/final") == final]
-        if part.empty:
-            continue
-        stats = seed_stats(part, ["editor", "n"], SEQUENTIAL)
-        for i, m in enumerate(SEQUENTIAL, start=1):
-            for editor in dict.fromkeys(e for e, _ in stats.index):
-                s = stats.loc[editor].sort_index()
-                fig.add_trace(go.Scatter(
-                    x=list(s.index), y=100 * s[f"{m}:mean"], line=dict(dash=dash), showlegend=i == 1,
-                    error_y=dict(type="data", array=(100 * s[f"{m}:std"]).fillna(0)),
-                    name=f"{editor} ({'after all n' if final else 'right after each'})"), row=1, col=i)
-    fig.update_xaxes(type="log", title_text="n edits")
-    fig.update_yaxes(title_text="accuracy (%)", col=1)
-    fig.update_layout(title="Sequential editing (paper Table 2)")
-    return fig
+        if not part.empty:
+            lines.append(("after all n" if final else "right after each", dash,
+                          seed_stats(part, ["editor", "n"], SEQUENTIAL)))
+    return seeded_sequential_figure(lines, SEQUENTIAL, LABELS)
 
 
 OFFLINE_PLOTLY_JS = ("directory", "inline")  # where a page finds plotly.js without a network
