@@ -32,6 +32,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from ..editors.base import model_lock
 from ..embeddings import Pooling, embed_prompts
 from ..errors import RequestError
 from ..text import encode_for, forward_logits, max_positions, n_tokens, target_nll
@@ -150,7 +151,9 @@ class EditMeasures:
     (``target_nll_of``) of its prompt + new target. Each prompt and each (prompt, target) pair
     is measured once, on its own (a batch of one), so a stored value does not depend on which
     other requests shared its batch, its job or its worker; results are cached. The reference is
-    embedded on first use. Call it only while the model is unedited.
+    embedded on first use. Every reading of the model holds its lock (``editors.base.model_lock``),
+    so an edit another thread holds applied is never measured; call it only while this thread
+    has not applied an edit of its own.
 
     Example:
         >>> measures = EditMeasures(lm.model, lm.tok, reference_prompts("world", cases), k=10)
@@ -177,7 +180,12 @@ class EditMeasures:
 
     def __call__(self, requests: Sequence[EditRequest]) -> list[dict[str, float]]:
         """``{"knn_distance": float, "target_nll": float}`` per request; NaN where it cannot be measured
-        (a prompt, or prompt + target, longer than the model's context)."""
+        (a prompt, or prompt + target, longer than the model's context). Holds the model's lock."""
+        with model_lock(self.model):
+            return self._measure(requests)
+
+    def _measure(self, requests: Sequence[EditRequest]) -> list[dict[str, float]]:
+        """``__call__``'s numbers, read while the caller holds the model's lock."""
         for r in requests:
             if r.prompt not in self._density:
                 knn = self._knn_reference()

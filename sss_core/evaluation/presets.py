@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import torch
 
+from ..editors.base import model_lock
 from ..errors import RequestError
 from ..text import text_ids
 from ..types import EditCase, EditRequest, Probe
@@ -62,10 +63,14 @@ def greedy_answer(lm, prompt: str, max_new_tokens: int = 3) -> str:
     (``token_type_ids`` from Pythia's and Falcon's) is not an input of a causal LM, and
     ``generate`` refuses any keyword the model's forward does not take. Raises RequestError when the
     model's next token ends the text (no answer to compare with).
+
+    Reads the model under its lock (``editors.base.model_lock``), so another thread's edit, applied
+    on the shared model while it holds the lock, is never read as the model's answer.
     """
     ids = torch.tensor([text_ids(lm.tok, prompt)], device=lm.device)  # (1, tokens), no appended EOS
-    out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            do_sample=False, pad_token_id=lm.tok.pad_token_id)
+    with model_lock(lm.model):
+        out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=lm.tok.pad_token_id)
     text = lm.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
     if not text:
         raise RequestError(f"the model ends the text after {prompt!r} (its next token is the end of text), so it has "
@@ -79,7 +84,8 @@ def case_for_request(request: EditRequest, paraphrases: Sequence[str] = (),
 
     If the prompt is a world fact, the case has every probe group of the world. Extra
     paraphrases are scored against the new target; extra neighbour prompts are scored for
-    locality against the model's own greedy answer (which needs ``lm``).
+    locality against the model's own greedy answer (which needs ``lm``; read under the model's
+    lock, see ``greedy_answer``).
     """
     fact = world_fact_for(request.prompt)
     probes: list[Probe] = []
