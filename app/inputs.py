@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 import re
 import typing
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -251,6 +253,67 @@ def _read_upload(data: bytes, name: str, skip: bool) -> tuple[list[EditCase], st
     return loaded.cases, loaded.summary()
 
 
+def upload_key(name: str, data: bytes) -> str:
+    """What the cases read from an uploaded file are kept under: its name and the sha256 of its content.
+
+    Keyed by content, not by name or size: another file with the same name and size is read again.
+    ``key.rsplit(':', 1)[0]`` is the file's name.
+    """
+    return f"{name}:{hashlib.sha256(data).hexdigest()}"
+
+
+_TYPED_FOR = "_typed_probes_for"  # (prompt, paraphrases, neighbours) as they were when the probes were last typed
+
+
+def typed_probes_for(prompt: str, paraphrases: tuple[str, ...], neighbours: tuple[str, ...]) -> str | None:
+    """The earlier prompt the typed ``paraphrases`` / ``neighbours`` were typed for, when the prompt has
+    changed since they were last edited; else None (also when none is typed).
+
+    Remembers in session state the prompt at which the probes were last changed: editing them (or
+    "Keep them for this prompt") ties them to the prompt of that moment; changing only the prompt does not.
+    """
+    ss = st.session_state
+    if not paraphrases and not neighbours:
+        ss.pop(_TYPED_FOR, None)
+        return None
+    held = ss.get(_TYPED_FOR)
+    if held is None or tuple(held[1:]) != (paraphrases, neighbours):
+        ss[_TYPED_FOR] = (prompt, paraphrases, neighbours)
+        return None
+    return held[0] if held[0] != prompt else None
+
+
+def _keep_typed_probes() -> None:
+    """Button callback: tie the typed paraphrases and neighbours to the prompt now in the form."""
+    ss = st.session_state
+    ss[_TYPED_FOR] = ((ss.get(state.TYPED_PROMPT) or "").strip(), _lines(ss.get(state.TYPED_PARAPHRASES, "")),
+                      _lines(ss.get(state.TYPED_NEIGHBOURS, "")))
+
+
+def _clear_typed_probes() -> None:
+    """Button callback: clear the typed paraphrases and neighbours."""
+    st.session_state[state.TYPED_PARAPHRASES] = st.session_state[state.TYPED_NEIGHBOURS] = ""
+    st.session_state.pop(_TYPED_FOR, None)
+
+
+def typed_probes_message(old_prompt: str, paraphrases: tuple[str, ...], neighbours: tuple[str, ...]) -> str:
+    """The notice over typed probes that were typed for ``old_prompt``, not the prompt now in the form."""
+    what = " and ".join(w for w, given in (("paraphrases", paraphrases), ("neighbours", neighbours)) if given)
+    return (f"These {what} were typed for {old_prompt!r}, not for the prompt above; a run uses them with the "
+            "prompt above. Edit them, keep them for this prompt, or clear them.")
+
+
+def _typed_probes_notice(prompt: str, paraphrases: tuple[str, ...], neighbours: tuple[str, ...]) -> None:
+    """Flag typed probes typed for another prompt (``typed_probes_for``), with buttons to keep or clear them."""
+    old = typed_probes_for(prompt, paraphrases, neighbours)
+    if old is None:
+        return
+    st.warning(typed_probes_message(old, paraphrases, neighbours), icon=":material/history:")
+    keep, clear = st.columns(2)
+    keep.button("Keep them for this prompt", key="typed_probes_keep", on_click=_keep_typed_probes)
+    clear.button("Clear them", key="typed_probes_clear", on_click=_clear_typed_probes)
+
+
 def request_picker() -> RequestChoice:
     """World preset, typed fact, or a record from an uploaded EasyEdit JSON file."""
     state.setdefault(state.REQ_SOURCE, state.SOURCES[0])
@@ -281,6 +344,7 @@ def request_picker() -> RequestChoice:
                                  key=state.TYPED_PARAPHRASES)
             neigh = st.text_area("Neighbour prompts, one per line (should keep their answers)",
                                  key=state.TYPED_NEIGHBOURS)
+        _typed_probes_notice(prompt.strip(), _lines(paras), _lines(neigh))
         return RequestChoice(source, prompt.strip(), subject.strip() or None, target.strip(), None,
                              _lines(paras), _lines(neigh))
     upload = st.file_uploader("EasyEdit JSON (CounterFact, ZsRE, ROME's CounterFact, the world's records)",
@@ -289,11 +353,12 @@ def request_picker() -> RequestChoice:
                        help="Keep the usable records of the file: leave out only what cannot be used (a probe, "
                             "else a record whose edit is unusable), each named here")
     if upload is not None:
-        held = state.uploaded_cases()
-        if held is None or held[0] != f"{upload.name}:{upload.size}" or st.session_state.get(_UPLOAD_READ) != skip:
+        held, data = state.uploaded_cases(), upload.getvalue()
+        key = upload_key(upload.name, data)
+        if held is None or held[0] != key or st.session_state.get(_UPLOAD_READ) != skip:
             try:
-                cases, left_out = _read_upload(upload.getvalue(), upload.name, skip)
-                state.set_uploaded_cases(f"{upload.name}:{upload.size}", cases)
+                cases, left_out = _read_upload(data, upload.name, skip)
+                state.set_uploaded_cases(key, cases)
                 st.session_state[_UPLOAD_READ], st.session_state[_UPLOAD_LEFT_OUT] = skip, left_out
                 st.session_state[state.UPLOAD_CHOICE] = 0
             except SSSError as exc:
@@ -339,16 +404,73 @@ def request_from_state() -> RequestChoice:
     return RequestChoice(source, r.prompt, r.subject, r.target_new, case)
 
 
-def differs(run: analysis.EditRun, choice: EditorChoice, request: RequestChoice) -> str | None:
-    """What ``run`` was made with, when the form (``choice``, ``request``) now says otherwise; else None."""
-    r = run.case.request
-    same = (run.editor == choice.editor and r.prompt == request.prompt and r.target_new == request.target
-            and (request.case is None or request.case == run.case)
-            and (choice.c is None or run.c is None or abs(float(run.c) - choice.c) < 1e-9))
-    if same:
+def _form_settings(choice: EditorChoice) -> dict[str, Any] | None:
+    """The full config the form would run ``choice.editor`` with; None when the form's settings are unusable."""
+    try:
+        return dataclasses.asdict(editor_config(choice.editor, **choice.overrides))
+    except (SSSError, TypeError, ValueError):
         return None
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively, so settings read back from a link compare equal to the form's."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _same_case(run_case: EditCase, request: RequestChoice) -> bool:
+    """Whether the form's request (``request``) would run ``run_case``: the same request and probes.
+
+    A preset's or an uploaded record's case is compared whole; a typed request is compared with the case
+    ``case_for_request`` makes of it, its typed neighbours by prompt (their answers are the model's,
+    read when it runs).
+    """
+    if request.case is not None:
+        return request.case == run_case
+    form = case_for_request(EditRequest(request.prompt, request.target, subject=request.subject or None),
+                            request.paraphrases)
+    r, f = run_case.request, form.request
+    if (r.prompt, r.target_new, r.subject or None) != (f.prompt, f.target_new, f.subject or None):
+        return False
+    expected = [(p.group, p.prompt, p.answer) for p in form.probes] + [("neighbour", n, None)
+                                                                         for n in request.neighbours]
+    got = [(p.group, p.prompt, p.answer) for p in run_case.probes]
+    return len(got) == len(expected) and all(g[:2] == e[:2] and (e[2] is None or g[2] == e[2])
+                                             for g, e in zip(got, expected))
+
+
+def differs(run: analysis.EditRun, choice: EditorChoice, request: RequestChoice) -> str | None:
+    """What ``run`` was made with, when the form (``choice``, ``request``) would now run something else; else None.
+
+    Compares the run's record (``run.record``: editor, full settings, C included, and the case with
+    every probe) with what the form would run, so changed advanced settings or typed probes mark the
+    results as those of an earlier run; the description names the run's changed settings and probes.
+    """
+    r, record = run.case.request, run.record
     c = run.c if has_c(run.editor) else None
-    return f"{run.editor}" + (f" C={c:g}" if c is not None else "") + f", {r.prompt!r} -> {r.target_new!r}"
+    base = f"{run.editor}" + (f" C={c:g}" if c is not None else "") + f", {r.prompt!r} -> {r.target_new!r}"
+    if record is None:  # an older run without its record: what it still says
+        same = (run.editor == choice.editor and r.prompt == request.prompt and r.target_new == request.target
+                and (request.case is None or request.case == run.case)
+                and (choice.c is None or run.c is None or abs(float(run.c) - choice.c) < 1e-9))
+        return None if same else base
+    form = _form_settings(choice) if choice.editor == record.editor else None
+    settings_differ = form is None or _plain(form) != _plain(record.settings)
+    probes_differ = not _same_case(record.case, request)
+    if not settings_differ and not probes_differ:
+        return None
+    extras, c_field = [], EDITORS[record.editor].c_field
+    beside_c = {k: v for k, v in _plain(form or {}).items() if k != c_field}
+    if form is not None and beside_c != {k: v for k, v in _plain(record.settings).items() if k != c_field}:
+        changed = {k: v for k, v in record.overrides().items() if k != c_field}  # C is named above
+        extras.append("settings " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "as shipped"))
+    if probes_differ and (r.prompt, r.target_new) == (request.prompt, request.target):
+        groups = Counter(p.group for p in record.case.probes)
+        extras.append("probes: " + (", ".join(f"{n} {g}" for g, n in groups.items()) or "none"))
+    return base + (f" ({'; '.join(extras)})" if extras else "")
 
 
 def run_and_keep(lm: LoadedModel, choice: EditorChoice, request: RequestChoice, view: str,

@@ -409,13 +409,14 @@ def reset_sequential() -> None:
 
 
 def uploaded_cases() -> tuple[str, list] | None:
-    """(file name, [EditCase]) of the last EasyEdit file uploaded, or None."""
+    """(key, [EditCase]) of the last EasyEdit file uploaded, or None; the key is "name:sha256 of the
+    content" (``inputs.upload_key``), so ``key.rsplit(':', 1)[0]`` is the file's name."""
     return st.session_state.get("_uploaded")
 
 
-def set_uploaded_cases(name: str, cases: list) -> None:
-    """Keep the cases read from an uploaded file, under its name (see ``uploaded_cases``)."""
-    st.session_state["_uploaded"] = (name, cases)
+def set_uploaded_cases(key: str, cases: list) -> None:
+    """Keep the cases read from an uploaded file under ``key``: its name and content hash (see ``uploaded_cases``)."""
+    st.session_state["_uploaded"] = (key, cases)
 
 
 def failed_attempt(view: str) -> str | None:
