@@ -1,0 +1,163 @@
+"""What every view's panels share: missing values and number formats, a run's name and caption, its
+notices, tables and CSV downloads, a figure with its table, and the cached projection fit.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import figures, records, state
+from app.messages import show_error
+from sss_core import analysis
+from sss_core.editors import EDITORS
+from sss_core.projection import METHOD_LABELS, project
+
+MISSING = figures.MISSING  # the one spelling of a missing value (no C, no probe of a group, NaN) on every view
+LAMBDA_FORMAT = ".2e"  # lambda_max spans decades (1e-6 .. 1e1): scientific, 3 significant digits
+STYLED_CELLS = 50_000  # tables up to this many cells get the app's number formats and MISSING
+TOOK = 1.0  # reliability below this: the edit did not take (the model does not give the new answer)
+
+
+def is_missing(x: Any) -> bool:
+    """None or NaN."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def fmt_number(x: float | None, spec: str = ".3g") -> str:
+    """A number for a metric card; ``MISSING`` for None or NaN."""
+    return MISSING if is_missing(x) else format(x, spec)
+
+
+def fmt_lambda(x: float | None) -> str:
+    """lambda_max as shown everywhere in the app: 3 significant digits, scientific (8.34e-06)."""
+    return fmt_number(x, LAMBDA_FORMAT)
+
+
+def shown_c(editor: str, c: float | None) -> float | None:
+    """C as shown for a run of ``editor``: None for an editor without an SSS term (registry: no C
+    field, or SSS not used), so "ft-l C=0" is never shown."""
+    spec = EDITORS.get(editor)
+    return c if c is not None and spec is not None and spec.uses_sss and spec.c_field else None
+
+
+def run_label(run: analysis.EditRun, prefix: str = "") -> str:
+    """A short name of a run: "A: ft-l+sss C=0.9", or "A: ft-l" for an editor without C."""
+    c = shown_c(run.editor, run.c)
+    return f"{prefix}{run.editor}" + (f" C={c:g}" if c is not None else "")
+
+
+def run_caption(run: analysis.EditRun) -> str:
+    """One line of Markdown naming the editor (and its C where it uses SSS), the model and the request."""
+    r = run.case.request
+    c = shown_c(run.editor, run.c)
+    c = f", C = {c:g}" if c is not None else ""
+    return (f"**{run.editor}**{c} on `{run.model_name.rsplit('/', 1)[-1]}`: {r.prompt!r} -> **{r.target_new}** "
+            f"(run `{run.run_id}`, {run.seconds_total:.1f} s){records.caption_settings(run.record)}")
+
+
+def edit_took(run: analysis.EditRun) -> bool:
+    """Whether the edit took: reliability (the edit prompt gives the new target) is 1; NaN counts as not."""
+    rel = run.result.metrics.get("reliability", math.nan)
+    return not is_missing(rel) and rel >= TOOK
+
+
+def run_flags(run: analysis.EditRun) -> list[str]:
+    """Warnings about the run's outcome itself (the request's own warnings are in ``run.warnings``)."""
+    if edit_took(run):
+        return []
+    rel = run.result.metrics.get("reliability", math.nan)
+    return [f"The edit did not take: reliability {fmt_number(rel, '.2f')} (the edited model does not give "
+            f"{run.case.request.target_new!r} for the edit prompt). Its other metrics and λ_max describe a "
+            "model that was not edited as asked; try more steps, another layer or another editor."]
+
+
+def run_notices(run: analysis.EditRun) -> None:
+    """The run's outcome flags and the request's warnings, each as a warning box."""
+    for w in (*run_flags(run), *run.warnings):
+        st.warning(w)
+
+
+def earlier_run_notice(view: str, run, described: str | None = None) -> None:
+    """Mark results on screen that are not those of the last attempt: it failed, or the inputs changed.
+
+    ``described``: the inputs the results came from, when they differ from the form's (None if equal).
+    """
+    failed = state.failed_attempt(view)
+    if failed is not None and run is not None:
+        st.warning(f"Earlier run: the results below are from before your last attempt, which failed "
+                   f"({failed}).", icon=":material/history:")
+    elif described is not None:
+        st.info(f"Earlier run: the results below are for {described}; the inputs above have changed "
+                "since. Run again to update them.", icon=":material/history:")
+
+
+def cached_projection(cache: dict, key, before: np.ndarray, after: np.ndarray, method: str, what: str):
+    """The projection of ``before``/``after`` (each (n, d_model)) by ``method``, fitted once per ``key``
+    in ``cache``; its notice shown. None (the error shown) when the fit fails."""
+    if key not in cache:
+        try:
+            with st.spinner(f"Fitting {METHOD_LABELS[method]}{what}..."):
+                cache[key] = project(before, after, method)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, f"{METHOD_LABELS[method]} failed")
+            return None
+    proj = cache[key]
+    if proj.message:
+        st.info(proj.message)
+    return proj
+
+def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None,
+               column_config: dict | None = None) -> None:
+    """``st.dataframe`` with missing values as ``MISSING`` and lambda_max columns scientific.
+
+    ``formats``: column -> format spec (".3f"); columns named like "λ_max ..." or "lambda_max..."
+    get ``LAMBDA_FORMAT`` unless given.
+    """
+    specs = {c: LAMBDA_FORMAT for c in df.columns if "λ_max" in str(c) or "lambda_max" in str(c)}
+    specs.update({c: f for c, f in (formats or {}).items() if c in df.columns})
+
+    def formatter(spec: str):
+        return lambda v: MISSING if is_missing(v) else format(v, spec)
+
+    # in a keyed container ("st-key-<key>-box" in the page), so a browser test can find this table
+    with st.container(key=f"{key}-box"):
+        if df.size > STYLED_CELLS:  # styling every cell of a large bench table costs seconds per rerun
+            st.dataframe(df, hide_index=True, width="stretch", key=key, column_config=column_config)
+            return
+        styler = df.style.format({c: formatter(f) for c, f in specs.items()}, na_rep=MISSING)
+        st.dataframe(styler, hide_index=True, width="stretch", key=key, column_config=column_config)
+
+
+def link_problems_notice() -> None:
+    """The invalid values of the link this session was opened with, until the user dismisses them."""
+    problems = state.link_problems()
+    if problems:
+        st.warning("This link had values that could not be used; they were left at their defaults:\n\n"
+                   + "\n".join(f"- {p}" for p in problems), icon=":material/link_off:")
+        st.button("Dismiss", key="dismiss_link_problems", on_click=state.dismiss_link_problems)
+
+
+def chart_with_table(fig, df: pd.DataFrame, stem: str, key: str, table_label: str = "Table",
+                     title: str = "SSS Lab") -> None:
+    """A figure, the table behind it, and both as downloads: the table as CSV, the figure as HTML
+    (``title`` is the HTML page's title)."""
+    st.plotly_chart(fig, key=f"{key}-fig", width="stretch")
+    show_frame(df, key=f"{key}-table")
+    c1, c2 = st.columns(2)
+    with c1:
+        frame_csv_button(df, f"{table_label} (CSV)", f"{stem}.csv", key=f"{key}-csv")
+    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig, title), f"{stem}.html", "text/html",
+                       key=f"{key}-html", on_click="ignore")
+
+
+def frame_csv_button(df: pd.DataFrame, label: str, file_name: str, key: str) -> None:
+    """A download button for ``df`` as CSV."""
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    st.download_button(label, buf.getvalue(), file_name, "text/csv", key=key, on_click="ignore")

@@ -1,0 +1,163 @@
+"""The Edit view's result panels: the metric cards, the probe table, the weight delta and the exports
+(JSON, CSV, standalone HTML) of one run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import figures, state
+from app.panels.common import (LAMBDA_FORMAT, edit_took, fmt_lambda, fmt_number, is_missing, run_label, run_notices,
+                               show_frame)
+from sss_core import analysis
+from sss_core.jsonio import to_json
+
+def metrics_row(run: analysis.EditRun) -> None:
+    """lambda_max before and after the edit and the four EasyEdit metrics as cards; the run's warnings.
+
+    The change of lambda_max is shown as a plain number without an arrow, and not at all when the
+    edit did not take: a drop in lambda_max then says nothing about a successful sparse edit.
+    """
+    res = run.result
+    cols = st.columns(6)
+    lb, la = res.lambda_max_before, res.lambda_max_after
+    cols[0].metric(LAMBDA_NEW_BEFORE, fmt_lambda(lb),
+                   help="SSS metric (paper Eq. 9) of the edit prompt against the new target")
+    took = edit_took(run)
+    delta = None if is_missing(la) or is_missing(lb) or not took else format(la - lb, "+" + LAMBDA_FORMAT)
+    cols[1].metric(LAMBDA_NEW_AFTER, fmt_lambda(la), delta=delta, delta_color="off", delta_arrow="off",
+                   help=None if took else "no change shown: the edit did not take")
+    for col, name in zip(cols[2:], ("reliability", "generality", "locality", "portability")):
+        col.metric(name, fmt_number(res.metrics.get(name, math.nan), ".2f"))
+    st.caption(lambda_caption(run))
+    run_notices(run)
+
+
+LAMBDA_NEW_BEFORE = "λ_max before (new target)"
+LAMBDA_NEW_AFTER = "λ_max after (new target)"
+
+
+def lambda_caption(run: analysis.EditRun) -> str:
+    """One line under the metric cards: lambda_max against the old target too, and what a drop means.
+
+    Against the new target, lambda_max is a function of that target's NLL (``sss_core.sparsity``): every
+    edit that makes the target likely drives it down, plain FT-L as much as FT-L+SSS. The caption says
+    so, so that a drop is not read as the SSS term's doing.
+    """
+    el = run.edit_lambda
+    old = ""
+    if el is not None and el.old_target is not None and not is_missing(el.old_before):
+        old = (f"Against the old target {el.old_target!r}: {fmt_lambda(el.old_before)} before, "
+               f"{fmt_lambda(el.old_after)} after. ")
+    return (old + "λ_max against the new target falls whenever an edit makes that target likely, with or "
+            "without the SSS term (it is mostly the target's confidence); what the SSS term adds shows in "
+            "Compare (same edit with C = 0) and in the Hypothesis view.")
+
+
+def update_norm_warnings(weights: dict[str, float], steps) -> list[str]:
+    """One warning naming the edits of a sequential history whose update outgrows the weight it changes.
+
+    ``weights``: parameter -> Frobenius norm of the unedited weight; ``steps``: SequentialSteps.
+    An update larger than the weight itself rewrites the layer rather than adding a fact to it; ROME
+    does this under sequential edits with its defaults (docs/editors.md, "ROME under sequential edits").
+    """
+    over = []  # (edit number, editor, parameter, update norm, weight norm)
+    for s in steps:
+        for name, norm in (s.edit.delta_norms() or {}).items():
+            w = weights.get(name)
+            if w and norm > w:
+                over.append((s.n, s.editor, name, norm, w))
+    if not over:
+        return []
+    worst = max(over, key=lambda o: o[3] / o[4])
+    edits = ", ".join(f"{n} ({e})" for n, e in dict.fromkeys((o[0], o[1]) for o in over))
+    return [f"Updates larger than the weight they change, at edit(s) {edits}: the largest, edit {worst[0]}'s "
+            f"update of {worst[2]}, has norm {worst[3]:.3g} against the weight's own {worst[4]:.3g} "
+            f"({worst[3] / worst[4]:.1f}x). Updates this large overwrite what the layer knew: expect locality and "
+            "unedited facts to collapse as edits accumulate (docs/editors.md, ROME under sequential edits)."]
+
+
+def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
+    """The probability table as a DataFrame (what the Edit page shows and the CSV export holds;
+    ``figures.probe_frame``, the same table as the inspect page's)."""
+    return figures.probe_frame(run, analysis.GROUP_LABELS)
+
+
+def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = False) -> pd.DataFrame:
+    """Draw the probability table (see probe_frame, probe_display) with its caption; returns the full
+    DataFrame (what the CSV export holds).
+
+    ``compact`` (half-width columns, Compare) keeps only ``figures.COMPACT_COLUMNS``.
+    """
+    df = probe_frame(run)
+    shown = df[list(figures.COMPACT_COLUMNS)] if compact else figures.probe_display(df)
+    formats = {c: ".3f" for c in shown.columns if c.startswith("P(")}
+    formats["score"] = ".2f"
+    small = {c: st.column_config.Column(c, width="small") for c in shown.columns if c not in ("prompt",)}
+    show_frame(shown, key=f"{key}-{run.run_id}", formats=formats, column_config={
+        **small,
+        "top-1": st.column_config.TextColumn("top-1", width="small",
+                                             help="same, or FLIPPED: ✓ wanted by the edit, ✗ damage"),
+        "score": st.column_config.Column("score", width="small",
+                                         help="EasyEdit metric: accuracy, or agreement for locality"),
+        "prompt": st.column_config.TextColumn("prompt", width="medium")})
+    st.caption("P(·) is the probability of the whole answer given the prompt (teacher forced). "
+               "Top-1 is the most likely next token. ✓: a flip the edit wants (edit prompt, paraphrases, "
+               "aliases); ✗: a flip that damages knowledge the edit should leave alone. Every column, "
+               "ΔP(new) included, is in the probe table CSV.")
+    return df
+
+
+def delta_panel(run: analysis.EditRun):
+    """The weight delta per parameter (Frobenius norm) as a bar chart; returns the figure, or None (no delta)."""
+    if run.delta_norms:
+        fig = figures.delta_norm_figure(run.delta_norms)
+        st.plotly_chart(fig, key=f"delta-{run.run_id}", width="stretch")
+        return fig
+    st.info(f"{run.editor} does not change the model's weights (it keeps the edit outside them), so there "
+            "is no weight delta to show.")
+    return None
+
+
+def embeddings_csv(run: analysis.EditRun, projections: dict) -> str:
+    """Sentences, groups, distance moved and every projection computed so far, as CSV."""
+    emb = next(iter(run.embeddings.values()))
+    df = pd.DataFrame({"sentence": emb.sentences, "group": emb.groups, "top1_before": emb.top1_before,
+                       "top1_after": emb.top1_after, "moved_full_space": emb.moved})
+    for (rid, method, pooling), proj in projections.items():
+        if rid == run.run_id:
+            for j, axis in enumerate("xy"):
+                df[f"{method}_{pooling}_{axis}_before"] = proj.before[:, j]
+                df[f"{method}_{pooling}_{axis}_after"] = proj.after[:, j]
+    return df.to_csv(index=False)
+
+
+def run_json(run: analysis.EditRun) -> str:
+    """The "Config + results (JSON)" export: strict JSON (NaN and Infinity as null, ``sss_core.jsonio``);
+    the model is named by ``LoadedModel.name``, never by a path of the server."""
+    return to_json(run.to_json_dict(), indent=True)
+
+
+def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "export") -> None:
+    """Download the run's config and results (JSON), tables (CSV) and figures (standalone HTML)."""
+    stem = f"sss-{run.editor}-{run.run_id}"
+    projections = dict(state.projection_cache())  # the callables below run outside the script thread
+    cols = st.columns(3 + len(figs))
+    cols[0].download_button("Config + results (JSON)", lambda: run_json(run),
+                            f"{stem}.json", "application/json", key=f"{key}-json-{run.run_id}", on_click="ignore")
+    cols[1].download_button("Probe table (CSV)", lambda: probe_frame(run).to_csv(index=False), f"{stem}-probes.csv",
+                            "text/csv", key=f"{key}-csv-{run.run_id}", on_click="ignore")
+    cols[2].download_button("Embeddings (CSV)", lambda: embeddings_csv(run, projections) if run.embeddings else "",
+                            f"{stem}-embeddings.csv", "text/csv", key=f"{key}-emb-{run.run_id}", on_click="ignore",
+                            disabled=not run.embeddings)
+    for col, (name, fig) in zip(cols[3:], figs.items()):
+        if fig is not None:
+            r = run.case.request
+            title = f"SSS Lab: {name.lower()}, {run_label(run)}, {r.prompt!r} -> {r.target_new!r}"
+            col.download_button(f"{name} (HTML)", lambda fig=fig, title=title: figures.figure_html(fig, title),
+                                f"{stem}-{name.lower().replace(' ', '-')}.html", "text/html",
+                                key=f"{key}-html-{name}-{run.run_id}", on_click="ignore")
