@@ -7,6 +7,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,7 +266,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     # eager attention: the SSS term needs a double backward, which fused kernels may not support
     kwargs["attn_implementation"] = "eager"
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except ValueError as exc:
         raise ModelLoadError(f"{name!r} ({config.model_type}) is not a causal language model: "
                              f"{_one_line(exc)}") from exc
@@ -278,6 +281,21 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
         tok.pad_token = tok.eos_token
     log.info("loaded %s (%s) on %s", name, config.model_type, next(model.parameters()).device)
     return LoadedModel(model=model, tok=tok, spec=arch_spec(model), name=public_name(name))
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading weights" progress bar from transformers while a model loads (a load takes well under a
+    second for the shipped model; the bar cluttered every CLI run and the app server's log)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _one_line(exc: BaseException) -> str:

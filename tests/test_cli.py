@@ -193,3 +193,12 @@ def test_hub_name_without_network_loads_from_the_cache(tmp_path):
     out = json.loads(res.stdout)
     assert out["model"] == "sss-lab/default" and out["lambda_max"] > 0
     assert "Retry" not in res.stderr
+
+
+def test_edit_prints_no_loading_bar_and_no_deprecation_warning():
+    """stderr of an edit holds what the user needs (warnings about the request), not transformers' progress
+    bar for loading weights nor its FutureWarning about a renamed keyword (ROME samples context prefixes)."""
+    res = cli("edit", "--editor", "rome", "--prompt", "The capital of France is", "--subject", "France",
+              "--target", "Rome")
+    assert res.returncode == 0, res.stderr
+    assert "Loading weights" not in res.stderr and "Warning" not in res.stderr and "deprecated" not in res.stderr

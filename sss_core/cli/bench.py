@@ -39,9 +39,9 @@ def register(sub) -> None:
     p.add_argument("--sweep-n", type=positive_int, default=100, help="cases per seed in the C sweep")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished results")
     p.add_argument("--max-data-mb", type=float, default=100.0, help="refuse data files larger than this")
-    p.add_argument("--skip-invalid", action="store_true", help="instead of failing: skip records whose edit is unusable and drop malformed "
-                        "optional probe groups (paraphrases, neighbours, portability) from the others; both counted "
-                        "in the log")
+    p.add_argument("--skip-invalid", action="store_true", help="instead of failing: leave out the smallest unusable unit, each unusable probe (a "
+                        "paraphrase, neighbour or portability item), else the record whose edit is unusable; what "
+                        "was left out is counted and named in one warning line")
     p.add_argument("--knn", type=positive_int, default=10, help="k of the local-density measure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor setting, every editor")
     p.add_argument("--threads", type=positive_int, default=1,

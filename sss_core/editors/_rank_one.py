@@ -84,15 +84,16 @@ def context_prefixes(model: nn.Module, tok, n: int, length: int, seed: int = 0) 
     out = [""]
     for i in range(n):
         ids = torch.tensor([text_ids(tok, PREFIX_STARTS[i % len(PREFIX_STARTS)])], device=device)  # (1, tokens)
-        past, step_ids, new = None, ids, []
+        new: list[int] = []
         for _ in range(length):
-            res = model(input_ids=step_ids, past_key_values=past, use_cache=True)
-            past = res.past_key_values
-            probs = torch.softmax(res.logits[0, -1].float(), -1).cpu()
+            # the whole prefix again each step (a few tokens): no key/value cache, whose keyword
+            # transformers is renaming (past_key_values -> cache) between its 4.x and 5.x releases
+            step_ids = torch.cat([ids, torch.tensor([new], dtype=ids.dtype, device=device)], 1) if new else ids
+            logits = model(input_ids=step_ids, use_cache=False).logits  # (1, tokens, vocab)
+            probs = torch.softmax(logits[0, -1].float(), -1).cpu()
             p, idx = probs.topk(min(5, probs.numel()))
             nxt = idx[torch.multinomial(p, 1, generator=gen)]
             new.append(int(nxt))
-            step_ids = nxt.view(1, 1).to(device)
         text = tok.decode(ids[0].tolist() + new, skip_special_tokens=True)
         text = " ".join(text.replace("{", " ").replace("}", " ").split()).rstrip(" .")
         out.append(text + ". ")
