@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import RequestError
+from .locks import reads_model
 from .text import forward_hidden, max_positions, pad_id, right_pad, text_ids
 
 Pooling = Literal["last", "mean"]
@@ -54,6 +55,7 @@ class SentenceStates:
     next_token_probs: np.ndarray  # (n,) its probability
 
 
+@reads_model
 @torch.no_grad()
 def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Sequence[str] = POOLINGS,
                     batch_size: int = 64, layer: int = -1) -> SentenceStates:
@@ -101,6 +103,7 @@ def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Seq
                           torch.cat(ids_out).numpy(), torch.cat(probs_out).numpy())
 
 
+@reads_model
 def embed_prompts(model: nn.Module, tok, prompts: Sequence[str], pooling: Pooling = "last",
                   batch_size: int = 64, layer: int = -1) -> np.ndarray:
     """Embed each prompt with ``model`` (edited or not). Returns (len(prompts), d_model) float32.

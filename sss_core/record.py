@@ -43,6 +43,7 @@ from .editors.training import model_fingerprint
 from .embeddings import POOLINGS
 from .errors import RequestError
 from .jsonio import to_json
+from .locks import model_lock
 from .types import EditCase, EditRequest, Probe
 
 RECORD_VERSION = 1
@@ -70,7 +71,8 @@ def fingerprint(model) -> str:
     computed once per model object. It leaves out the MLP output projections that editors change,
     so an edited model and its unedited self share it; it changes with the dtype."""
     if model not in _FINGERPRINTS:
-        _FINGERPRINTS[model] = model_fingerprint(model)["weights"]
+        with model_lock(model):  # never read while another thread holds an edit applied
+            _FINGERPRINTS[model] = model_fingerprint(model)["weights"]
     return _FINGERPRINTS[model]
 
 

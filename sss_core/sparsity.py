@@ -40,6 +40,7 @@ from torch import nn
 
 from .embeddings import nearest_neighbours
 from .errors import RequestError
+from .locks import reads_model
 from .sss import forward_pairs, sss_from_hidden
 from .text import max_positions, pad_id, pair_batch, text_ids
 
@@ -101,6 +102,7 @@ def answer_rows(tok, sentences: Sequence[str], answer_ids: Sequence[int]) -> lis
     return [(text_ids(tok, s), [int(a)]) for s, a in zip(sentences, answer_ids)]
 
 
+@reads_model
 def lambda_and_probability(model: nn.Module, tok, rows: Sequence[tuple[Sequence[int], Sequence[int]]],
                            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """lambda_max (paper Eq. 9, mean reduction) and P(answer | prompt) of each (prompt ids, answer ids) row.

@@ -20,6 +20,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from .locks import reads_model
 from .text import PairBatch, encode_for, target_nll
 
 Reduction = Literal["mean", "sum"]
@@ -55,6 +56,7 @@ def forward_pairs(model: nn.Module, batch: PairBatch, embeds_require_grad: bool 
     return target_nll(out.logits, batch), out.hidden_states[-1]
 
 
+@reads_model
 def lambda_max(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
                reduction: Reduction = "mean", create_graph: bool = False,
                batch_size: int = 64) -> torch.Tensor:

@@ -9,8 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import threading
-import weakref
 from contextlib import contextmanager
 from typing import Iterator, Protocol, Sequence, runtime_checkable
 
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import EditFailed
+from ..locks import model_lock  # one lock per model (sss_core/locks.py); editors and callers import it here
 from ..types import EditRequest
 
 
@@ -214,18 +213,3 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
     if not torch.isfinite(loss):
         raise EditFailed(f"the loss became {loss.item()} at step {step}; the edit was abandoned and "
                          "the model restored. Lower the learning rate or C")
-
-
-# One lock per model object: editors that modify weights while they optimise hold it, so two
-# threads editing the same shared model never see each other's half-trained weights. A weak
-# dictionary, so the lock goes away with the model.
-_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: nn.Module) -> threading.RLock:
-    """The re-entrant lock that serialises weight changes on ``model``."""
-    with _LOCKS_GUARD:
-        if model not in _LOCKS:
-            _LOCKS[model] = threading.RLock()
-        return _LOCKS[model]

@@ -248,6 +248,11 @@ class SERACModel(nn.Module):
         self.tok, self.memory, self.threshold = tok, memory, threshold
 
     @property
+    def lock_owner(self) -> nn.Module:
+        """The model whose lock guards this one (``locks.model_lock``): its base, whose weights it reads."""
+        return self.base
+
+    @property
     def config(self):
         """The base model's config (callers read its sizes and context length)."""
         return self.base.config

@@ -35,6 +35,7 @@ from torch import nn
 from ..editors.base import model_lock
 from ..embeddings import Pooling, embed_prompts
 from ..errors import RequestError
+from ..locks import reads_model
 from ..text import encode_for, forward_logits, max_positions, n_tokens, target_nll
 from ..types import EditCase, EditRequest
 from .presets import default_world
@@ -52,6 +53,7 @@ PAIRS = (("lambda_max_before", "locality_drop", None, +1),
          ("target_nll", "locality_drop", None, 0))
 
 
+@reads_model
 @torch.no_grad()
 def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
                   batch_size: int = 128) -> list[float]:

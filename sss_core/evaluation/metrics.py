@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..editors.base import Edit, Editor, model_lock
+from ..locks import reads_model
 from ..sss import lambda_max
 from ..text import encode_for, forward_logits, text_ids
 from ..types import (LOCALITY_GROUPS, PORTABILITY_GROUPS, EditCase, EditRequest, EditResult, Probe,
@@ -30,6 +31,7 @@ class TokenPrediction:
     argmax_ids: tuple[int, ...]  # the model's teacher-forced argmax at each answer position
 
 
+@reads_model
 @torch.no_grad()
 def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str],
                    batch_size: int = 64) -> list[TokenPrediction]:
@@ -51,6 +53,7 @@ def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Seque
     return out
 
 
+@reads_model
 @torch.no_grad()
 def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, float]]:
     """The k most likely next tokens after ``prompt`` with their probabilities, most likely first.
@@ -65,6 +68,7 @@ def top_k(model: nn.Module, tok, prompt: str, k: int = 5) -> list[tuple[str, flo
     return [(tok.decode([t]), round(v, 6)) for t, v in zip(i.tolist(), p.tolist())]
 
 
+@reads_model
 @torch.no_grad()
 def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
     """P(answer | prompt) under teacher forcing: the product of the answer tokens' probabilities.
@@ -78,6 +82,7 @@ def answer_probability(model: nn.Module, tok, prompts: Sequence[str], answers: S
     return tok_lp.sum(1).exp().tolist()
 
 
+@reads_model
 def request_warnings(model: nn.Module, tok, request: EditRequest) -> list[str]:
     """Things worth telling the user before an edit that do not stop it.
 

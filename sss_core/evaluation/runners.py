@@ -24,6 +24,7 @@ from torch import nn
 
 from ..editors.base import Edit, EditBase, Editor, model_lock
 from ..errors import SSSError
+from ..locks import reads_model
 from ..types import LOCALITY_GROUPS, EditCase, EditResult
 from .metrics import edit_and_score, evaluate_edit, probes_of, teacher_forced
 
@@ -292,6 +293,7 @@ def batch_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase]
                 yield Outcome(key, case, result, n=n)
 
 
+@reads_model
 def _predictions_by_case(model: nn.Module, tok, cases: Sequence[EditCase]) -> list:
     """Teacher-forced predictions of every case's probes, in one batched pass, split per case.
 

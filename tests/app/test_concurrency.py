@@ -202,9 +202,9 @@ def test_every_read_path_of_the_shared_model_waits_for_another_sessions_edit(def
     assert all(torch.equal(v, saved[k]) for k, v in default_lm.model.state_dict().items())
 
 
-def _unlocked_paths(lm, case) -> dict:
-    """Read paths that still read the shared model without its lock; their fix is in files this change could not
-    touch (see ``UNLOCKED_REASON``): name -> read()."""
+def _core_paths(lm, case) -> dict:
+    """The core's own read paths (each takes the model's lock through ``locks.reads_model``, or reads through
+    one that does): name -> read()."""
     from sss_core.embeddings import embed_prompts, sentence_states
     from sss_core.evaluation.hypothesis import knn_density, target_nll_of
     from sss_core.evaluation.metrics import answer_probability, request_warnings, teacher_forced, top_k
@@ -237,19 +237,13 @@ def _unlocked_paths(lm, case) -> dict:
     }
 
 
-UNLOCKED_REASON = ("reads the shared model without its lock; the fix is in a file this change could not touch: "
-                   "the primitive (or runners._predictions_by_case, which sequential_edits and batch_edits call "
-                   "before taking the lock) should read under editors.base.model_lock(model)")
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=UNLOCKED_REASON)
 @pytest.mark.parametrize("name", ["teacher_forced", "top_k", "answer_probability", "request_warnings", "lambda_max",
                                   "sentence_states", "embed_prompts", "lambda_and_probability",
                                   "target_nll_of (bench report)", "knn_density (bench report)",
                                   "sequential_edits (bench runner)", "batch_edits (bench runner)"])
 def test_a_core_read_path_waits_for_another_sessions_edit(default_lm, shared_edit, name):
     case, edit = shared_edit
-    read = _unlocked_paths(default_lm, case)[name]
+    read = _core_paths(default_lm, case)[name]
     start = time.perf_counter()
     alone = read()
     hold = max(HOLD_S, 3 * (time.perf_counter() - start) + 1)
