@@ -24,6 +24,9 @@ __all__ = ["COMPACT_COLUMNS", "DAMAGE_TITLE", "GROUP_COLOURS", "HYPOTHESIS_X", "
            "sweep_figure", "trajectory_figure", "trajectory_steps"]
 
 
-def figure_html(fig: go.Figure, title: str = "SSS Lab") -> str:
-    """A standalone HTML page of ``fig`` titled ``title``, plotly.js inlined (opens offline)."""
-    return html_page(fig, title, "inline")
+def figure_html(fig: go.Figure, title: str = "SSS Lab", runs=()) -> str:
+    """A standalone HTML page of ``fig`` titled ``title``, plotly.js inlined (opens offline); below it, for each
+    of ``runs`` (EditRuns, SweepPoints, ...) that has a run record, how to make that run again
+    (``RunRecord.to_html``: the equivalent command, the replay, the record)."""
+    records = [r.record for r in runs if getattr(r, "record", None) is not None]
+    return html_page(fig, title, "inline", "".join(r.to_html() for r in records))

@@ -64,6 +64,7 @@ target's NLL: an edit that makes the target likely lowers it whatever the SSS te
 {{ probe_table | safe }}
 {% if trajectory %}<h2>Optimisation per step</h2>
 {{ trajectory | safe }}{% endif %}
+{{ record | safe }}
 </body>
 </html>
 """)
@@ -159,7 +160,7 @@ def inspect_page(run: EditRun, method: Method = "pca") -> str:
                     "before-embeddings before and the after-embeddings after."),
         probe_table=_table(probe_frame(run)),
         trajectory=trajectory.to_html(full_html=False, include_plotlyjs=False, div_id="trajectory")
-        if trajectory is not None else None)
+        if trajectory is not None else None, record=run.record.to_html() if run.record is not None else "")
 
 
 def write_inspect_page(run: EditRun, path: Path, method: Method = "pca") -> Path:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import html
 import json
 import platform
 import shlex
@@ -215,6 +216,19 @@ class RunRecord:
         d.pop("versions")
         d.pop("c_means")
         return d
+
+    def to_html(self) -> str:
+        """The record as an HTML block for an exported page: the equivalent command, how to replay it
+        exactly, and the record itself as JSON (``<script type="application/json" id="sss-run-record">``,
+        which ``load_record`` of the saved JSON reads)."""
+        record_json = json.dumps(self.to_dict(), indent=2).replace("</", "<\\/")  # safe inside <script>
+        return (f'<section id="sss-run"><h2>How to make this run again</h2>'
+                f"<p>The same run as a command: <code>{html.escape(self.command())}</code></p>"
+                "<p>Exactly this run (its probes, seed and every setting): save the run record below as "
+                f"<code>run.json</code> and run <code>{html.escape(self.command('run.json'))}</code>, or load it "
+                "in the app (Edit page, \"Load a run\").</p>"
+                f"<details><summary>Run record (JSON)</summary><pre>{html.escape(record_json)}</pre></details>"
+                f'<script type="application/json" id="sss-run-record">{record_json}</script></section>')
 
     def command(self, replay_file: str | None = None) -> str:
         """The ``sss-lab`` command line that makes this run again.

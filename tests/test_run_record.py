@@ -128,3 +128,23 @@ def test_trained_editor_json_says_its_c_is_the_checkpoints(default_lm):
     assert out["config"]["c_means"] == ("C = 0.9: C the editor's checkpoint was trained with; the edit itself has "
                                         "no SSS term")
     assert run.record.command().endswith("--set sss_c=0.9") is False  # a trained editor's C follows its checkpoint
+
+
+def _record_in_page(page: str) -> RunRecord:
+    start = page.index('<script type="application/json" id="sss-run-record">') + len(
+        '<script type="application/json" id="sss-run-record">')
+    return load_record(page[start:page.index("</script>", start)].replace("<\\/", "</"))
+
+
+def test_html_exports_and_the_inspect_page_carry_the_record_and_its_command(default_lm, tmp_path):
+    import plotly.graph_objects as go
+
+    from app.figures import figure_html
+    from sss_core.inspect_page import inspect_page
+
+    run = analyse_edit(default_lm, "ft-l+sss", {"steps": 3}, _typed_case(), background=(), probes_from="typed")
+    for page in (figure_html(go.Figure(), "SSS Lab: a figure", [run]), inspect_page(run)):
+        assert _record_in_page(page).digest() == run.record.digest()
+        assert "sss-lab edit --from run.json" in page
+        assert "--set steps=3" in page and "--neighbour &#x27;The capital of Spain is&#x27;" in page
+    assert "sss-run-record" not in figure_html(go.Figure(), "no run")

@@ -144,15 +144,15 @@ def link_problems_notice() -> None:
 
 
 def chart_with_table(fig, df: pd.DataFrame, stem: str, key: str, table_label: str = "Table",
-                     title: str = "SSS Lab") -> None:
+                     title: str = "SSS Lab", runs=()) -> None:
     """A figure, the table behind it, and both as downloads: the table as CSV, the figure as HTML
-    (``title`` is the HTML page's title)."""
+    (``title`` is the HTML page's title; ``runs``' records go below the figure, see ``figures.figure_html``)."""
     st.plotly_chart(fig, key=f"{key}-fig", width="stretch")
     show_frame(df, key=f"{key}-table")
     c1, c2 = st.columns(2)
     with c1:
         frame_csv_button(df, f"{table_label} (CSV)", f"{stem}.csv", key=f"{key}-csv")
-    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig, title), f"{stem}.html", "text/html",
+    c2.download_button("Figure (HTML)", lambda: figures.figure_html(fig, title, runs), f"{stem}.html", "text/html",
                        key=f"{key}-html", on_click="ignore")
 
 

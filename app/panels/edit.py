@@ -158,6 +158,6 @@ def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "expo
         if fig is not None:
             r = run.case.request
             title = f"SSS Lab: {name.lower()}, {run_label(run)}, {r.prompt!r} -> {r.target_new!r}"
-            col.download_button(f"{name} (HTML)", lambda fig=fig, title=title: figures.figure_html(fig, title),
+            col.download_button(f"{name} (HTML)", lambda fig=fig, title=title: figures.figure_html(fig, title, [run]),
                                 f"{stem}-{name.lower().replace(' ', '-')}.html", "text/html",
                                 key=f"{key}-html-{name}-{run.run_id}", on_click="ignore")

@@ -72,8 +72,8 @@ if runs:
             panels.probe_table(run, key=f"cmp-{label[0]}", compact=True)
     panels.frame_csv_button(summary, "Summary (CSV)", "sss-compare.csv", key="cmp-csv")
     title = f"SSS Lab: compare {labels[0]} vs {labels[1]}, {runs[0].case.request.prompt!r}"
-    st.download_button("Metrics chart (HTML)", lambda: figures.figure_html(fig, title), "sss-compare.html", "text/html",
+    st.download_button("Metrics chart (HTML)", lambda: figures.figure_html(fig, title, runs), "sss-compare.html", "text/html",
                        key="cmp-html", on_click="ignore")
     if joint_fig is not None:
-        st.download_button("Joint projection (HTML)", lambda: figures.figure_html(joint_fig, title),
+        st.download_button("Joint projection (HTML)", lambda: figures.figure_html(joint_fig, title, runs),
                            "sss-compare-projection.html", "text/html", key="cmp-proj-html", on_click="ignore")

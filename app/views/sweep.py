@@ -67,4 +67,4 @@ if sweep:
                         "λ_max before (new target)": p.lambda_max_before, "λ_max after (new target)": p.lambda_max_after,
                         "seconds": p.seconds, **({"checkpoint": p.checkpoint} if p.checkpoint else {})} for p in pts])
     panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep['editor']}, "
-                            f"{r.prompt!r} -> {r.target_new!r}")
+                            f"{r.prompt!r} -> {r.target_new!r}", runs=pts)

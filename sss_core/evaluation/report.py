@@ -275,8 +275,9 @@ def sequential_figure(frame: pd.DataFrame):
 OFFLINE_PLOTLY_JS = ("directory", "inline")  # where a page finds plotly.js without a network
 
 
-def html_page(fig: go.Figure, title: str, plotly_js: str = "inline") -> str:
-    """``fig`` as a standalone HTML page titled ``title`` that opens with the network off.
+def html_page(fig: go.Figure, title: str, plotly_js: str = "inline", footer: str = "") -> str:
+    """``fig`` as a standalone HTML page titled ``title`` that opens with the network off; ``footer`` (HTML,
+    e.g. ``RunRecord.to_html()``) goes after the figure.
 
     ``plotly_js``: "inline" puts plotly.js in the page (about 4.6 MB); "directory" loads it from
     ``plotly.min.js`` beside the page (``write_html_page`` writes that file). A CDN is never used:
@@ -286,7 +287,8 @@ def html_page(fig: go.Figure, title: str, plotly_js: str = "inline") -> str:
         log.warning("plotly.js from %r would leave the plot blank offline; loading it from plotly.min.js "
                     "beside the page instead", plotly_js)
     page = fig.to_html(full_html=True, include_plotlyjs=True if plotly_js == "inline" else "directory")
-    return page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
+    page = page.replace("<head>", f"<head><title>{html.escape(title)}</title>", 1)
+    return page.replace("</body>", f"{footer}</body>", 1) if footer else page
 
 
 def write_html_page(fig: go.Figure, path: Path, title: str, plotly_js: str = "directory") -> Path:
