@@ -377,12 +377,23 @@ def set_compare_runs(runs: tuple) -> None:
     st.session_state.pop("cmp_selected", None)
 
 
-def sweep() -> dict | None:
-    """{"editor", "request", "points": [SweepPoint]} of the last C sweep."""
+@dataclass(frozen=True)
+class SweepState:
+    """The C sweep view's last sweep: the editor, the request and one point per C (``analysis.SweepPoint``,
+    each with its run record)."""
+
+    editor: str
+    request: Any  # sss_core.types.EditRequest
+    points: tuple  # (analysis.SweepPoint, ...), in the order of ``cs``
+    cs: tuple[float, ...]
+
+
+def sweep() -> SweepState | None:
+    """The last C sweep of this session (``SweepState``), or None."""
     return st.session_state.get("_sweep")
 
 
-def set_sweep(value: dict) -> None:
+def set_sweep(value: SweepState) -> None:
     """Keep the last C sweep (see ``sweep``)."""
     st.session_state["_sweep"] = value
 

@@ -40,7 +40,7 @@ if (pressed or from_link) and lm is not None and cs:
         points = analysis.sweep_c(lm, editor, overrides, case, sorted(cs),
                                   progress=lambda i, c: bar.progress(i / len(cs), text=f"C = {c:g}"))
         bar.progress(1.0, text="Done")
-        state.set_sweep({"editor": editor, "request": case.request, "points": points, "cs": sorted(cs)})
+        state.set_sweep(state.SweepState(editor, case.request, tuple(points), tuple(sorted(cs))))
         state.set_failed_attempt("sweep", None)
     except Exception as exc:  # noqa: BLE001 - shown as a message
         bar.empty()
@@ -48,23 +48,22 @@ if (pressed or from_link) and lm is not None and cs:
         state.set_failed_attempt("sweep", f"{choice.editor}, {request.describe()}: {str(exc)[:200]}")
 
 sweep = state.sweep()
-first = sweep["points"][0] if sweep and sweep["points"] else None
+first = sweep.points[0] if sweep and sweep.points else None
 state.write_link(request.prompt, request.subject, request.target,
                  {"sweep": choice.editor, "cs": sorted(cs), "rec": records.link_text(first)}, ran=bool(sweep))
 if sweep:
-    pts = sweep["points"]
-    r = sweep["request"]
-    same = (sweep["editor"] == choice.editor and r.prompt == request.prompt and r.target_new == request.target
-            and sweep.get("cs") == sorted(cs))
+    pts, r = sweep.points, sweep.request
+    same = (sweep.editor == choice.editor and r.prompt == request.prompt and r.target_new == request.target
+            and list(sweep.cs) == sorted(cs))
     panels.earlier_run_notice("sweep", sweep, None if same else
-                              f"{sweep['editor']}, {r.prompt!r} -> {r.target_new!r}, "
+                              f"{sweep.editor}, {r.prompt!r} -> {r.target_new!r}, "
                               f"C = {', '.join(f'{p.c:g}' for p in pts)}")
-    st.markdown(f"**{sweep['editor']}**: {r.prompt!r} -> **{r.target_new}**")
+    st.markdown(f"**{sweep.editor}**: {r.prompt!r} -> **{r.target_new}**")
     keys = ("reliability", "generality", "locality")
     fig = figures.sweep_figure([p.c for p in pts], {k: [p.metrics.get(k) for p in pts] for k in keys},
                                [p.lambda_max_after for p in pts], pts[0].lambda_max_before)
     df = pd.DataFrame([{"C": p.c, **{k: p.metrics.get(k) for k in (*keys, "portability")},
                         "λ_max before (new target)": p.lambda_max_before, "λ_max after (new target)": p.lambda_max_after,
                         "seconds": p.seconds, **({"checkpoint": p.checkpoint} if p.checkpoint else {})} for p in pts])
-    panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep['editor']}, "
+    panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep.editor}, "
                             f"{r.prompt!r} -> {r.target_new!r}", runs=pts)

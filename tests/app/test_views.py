@@ -81,7 +81,7 @@ def test_c_sweep(app):
     app.multiselect(key="sweep_cs").set_value([0.0, 1.0]).run()
     app.button(key="run_sweep").click().run()
     assert_ok(app)
-    points = app.session_state["_sweep"]["points"]
+    points = app.session_state["_sweep"].points
     assert [p.c for p in points] == [0.0, 1.0]
     # C = 1 keeps only the SSS term: it writes the fact no better than plain FT-L
     assert points[1].metrics["reliability"] <= points[0].metrics["reliability"]
