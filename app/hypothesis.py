@@ -95,7 +95,7 @@ class HypothesisJob:
         None for an editor without an SSS term or not in the job."""
         spec = EDITORS.get(editor)
         overrides = dict(self.editors).get(editor)
-        if spec is None or overrides is None or not (spec.uses_sss and spec.c_field):
+        if spec is None or overrides is None or not spec.has_c:
             return None
         return float(getattr(editor_config(editor, **overrides), spec.c_field))
 
@@ -196,7 +196,7 @@ def settings_text(editor: str, overrides: dict[str, Any]) -> str:
     config = editor_config(editor, **overrides)
     defaults = editor_config(editor)
     parts = []
-    if spec.c_role is not None and spec.uses_sss:
+    if spec.has_c:
         c = getattr(config, spec.c_field)
         parts.append(f"C = {c:g} ({'its checkpoint was trained at it' if spec.c_role == 'checkpoint' else 'loss weight'})")
     changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)

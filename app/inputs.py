@@ -59,8 +59,7 @@ def model_picker() -> LoadedModel | None:
 
 def has_c(editor: str) -> bool:
     """Does this editor run with an SSS weight C (a C field in its registry entry, used by default)?"""
-    spec = EDITORS[editor]
-    return spec.uses_sss and spec.c_field is not None
+    return EDITORS[editor].has_c
 
 
 def _parse_literal(text: str) -> Any:

@@ -43,7 +43,7 @@ def shown_c(editor: str, c: float | None) -> float | None:
     """C as shown for a run of ``editor``: None for an editor without an SSS term (registry: no C
     field, or SSS not used), so "ft-l C=0" is never shown."""
     spec = EDITORS.get(editor)
-    return c if c is not None and spec is not None and spec.uses_sss and spec.c_field else None
+    return c if c is not None and spec is not None and spec.has_c else None
 
 
 def run_label(run: analysis.EditRun, prefix: str = "") -> str:

@@ -61,6 +61,12 @@ class EditorSpec:
         return self.trainer is not None
 
     @property
+    def has_c(self) -> bool:
+        """Whether C is a setting users pick for this entry: an SSS entry ("+sss") with a C field. The plain
+        entries (ft-l, mend, serac) run at C = 0 and show no C; ROME and MEMIT have none."""
+        return self.uses_sss and self.c_field is not None
+
+    @property
     def c_role(self) -> str | None:
         """What C is for this editor, decided here only (see ``C_ROLES``): "loss" (FT-L: the edit's own
         loss weighs the SSS term by C), "checkpoint" (MEND, SERAC: C is the C their checkpoint was

@@ -101,7 +101,7 @@ class BenchConfig:
     @property
     def sweep_editors(self) -> list[str]:
         """The editors among ``editors`` that use SSS (the C sweep runs these)."""
-        return [e for e in self.editors if EDITORS[e].uses_sss]
+        return [e for e in self.editors if EDITORS[e].has_c]
 
 
 def _cases_by_seed(cfg: BenchConfig) -> dict[int, list[EditCase]]:
