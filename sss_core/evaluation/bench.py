@@ -122,6 +122,29 @@ def _cases_by_seed(cfg: BenchConfig) -> dict[int, list[EditCase]]:
     return by_seed
 
 
+def _resumable(cfg: BenchConfig, store: BenchStore, cases_by_seed: dict[int, list[EditCase]], results: ResultFile,
+               executor) -> LoadedModel | None:
+    """Check that resuming into ``store`` mixes nothing: no stored result was made from other data or
+    settings (digests), and the model is the one of the earlier runs (fingerprint in the run log).
+    Returns the model it loaded for the check (None when an executor's workers load it).
+    Raises RequestError naming what differs (the case ids, or both fingerprints)."""
+    changed = _changed_results(store, plan(cfg, None, cases_by_seed, results.done))
+    if changed:
+        ids = list(dict.fromkeys(k.case_id for k in changed))
+        raise RequestError(f"{len(changed)} results in {store.folder} were made from other data or settings than "
+                           f"this run's (case ids {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}: the data "
+                           "record or the editor's config changed since): resuming would mix the two. Use a new "
+                           "--out, or move the folder away to start over")
+    if executor is not None:
+        return None
+    lm, earlier = _load_model(cfg), store.log.latest("model_fingerprint")
+    if earlier is not None and earlier != fingerprint(lm.model):
+        raise RequestError(f"the results in {store.folder} were made on another model (weights {earlier}; "
+                           f"{lm.name} is {fingerprint(lm.model)}): resuming would mix the two. Resume with that "
+                           "model's --model and --dtype, or use a new --out")
+    return lm
+
+
 def _changed_results(store: BenchStore, jobs: list[Job]) -> list[RunKey]:
     """Keys stored with another digest than this run would write: their case's content or the editor's
     config changed since (results stored before digests existed are trusted)."""
@@ -408,22 +431,14 @@ def run_bench(cfg: BenchConfig, out: Path, resume: bool = False, command: str = 
                            "or choose another --out")
     store.merge_parts()  # what the workers of an interrupted run had finished
     results = store.open(resume)
-    changed = _changed_results(store, plan(cfg, None, cases_by_seed, results.done)) if resume else []
-    if changed:
-        results.close()
-        ids = list(dict.fromkeys(k.case_id for k in changed))
-        raise RequestError(f"{len(changed)} results in {out} were made from other data or settings than this run's "
-                           f"(case ids {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}: the data record or the "
-                           "editor's config changed since): resuming would mix the two. Use a new --out, or move "
-                           "the folder away to start over")
     started, cpu_started = time.time(), time.process_time()
-    earlier_model = store.log.latest("model_fingerprint") if resume else None
-    lm = _load_model(cfg) if executor is None else None  # an executor's workers load their own
-    if lm is not None and earlier_model is not None and earlier_model != fingerprint(lm.model):
+    try:
+        lm = _resumable(cfg, store, cases_by_seed, results, executor) if resume else None
+        if lm is None and executor is None:
+            lm = _load_model(cfg)  # an executor's workers load their own
+    except RequestError:
         results.close()
-        raise RequestError(f"the results in {out} were made on another model (weights {earlier_model}; "
-                           f"{lm.name} is {fingerprint(lm.model)}): resuming would mix the two. Resume with that "
-                           "model's --model and --dtype, or use a new --out")
+        raise
     entry = store.log.append(_invocation(cfg, command))
     if lm is not None:
         store.log.update(entry, model_name=lm.name, model_device=str(lm.device), model_fingerprint=fingerprint(lm.model))

@@ -110,3 +110,13 @@ def test_sweep_of_a_trained_editor_without_any_checkpoint_c_is_refused():
             "serac+sss is a trained editor whose C is its checkpoint's: none of the sweep's C values has a "
             "checkpoint (shipped: C = 0, 0.9); add one of them to --sweep-values")):
         cfg.validate()
+
+
+def test_resume_on_another_model_is_refused_naming_both_fingerprints(tmp_path, tiny_model_dir):
+    data, out = _data(tmp_path, _records()), tmp_path / "run"
+    run_bench(_cfg(data, tiny_model_dir), out, progress=False)
+    written = (out / "results.jsonl").read_bytes()
+    with pytest.raises(RequestError, match=rf"^the results in {re.escape(str(out))} were made on another model "
+                                           r"\(weights [0-9a-f]{16}; sss_core/assets/default-model is [0-9a-f]{16}\)"):
+        run_bench(_cfg(data, tiny_model_dir, model=None), out, resume=True, progress=False)
+    assert (out / "results.jsonl").read_bytes() == written
