@@ -178,12 +178,13 @@ def pair_label(c: Correlation) -> str:
 
 
 def correlation_frame(corrs: Sequence[Correlation], settings: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per (editor, pair): rho, its bootstrap CI, p, counts, the sign the paper predicts, the verdict;
+    """One row per (editor, pair): rho, its bootstrap CI, p and p adjusted by Benjamini-Hochberg over the table,
+    counts, the sign the paper predicts, the verdict;
     with ``settings`` (editor -> the settings it ran with, in words) a last column says them."""
-    columns = ["editor", "pair", "ρ (Spearman)", "CI low", "CI high", "p", "edits", "prompts", "paper predicts",
-               "verdict", *(["settings"] if settings is not None else [])]
+    columns = ["editor", "pair", "ρ (Spearman)", "CI low", "CI high", "p", "p (BH)", "edits", "prompts",
+               "paper predicts", "verdict", *(["settings"] if settings is not None else [])]
     return pd.DataFrame([{"editor": c.editor, "pair": pair_label(c), "ρ (Spearman)": c.rho, "CI low": c.lo,
-                          "CI high": c.hi, "p": c.p, "edits": c.points, "prompts": c.clusters,
+                          "CI high": c.hi, "p": c.p, "p (BH)": c.p_adjusted, "edits": c.points, "prompts": c.clusters,
                           "paper predicts": PREDICTS[c.expected_sign], "verdict": c.verdict,
                           **({"settings": settings.get(c.editor, "")} if settings is not None else {})}
                          for c in corrs], columns=columns)

@@ -18,7 +18,8 @@ def verdict_line(c) -> str:
     paper predicts > 0) → **supports**"."""
     if is_missing(c.rho):
         return f"{pair_label(c)}: ρ undefined ({c.points} edits; too few, or a constant column)"
-    return (f"{pair_label(c)}: ρ = {c.rho:+.3f} (95% CI {c.lo:+.3f} to {c.hi:+.3f}, n = {c.points}; "
+    adjusted = "" if is_missing(c.p_adjusted) else f", p (BH) = {c.p_adjusted:.2g}"
+    return (f"{pair_label(c)}: ρ = {c.rho:+.3f} (95% CI {c.lo:+.3f} to {c.hi:+.3f}, n = {c.points}{adjusted}; "
             f"paper predicts {PREDICTS[c.expected_sign]}) → **{c.verdict}**")
 
 
@@ -80,10 +81,13 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
     st.subheader("Spearman ρ per editor, with the partial ρ given the target's NLL")
     table = correlation_frame(corrs, settings)
     show_frame(table, key=f"{key}-corr", formats={"ρ (Spearman)": "+.3f", "CI low": "+.3f", "CI high": "+.3f",
-                                                  "p": ".2g"})
-    st.caption("95% CI: bootstrap over edit prompts (an edit prompt repeated under several seeds is resampled "
-               "as one cluster); 'supports' / 'contradicts': the CI excludes 0 on / against the side the paper "
-               "predicts. '| target NLL' partials the new target's NLL (J of Eq. 8) out of both ranks: λ_max is "
+                                                  "p": ".2g", "p (BH)": ".2g"})
+    tests = max((c.tests for c in corrs), default=0)
+    st.caption("95% CI and p: one bootstrap over edit prompts (an edit prompt repeated under several seeds is "
+               "resampled as one cluster; the standard error of Fisher's z), so the CI excludes 0 exactly when "
+               f"p < 0.05. This table holds {tests} tests (rows with a predicted sign): 'p (BH)' is p adjusted by "
+               "Benjamini-Hochberg over them (false discovery rate 5%), and 'supports' / 'contradicts' needs "
+               "p (BH) < 0.05 with ρ on / against the side the paper predicts. '| target NLL' partials the new target's NLL (J of Eq. 8) out of both ranks: λ_max is "
                "a gradient of J, so a surprising target raises λ_max and the size of the edit alike. "
                "The statistics are the bench report's (sss_core.evaluation.hypothesis).")
     c1, c2 = st.columns(2)

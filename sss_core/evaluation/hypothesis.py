@@ -12,8 +12,9 @@ take three numbers and correlate them (Spearman, per editor):
 - ``locality_drop`` = 1 - locality: the share of neighbour predictions the edit changed.
 
 If the paper is right: lambda_max ~ locality_drop > 0, knn_distance ~ locality_drop < 0 and
-lambda_max ~ knn_distance < 0. Confidence intervals come from a bootstrap over edit prompts
-(a prompt edited under several seeds is resampled as one cluster).
+lambda_max ~ knn_distance < 0. Each rho's confidence interval and p-value come from one bootstrap over
+edit prompts (a prompt edited under several seeds is resampled as one cluster), so they agree; a
+table's p-values are adjusted together (Benjamini-Hochberg) and its verdicts follow the adjusted ones.
 
 Example:
     >>> dens = knn_density(lm.model, lm.tok, edit_prompts, reference_prompts, k=10)
@@ -22,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -203,34 +205,57 @@ class EditMeasures:
                 for r in requests]
 
 
+ALPHA = 0.05  # the false discovery rate a table's verdicts are controlled at (Benjamini-Hochberg)
+MIN_CLUSTERS = 5  # distinct edit prompts below which a bootstrap CI and p are not given
+
+
 @dataclass(frozen=True)
 class Correlation:
-    """The Spearman correlation of one PAIRS entry over one editor's edits, with its bootstrap CI."""
+    """The Spearman correlation of one PAIRS entry over one editor's edits, with its bootstrap CI and p-values.
+
+    ``lo``/``hi`` and ``p`` come from one cluster bootstrap (``spearman_ci``): the CI excludes 0 exactly
+    when p < 1 - level. ``p_adjusted`` is p after the Benjamini-Hochberg step-up over the ``tests``
+    correlations of the same table that test a predicted sign (``adjust``); the verdict follows it.
+    """
 
     editor: str
     x: str
     y: str
     control: str | None  # partialled out of both ranks, or None
     rho: float
-    lo: float  # bootstrap confidence interval of rho
+    lo: float  # bootstrap confidence interval of rho (level 95%, not adjusted)
     hi: float
-    p: float  # scipy's p-value (treats points as independent)
+    p: float  # two-sided, from the same bootstrap as the CI (not adjusted)
     points: int  # edits
     clusters: int  # distinct prompts
     expected_sign: int
+    p_adjusted: float = math.nan  # Benjamini-Hochberg over the table's tests of a predicted sign
+    tests: int = 0  # how many tests that adjustment was over (0: not adjusted yet)
 
     @property
     def verdict(self) -> str:
-        """"supports" / "contradicts" (the CI excludes 0 on / against the predicted side), "inconclusive",
-        "no prediction" (the paper predicts no sign) or "undefined" (rho is NaN)."""
+        """"supports" / "contradicts" (the adjusted p < ALPHA, rho on / against the predicted side),
+        "inconclusive", "no prediction" (the paper predicts no sign: not a test) or "undefined" (rho is NaN)."""
         if math.isnan(self.rho):
             return "undefined"
         if self.expected_sign == 0:
             return "no prediction"
-        if self.lo > 0 or self.hi < 0:
-            agrees = (self.lo > 0) == (self.expected_sign > 0)
-            return "supports" if agrees else "contradicts"
+        p = self.p_adjusted if self.tests else self.p
+        if not math.isnan(p) and p < ALPHA:
+            return "supports" if (self.rho > 0) == (self.expected_sign > 0) else "contradicts"
         return "inconclusive"
+
+
+def adjust(corrs: Sequence[Correlation]) -> list[Correlation]:
+    """``corrs`` with ``p_adjusted`` and ``tests`` set: the Benjamini-Hochberg false-discovery-rate step-up
+    (``scipy.stats.false_discovery_control``) over the correlations that test a predicted sign and have a
+    p-value; the others keep NaN (they are not tests). One call per table: its family is the table."""
+    family = [i for i, c in enumerate(corrs) if c.expected_sign != 0 and not math.isnan(c.p)]
+    adjusted = stats.false_discovery_control([corrs[i].p for i in family], method="bh") if family else []
+    out = [dataclasses.replace(c, tests=len(family)) for c in corrs]
+    for i, q in zip(family, adjusted):
+        out[i] = dataclasses.replace(out[i], p_adjusted=float(q))
+    return out
 
 
 def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> float:
@@ -252,16 +277,28 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) 
 
 def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, control: np.ndarray | None = None,
                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
-    """(Partial) Spearman rho, its cluster-bootstrap CI (lo, hi) and a p-value, for paired arrays."""
+    """(Partial) Spearman rho, its CI (lo, hi) and a two-sided p-value, for paired arrays, from ONE bootstrap.
+
+    The bootstrap resamples clusters (an edit prompt repeated under several seeds is one cluster) and
+    gives the standard error ``se`` of Fisher's z = atanh(rho) (half the spread of the resamples' middle
+    68%, which for a normal z is its standard deviation and is robust to resamples at rho = ±1). Then
+    CI = tanh(z ± q se), q the normal quantile of ``level``, and p = 2 (1 - Phi(|z| / se)): the CI
+    excludes 0 exactly when p < 1 - level,
+    so a verdict never contradicts its p-value (a percentile CI beside an asymptotic t-test p did,
+    e.g. CI [-0.286, -0.066] beside p = 0.077). rho needs four finite points, the CI and p also
+    ``MIN_CLUSTERS`` distinct clusters and a bootstrap with some spread (a perfectly monotone sample has
+    none); NaN where they cannot be had.
+    """
     ok = np.isfinite(x) & np.isfinite(y) & (np.isfinite(control) if control is not None else True)
     x, y, clusters = x[ok], y[ok], clusters[ok]
     z = control[ok] if control is not None else None
     rho = partial_spearman(x, y, z) if len(x) > 3 else math.nan
+    nan4 = (math.nan, math.nan, math.nan, math.nan)
     if math.isnan(rho):
-        return math.nan, math.nan, math.nan, math.nan
-    dof = len(x) - 2 - (z is not None)
-    p = float(2 * stats.t.sf(abs(rho) * math.sqrt(dof / max(1e-12, 1 - rho ** 2)), dof))
+        return nan4
     ids, inverse = np.unique(clusters, return_inverse=True)
+    if len(ids) < MIN_CLUSTERS:  # a bootstrap over so few prompts says nothing about the spread
+        return rho, *nan4[1:]
     members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
     rng = np.random.default_rng(seed)
     boots = []
@@ -270,13 +307,24 @@ def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, control: np.
         value = partial_spearman(x[idx], y[idx], z[idx] if z is not None else None)
         if not math.isnan(value):
             boots.append(value)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(boots, [tail, 100 - tail]) if boots else (math.nan, math.nan)
-    return rho, float(lo), float(hi), p
+    if len(boots) < 2:
+        return rho, *nan4[1:]
+    edge = 1 - 1e-6  # a resample with rho = ±1 would give an infinite z
+    zb = np.arctanh(np.clip(boots, -edge, edge))
+    # the spread of the middle 68% (robust to the few resamples at rho = ±1 that a small sample has);
+    # for a normal z it is its standard deviation
+    se = float(np.percentile(zb, 84.134) - np.percentile(zb, 15.866)) / 2
+    if se == 0:  # every resample gives the same rho (e.g. a perfectly monotone sample): no spread, no p
+        return rho, *nan4[1:]
+    z0 = math.atanh(max(-edge, min(edge, rho)))
+    q = float(stats.norm.ppf(0.5 + level / 2))
+    p = float(2 * stats.norm.sf(abs(z0) / se))
+    return rho, math.tanh(z0 - q * se), math.tanh(z0 + q * se), p
 
 
 def correlations(frame, n_boot: int = 1000) -> list[Correlation]:
-    """Spearman correlations of PAIRS per editor (pairs whose columns the frame lacks are left out).
+    """Spearman correlations of PAIRS per editor (pairs whose columns the frame lacks are left out), as one
+    table: their p-values are adjusted together (``adjust``, Benjamini-Hochberg over its tests).
 
     ``frame`` (pandas) has one row per edit with columns editor, prompt, lambda_max_before,
     knn_distance, target_nll and locality (post-edit vs pre-edit agreement on neighbours).
@@ -292,4 +340,4 @@ def correlations(frame, n_boot: int = 1000) -> list[Correlation]:
                                          rows["prompt"].to_numpy(), z, n_boot)
             out.append(Correlation(editor, x, y, control, rho, lo, hi, p, len(rows), rows["prompt"].nunique(),
                                    sign))
-    return out
+    return adjust(out)

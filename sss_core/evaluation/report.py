@@ -181,16 +181,29 @@ def _checkpoint_note(rows: pd.DataFrame) -> str:
 
 
 def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
-    """One row per (editor, pair) with rho, its bootstrap CI and the verdict."""
+    """One row per (editor, pair) with rho, its bootstrap CI, raw and Benjamini-Hochberg p and the verdict."""
     sign = {1: "> 0", -1: "< 0", 0: "–"}
+
+    def p_text(p: float) -> str:
+        return "–" if math.isnan(p) else f"{p:.2g}"
+
     body = [[c.editor, f"{c.x} ~ {c.y}" + (f" given {c.control}" if c.control else ""), f"{c.rho:+.3f}",
-             f"[{c.lo:+.3f}, {c.hi:+.3f}]", f"{c.p:.2g}", c.points, c.clusters, sign[c.expected_sign], c.verdict]
-            for c in corrs]
-    header = ["Editor", "Pair", "Spearman rho", "95% CI (bootstrap)", "p", "edits", "prompts",
+             f"[{c.lo:+.3f}, {c.hi:+.3f}]", p_text(c.p), p_text(c.p_adjusted), c.points, c.clusters,
+             sign[c.expected_sign], c.verdict] for c in corrs]
+    header = ["Editor", "Pair", "Spearman rho", "95% CI (bootstrap)", "p", "p (BH)", "edits", "prompts",
               "paper predicts", "verdict"]
     csv = [{"table": "hypothesis", **{k: getattr(c, k) for k in c.__dataclass_fields__}, "verdict": c.verdict}
            for c in corrs]
     return md_table(header, body), csv
+
+
+def _family_note(corrs: Sequence[Correlation]) -> str:
+    """How many tests the hypothesis table holds and how they are controlled, in one sentence."""
+    tests = max((c.tests for c in corrs), default=0)
+    return (f"The table holds {tests} tests (the rows with a predicted sign); their p-values are adjusted "
+            "together by Benjamini-Hochberg (false discovery rate 5%), column 'p (BH)', and a verdict "
+            "'supports' / 'contradicts' needs p (BH) < 0.05 with rho on / against the side the paper "
+            "predicts; otherwise 'inconclusive'. The CI and p are not adjusted.")
 
 
 def sss_pairs(editors: Sequence[str]) -> list[tuple[str, str]]:
@@ -398,8 +411,10 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
                   f"{'the world' if cfg.data.startswith('world') else 'the data set'}'s prompts "
                   f"({'every fact, first template' if cfg.data.startswith('world') else 'requests and probes'}; "
                   "large = sparse), and "
-                  "locality_drop = 1 - locality. Spearman rho with a 95% bootstrap CI over edit prompts "
-                  "(1000 resamples); 'supports' means the CI excludes 0 on the side the paper predicts. "
+                  "locality_drop = 1 - locality. Spearman rho with a 95% CI and a two-sided p-value from one "
+                  "bootstrap over edit prompts (1000 resamples; the standard error of Fisher's z, so the CI "
+                  "excludes 0 exactly when p < 0.05). "
+                  f"{_family_note(corrs)} "
                   "'given target_nll' is the partial rank correlation with the new target's NLL before editing "
                   "(J of Eq. 8) partialled out: lambda_max is a gradient of J, so a surprising target raises both "
                   "lambda_max and the size of the edit.", "", md, "",

@@ -12,7 +12,7 @@ from browser_support import assert_no_traceback, click_point, grid_text, screens
 
 pytestmark = pytest.mark.e2e
 RHO = re.compile(r"λ_max before ~ damage \(1 − locality\): ρ = [+-]\d\.\d{3} \(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}, "
-                 r"n = \d+; paper predicts > 0\) → (supports|contradicts|inconclusive)")
+                 r"n = \d+, p \(BH\) = [0-9.e-]+; paper predicts > 0\) → (supports|contradicts|inconclusive)")
 NEW_RESULTS = """() => /\\(run [0-9a-f]{12},/.test(document.body.innerText)
     && document.querySelector('[data-testid="stPlotlyChart"] .scatterlayer .point') !== null"""
 

@@ -133,20 +133,24 @@ def test_spearman_and_partial_spearman_known_values():
     assert partial_spearman(a, b, z) == pytest.approx(np.corrcoef(*res)[0, 1])
     rho, lo, hi, p = spearman_ci(a, b, np.arange(40))
     assert rho == pytest.approx(stats.spearmanr(a, b).statistic) and lo < rho < hi
-    assert p == pytest.approx(stats.spearmanr(a, b).pvalue, rel=1e-6)
+    # p from the same bootstrap as the CI (not scipy's t-approximation): in (0, 1], and on the CI's side
+    assert 0 < p <= 1 and (lo > 0 or hi < 0) == (p < 0.05)
 
 
 def test_correlations_on_a_monotone_frame():
-    """locality falls as lambda_max grows: rho(lambda_max, locality_drop) = +1, the paper's side."""
+    """locality falls as lambda_max grows: rho(lambda_max, locality_drop) = +1, the paper's side; but every
+    resample of a perfectly monotone sample gives +1 too, so the bootstrap has no spread, no CI and no p: the
+    verdict claims nothing ('inconclusive'), it does not call 8 points a certainty."""
     n = 8
     frame = pd.DataFrame({"editor": "ft-l", "prompt": [f"p{i}" for i in range(n)],
                           "lambda_max_before": np.arange(n, dtype=float), "locality": 1 - np.arange(n) / n,
                           "knn_distance": -np.arange(n, dtype=float), "target_nll": np.arange(n)[::-1] * 1.0})
     corrs = {(c.x, c.y, c.control): c for c in correlations(frame, n_boot=100)}
     lam = corrs[("lambda_max_before", "locality_drop", None)]
-    assert lam.rho == pytest.approx(1.0) and lam.verdict == "supports" and (lam.points, lam.clusters) == (n, n)
+    assert lam.rho == pytest.approx(1.0) and lam.verdict == "inconclusive" and (lam.points, lam.clusters) == (n, n)
+    assert math.isnan(lam.lo) and math.isnan(lam.p) and lam.tests == 0  # no p: not among the table's tests
     knn = corrs[("knn_distance", "locality_drop", None)]
-    assert knn.rho == pytest.approx(-1.0) and knn.verdict == "supports"
+    assert knn.rho == pytest.approx(-1.0) and knn.verdict == "inconclusive"
     assert corrs[("lambda_max_before", "knn_distance", None)].rho == pytest.approx(-1.0)
     assert corrs[("target_nll", "locality_drop", None)].verdict == "no prediction"
 
@@ -200,9 +204,11 @@ def test_partial_spearman_of_a_constant_is_undefined():
                       for r in (stats.rankdata(x), stats.rankdata([2.0, 1.0, 4.0, 3.0, 5.0]))])[0, 1])
 
 
-def test_spearman_ci_is_a_cluster_percentile_bootstrap():
-    """rho on the finite points only; its CI the 2.5 / 97.5 percentiles of 1000 resamples of whole
-    clusters (numpy seed 0), undefined resamples left out; four points at least."""
+def test_spearman_ci_takes_ci_and_p_from_one_cluster_bootstrap():
+    """rho on the finite points only; from 1000 resamples of whole clusters (numpy seed 0, undefined
+    resamples left out), se = half the 15.9-84.1 percentile spread of atanh(rho*); CI = tanh(atanh(rho) ± q se)
+    and p = 2 (1 - Phi(|atanh(rho)| / se)), so the CI excludes 0 exactly when p < 1 - level; four points
+    at least."""
     rng = np.random.default_rng(4)
     x, y, z = rng.normal(size=30), rng.normal(size=30), rng.normal(size=30)
     y = y + x
@@ -220,14 +226,52 @@ def test_spearman_ci_is_a_cluster_percentile_bootstrap():
         value = partial_spearman(xs[idx], ys[idx], zs[idx])
         if not math.isnan(value):
             boots.append(value)
-    assert (lo, hi) == pytest.approx(tuple(np.percentile(boots, [2.5, 97.5])), rel=1e-12)
-    assert spearman_ci(x, y, clusters, z, level=0.5)[1:3] == pytest.approx(tuple(np.percentile(boots, [25, 75])))
+    zb = np.arctanh(np.clip(boots, -1 + 1e-6, 1 - 1e-6))
+    se = (np.percentile(zb, 84.134) - np.percentile(zb, 15.866)) / 2
+    z0 = math.atanh(rho)
+    assert (lo, hi) == pytest.approx((math.tanh(z0 - 1.959964 * se), math.tanh(z0 + 1.959964 * se)), rel=1e-5)
+    assert p == pytest.approx(2 * stats.norm.sf(abs(z0) / se), rel=1e-9)
+    half = spearman_ci(x, y, clusters, z, level=0.5)
+    assert half[1:3] == pytest.approx((math.tanh(z0 - 0.6744898 * se), math.tanh(z0 + 0.6744898 * se)), rel=1e-5)
     finite = np.isfinite(x) & np.isfinite(y)  # without a control, only x and y decide
     assert spearman_ci(x, y, clusters)[0] == pytest.approx(partial_spearman(x[finite], y[finite]))
     three = spearman_ci(np.array([1.0, 2, 3, np.nan]), np.array([1.0, 2, 3, 4]), np.arange(4))
     assert all(math.isnan(v) for v in three)  # three finite points: no rho
     four = spearman_ci(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4]), np.arange(4))
-    assert four[0] == pytest.approx(0.8) and not math.isnan(four[1])
+    assert four[0] == pytest.approx(0.8) and all(math.isnan(v) for v in four[1:])  # rho, but 4 < 5 clusters
+    five = spearman_ci(np.array([1.0, 2, 3, 4, 5]), np.array([1.0, 3, 2, 5, 4]), np.arange(5))
+    assert five[0] == pytest.approx(0.8) and not math.isnan(five[1]) and not math.isnan(five[3])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_verdicts_ci_and_its_p_never_disagree(seed):
+    """Over samples from no to strong correlation, the 95% CI excludes 0 exactly when p < 0.05 (the
+    pair that used to disagree: a percentile CI beside a t-test p, e.g. CI [-0.286, -0.066], p = 0.077)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(8, 60))
+    x = rng.normal(size=n)
+    y = rng.uniform(0, 0.6) * x + rng.normal(size=n)
+    rho, lo, hi, p = spearman_ci(x, y, np.repeat(np.arange(n), 1), n_boot=300, seed=seed)
+    assert (lo > 0 or hi < 0) == (p < 0.05), (rho, lo, hi, p)
+
+
+def test_benjamini_hochberg_over_the_table_decides_the_verdicts():
+    """Every test of a predicted sign is adjusted together (scipy's BH); the verdict follows the adjusted p,
+    so a lone p of 0.03 among six tests is not 'supports'; 'no prediction' rows are not tests."""
+    from sss_core.evaluation.hypothesis import Correlation, adjust
+
+    def corr(p: float, sign: int = 1, rho: float = 0.3) -> Correlation:
+        return Correlation("ft-l", "x", "y", None, rho, -0.1, 0.5, p, 100, 100, sign)
+
+    raw = [corr(0.03), corr(0.6), corr(0.4), corr(0.9), corr(0.001, -1), corr(0.7), corr(0.0001, 0)]
+    adjusted = adjust(raw)
+    assert [c.tests for c in adjusted] == [6] * 7
+    assert [c.p_adjusted for c in adjusted[:6]] == pytest.approx(
+        list(stats.false_discovery_control([0.03, 0.6, 0.4, 0.9, 0.001, 0.7], method="bh")))
+    assert adjusted[0].p_adjusted == pytest.approx(0.09) and adjusted[0].verdict == "inconclusive"
+    assert adjusted[4].p_adjusted == pytest.approx(0.006) and adjusted[4].verdict == "contradicts"  # rho > 0, < 0 predicted
+    assert math.isnan(adjusted[6].p_adjusted) and adjusted[6].verdict == "no prediction"
+    assert raw[0].verdict == "supports"  # unadjusted, the same p would have been called a finding
 
 
 def test_correlations_pass_their_bootstrap_size_on():

@@ -19,7 +19,7 @@ from scipy import stats
 from sss_core.errors import RequestError
 from sss_core.evaluation import report
 from sss_core.evaluation.bench import BenchConfig
-from sss_core.evaluation.hypothesis import PAIRS, Correlation, EditMeasures, reference_prompts
+from sss_core.evaluation.hypothesis import PAIRS, Correlation, EditMeasures, adjust, reference_prompts
 from sss_core.evaluation.store import BenchStore
 from sss_core.types import EditCase, EditRequest, Probe
 
@@ -187,17 +187,18 @@ def test_hypothesis_table_rows():
     corrs = [Correlation("ft-l", "lambda_max_before", "locality_drop", None, 0.5, 0.1, 0.8, 0.01234, 40, 20, 1),
              Correlation("ft-l", "knn_distance", "locality_drop", "target_nll", 0.25, -0.1, 0.5, 0.5, 40, 20, -1),
              Correlation("rome", "target_nll", "locality_drop", None, math.nan, math.nan, math.nan, math.nan, 3, 3, 0)]
-    md, rows = report.hypothesis_table(corrs)
+    md, rows = report.hypothesis_table(adjust(corrs))  # two tests: the rows with a sign and a p
     assert md.splitlines() == [
-        "| Editor | Pair | Spearman rho | 95% CI (bootstrap) | p | edits | prompts | paper predicts | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
-        "| ft-l | lambda_max_before ~ locality_drop | +0.500 | [+0.100, +0.800] | 0.012 | 40 | 20 | > 0 | supports |",
-        "| ft-l | knn_distance ~ locality_drop given target_nll | +0.250 | [-0.100, +0.500] | 0.5 | 40 | 20 | < 0 "
-        "| inconclusive |",
-        "| rome | target_nll ~ locality_drop | +nan | [+nan, +nan] | nan | 3 | 3 | – | undefined |"]
+        "| Editor | Pair | Spearman rho | 95% CI (bootstrap) | p | p (BH) | edits | prompts | paper predicts | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| ft-l | lambda_max_before ~ locality_drop | +0.500 | [+0.100, +0.800] | 0.012 | 0.025 | 40 | 20 | > 0 "
+        "| supports |",
+        "| ft-l | knn_distance ~ locality_drop given target_nll | +0.250 | [-0.100, +0.500] | 0.5 | 0.5 | 40 | 20 "
+        "| < 0 | inconclusive |",
+        "| rome | target_nll ~ locality_drop | +nan | [+nan, +nan] | – | – | 3 | 3 | – | undefined |"]
     assert rows[1] == {"table": "hypothesis", "editor": "ft-l", "x": "knn_distance", "y": "locality_drop",
                        "control": "target_nll", "rho": 0.25, "lo": -0.1, "hi": 0.5, "p": 0.5, "points": 40,
-                       "clusters": 20, "expected_sign": -1, "verdict": "inconclusive"}
+                       "clusters": 20, "expected_sign": -1, "p_adjusted": 0.5, "tests": 2, "verdict": "inconclusive"}
 
 
 def test_figures_hold_the_tables_numbers(frame):
