@@ -197,6 +197,26 @@ def hypothesis_table(corrs: Sequence[Correlation]) -> tuple[str, CsvRows]:
     return md_table(header, body), csv
 
 
+def hypothesis_section(corrs: Sequence[Correlation], cfg) -> tuple[str, CsvRows]:
+    """The report's hypothesis section (its heading, how it was measured and tested, the table) as Markdown,
+    and the table's CSV rows. ``cfg`` (a BenchConfig) gives the data and the k of the k-NN distance."""
+    md, rows = hypothesis_table(corrs)
+    world = cfg.data.startswith("world")
+    text = "\n".join([
+        "## The paper's hypothesis, measured", "",
+        f"Per single edit: lambda_max before editing, knn_distance = mean distance of the edit prompt's "
+        f"pooled last-hidden-state embedding to its {cfg.knn} nearest neighbours among "
+        f"{'the world' if world else 'the data set'}'s prompts "
+        f"({'every fact, first template' if world else 'requests and probes'}; large = sparse), and "
+        "locality_drop = 1 - locality. Spearman rho with a 95% CI and a two-sided p-value from one "
+        "bootstrap over edit prompts (1000 resamples; the standard error of Fisher's z, so the CI "
+        f"excludes 0 exactly when p < 0.05). {_family_note(corrs)} "
+        "'given target_nll' is the partial rank correlation with the new target's NLL before editing "
+        "(J of Eq. 8) partialled out: lambda_max is a gradient of J, so a surprising target raises both "
+        "lambda_max and the size of the edit.", "", md])
+    return text, rows
+
+
 def _family_note(corrs: Sequence[Correlation]) -> str:
     """How many tests the hypothesis table holds and how they are controlled, in one sentence."""
     tests = max((c.tests for c in corrs), default=0)
@@ -402,22 +422,9 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
                                    table5(frame))):
             parts += [f"## {title}", "", md, ""]
             csv += rows
-        corrs = correlations(hypothesis_rows)
-        md, rows = hypothesis_table(corrs)
+        section, rows = hypothesis_section(correlations(hypothesis_rows), cfg)
         pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
-        parts += ["## The paper's hypothesis, measured", "",
-                  f"Per single edit: lambda_max before editing, knn_distance = mean distance of the edit prompt's "
-                  f"pooled last-hidden-state embedding to its {cfg.knn} nearest neighbours among "
-                  f"{'the world' if cfg.data.startswith('world') else 'the data set'}'s prompts "
-                  f"({'every fact, first template' if cfg.data.startswith('world') else 'requests and probes'}; "
-                  "large = sparse), and "
-                  "locality_drop = 1 - locality. Spearman rho with a 95% CI and a two-sided p-value from one "
-                  "bootstrap over edit prompts (1000 resamples; the standard error of Fisher's z, so the CI "
-                  "excludes 0 exactly when p < 0.05). "
-                  f"{_family_note(corrs)} "
-                  "'given target_nll' is the partial rank correlation with the new target's NLL before editing "
-                  "(J of Eq. 8) partialled out: lambda_max is a gradient of J, so a surprising target raises both "
-                  "lambda_max and the size of the edit.", "", md, "",
+        parts += [section, "",
                   "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
         md, rows = sss_effect_table(frame)
         parts += ["## What SSS changes, paired", "",
