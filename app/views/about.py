@@ -108,8 +108,11 @@ st.markdown("""
   the page says so.
 - **Hypothesis**: the paper's claim tested over many edits (run here, or a bench's results): λ_max before and
   the kNN distance of each edit against the damage it did (1 − locality), Spearman ρ with a confidence
-  interval, the partial ρ once the target's surprise (its NLL) is taken out, the sign the paper predicts
-  beside each verdict, and the paired effect of SSS. Click a point to open that edit.
+  interval and a p-value from one bootstrap, the partial ρ once the target's surprise (its NLL) is taken out,
+  the sign the paper predicts beside each verdict, and the paired effect of SSS. A table tests several
+  correlations at once, so its p-values are corrected together (Benjamini-Hochberg) and a verdict needs the
+  corrected p below 0.05: with 30 tests, about one or two raw p-values under 0.05 are expected by chance.
+  Click a point to open that edit.
 - **C sweep**, **Sequential**: one edit across C; edits that accumulate (the paper's Table 2), where locality
   decays as n grows.
 - **Results**: browse a report written by `python -m sss_core bench --out DIR`.
