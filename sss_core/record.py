@@ -157,12 +157,12 @@ class RunRecord:
     def overrides(self) -> dict[str, Any]:
         """The settings that differ from the registry's defaults for this editor (C included when it differs)."""
         defaults = dataclasses.asdict(editor_config(self.editor))
-        return {k: v for k, v in self.settings.items() if _plain(defaults.get(k)) != _plain(v)}
+        return {k: v for k, v in self.settings.items() if plain(defaults.get(k)) != plain(v)}
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready values (``from_dict`` reads it back)."""
         return {"version": self.version, "model": dataclasses.asdict(self.model), "editor": self.editor,
-                "settings": _plain(self.settings), "c": self.c, "c_means": self.c_meaning(),
+                "settings": plain(self.settings), "c": self.c, "c_means": self.c_meaning(),
                 "case": _case_dict(self.case), "probes_from": self.probes_from, "seed": self.seed,
                 "analysis": dataclasses.asdict(self.analysis), "versions": dict(self.versions)}
 
@@ -254,7 +254,7 @@ class RunRecord:
             if key == spec.c_field and spec.c_role == "loss":
                 parts += ["--C", f"{value:g}"]
             elif key != spec.c_field:  # a trained editor's C follows from its checkpoint
-                parts += ["--set", f"{key}={json.dumps(_plain(value))}"]
+                parts += ["--set", f"{key}={json.dumps(plain(value))}"]
         if self.model.name != SHIPPED_MODEL_NAME:
             parts += ["--model", self.model.name]
         if self.model.dtype not in (None, "float32"):
@@ -295,18 +295,18 @@ def unpack_records(text: str) -> list[RunRecord]:
     return [RunRecord.from_dict(d) for d in value]
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists, recursively (how JSON holds them), so a record compares equal to its round trip."""
+def plain(value: Any) -> Any:
+    """Tuples as lists, recursively (how JSON holds them), so settings compare equal to their JSON round trip."""
     if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
 def digest_of(obj: Any) -> str:
     """16 hex digits of sha256 over ``obj``'s canonical JSON (sorted keys, NaN as null)."""
-    text = json.dumps(json.loads(to_json(_plain(obj))), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(json.loads(to_json(plain(obj))), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
