@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import streamlit as st
 
-from app import resources, state
+from app import resources, serving, state
 from app.messages import show_error
 from app.uploads import MAX_BYTES, parse_upload
 from sss_core import analysis
@@ -27,6 +27,7 @@ from sss_core.errors import SSSError
 from sss_core.evaluation.datasets import load_bytes
 from sss_core.evaluation.presets import case_for_request, world_fact_for
 from sss_core.models import LoadedModel
+from sss_core.record import plain
 from sss_core.types import EditCase, EditRequest
 
 
@@ -35,23 +36,33 @@ from sss_core.types import EditCase, EditRequest
 def model_from_state() -> LoadedModel | None:
     """The model named on the Edit page (without drawing its box), or None after showing why."""
     name = st.session_state.get(state.MODEL, state.DEFAULT_MODEL_NAME)
+    return _load(name)
+
+
+def _load(name: str) -> LoadedModel | None:
+    """``resources.get_model(name)``, or None after showing why: a model this server does not load is
+    refused with ``serving.NotServed``'s message as it is; any other failure as a message."""
     try:
         return resources.get_model(name)
+    except serving.NotServed as exc:
+        st.error(str(exc), icon=":material/block:")
     except Exception as exc:  # noqa: BLE001 - any load failure is shown, the page stays usable
         show_error(exc, f"Could not load the model {name!r}")
-        return None
+    return None
 
 
 def model_picker() -> LoadedModel | None:
     """Text box for the model; returns the loaded model or None (after showing why)."""
     state.setdefault(state.MODEL, state.DEFAULT_MODEL_NAME)
+    if serving.protected():
+        where = (f"this server loads {', '.join(serving.allowed_models())} (its owner adds more with "
+                 f"{serving.MODELS_ENV})")
+    else:
+        where = "or type a local Hugging Face folder or a hub name (needs a network the first time)"
     name = st.text_input("Model", key=state.MODEL,
-                         help="'default' is the shipped GPT-2 trained on the built-in fact world; or type a "
-                              "local Hugging Face folder or a hub name (needs a network the first time)")
-    try:
-        lm = resources.get_model(name)
-    except Exception as exc:  # noqa: BLE001 - any load failure is shown, the page stays usable
-        show_error(exc, f"Could not load the model {name!r}")
+                         help=f"'default' is the shipped GPT-2 trained on the built-in fact world; {where}")
+    lm = _load(name)
+    if lm is None:
         return None
     resources.prewarm(name)  # once per model; never raises
     return lm
@@ -411,15 +422,6 @@ def _form_settings(choice: EditorChoice) -> dict[str, Any] | None:
         return None
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists, recursively, so settings read back from a link compare equal to the form's."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def _same_case(run_case: EditCase, request: RequestChoice) -> bool:
     """Whether the form's request (``request``) would run ``run_case``: the same request and probes.
 
@@ -457,13 +459,13 @@ def differs(run: analysis.EditRun, choice: EditorChoice, request: RequestChoice)
                 and (choice.c is None or run.c is None or abs(float(run.c) - choice.c) < 1e-9))
         return None if same else base
     form = _form_settings(choice) if choice.editor == record.editor else None
-    settings_differ = form is None or _plain(form) != _plain(record.settings)
+    settings_differ = form is None or plain(form) != plain(record.settings)
     probes_differ = not _same_case(record.case, request)
     if not settings_differ and not probes_differ:
         return None
     extras, c_field = [], EDITORS[record.editor].c_field
-    beside_c = {k: v for k, v in _plain(form or {}).items() if k != c_field}
-    if form is not None and beside_c != {k: v for k, v in _plain(record.settings).items() if k != c_field}:
+    beside_c = {k: v for k, v in plain(form or {}).items() if k != c_field}
+    if form is not None and beside_c != {k: v for k, v in plain(record.settings).items() if k != c_field}:
         changed = {k: v for k, v in record.overrides().items() if k != c_field}  # C is named above
         extras.append("settings " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "as shipped"))
     if probes_differ and (r.prompt, r.target_new) == (request.prompt, request.target):
@@ -485,17 +487,19 @@ def run_and_keep(lm: LoadedModel, choice: EditorChoice, request: RequestChoice, 
 
 def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: RequestChoice,
                          with_background: bool = True, view: str | None = None) -> analysis.EditRun | None:
-    """Run one edit inside st.status, showing each stage; errors become messages.
+    """Run one edit inside st.status, showing each stage; errors become messages. The edit waits its
+    turn for the shared model (``serving.st_turn``), saying how many edits are ahead of it.
 
     ``view``: whose results this run replaces; a failure is recorded there (``state.set_failed_attempt``)
     so the view marks the results still on screen as those of an earlier run.
     """
     with st.status(f"Editing with {choice.editor}...", expanded=True) as status:
         try:
-            case = request.build(lm)
-            run = analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
-                                        resources.background_prompts() if with_background else (),
-                                        progress=status.write, probes_from=request.probes_from)
+            with serving.st_turn(lm.model, f"{choice.editor} edit"):  # after the edits queued before it
+                case = request.build(lm)
+                run = analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
+                                            resources.background_prompts() if with_background else (),
+                                            progress=status.write, probes_from=request.probes_from)
         except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
             status.update(label="The edit failed", state="error", expanded=True)
             show_error(exc, "The edit failed")

@@ -10,6 +10,7 @@ Arguments after the command go to ``streamlit run`` and win over these settings.
 Example:
     $ sss-lab-app                        # http://localhost:8501
     $ sss-lab-app --server.port 8600     # another port
+    $ sss-lab-app --server.address 0.0.0.0   # a class: see docs/app.md, "Serve a class"
 """
 
 from __future__ import annotations
@@ -67,11 +68,31 @@ def streamlit_args(extra: list[str]) -> list[str]:
     return ["run", str(router_path()), *flags, *extra]
 
 
+def address_of(args: list[str]) -> str | None:
+    """The ``--server.address`` the arguments give (the last one wins; ``--server.address=X`` too)."""
+    address = None
+    for i, arg in enumerate(args):
+        if arg == "--server.address" and i + 1 < len(args):
+            address = args[i + 1]
+        elif arg.startswith("--server.address="):
+            address = arg.split("=", 1)[1]
+    return address
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the app in this process until it is stopped (Ctrl+C); returns streamlit's exit status."""
+    """Run the app in this process until it is stopped (Ctrl+C); returns streamlit's exit status.
+
+    Served beyond this machine, it first prints what the server protects and what it does not
+    (``serving.served_summary``).
+    """
     from streamlit.web import cli as streamlit_cli  # here: importing streamlit starts its config machinery
 
+    from app import serving
+
     args = streamlit_args(sys.argv[1:] if argv is None else argv)
+    summary = serving.served_summary(address_of(args))
+    if summary:
+        print(summary, file=sys.stderr)
     try:
         streamlit_cli.main(args=args, prog_name="streamlit", standalone_mode=True)
     except SystemExit as exc:  # click ends with SystemExit(code) in standalone mode

@@ -14,7 +14,7 @@ import typing
 
 import streamlit as st
 
-from app import resources, state
+from app import resources, serving, state
 from app.messages import show_error
 from sss_core import analysis
 from sss_core.editors import EDITORS
@@ -87,7 +87,8 @@ def replay_with_status(lm: LoadedModel, record: RunRecord, view: str | None = No
     """
     with st.status(f"Replaying the recorded run of {record.editor}...", expanded=True) as status:
         try:
-            run = analysis.run_record(lm, record, progress=status.write)
+            with serving.st_turn(lm.model, f"replay of {record.editor}"):  # after the edits queued before it
+                run = analysis.run_record(lm, record, progress=status.write)
         except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
             status.update(label="The replay failed", state="error", expanded=True)
             show_error(exc, "The recorded run could not be replayed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -50,8 +51,12 @@ def read_jsonl(path: Path, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, int]
     return (pd.json_normalize(rows, max_level=2) if rows else pd.DataFrame()), bad
 
 
-def read_report(folder: str | Path) -> Report:
-    """Everything readable in ``folder`` (not recursive). Raises FileNotFoundError if it is not a folder."""
+def read_report(folder: str | Path, allowed: Callable[[Path], bool] | None = None) -> Report:
+    """Everything readable in ``folder`` (not recursive). Raises FileNotFoundError if it is not a folder.
+
+    ``allowed(path)``: whether a file may be read (the Results view passes ``serving.allowed_folder``,
+    so a file linked to somewhere the server does not show is named as a problem, not read).
+    """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; give the --out folder of a bench run")
@@ -59,6 +64,9 @@ def read_report(folder: str | Path) -> Report:
     for path in sorted(folder.iterdir()):
         kind = KINDS.get(path.suffix.lower())
         if kind is None or not path.is_file():
+            continue
+        if allowed is not None and not allowed(path):
+            rep.problems.append(f"{path.name}: links outside the folders this server shows; not read")
             continue
         if path.stat().st_size > MAX_FILE_BYTES:
             rep.problems.append(f"{path.name}: {path.stat().st_size / 2**20:.0f} MB, too large to show")

@@ -17,6 +17,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from app import serving
 from sss_core.analysis import analyse_edit
 from sss_core.evaluation.presets import presets
 from sss_core.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -59,8 +60,19 @@ def torch_threads(lm: LoadedModel) -> int | None:
     return 1 if small and lm.device.type == "cpu" else None
 
 
-@st.cache_resource(show_spinner="Loading the model (once for all sessions)...", max_entries=2)
 def get_model(name: str) -> LoadedModel:
+    """The model ``name`` (see model_path), loaded once per process, when this server may load it.
+
+    Raises:
+        serving.NotServed: a model outside the server's list (``serving.check_model``) when it is
+            served to a class; nothing is loaded.
+        ModelLoadError: the model cannot be loaded.
+    """
+    return _load_model(serving.check_model(name, model_path))
+
+
+@st.cache_resource(show_spinner="Loading the model (once for all sessions)...", max_entries=2)
+def _load_model(name: str) -> LoadedModel:
     """The model ``name`` (see model_path), loaded once per process. Raises ModelLoadError."""
     lm = load_model(model_path(name))
     threads = torch_threads(lm) or TORCH_DEFAULT_THREADS  # the setting is per process: set it either way
@@ -161,14 +173,16 @@ def umap_warmup() -> WarmUp:
     return w
 
 
-def list_report_dirs(roots: tuple[str, ...] = ("runs", "docs/results")) -> list[str]:
-    """Folders under ``roots`` (relative to the working directory) that hold bench output files."""
+def list_report_dirs(roots: tuple[str, ...] | None = None) -> list[str]:
+    """Folders under ``roots`` (relative to the working directory; default: the folders this server
+    shows, ``serving.results_roots()``) that hold bench output files and that the server may show
+    (a link under runs/ to a folder elsewhere is left out when it is served to a class)."""
     found = []
-    for root in roots:
+    for root in serving.results_roots() if roots is None else roots:
         base = Path(root)
         if not base.is_dir():
             continue
         for d in sorted([base, *[p for p in base.rglob("*") if p.is_dir()]]):
             if any(f.suffix in (".jsonl", ".csv", ".md", ".html") for f in d.iterdir() if f.is_file()):
                 found.append(str(d))
-    return found[:200]
+    return [d for d in dict.fromkeys(found) if serving.allowed_folder(d)][:200]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import inputs, panels, resources, state
-from app.hypothesis import (HypothesisJob, hypothesis_rows, read_folder, readable_folder, run_next, settings_text,
-                            sss_effect_frame)
+from app import inputs, panels, resources, serving, state
+from app.hypothesis import (CASES_FILES, RESULTS_FILE, HypothesisJob, hypothesis_rows, read_folder, readable_folder,
+                            run_next, settings_text, sss_effect_frame)
 from app.messages import show_error
 from sss_core.editors import EDITORS
 from sss_core.evaluation.datasets import load_cases
@@ -59,8 +59,12 @@ if source == SOURCES[0]:
     editors = c1.multiselect("Editors", list(EDITORS), key="hyp_editors",
                              help="Each runs every edit; an editor with and one without SSS give the paired effect. "
                                   "Advanced settings (and C) come from the Edit page's choices for each editor.")
-    n = int(c2.number_input("World edits (N)", min_value=4, max_value=1000, step=5, key="hyp_n",
-                            help="The first N cases of the world's test split, as `bench --data world --n N`"))
+    n_max = serving.limit("hypothesis_n")  # per session; the server's owner sets it (docs/app.md, "Serve a class")
+    if int(st.session_state.get("hyp_n", 0)) > n_max:  # e.g. a link's hn above this server's limit
+        st.session_state["hyp_n"] = n_max
+    n = int(c2.number_input("World edits (N)", min_value=min(4, n_max), max_value=n_max, step=5, key="hyp_n",
+                            help="The first N cases of the world's test split, as `bench --data world --n N`. "
+                                 + serving.limit_note("hypothesis_n")))
     seed = int(c3.number_input("Seed", min_value=0, max_value=99, key="hyp_seed",
                                help="Draws the new targets and probes (as the bench's seed)"))
     k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, key="hyp_k",
@@ -88,13 +92,15 @@ if source == SOURCES[0]:
             job = None
     if job is not None and job.pending and lm is not None:
         bar = st.progress(len(job.records) / job.total, text="Starting")
+        queue_box = st.empty()  # "Waiting for the model: ..." while other sessions' edits go first
         while job.pending:
             name, _, case = job.next_edit()
             bar.progress(len(job.records) / job.total,
                          text=f"{len(job.records)} of {job.total} edits: {name} on {case.request.prompt!r} -> "
                               f"{case.request.target_new!r}")
             try:
-                run_next(lm, job)
+                with serving.st_turn(lm.model, f"Hypothesis edit {len(job.records) + 1} of {job.total}", queue_box):
+                    run_next(lm, job)  # one turn per edit: other sessions' edits queued meanwhile go first
             except Exception as exc:  # noqa: BLE001 - e.g. a trained editor without its checkpoint
                 job.stopped = True
                 show_error(exc, f"{name} failed")
@@ -127,11 +133,21 @@ if source == SOURCES[0]:
 else:
     found = [d for d in resources.list_report_dirs() if readable_folder(d)]
     c1, c2 = st.columns(2)
+    roots = ", ".join(f"{r.rstrip('/')}/" for r in serving.results_roots())
     picked = c1.selectbox("Bench folder found (results.jsonl, or a report's cases.csv)", found, key="hyp_folder",
-                          index=0 if found else None, help="Folders under runs/ and docs/results/ with bench results")
+                          index=0 if found else None, help=f"Folders under {roots} with bench results")
     typed = c2.text_input("... or type a folder", key="hyp_folder_typed", placeholder="runs/world",
                           help="The --out folder of `python -m sss_core bench`; used instead of the list when given")
     folder = typed.strip() or picked
+    try:  # a typed folder and a link's (hdir=) alike: only those this server shows
+        if folder:
+            serving.check_folder(folder)
+            for file in (RESULTS_FILE, *CASES_FILES):  # a file linked to somewhere else is refused too
+                if (Path(folder) / file).exists():
+                    serving.check_folder(Path(folder) / file)
+    except serving.NotServed as exc:
+        st.error(str(exc), icon=":material/block:")
+        folder = None
     if folder:
         try:
             frame, name, corrs, effects = _folder_statistics(folder, _stamp(folder))

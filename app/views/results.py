@@ -3,7 +3,7 @@
 import streamlit as st
 import streamlit.components.v1 as components
 
-from app import panels, resources, state
+from app import panels, resources, serving, state
 from app.messages import show_error
 from app.reports import offline_page, plot_figure, read_report, summary_table
 
@@ -31,20 +31,25 @@ def _typed() -> None:
 
 found = resources.list_report_dirs()
 st.session_state["_results_found"] = found
+roots = ", ".join(f"{r.rstrip('/')}/" for r in serving.results_roots())
 if found:
     if st.session_state.get("results_pick") not in (TYPE_A_PATH, *found):
         st.session_state["results_pick"] = TYPE_A_PATH
-    st.selectbox("Report folders found under runs/ and docs/results/", [TYPE_A_PATH, *found], key="results_pick",
+    st.selectbox(f"Report folders found under {roots}", [TYPE_A_PATH, *found], key="results_pick",
                  on_change=_picked)
-folder = st.text_input("Report folder", key="results_dir", placeholder="runs/bench-2026-01-01", on_change=_typed)
+folder = st.text_input("Report folder", key="results_dir", placeholder="runs/bench-2026-01-01", on_change=_typed,
+                       help=f"This server shows folders under {roots} only" if serving.protected() else None)
 state.write_link(None, None, None, {"dir": folder.strip() or None})  # a link opens the same folder
 
-if folder:
+rep = None
+if folder.strip():
     try:
-        rep = read_report(folder)
+        serving.check_folder(folder.strip())  # a typed path and a link's (dir=) alike
+        rep = read_report(folder.strip(), allowed=serving.allowed_folder)
+    except serving.NotServed as exc:
+        st.error(str(exc), icon=":material/block:")
     except Exception as exc:  # noqa: BLE001
         show_error(exc, "Cannot open the report")
-        rep = None
     if rep is not None:
         for problem in rep.problems:
             st.warning(problem)

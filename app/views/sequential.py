@@ -3,14 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from app import figures, inputs, panels, resources, state
+from app import figures, inputs, panels, resources, serving, state
 from app.messages import show_error
 from sss_core import analysis
 from sss_core.editors.base import model_lock
 from sss_core.record import LINK_LIMIT, pack_records
 from sss_core.types import Probe
 
-MAX_EDITS = 50
+MAX_EDITS = serving.limit("sequential")  # per session; the server's owner sets it (docs/app.md, "Serve a class")
 
 st.title("Sequential editing")
 st.caption("Each edit is made on the model as the previous ones left it, and scored right after it is applied "
@@ -25,9 +25,17 @@ choice = inputs.editor_picker("seq_editor", "seq_c", advanced=False)
 history = state.sequential_history()
 
 
-def _step(case, editor: str | None = None, overrides: dict | None = None):
+def _step(case, editor: str | None = None, overrides: dict | None = None, box=None):
     """Stack one more edit of ``case`` on this session's history (taking the baseline first if needed);
-    ``editor`` and ``overrides``: another editor or settings than those picked (a shared link's history)."""
+    ``editor`` and ``overrides``: another editor or settings than those picked (a shared link's history).
+    Each step is one turn of the shared model (``serving.st_turn``; its notice in ``box`` when given), so
+    other sessions' edits go between the steps of a batch."""
+    with serving.st_turn(lm.model, f"sequential edit {len(history) + 1}", box):
+        _stack(case, editor, overrides)
+
+
+def _stack(case, editor: str | None, overrides: dict | None):
+    """The body of ``_step``, in its turn."""
     baseline = state.sequential_baseline()
     if baseline is None:
         probes = [Probe(c.request.prompt, c.request.ground_truth or c.request.target_new, "neighbour")
@@ -63,10 +71,11 @@ def _replay(records) -> None:
     """Replay a link's history, step by step, with each step's recorded editor, settings and case."""
     with st.status("Replaying the link's edits...", expanded=True) as status:
         try:
+            box = st.empty()
             for record in records[:MAX_EDITS]:
                 r = record.case.request
                 status.write(f"Edit {len(history) + 1} ({record.editor}): {r.prompt!r} -> {r.target_new!r}")
-                _step(record.case, record.editor, record.overrides())
+                _step(record.case, record.editor, record.overrides(), box)
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
         except Exception as exc:  # noqa: BLE001
             status.update(label="The replay failed", state="error")
@@ -75,7 +84,7 @@ def _replay(records) -> None:
 
 c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
 apply_one = c1.button("Apply this edit", type="primary", disabled=lm is None or len(history) >= MAX_EDITS,
-                      key="seq_apply")
+                      key="seq_apply", help=serving.limit_note("sequential"))
 k = c2.number_input("presets to apply", 1, 20, 5, key="seq_k", label_visibility="collapsed")
 apply_k = c2.button(f"Apply the next {k} presets", disabled=lm is None or len(history) >= MAX_EDITS, key="seq_apply_k")
 undo = c3.button("Undo last", disabled=not history, key="seq_undo")
@@ -95,6 +104,7 @@ elif shared and lm is not None and not history:  # an older link's history of pr
     state.clear_link_steps()
     with st.status("Replaying the link's edits...", expanded=True) as status:
         try:
+            box = st.empty()
             for editor, case_id in shared[:MAX_EDITS]:
                 case = resources.preset_by_id(case_id)
                 if case is None:
@@ -102,7 +112,7 @@ elif shared and lm is not None and not history:  # an older link's history of pr
                     break
                 status.write(f"Edit {len(history) + 1} ({editor}): {case.request.prompt!r} -> "
                              f"{case.request.target_new!r}")
-                _step(case, editor)
+                _step(case, editor, box=box)
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
         except Exception as exc:  # noqa: BLE001
             status.update(label="The replay failed", state="error")
@@ -118,9 +128,10 @@ if apply_one or apply_k:
             else:
                 done = {s.request.prompt for s in history}
                 todo = [c for c in resources.preset_cases() if c.request.prompt not in done][:int(k)]
+                box = st.empty()
                 for case in todo[:MAX_EDITS - len(history)]:
                     status.write(f"Edit {len(history) + 1}: {case.request.prompt!r} -> {case.request.target_new!r}")
-                    _step(case)
+                    _step(case, box=box)
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
         except Exception as exc:  # noqa: BLE001
             status.update(label="The edit failed", state="error")

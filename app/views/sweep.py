@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import figures, inputs, panels, records, state
+from app import figures, inputs, panels, records, serving, state
 from app.messages import show_error
 from sss_core import analysis
 from sss_core.editors import EDITORS, shipped_checkpoints
@@ -26,7 +26,11 @@ if EDITORS[choice.editor].c_role == "checkpoint":  # a trained editor's C is its
             f"the shipped checkpoints' C ({', '.join(f'{c:g}' for c in grid)}); each row names its checkpoint. "
             f"Train another with `sss-lab train {choice.editor.split('+')[0]} --sss-c C --data world --out DIR`.")
     st.session_state["sweep_cs"] = [c for c in st.session_state.get("sweep_cs", []) if c in grid] or grid
-cs = st.multiselect("Values of C", grid, key="sweep_cs")
+max_cs = serving.limit("sweep_cs")  # per session; the server's owner sets it (docs/app.md, "Serve a class")
+if len(st.session_state.get("sweep_cs") or []) > max_cs:  # e.g. a link's cs above this server's limit
+    st.session_state["sweep_cs"] = st.session_state["sweep_cs"][:max_cs]
+cs = st.multiselect("Values of C", grid, key="sweep_cs", max_selections=max_cs,
+                    help=serving.limit_note("sweep_cs"))
 
 pressed = st.button("Run sweep", type="primary", disabled=lm is None or not cs, key="run_sweep")
 from_link = not pressed and state.take_link_run()  # a shared link re-runs the sweep it showed
@@ -37,8 +41,13 @@ if (pressed or from_link) and lm is not None and cs:
         # a link's record gives the exact case and settings (C is each point's own)
         editor, overrides, case = ((linked.editor, linked.overrides(), linked.case) if linked is not None
                                    else (choice.editor, choice.overrides, request.build(lm)))
-        points = analysis.sweep_c(lm, editor, overrides, case, sorted(cs),
-                                  progress=lambda i, c: bar.progress(i / len(cs), text=f"C = {c:g}"))
+        with serving.Turns(lm.model, st.empty()) as turns:  # one turn per C: other sessions' edits go between them
+
+            def _next_c(i: int, c: float) -> None:
+                bar.progress(i / len(cs), text=f"C = {c:g}")
+                turns.next(f"C sweep, C = {c:g}")
+
+            points = analysis.sweep_c(lm, editor, overrides, case, sorted(cs), progress=_next_c)
         bar.progress(1.0, text="Done")
         state.set_sweep(state.SweepState(editor, case.request, tuple(points), tuple(sorted(cs))))
         state.set_failed_attempt("sweep", None)
