@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args, get_origin
 import streamlit as st
 
 from app import resources, serving, state
-from app.messages import show_error
+from app.messages import run_with_status, show_error
 from app.uploads import MAX_BYTES, parse_upload
 from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
@@ -493,22 +493,12 @@ def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: Request
     ``view``: whose results this run replaces; a failure is recorded there (``state.set_failed_attempt``)
     so the view marks the results still on screen as those of an earlier run.
     """
-    with st.status(f"Editing with {choice.editor}...", expanded=True) as status:
-        try:
-            with serving.st_turn(lm.model, f"{choice.editor} edit"):  # after the edits queued before it
-                case = request.build(lm)
-                run = analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
-                                            resources.background_prompts() if with_background else (),
-                                            progress=status.write, probes_from=request.probes_from)
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
-            status.update(label="The edit failed", state="error", expanded=True)
-            show_error(exc, "The edit failed")
-            if view is not None:
-                state.set_failed_attempt(view, f"{choice.editor}, {request.describe()}: {str(exc)[:200]}")
-            return None
-        if view is not None:
-            state.set_failed_attempt(view, None)
-        status.update(label=f"Done: edited in {run.seconds_edit:.2f}s, everything measured in "
-                            f"{run.seconds_total:.2f}s", state="complete", expanded=False)
-    return run
+    def work(progress):
+        case = request.build(lm)
+        return analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
+                                     resources.background_prompts() if with_background else (),
+                                     progress=progress, probes_from=request.probes_from)
 
+    return run_with_status(lm.model, f"Editing with {choice.editor}...", f"{choice.editor}, {request.describe()}",
+                           work, lambda run: f"Done: edited in {run.seconds_edit:.2f}s, everything measured in "
+                                             f"{run.seconds_total:.2f}s", view, "The edit failed")

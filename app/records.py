@@ -15,7 +15,7 @@ import typing
 import streamlit as st
 
 from app import resources, serving, state
-from app.messages import show_error
+from app.messages import run_with_status, show_error
 from sss_core import analysis
 from sss_core.editors import EDITORS
 from sss_core.errors import SSSError
@@ -81,25 +81,14 @@ def show_in_widgets(record: RunRecord, editor_key: str = state.EDITOR, c_key: st
 
 
 def replay_with_status(lm: LoadedModel, record: RunRecord, view: str | None = None):
-    """Run ``record`` exactly (``analysis.run_record``) inside st.status; errors become messages.
+    """Run ``record`` exactly (``analysis.run_record``) in its turn, inside st.status; errors become messages.
 
     Returns the EditRun, or None after showing why (a failure is recorded for ``view``).
     """
-    with st.status(f"Replaying the recorded run of {record.editor}...", expanded=True) as status:
-        try:
-            with serving.st_turn(lm.model, f"replay of {record.editor}"):  # after the edits queued before it
-                run = analysis.run_record(lm, record, progress=status.write)
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the model is already restored
-            status.update(label="The replay failed", state="error", expanded=True)
-            show_error(exc, "The recorded run could not be replayed")
-            if view is not None:
-                state.set_failed_attempt(view, f"replay of {record.editor}: {str(exc)[:200]}")
-            return None
-        status.update(label=f"Done: the recorded run replayed in {run.seconds_total:.2f}s", state="complete",
-                      expanded=False)
-    if view is not None:
-        state.set_failed_attempt(view, None)
-    return run
+    return run_with_status(lm.model, f"Replaying the recorded run of {record.editor}...", f"replay of {record.editor}",
+                           lambda progress: analysis.run_record(lm, record, progress=progress),
+                           lambda run: f"Done: the recorded run replayed in {run.seconds_total:.2f}s", view,
+                           "The recorded run could not be replayed")
 
 
 def replay_and_keep(lm: LoadedModel, record: RunRecord, view: str = "edit", keep_selection: bool = True):
