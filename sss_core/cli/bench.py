@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--skip-invalid", action="store_true", help="instead of failing: leave out the smallest unusable unit, each unusable probe (a "
                         "paraphrase, neighbour or portability item), else the record whose edit is unusable; what "
                         "was left out is counted and named in one warning line")
+    p.add_argument("--world-locality", action="store_true",
+                   help="single edits also read every fact of the built-in world before and after the edit and "
+                        "store the share whose top answer did not change (world locality) with a damage summary; "
+                        "about +2.4 s per edit on the shipped model on one thread (docs/performance.md)")
     p.add_argument("--knn", type=positive_int, default=10, help="k of the local-density measure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor setting, every editor")
     p.add_argument("--threads", type=positive_int, default=1,
@@ -80,6 +84,7 @@ def _argv(cfg, args) -> list[str]:
     argv += ["--dtype", cfg.dtype] if cfg.dtype else []
     argv += ["--device-map", cfg.device_map] if cfg.device_map else []
     argv += ["--workers", str(cfg.workers)] if cfg.workers > 1 else []
+    argv += ["--world-locality"] if cfg.world_locality else []
     argv += ["--ray", *([args.ray] if args.ray else [])] if args.ray is not None else []
     argv += ["--actors", str(args.actors)] if args.actors else []
     return argv + (["--resume"] if args.resume else [])
@@ -123,7 +128,8 @@ def run(args) -> None:
                       sweep_n=args.sweep_n, fmt=args.fmt,
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
-                      dtype=args.dtype, device_map=args.device_map, plotly_js=args.plotly_js, workers=args.workers)
+                      dtype=args.dtype, device_map=args.device_map, plotly_js=args.plotly_js, workers=args.workers,
+                      world_locality=args.world_locality)
     # the exact command line when run as ``python -m sss_core``; an equivalent one when called in-process
     argv = sys.argv[1:] if Path(sys.argv[0]).name == "__main__.py" and "bench" in sys.argv else _argv(cfg, args)
     command = "python -m sss_core " + shlex.join(argv)

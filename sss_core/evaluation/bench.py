@@ -3,7 +3,9 @@
 Results go to ``DIR/results.jsonl`` one line per (editor, seed, case_id, mode), flushed as each
 is made, so a killed run keeps everything it finished and ``--resume`` skips those keys. A single
 edit's line also carries the hypothesis' per-edit measures (k-NN density of the prompt, NLL of
-the new target), taken on the unedited model before its job, so the report needs no model.
+the new target), taken on the unedited model before its job, so the report needs no model; with
+``world_locality`` it also carries the edit's world locality and damage summary (every fact of the
+built-in world read before and after the edit: ``world_locality.py``).
 ``DIR/config.json`` lists every invocation with its exact command; at the end the report
 (``report.md``, CSVs, plotly HTML) is rebuilt from everything in the results file. The folder is
 read and written through ``store.BenchStore``.
@@ -40,6 +42,7 @@ from ..record import fingerprint, result_digest
 from ..types import EditCase
 from .datasets import load_cases
 from .hypothesis import EditMeasures, reference_prompts
+from .presets import default_world
 from .report import missing_measures, write_bench_report
 from .runners import Outcome, RunKey, batch_edits, sequential_edits, single_edits
 from .store import BenchStore, ResultFile
@@ -74,6 +77,7 @@ class BenchConfig:
     device_map: str | None = None  # e.g. "auto": over several GPUs
     plotly_js: str = "directory"  # "directory" (one plotly.min.js beside the pages) or "inline"; both work offline
     workers: int = 1  # processes sharing the jobs (each loads its own copy of the model)
+    world_locality: bool = False  # single edits also score every world fact before and after (world_locality.py)
 
     def validate(self) -> BenchConfig:
         """Check every field; returns self. Raises RequestError naming the flag to fix."""
@@ -219,6 +223,7 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
     (calling ``run`` of such a job fails).
     """
     model, tok = (lm.model, lm.tok) if lm is not None else (None, None)
+    world = default_world().facts if cfg.world_locality else None  # the built-in world, whatever the data
     jobs: list[Job] = []
     for seed, cases in cases_by_seed.items():
         for name in cfg.editors:
@@ -228,7 +233,8 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                     block = cases[start:start + BLOCK]
                     keys = [RunKey(name, seed, c.request.case_id, "single") for c in block]
                     jobs.append(_job(f"{name} seed {seed} single", keys, block, editor,
-                                     lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip),
+                                     lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip,
+                                                                                    world=world),
                                      measure=True))
             if "sequential" in cfg.modes:
                 for n in cfg.seq_sizes:

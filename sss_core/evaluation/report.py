@@ -29,7 +29,7 @@ from ..figures import seeded_sequential_figure, seeded_sweep_figure
 from ..types import PORTABILITY_GROUPS, EditCase
 from .datasets import group_counts
 from .hypothesis import Correlation, correlations, knn_density, reference_prompts, target_nll_of
-from .store import MEASURES, BenchStore
+from .store import MEASURES, WORLD, BenchStore
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,25 @@ def sss_effect_table(frame: pd.DataFrame, n_boot: int = 1000) -> tuple[str, CsvR
     return (md_table(header, body) if body else "_no editor ran both with and without SSS_"), csv
 
 
+def world_table(frame: pd.DataFrame) -> tuple[str, CsvRows]:
+    """Mean world locality per editor beside the sampled locality, over the single edits that were run
+    with world locality (``bench --world-locality``); ("", []) when none was.
+
+    Both in percent, mean ± std over seeds of the per-seed mean over cases; "facts damaged / edit" is
+    the mean number of world facts that should not change whose top answer changed.
+    """
+    rows = single(frame)
+    rows = rows[rows["world_locality"].notna()]
+    if rows.empty:
+        return "", []
+    metrics = ("world_locality", "locality", "world_damaged")
+    stats = seed_stats(rows, ["editor"], metrics)
+    body = [[e, cell(s["world_locality:mean"], s["world_locality:std"]), cell(s["locality:mean"], s["locality:std"]),
+             f"{s['world_damaged:mean']:.1f}", f"{s['world_locality:cases']:.0f}"] for e, s in stats.iterrows()]
+    md = md_table(["Editor", "World locality", "Sampled locality", "Facts damaged / edit", "cases / seed"], body)
+    return md, _csv("world_locality", stats, metrics)
+
+
 def lambda_table(frame: pd.DataFrame) -> str:
     """Median lambda_max before and after each editor's single edits: does SSS make the edit sparser?"""
     rows = single(frame)
@@ -426,6 +445,15 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
         pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
         parts += [section, "",
                   "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
+        md, rows = world_table(frame)
+        if rows:
+            parts += ["## World locality", "",
+                      "Every fact of the built-in world read before and after each edit: the share of the facts "
+                      "that should not change (all but the edited fact) whose top-1 answer did not change, beside "
+                      "the sampled locality of the case's neighbour probes, over the same edits. Each edit's "
+                      "damaged facts, by relation and by subject, are in `results.jsonl` (`world_damage`).",
+                      "", md, ""]
+            csv += rows
         md, rows = sss_effect_table(frame)
         parts += ["## What SSS changes, paired", "",
                   "Same seed, same case, editor with SSS minus without, in percentage points, with a 95% bootstrap "
@@ -458,7 +486,8 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
               "Every case's raw predictions (teacher-forced argmax tokens before and after, per probe) are in "
               "`results.jsonl`; per-case scores in `cases.csv`; every table cell in `summary.csv`.", ""]
     pd.DataFrame(csv).to_csv(out / "summary.csv", index=False)
-    frame.drop(columns=["post", *MEASURES, "measured"]).to_csv(out / "cases.csv", index=False)
+    unrun = [c for c in WORLD if frame[c].isna().all()]  # a run without --world-locality: its columns left out
+    frame.drop(columns=["post", *MEASURES, "measured", *unrun]).to_csv(out / "cases.csv", index=False)
     path = out / "report.md"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -26,7 +26,9 @@ from ..editors.base import Edit, EditBase, Editor, model_lock
 from ..errors import SSSError
 from ..locks import reads_model
 from ..types import LOCALITY_GROUPS, EditCase, EditResult
+from ..world.generate import Fact as WorldFact
 from .metrics import edit_and_score, evaluate_edit, probes_of, teacher_forced
+from .world_locality import world_locality
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class Outcome:
     C: float | None = None  # sweep: the SSS weight
     checkpoint: str | None = None  # trained editors: the checkpoint that made the result (its C is the run's C)
     digest: str | None = None  # record.result_digest of the case's content and the editor's config
+    world: dict | None = None  # single edits with world locality: WorldLocality.as_dict (compact)
 
     def to_json(self) -> dict:
         """One line of a results file: the key, the scores and every probe's raw predictions."""
@@ -68,6 +71,8 @@ class Outcome:
                        probes=[{"group": p.probe.group, "prompt": p.probe.prompt, "answer": p.probe.answer,
                                 "score": p.score, "target": p.target_tokens, "pre": p.pre_tokens,
                                 "post": p.post_tokens} for p in r.probes])
+        if self.world is not None:  # only lines of runs that asked for it carry these two fields
+            row.update(world_locality=self.world["world_locality"], world_damage=self.world)
         return _json_safe(row)
 
 
@@ -107,21 +112,31 @@ def _failed(key: RunKey, case: EditCase, exc: Exception, **kw) -> Outcome:
     return Outcome(key, case, None, error=f"{type(exc).__name__}: {exc}", **kw)
 
 
+WORLD_LISTED = 20  # damaged facts listed by name in a result line's world_damage (all are counted)
+
+
 def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
                  mode: str = "single", skip: Skip = _never, with_lambda: bool = True,
-                 C: float | None = None) -> Iterator[Outcome]:
-    """Edit, evaluate and revert each case on its own (the paper's default protocol)."""
+                 C: float | None = None, world: Sequence[WorldFact] | None = None) -> Iterator[Outcome]:
+    """Edit, evaluate and revert each case on its own (the paper's default protocol).
+
+    ``world``: facts to score before and after each edit (``world_locality``; the unedited model's
+    reading is made once per model); each outcome then carries ``WorldLocality.as_dict`` with at
+    most ``WORLD_LISTED`` damaged facts named. A world fact the model cannot read fails the case.
+    """
     name = editor.name
     for case in cases:
         key = RunKey(name, seed, case.request.case_id, mode)
         if skip(key):
             continue
         try:
-            _, result = edit_and_score(model, tok, editor, case, case_seed(seed, key.case_id), with_lambda)
+            edit, result = edit_and_score(model, tok, editor, case, case_seed(seed, key.case_id), with_lambda)
+            scored = (None if world is None else
+                      world_locality(model, tok, world, edit, case.request, relation=case.relation))
         except INPUT_ERRORS as exc:
             yield _failed(key, case, exc, C=C)
             continue
-        yield Outcome(key, case, result, C=C)
+        yield Outcome(key, case, result, C=C, world=None if scored is None else scored.as_dict(WORLD_LISTED))
 
 
 class HeldEdit(EditBase):

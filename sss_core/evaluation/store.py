@@ -4,7 +4,8 @@ A bench folder (``bench --out DIR``) holds:
 
 - ``results.jsonl``: one JSON line per result (editor, seed, case_id, mode; the scores and every
   probe's raw predictions; for single edits also the per-edit measures of the hypothesis,
-  ``knn_distance`` and ``target_nll``, taken on the unedited model when the result was made).
+  ``knn_distance`` and ``target_nll``, taken on the unedited model when the result was made; with
+  ``--world-locality`` also ``world_locality`` and the ``world_damage`` summary).
   Append-only: each line is flushed as it is written, so a killed run keeps everything it finished.
 - ``results.part{i}.jsonl``: what worker ``i`` of a parallel run has written so far; merged into
   ``results.jsonl`` when the run ends (or when an interrupted run is resumed).
@@ -51,7 +52,10 @@ METRICS = ("reliability", "generality", "locality", "portability", "neighbour", 
            "distract_neighbour", "unrelated_attribute", "subject_replace", "reversed_relation", "one_hop")
 _KEY_COLUMNS = ("editor", "seed", "case_id", "mode", "n", "position", "C", "error", "lambda_max_before",
                 "lambda_max_after", "seconds")
-_NUMERIC = ("lambda_max_before", "lambda_max_after", "seconds", "n", "C", *MEASURES)
+# Single edits run with world locality (``bench --world-locality``): the share of world facts that should
+# not change whose top answer did not, and how many did change (NaN for the other results).
+WORLD = ("world_locality", "world_damaged")
+_NUMERIC = ("lambda_max_before", "lambda_max_after", "seconds", "n", "C", *MEASURES, *WORLD)
 
 
 def complete_lines(path: Path) -> list[str]:
@@ -128,7 +132,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
 
     Also ``post`` (every post-edit prediction of the case, as JSON, to tell whether two editors
     changed the model alike), the stored measures (``knn_distance``, ``target_nll``; NaN where
-    null or absent) and ``measured`` (whether the line has them: False for results of other
+    null or absent), ``world_locality`` and ``world_damaged`` (NaN unless the result was run with
+    world locality) and ``measured`` (whether the line has them: False for results of other
     modes than single, and for results written before they were stored). Rows are sorted by
     editor (registry order), mode, seed and case id: the frame does not depend on the order in
     which workers or Ray actors wrote the file.
@@ -142,9 +147,11 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         row.update({k: rec.get(k) for k in MEASURES})
         row["measured"] = all(k in rec for k in MEASURES)
         row["checkpoint"] = rec.get("checkpoint")  # trained editors: the checkpoint that made the result
+        row["world_locality"] = rec.get("world_locality")
+        row["world_damaged"] = (rec.get("world_damage") or {}).get("damaged")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else [*_KEY_COLUMNS, "prompt", "target_new", "post",
-                                                          *MEASURES, "measured", "checkpoint"])
+                                                          *MEASURES, "measured", "checkpoint", *WORLD])
     rank = {name: i for i, name in enumerate(EDITORS)}
     # One order whatever order the results were written in (local workers and Ray actors finish in
     # any order): the bootstrap CIs and float sums of the report then match digit for digit.
@@ -325,6 +332,7 @@ class BenchStore:
 __all__ = [
     "MEASURES",
     "METRICS",
+    "WORLD",
     "BenchStore",
     "ResultFile",
     "RunLog",
