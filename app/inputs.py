@@ -475,18 +475,20 @@ def differs(run: analysis.EditRun, choice: EditorChoice, request: RequestChoice)
 
 
 def run_and_keep(lm: LoadedModel, choice: EditorChoice, request: RequestChoice, view: str,
-                 from_link: bool = False) -> analysis.EditRun | None:
+                 from_link: bool = False, world: bool = False) -> analysis.EditRun | None:
     """Run one edit (``run_edit_with_status``) and keep it as the session's last run; on failure the
     earlier results stay and ``view`` marks them as earlier (``state.set_failed_attempt``).
-    ``from_link``: re-running a shared link's edit, whose point selection is kept."""
-    run = run_edit_with_status(lm, choice, request, view=view)
+    ``from_link``: re-running a shared link's edit, whose point selection is kept; ``world``: also
+    measure world locality (every fact of the built-in world before and after)."""
+    run = run_edit_with_status(lm, choice, request, view=view, world=world)
     if run is not None:
         state.set_last_run(run, keep_selection=from_link)
     return run
 
 
 def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: RequestChoice,
-                         with_background: bool = True, view: str | None = None) -> analysis.EditRun | None:
+                         with_background: bool = True, view: str | None = None,
+                         world: bool = False) -> analysis.EditRun | None:
     """Run one edit inside st.status, showing each stage; errors become messages. The edit waits its
     turn for the shared model (``serving.st_turn``), saying how many edits are ahead of it.
 
@@ -497,7 +499,7 @@ def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: Request
         case = request.build(lm)
         return analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
                                      resources.background_prompts() if with_background else (),
-                                     progress=progress, probes_from=request.probes_from)
+                                     progress=progress, probes_from=request.probes_from, world=world)
 
     return run_with_status(lm.model, f"Editing with {choice.editor}...", f"{choice.editor}, {request.describe()}",
                            work, lambda run: f"Done: edited in {run.seconds_edit:.2f}s, everything measured in "

@@ -53,7 +53,8 @@ from .embeddings import POOLINGS, nearest_neighbours, sentence_states
 from .errors import RequestError
 from .evaluation.metrics import (TokenPrediction, answer_probability, edit_and_score, probes_of, request_warnings,
                                  teacher_forced, top_k)
-from .evaluation.presets import greedy_answer, presets
+from .evaluation.presets import default_world, greedy_answer, presets
+from .evaluation.world_locality import WorldLocality, world_locality
 from .evaluation.runners import Fact, superseded_by
 from .models import LoadedModel
 from .record import N_BACKGROUND, AnalysisOptions, RunRecord, check_model, make_record
@@ -64,6 +65,8 @@ from .text import joined_text, max_positions, n_tokens, target_ids
 from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
 Progress = Callable[[str], None]
+
+WORLD_FACTS_LISTED = 20  # damaged world facts named in a run's JSON (all are counted)
 
 # Groups whose top-1 prediction should become the new target; in LOCALITY_GROUPS it should stay.
 REWRITE_GROUPS = ("rewrite", "paraphrase", "subject_replace")
@@ -170,6 +173,7 @@ class EditRun:
     top_k_before: tuple[tuple[str, float], ...] = ()  # the edit prompt's top-k next tokens (when asked for)
     top_k_after: tuple[tuple[str, float], ...] = ()
     record: RunRecord | None = field(default=None, compare=False)  # what made this run (run_record replays it)
+    world: WorldLocality | None = field(default=None, compare=False)  # every world fact before/after (when asked)
 
     @property
     def c(self) -> float | None:
@@ -221,6 +225,7 @@ class EditRun:
                         "seconds_total": self.seconds_total, "timings": self.timings, "delta_norms": self.delta_norms,
                         "warnings": list(self.warnings), "extra": res.extra,
                         "current_answer_notice": current_answer_notice(self),
+                        "world_locality": self.world.as_dict(max_facts=WORLD_FACTS_LISTED) if self.world else None,
                         "probes": [probe(r) for r in self.rows],
                         "edit_lambda": self.edit_lambda.as_dict() if self.edit_lambda else None,
                         "knn": dataclasses.asdict(self.knn),
@@ -312,7 +317,7 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
                  background: Sequence[str] = (), poolings: Sequence[str] = POOLINGS,
                  progress: Progress | None = None, with_embeddings: bool = True,
                  knn: KnnSettings = KnnSettings(), top_k_tokens: int = 0, seed: int = 0,
-                 probes_from: str = "record") -> EditRun:
+                 probes_from: str = "record", world: bool = False) -> EditRun:
     """Edit, measure and revert: ``run_record`` of the record these arguments describe.
 
     ``background``: sentences embedded around the edit (``background_sentences(n)`` is recorded as
@@ -322,12 +327,13 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
     steps). ``top_k_tokens`` > 0 also keeps the edit prompt's top-k next tokens before and after.
     Errors a user can cause raise SSSError subclasses with a message saying what to do (also a
     ``knn`` whose pooling is not among ``poolings``, and a trained editor's C no checkpoint has).
+    ``world``: also read every fact of the built-in world before and after (``EditRun.world``, about 2 s).
     """
     knn = knn.validate()
     n = len(background)
     shown = n if n and tuple(background) == background_sentences(n) else tuple(background)
     options = AnalysisOptions(shown if with_embeddings else 0, knn.k, knn.metric, knn.pooling, top_k_tokens,
-                              with_embeddings, tuple(poolings))
+                              with_embeddings, tuple(poolings), world)
     record = make_record(editor, overrides, case, lm=lm, analysis=options, seed=seed, probes_from=probes_from)
     return run_record(lm, record, progress)
 
@@ -410,6 +416,11 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
         edit, result = edit_and_score(model, tok, editor, record.case, record.seed, pre=before.pre)
         seconds_edit = result.seconds
         lap("edit and score")
+        world = None
+        if options.world_locality:
+            progress("Reading every fact of the world before and after the edit (world locality)")
+            world = world_locality(model, tok, default_world().facts, edit, request, relation=record.case.relation)
+            lap("world locality")
         progress("Reading predictions and embeddings after the edit")
         with edit:  # applied here, reverted on the way out whatever happens
             edited = edit.model
@@ -418,8 +429,9 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
             k_after = top_k(edited, tok, request.prompt, options.top_k) if options.top_k > 0 else []
             lam_after = lambda_and_probability(edited, tok, before.lam_rows)
         lap("after")
-    return _assemble(lm, record, probes, sentences, groups, before, (p_old_after, p_new_after, after, k_after, lam_after),
-                     edit, result, knn, seconds_edit, time.perf_counter() - start, timings)
+    run = _assemble(lm, record, probes, sentences, groups, before, (p_old_after, p_new_after, after, k_after, lam_after),
+                    edit, result, knn, seconds_edit, time.perf_counter() - start, timings)
+    return dataclasses.replace(run, world=world) if world is not None else run
 
 
 def _assemble(lm: LoadedModel, record: RunRecord, probes, sentences, groups, before: _Before, after_parts,

@@ -104,6 +104,7 @@ class AnalysisOptions:
     top_k: int = 0  # the edit prompt's top-k next tokens kept before and after (0: none)
     embeddings: bool = True  # embed the sentences and measure their sparsity (False: the C sweep, sequential)
     poolings: tuple[str, ...] = POOLINGS  # the sentence embeddings kept (EditRun.embeddings' keys)
+    world_locality: bool = False  # also read every fact of the built-in world before and after (about 2 s)
 
 
 def _case_dict(case: EditCase) -> dict[str, Any]:
@@ -265,6 +266,8 @@ class RunRecord:
                                   ("--background", a.background, default.background)):
             if value != base:
                 parts += [flag, str(value)]
+        if a.world_locality:
+            parts.append("--world-locality")
         return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -310,10 +313,14 @@ def digest_of(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def result_digest(case: EditCase, editor: str, settings: Mapping[str, Any]) -> str:
+def result_digest(case: EditCase, editor: str, settings: Mapping[str, Any],
+                  measures: Mapping[str, Any] | None = None) -> str:
     """The digest a bench result is stored with: the case's content (request and every probe), the
-    editor and its full config. A result whose data record or settings changed gets another digest."""
-    return digest_of({"case": _case_dict(case), "editor": editor, "settings": dict(settings)})
+    editor and its full config, and ``measures`` (what else the result line holds, e.g.
+    ``{"world_locality": True}``; none: left out, so older digests stay valid). A result whose data
+    record, settings or measures changed gets another digest."""
+    content = {"case": _case_dict(case), "editor": editor, "settings": dict(settings)}
+    return digest_of({**content, "measures": dict(measures)} if measures else content)
 
 
 def make_record(editor: str, overrides: Mapping[str, Any], case: EditCase, lm=None,

@@ -148,3 +148,20 @@ def test_html_exports_and_the_inspect_page_carry_the_record_and_its_command(defa
         assert "sss-lab edit --from run.json" in page
         assert "--set steps=3" in page and "--neighbour &#x27;The capital of Spain is&#x27;" in page
     assert "sss-run-record" not in figure_html(go.Figure(), "no run")
+
+
+@pytest.mark.slow
+def test_edit_json_carries_world_locality_and_its_replay_gives_the_same(tmp_path):
+    res = cli("edit", "--editor", "ft-l", "--prompt", "The capital of France is", "--subject", "France",
+              "--target", "Rome", "--world-locality", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    world = out["world_locality"]
+    assert world["facts"] == 2116 and world["should_change"] == 1 and world["others"] == 2115
+    assert world["world_locality"] == pytest.approx(1 - world["damaged"] / 2115)
+    assert len(world["damaged_facts"]) == min(20, world["damaged"])
+    assert out["record"]["analysis"]["world_locality"] is True and "--world-locality" in out["command"]["equivalent"]
+    (tmp_path / "run.json").write_text(res.stdout)
+    again = json.loads(cli("edit", "--from", str(tmp_path / "run.json"), "--json").stdout)
+    assert again["world_locality"]["world_locality"] == world["world_locality"]
+    assert again["world_locality"]["damaged_facts"] == world["damaged_facts"]

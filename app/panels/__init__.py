@@ -18,7 +18,8 @@ from app.panels.common import (MISSING, LAMBDA_FORMAT, STYLED_CELLS, TOOK, is_mi
                                cached_projection, show_frame, link_problems_notice, chart_with_table,
                                frame_csv_button)
 from app.panels.edit import (metrics_row, LAMBDA_NEW_BEFORE, LAMBDA_NEW_AFTER, lambda_caption, update_norm_warnings,
-                             probe_frame, probe_table, delta_panel, embeddings_csv, run_json, export_buttons)
+                             probe_frame, probe_table, delta_panel, embeddings_csv, run_json, export_buttons,
+                             world_panel)
 from app.panels.projection import (POOLING_LABELS, hover_texts, selected_points, COLOUR_BY, COLOUR_LABELS, KNN_UNITS,
                                    DISAGREE, move_agreement, colouring, axis_titles, faithfulness_note,
                                    clear_selection, projection_panel)
@@ -26,7 +27,7 @@ from app.panels.compare import (SAME_P, SAME_COSINE, paired_probe_frame, delta_c
                                 compare_projection_panel, paired_panel, trajectory_of)
 from app.panels.hypothesis import hypothesis_results, verdict_line
 
-__all__ = ["COLOUR_BY", "COLOUR_LABELS", "DISAGREE", "KNN_UNITS", "LAMBDA_FORMAT", "LAMBDA_NEW_AFTER",
+__all__ = ["world_panel", "COLOUR_BY", "COLOUR_LABELS", "DISAGREE", "KNN_UNITS", "LAMBDA_FORMAT", "LAMBDA_NEW_AFTER",
            "LAMBDA_NEW_BEFORE", "MISSING", "POOLING_LABELS", "SAME_COSINE", "SAME_P", "STYLED_CELLS", "TOOK",
            "axis_titles", "cached_projection", "chart_with_table", "clear_selection", "colouring",
            "compare_projection_panel", "delta_cosine_of", "delta_panel", "earlier_run_notice", "edit_took",

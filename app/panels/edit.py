@@ -161,3 +161,21 @@ def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "expo
             col.download_button(f"{name} (HTML)", lambda fig=fig, title=title: figures.figure_html(fig, title, [run]),
                                 f"{stem}-{name.lower().replace(' ', '-')}.html", "text/html",
                                 key=f"{key}-html-{name}-{run.run_id}", on_click="ignore")
+
+
+def world_panel(run) -> None:
+    """World locality of a run measured with it (``EditRun.world``): the share of the other world facts whose
+    top answer did not change, beside the sampled locality, and the damaged facts by relation and by name."""
+    w = getattr(run, "world", None)
+    if w is None:
+        return
+    sampled = run.result.metrics.get("locality", math.nan)
+    st.markdown(f"**World locality {w.world_locality:.3f}**: {w.n_damaged} of the {len(w.others)} other facts of the "
+                f"world changed their top answer (sampled locality of this edit's neighbour probes: "
+                f"{fmt_number(sampled, '.3f')}).")
+    if w.n_damaged:
+        with st.expander(f"The {w.n_damaged} damaged facts, by relation"):
+            by_relation = {k: v for k, v in w.by("relation").items() if v[0]}
+            st.markdown("; ".join(f"{rel}: {d} of {t}" for rel, (d, t) in sorted(by_relation.items(),
+                                                                                key=lambda kv: -kv[1][0])))
+            show_frame(pd.DataFrame([f.as_dict() for f in w.damaged]), key=f"world-{run.run_id}")

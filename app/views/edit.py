@@ -15,6 +15,11 @@ with left:
 with right:
     request = inputs.request_picker()
 
+world = st.checkbox("Also score every fact of the world (world locality, about 2 s more)", key="world_locality",
+                    help="Reads the top answer of all 2,116 facts of the built-in world before and after the edit: "
+                         "world locality is the share of the facts the edit should not change whose top answer did "
+                         "not change, beside the sampled locality of the few neighbour probes. Only meaningful on a "
+                         "model that knows the world (the shipped one).")
 pressed = st.button("Run edit", type="primary", disabled=lm is None, key="run_edit")
 from_link = not pressed and state.take_link_run()  # a shared link re-runs the results it showed
 linked = records.from_link(state.LINK_RECORD) if from_link else None
@@ -22,7 +27,7 @@ if (pressed or from_link) and lm is not None:
     if linked is not None:  # exactly the run the link recorded: settings, probes, seed, analysis options
         records.replay_and_keep(lm, linked, "edit")
     else:
-        inputs.run_and_keep(lm, choice, request, "edit", from_link=from_link)
+        inputs.run_and_keep(lm, choice, request, "edit", from_link=from_link, world=world)
 records.load_run_control(lm)
 
 run = state.last_run()
@@ -31,6 +36,7 @@ if run is not None:
     panels.earlier_run_notice("edit", run, inputs.differs(run, choice, request))
     st.markdown(panels.run_caption(run))
     panels.metrics_row(run)
+    panels.world_panel(run)
     notice = analysis.current_answer_notice(run)  # the target was already the answer: what the edit still did
     if notice is not None:
         st.warning(notice)

@@ -183,11 +183,10 @@ def sweep_values_of(cfg: BenchConfig, name: str) -> tuple[tuple[float, ...], tup
     return tuple(kept), tuple(dropped)
 
 
-def _stamped(outcomes: Iterator[Outcome], editor, checkpoint: str | None = None) -> Iterator[Outcome]:
-    """``outcomes``, each stamped with the digest of its case and ``editor``'s config (and ``checkpoint``)."""
-    settings = dataclasses.asdict(editor.config)
+def _stamped(outcomes: Iterator[Outcome], digests: dict[str, str], checkpoint: str | None = None) -> Iterator[Outcome]:
+    """``outcomes``, each stamped with its case's digest (``digests``: case id -> digest) and ``checkpoint``."""
     for o in outcomes:
-        yield dataclasses.replace(o, digest=result_digest(o.case, editor.name, settings), checkpoint=checkpoint)
+        yield dataclasses.replace(o, digest=digests[o.case.request.case_id], checkpoint=checkpoint)
 
 
 @dataclass(frozen=True)
@@ -203,11 +202,12 @@ class Job:
 
 
 def _job(desc: str, keys: list[RunKey], cases: list[EditCase], editor, run: Callable[[], Iterator[Outcome]],
-         measure: bool = False, checkpoint: str | None = None) -> Job:
-    """A Job whose outcomes carry their digests (and ``checkpoint``), with the digests it will write."""
+         measure: bool = False, checkpoint: str | None = None, measures: dict | None = None) -> Job:
+    """A Job whose outcomes carry their digests (``record.result_digest`` of the case, the editor's config and
+    ``measures``: what else the lines hold) and ``checkpoint``, with the digests it will write."""
     settings = dataclasses.asdict(editor.config)
-    digests = {c.request.case_id: result_digest(c, editor.name, settings) for c in cases}
-    return Job(desc, keys, cases, lambda: _stamped(run(), editor, checkpoint), measure, digests)
+    digests = {c.request.case_id: result_digest(c, editor.name, settings, measures) for c in cases}
+    return Job(desc, keys, cases, lambda: _stamped(run(), digests, checkpoint), measure, digests)
 
 
 def _checkpoint_of(editor) -> str | None:
@@ -235,7 +235,7 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                     jobs.append(_job(f"{name} seed {seed} single", keys, block, editor,
                                      lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip,
                                                                                     world=world),
-                                     measure=True))
+                                     measure=True, measures={"world_locality": True} if world else None))
             if "sequential" in cfg.modes:
                 for n in cfg.seq_sizes:
                     chunk = cases[:n]

@@ -159,3 +159,20 @@ def test_sequential_link_carries_typed_steps_and_their_settings():
     assert [s.request.target_new for s in replayed] == ["Rome", "Berlin"]
     assert [s.metrics for s in replayed] == [s.metrics for s in history]
     assert [s.retention for s in replayed] == [s.retention for s in history]
+
+
+@pytest.mark.slow
+def test_edit_view_shows_world_locality_when_asked_and_its_link_replays_it(app):
+    app.checkbox(key="world_locality").check().run()
+    app.button(key="run_edit").click().run()
+    assert_ok(app)
+    run = app.session_state["_run"]
+    w = run.world
+    shown = next(m.value for m in app.markdown if m.value.startswith("**World locality"))
+    assert shown.startswith(f"**World locality {w.world_locality:.3f}**: {w.n_damaged} of the {len(w.others)} other "
+                            "facts of the world changed their top answer")
+    record = RunRecord.from_link(dict(app.query_params)["rec"])
+    assert record.analysis.world_locality is True
+    again = _open(dict(app.query_params))
+    assert_ok(again)
+    assert again.session_state["_run"].world.world_locality == w.world_locality

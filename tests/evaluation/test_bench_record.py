@@ -120,3 +120,10 @@ def test_resume_on_another_model_is_refused_naming_both_fingerprints(tmp_path, t
                                            r"\(weights [0-9a-f]{16}; sss_core/assets/default-model is [0-9a-f]{16}\)"):
         run_bench(_cfg(data, tiny_model_dir, model=None), out, resume=True, progress=False)
     assert (out / "results.jsonl").read_bytes() == written
+
+
+def test_resume_with_world_locality_switched_on_is_refused_not_mixed(tmp_path, tiny_model_dir):
+    data, out = _data(tmp_path, _records()), tmp_path / "run"
+    run_bench(_cfg(data, tiny_model_dir), out, progress=False)
+    with pytest.raises(RequestError, match=r"^2 results in .* were made from other data or settings"):
+        run_bench(_cfg(data, tiny_model_dir, world_locality=True), out, resume=True, progress=False)
