@@ -10,6 +10,7 @@ st.set_page_config(page_title="SSS Lab", page_icon=":material/hub:", layout="wid
 state.keep_widget_values()
 state.load_query_params(resources.preset_for, list(EDITORS), METHODS)
 records.adopt_link_records()  # a link's run records shown in the forms; the views replay them
+records.show_pending_record()  # a run loaded by "Load a run" shown in the form
 panels.link_problems_notice()
 
 pages = [

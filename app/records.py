@@ -116,9 +116,19 @@ def load_run_control(lm: LoadedModel | None) -> None:
             show_error(exc, f"Could not read {upload.name}")
             return
         run = replay_and_keep(lm, record, "edit", keep_selection=False)
-        if run is not None:
-            show_in_widgets(record)
+        if run is not None:  # the form's widgets exist already in this script run: show the record in the next
+            st.session_state[PENDING] = record
             st.rerun()
+
+
+PENDING = "_record_for_the_form"  # a loaded run's record, put into the form at the start of the next script run
+
+
+def show_pending_record() -> None:
+    """Put a record loaded by "Load a run" into the form, before any widget is drawn (the router calls it)."""
+    record = st.session_state.pop(PENDING, None)
+    if isinstance(record, RunRecord):
+        show_in_widgets(record)
 
 
 def adopt_link_records() -> None:

@@ -176,3 +176,27 @@ def test_edit_view_shows_world_locality_when_asked_and_its_link_replays_it(app):
     again = _open(dict(app.query_params))
     assert_ok(again)
     assert again.session_state["_run"].world.world_locality == w.world_locality
+
+
+def test_load_a_run_replays_an_export_and_shows_its_record_in_the_form(app, default_lm):
+    import json
+
+    from sss_core.analysis import analyse_edit
+    from sss_core.types import EditCase, EditRequest, Probe
+
+    # not a world fact: the form's typed fact then carries exactly these probes (a world fact would add the
+    # world's, and the page would rightly mark the loaded run as made from other probes than the form's)
+    case = EditCase(EditRequest("The favourite colour of Zorblat is", "green"),
+                    (Probe("The capital of Spain is", "Madrid", "neighbour"),))
+    exported = analyse_edit(default_lm, "ft-l", {"steps": 3, "layer": 1}, case, background=(), probes_from="typed")
+    payload = json.dumps(exported.to_json_dict()).encode()
+    app.file_uploader(key="load_run_file").set_value(("run.json", payload, "application/json")).run()
+    app.button(key="load_run_go").click().run()
+    assert_ok(app)
+    run = app.session_state["_run"]
+    assert run.record.digest() == exported.record.digest()
+    assert run.result.metrics == exported.result.metrics
+    assert app.selectbox(key="editor").value == "ft-l"
+    assert (app.session_state["cfg:ft-l:steps"], app.session_state["cfg:ft-l:layer"]) == (3, 1)
+    assert app.text_area(key="typed_neighbours").value == "The capital of Spain is"
+    assert not [i.value for i in app.info if i.value.startswith("Earlier run")]  # the form is the run's
