@@ -22,7 +22,7 @@ from app import resources, serving, state
 from app.messages import run_with_status, show_error
 from app.uploads import MAX_BYTES, parse_upload
 from sss_core import analysis
-from sss_core.editors import EDITORS, editor_config
+from sss_core.editors import EDITORS, editor_config, shipped_checkpoints
 from sss_core.errors import SSSError
 from sss_core.evaluation.datasets import load_bytes
 from sss_core.evaluation.presets import case_for_request, world_fact_for
@@ -157,7 +157,9 @@ def editor_picker(editor_key: str = state.EDITOR, c_key: str = state.C, advanced
     c_name = analysis.c_field(editor)
     state.setdefault(c_key, float(EDITORS[editor].defaults.get(c_name, 0.9) if c_name else 0.9))
     c = None
-    if uses_c:
+    if uses_c and EDITORS[editor].c_role == "checkpoint":
+        c = _checkpoint_c_picker(editor, c_key)
+    elif uses_c:
         c = st.slider("C (weight of the SSS term)", 0.0, 1.0, step=0.05, key=c_key,
                       help="L_all = (1 - C) * L_edit + C * SSS (paper Eq. 10). C = 0 is the editor without "
                            "SSS; C = 1 keeps only the SSS term, which still edits (lambda_max is against the new target)")
@@ -172,6 +174,23 @@ def editor_picker(editor_key: str = state.EDITOR, c_key: str = state.C, advanced
     if uses_c:
         overrides[c_name] = float(c)
     return EditorChoice(editor, float(c) if uses_c else None, overrides)
+
+
+def _checkpoint_c_picker(editor: str, c_key: str) -> float:
+    """C of a trained editor: one of its checkpoints' C (``editors.shipped_checkpoints``), never another; a C a
+    link or another editor left in ``c_key`` that no checkpoint has is replaced by the entry's own and said."""
+    options = [round(c, 2) for c in shipped_checkpoints(editor)]
+    own = round(float(EDITORS[editor].defaults.get(EDITORS[editor].c_field, options[-1])), 2)
+    held = st.session_state.get(c_key)
+    if held not in options:
+        if held is not None:
+            st.info(f"{editor} is trained: its C is the C of its checkpoint, and its checkpoints have C = "
+                    f"{', '.join(f'{c:g}' for c in options)}; C = {float(held):g} has none, so C = {own:g} is used.")
+        st.session_state[c_key] = own if own in options else options[-1]
+    return float(st.selectbox("C (the C its checkpoint was trained with)", options, key=c_key,
+                              format_func=lambda c: f"{c:g}",
+                              help="MEND and SERAC learn their edits in training; C weighted the SSS term then. "
+                                   "Train another: sss-lab train " + editor.split("+")[0] + " --sss-c C --data world"))
 
 
 def choice_for(editor: str, c: float | None = None) -> EditorChoice:
@@ -499,7 +518,9 @@ def run_edit_with_status(lm: LoadedModel, choice: EditorChoice, request: Request
         case = request.build(lm)
         return analysis.analyse_edit(lm, choice.editor, choice.overrides, case,
                                      resources.background_prompts() if with_background else (),
-                                     progress=progress, probes_from=request.probes_from, world=world)
+                                     progress=progress, probes_from=request.probes_from, world=world,
+                                     typed_probes=0 if request.case is not None else
+                                     len(request.paraphrases) + len(request.neighbours))
 
     return run_with_status(lm.model, f"Editing with {choice.editor}...", f"{choice.editor}, {request.describe()}",
                            work, lambda run: f"Done: edited in {run.seconds_edit:.2f}s, everything measured in "

@@ -59,7 +59,8 @@ def read_report(folder: str | Path, allowed: Callable[[Path], bool] | None = Non
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; give the --out folder of a bench run")
+        raise FileNotFoundError(f"{folder} is not a folder; give the --out folder of a bench run (a relative path "
+                                f"starts at the server's working directory, {Path.cwd()})")
     rep = Report(folder)
     for path in sorted(folder.iterdir()):
         kind = KINDS.get(path.suffix.lower())

@@ -216,7 +216,8 @@ class EditRun:
         return {
             "record": record,  # everything that made this run: `sss-lab edit --from FILE` replays it
             "command": {"replay": self.record.command("FILE") if record else None,
-                        "equivalent": self.record.command() if record else None},
+                        "equivalent": self.record.command() if record else None,
+                        "equivalent_note": self.record.command_note() if record else None},
             "config": {"model": self.model_name, "editor": self.editor, "settings": self.config,
                        "c": record["c"] if record else None, "c_means": record["c_means"] if record else None,
                        "request": dataclasses.asdict(self.case.request)},
@@ -317,7 +318,7 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
                  background: Sequence[str] = (), poolings: Sequence[str] = POOLINGS,
                  progress: Progress | None = None, with_embeddings: bool = True,
                  knn: KnnSettings = KnnSettings(), top_k_tokens: int = 0, seed: int = 0,
-                 probes_from: str = "record", world: bool = False) -> EditRun:
+                 probes_from: str = "record", world: bool = False, typed_probes: int = 0) -> EditRun:
     """Edit, measure and revert: ``run_record`` of the record these arguments describe.
 
     ``background``: sentences embedded around the edit (``background_sentences(n)`` is recorded as
@@ -327,14 +328,16 @@ def analyse_edit(lm: LoadedModel, editor: str, overrides: Mapping[str, Any], cas
     steps). ``top_k_tokens`` > 0 also keeps the edit prompt's top-k next tokens before and after.
     Errors a user can cause raise SSSError subclasses with a message saying what to do (also a
     ``knn`` whose pooling is not among ``poolings``, and a trained editor's C no checkpoint has).
-    ``world``: also read every fact of the built-in world before and after (``EditRun.world``, about 2 s).
+    ``world``: also read every fact of the built-in world before and after (``EditRun.world``, a few seconds).
+    ``probes_from`` and ``typed_probes`` say where the case's probes came from, for the record's command.
     """
     knn = knn.validate()
     n = len(background)
     shown = n if n and tuple(background) == background_sentences(n) else tuple(background)
     options = AnalysisOptions(shown if with_embeddings else 0, knn.k, knn.metric, knn.pooling, top_k_tokens,
                               with_embeddings, tuple(poolings), world)
-    record = make_record(editor, overrides, case, lm=lm, analysis=options, seed=seed, probes_from=probes_from)
+    record = make_record(editor, overrides, case, lm=lm, analysis=options, seed=seed, probes_from=probes_from,
+                         typed_probes=typed_probes)
     return run_record(lm, record, progress)
 
 

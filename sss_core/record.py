@@ -104,7 +104,7 @@ class AnalysisOptions:
     top_k: int = 0  # the edit prompt's top-k next tokens kept before and after (0: none)
     embeddings: bool = True  # embed the sentences and measure their sparsity (False: the C sweep, sequential)
     poolings: tuple[str, ...] = POOLINGS  # the sentence embeddings kept (EditRun.embeddings' keys)
-    world_locality: bool = False  # also read every fact of the built-in world before and after (about 2 s)
+    world_locality: bool = False  # also read every fact of the built-in world before and after (a few seconds on the shipped model)
 
 
 def _case_dict(case: EditCase) -> dict[str, Any]:
@@ -134,6 +134,7 @@ class RunRecord:
     analysis: AnalysisOptions = AnalysisOptions()
     seed: int = 0  # torch's seed, set right before the edit
     probes_from: str = "record"  # "world" (the built-in world's probes for the fact), "typed", "file", "record"
+    typed_probes: int = 0  # how many of the case's last probes the user typed (the rest came with the fact)
     versions: dict[str, str] = field(default_factory=versions, compare=False)
     version: int = RECORD_VERSION
 
@@ -164,7 +165,8 @@ class RunRecord:
         """The record as JSON-ready values (``from_dict`` reads it back)."""
         return {"version": self.version, "model": dataclasses.asdict(self.model), "editor": self.editor,
                 "settings": plain(self.settings), "c": self.c, "c_means": self.c_meaning(),
-                "case": _case_dict(self.case), "probes_from": self.probes_from, "seed": self.seed,
+                "case": _case_dict(self.case), "probes_from": self.probes_from, "typed_probes": self.typed_probes,
+                "seed": self.seed,
                 "analysis": dataclasses.asdict(self.analysis), "versions": dict(self.versions)}
 
     @classmethod
@@ -189,13 +191,15 @@ class RunRecord:
         except TypeError as exc:
             raise RequestError(f"the run record has a field this sss-lab does not know ({exc})") from None
         return cls(d["editor"], dataclasses.asdict(config), _case_from(d["case"]), model, analysis,
-                   int(d.get("seed", 0)), d.get("probes_from", "record"), dict(d.get("versions") or {}))
+                   int(d.get("seed", 0)), d.get("probes_from", "record"), int(d.get("typed_probes", 0)),
+                   dict(d.get("versions") or {}))
 
     def digest(self) -> str:
         """16 hex digits that change with anything that changes the result: model fingerprint, editor,
         config, case, seed and analysis options (not the versions). The results store keys by it."""
         d = self.to_dict()
-        d.pop("versions")
+        for provenance in ("versions", "probes_from", "typed_probes", "c_means"):
+            d.pop(provenance)  # where the probes came from and what ran it do not change the result
         d["model"].pop("name")  # the same weights under another name give the same result
         return digest_of(d)
 
@@ -218,13 +222,22 @@ class RunRecord:
         d.pop("c_means")
         return d
 
+    def command_note(self) -> str | None:
+        """Why the flags of ``command()`` do not make exactly this run, or None when they do."""
+        if self.probes_from in ("world", "typed"):
+            return None
+        return (f"the {len(self.case.probes)} probes of this run came with a preset or a data file: the flags give "
+                "the built-in world's probes for the fact instead (none for a fact outside the world); "
+                "`sss-lab edit --from` replays these probes")
+
     def to_html(self) -> str:
         """The record as an HTML block for an exported page: the equivalent command, how to replay it
         exactly, and the record itself as JSON (``<script type="application/json" id="sss-run-record">``,
         which ``load_record`` of the saved JSON reads)."""
         record_json = json.dumps(self.to_dict(), indent=2).replace("</", "<\\/")  # safe inside <script>
         return (f'<section id="sss-run"><h2>How to make this run again</h2>'
-                f"<p>The same run as a command: <code>{html.escape(self.command())}</code></p>"
+                f"<p>The same run as a command: <code>{html.escape(self.command())}</code>"
+                + (f" ({html.escape(self.command_note())})" if self.command_note() else "") + "</p>"
                 "<p>Exactly this run (its probes, seed and every setting): save the run record below as "
                 f"<code>run.json</code> and run <code>{html.escape(self.command('run.json'))}</code>, or load it "
                 "in the app (Edit page, \"Load a run\").</p>"
@@ -235,8 +248,10 @@ class RunRecord:
         """The ``sss-lab`` command line that makes this run again.
 
         With ``replay_file`` (where this record is saved): ``sss-lab edit --from FILE``, which
-        replays it exactly. Without: the same run written as flags; it gets the same probes when
-        they are the world's for the fact (``probes_from`` "world") or typed as the flags list them.
+        replays it exactly. Without: the same run written as flags, the typed probes as
+        ``--paraphrase``/``--neighbour``; it gets the same probes when they are the world's for the
+        fact plus the typed ones (``probes_from`` "world" or "typed"), not for a preset's or a data
+        file's probes (``command_note`` says so).
         """
         if replay_file is not None:
             return f"sss-lab edit --from {shlex.quote(replay_file)}"
@@ -244,12 +259,8 @@ class RunRecord:
         parts = ["sss-lab", "edit", "--editor", self.editor, "--prompt", r.prompt, "--target", r.target_new]
         if r.subject:
             parts += ["--subject", r.subject]
-        if self.probes_from != "world":
-            for p in self.case.probes:
-                if p.group == "paraphrase":
-                    parts += ["--paraphrase", p.prompt]
-                elif p.group == "neighbour":
-                    parts += ["--neighbour", p.prompt]
+        for p in self.case.probes[len(self.case.probes) - self.typed_probes:] if self.typed_probes else ():
+            parts += ["--paraphrase" if p.group == "paraphrase" else "--neighbour", p.prompt]
         spec = EDITORS[self.editor]
         for key, value in self.overrides().items():
             if key == spec.c_field and spec.c_role == "loss":
@@ -325,7 +336,7 @@ def result_digest(case: EditCase, editor: str, settings: Mapping[str, Any],
 
 def make_record(editor: str, overrides: Mapping[str, Any], case: EditCase, lm=None,
                 analysis: AnalysisOptions = AnalysisOptions(), seed: int = 0, probes_from: str = "record",
-                model: ModelRef | None = None) -> RunRecord:
+                model: ModelRef | None = None, typed_probes: int = 0) -> RunRecord:
     """The record of a run of ``editor`` with ``overrides`` on ``case``: the full config, validated.
 
     ``lm`` (a LoadedModel) names the model and gives its fingerprint; else ``model`` (default:
@@ -337,7 +348,7 @@ def make_record(editor: str, overrides: Mapping[str, Any], case: EditCase, lm=No
     if callable(validate):
         validate()
     ref = ModelRef.of(lm) if lm is not None else (model or ModelRef())
-    return RunRecord(editor, dataclasses.asdict(config), case, ref, analysis, seed, probes_from)
+    return RunRecord(editor, dataclasses.asdict(config), case, ref, analysis, seed, probes_from, typed_probes)
 
 
 def load_record(text: str) -> RunRecord:

@@ -32,7 +32,8 @@ def _typed_case() -> EditCase:
 
 def test_record_round_trips_through_dict_json_and_link():
     record = make_record("ft-l+sss", {"steps": 3, "layer": 2}, _typed_case(),
-                         analysis=AnalysisOptions(background=4, k=3, metric="euclidean"), seed=7, probes_from="typed")
+                         analysis=AnalysisOptions(background=4, k=3, metric="euclidean"), seed=7, probes_from="typed",
+                         typed_probes=2)
     again = RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again == record and RunRecord.from_link(record.to_link()) == record
     assert record.to_dict()["settings"]["steps"] == 3 and record.to_dict()["settings"]["lr"] == 5e-3  # the full config
@@ -142,7 +143,8 @@ def test_html_exports_and_the_inspect_page_carry_the_record_and_its_command(defa
     from app.figures import figure_html
     from sss_core.inspect_page import inspect_page
 
-    run = analyse_edit(default_lm, "ft-l+sss", {"steps": 3}, _typed_case(), background=(), probes_from="typed")
+    run = analyse_edit(default_lm, "ft-l+sss", {"steps": 3}, _typed_case(), background=(), probes_from="typed",
+                       typed_probes=2)
     for page in (figure_html(go.Figure(), "SSS Lab: a figure", [run]), inspect_page(run)):
         assert _record_in_page(page).digest() == run.record.digest()
         assert "sss-lab edit --from run.json" in page
@@ -165,3 +167,21 @@ def test_edit_json_carries_world_locality_and_its_replay_gives_the_same(tmp_path
     again = json.loads(cli("edit", "--from", str(tmp_path / "run.json"), "--json").stdout)
     assert again["world_locality"]["world_locality"] == world["world_locality"]
     assert again["world_locality"]["damaged_facts"] == world["damaged_facts"]
+
+
+def test_the_equivalent_command_lists_only_typed_probes_and_says_when_it_cannot_make_the_run(default_lm):
+    """A typed world fact: the flags give the world's probes plus the typed ones, so they list only the typed
+    ones (listing the world's too would add them twice); a preset's or a file's probes cannot travel as flags."""
+    from sss_core.evaluation.presets import presets
+
+    typed = case_for_request(FRANCE, ["France's capital city is"], ["The capital of Spain is"], default_lm)
+    record = make_record("ft-l", {}, typed, probes_from="typed", typed_probes=2)
+    words = shlex.split(record.command())
+    assert words.count("--paraphrase") == 1 and words.count("--neighbour") == 1 and record.command_note() is None
+    assert "France's capital city is" in words and "The capital of Spain is" in words
+    preset = presets("test", 1)[0]
+    from_file = make_record("ft-l", {}, preset, probes_from="record")
+    assert "--paraphrase" not in from_file.command() and "--neighbour" not in from_file.command()
+    assert from_file.command_note().startswith(f"the {len(preset.probes)} probes of this run came with a preset or a "
+                                               "data file: the flags give the built-in world's probes")
+    assert from_file.digest() == make_record("ft-l", {}, preset, probes_from="typed").digest()  # provenance aside

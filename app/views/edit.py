@@ -15,7 +15,7 @@ with left:
 with right:
     request = inputs.request_picker()
 
-world = st.checkbox("Also score every fact of the world (world locality, about 2 s more)", key="world_locality",
+world = st.checkbox("Also score every fact of the world (world locality, a few seconds more)", key="world_locality",
                     help="Reads the top answer of all 2,116 facts of the built-in world before and after the edit: "
                          "world locality is the share of the facts the edit should not change whose top answer did "
                          "not change, beside the sampled locality of the few neighbour probes. Only meaningful on a "

@@ -59,7 +59,7 @@ def add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world-locality", action="store_true",
                    help="also read every fact of the built-in world before and after the edit: world locality (the "
                         "share of the other facts whose top answer did not change) and the damaged facts by "
-                        "relation and subject; about 2 s more on the shipped model")
+                        "relation and subject; a few seconds more on the shipped model (2-4 s on the project's 2-core machine)")
     p.add_argument("--background", type=count, default=N_BACKGROUND, metavar="N",
                    help=f"embed N world facts around the edit as background sentences (default {N_BACKGROUND})")
     add_model_args(p)
@@ -109,7 +109,8 @@ def _new_record(args, lm):
     typed = bool(args.paraphrase or args.neighbour) or world_fact_for(request.prompt) is None
     options = AnalysisOptions(args.background, args.k, args.metric, args.pooling, args.top_k_tokens,
                               world_locality=args.world_locality)
-    return make_record(args.editor, _settings(args), case, lm=lm, analysis=options, probes_from="typed" if typed else "world")
+    return make_record(args.editor, _settings(args), case, lm=lm, analysis=options,
+                       probes_from="typed" if typed else "world", typed_probes=len(args.paraphrase) + len(args.neighbour))
 
 
 def _settings(args) -> dict:
@@ -192,7 +193,8 @@ def run(args) -> None:
            "world_locality": run_.world.as_dict(max_facts=WORLD_FACTS_LISTED) if run_.world else None,
            # everything that made the run; `sss-lab edit --from FILE` (FILE: this output) replays it
            "record": run_.record.to_dict(),
-           "command": {"replay": run_.record.command("FILE"), "equivalent": run_.record.command()}}
+           "command": {"replay": run_.record.command("FILE"), "equivalent": run_.record.command(),
+                       "equivalent_note": run_.record.command_note()}}
     mine = run_.sparsity_of(request.prompt)
     lines = [
         f"{run_.editor} on {lm.name}: {request.prompt!r} -> {request.target_new!r} in {result.seconds:.3f}s",
@@ -203,9 +205,10 @@ def run(args) -> None:
     if mine is not None:
         lines.append(f"kNN distance of the edit prompt ({run_.knn.metric}, k={run_.knn.k})  "
                      f"before {mine.knn_distance_before:.4g}  after {mine.knn_distance_after:.4g}")
-    lines += ["pre  top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_before),
-              "post top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_after),
-              *(f"{k:12s} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v))]
+    if run_.top_k_before:  # a replayed app export measured none (its record says top_k 0)
+        lines += ["pre  top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_before),
+                  "post top-k: " + ", ".join(f"{t!r} {p:.3f}" for t, p in run_.top_k_after)]
+    lines += [f"{k:12s} {v:.3f}" for k, v in result.metrics.items() if not math.isnan(v)]
     if run_.record.c_meaning():
         lines.insert(1, run_.record.c_meaning())
     if run_.world is not None:

@@ -200,3 +200,14 @@ def test_load_a_run_replays_an_export_and_shows_its_record_in_the_form(app, defa
     assert (app.session_state["cfg:ft-l:steps"], app.session_state["cfg:ft-l:layer"]) == (3, 1)
     assert app.text_area(key="typed_neighbours").value == "The capital of Spain is"
     assert not [i.value for i in app.info if i.value.startswith("Earlier run")]  # the form is the run's
+
+
+def test_compare_offers_a_trained_editor_only_its_checkpoints_c_and_says_so_for_a_link():
+    at = _open({"a": "mend+sss", "ca": "0.5", "b": "ft-l", "run": "1"}, "app/views/compare.py")
+    assert_ok(at)
+    box = at.selectbox(key="cmp_c_a")
+    assert box.options == ["0", "0.9"] and box.value == 0.9
+    assert ("mend+sss is trained: its C is the C of its checkpoint, and its checkpoints have C = 0, 0.9; C = 0.5 has "
+            "none, so C = 0.9 is used.") in [i.value for i in at.info]
+    a, _ = at.session_state["_compare"]
+    assert a.record.c == 0.9 and a.record.c_role == "checkpoint"
