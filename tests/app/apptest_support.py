@@ -50,3 +50,14 @@ def app():
     assert_ok(at)
     return at
 
+
+
+def open_link(query: dict, page: str | None = None):
+    """A new session of the app opened from a link with ``query`` (on ``page``, a view file, when given), run once."""
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    if page is not None:
+        at.switch_page(page)
+    at.query_params.update(query)
+    at.run()
+    return at

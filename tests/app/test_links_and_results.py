@@ -9,20 +9,12 @@ import re
 
 import pytest
 
-from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, app, assert_ok, errors  # noqa: F401
+from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, app, assert_ok, open_link, errors  # noqa: F401
 
 FAST = 5
 
 
-def _open(query: dict, page: str | None = None):
-    """A new session opened from a link with ``query`` (on ``page``, a view file, when given)."""
-    from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(APP), default_timeout=300)
-    if page is not None:
-        at.switch_page(page)
-    at.query_params.update(query)
-    at.run()
-    return at
+_open = open_link  # a new session opened from a link (apptest_support)
 
 
 def _warnings(at) -> list[str]:

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, app, assert_ok  # noqa: F401
+from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, app, assert_ok, open_link  # noqa: F401
 from sss_core.record import RunRecord
 
 
-def _open(query: dict, page: str | None = None):
-    from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(APP), default_timeout=300)
-    if page is not None:
-        at.switch_page(page)
-    at.query_params.update(query)
-    at.run()
-    return at
+_open = open_link  # a new session opened from a link (apptest_support)
 
 
 def _metrics(at) -> dict[str, str]:

@@ -185,14 +185,9 @@ def test_a_turn_nested_in_a_turn_or_in_the_models_lock_does_not_wait_for_itself(
     assert queue.snapshot() == []
 
 
-def test_a_ticket_leaves_the_queue_when_the_waiting_session_is_interrupted():
-    import torch
-    model = torch.nn.Linear(2, 2)
-    queue = serving.queue_for(model)
-    release, failures = threading.Event(), []
-
-    def rerun(ahead: int) -> None:  # a Streamlit rerun raises out of the notice while the session waits
-        raise RuntimeError("rerun")
+def _held_by_a(queue):
+    """Session "A" holds its turn in a thread until the returned event is set: (release, thread)."""
+    release = threading.Event()
 
     def holder() -> None:
         with queue.turn("A", "held"):
@@ -201,6 +196,19 @@ def test_a_ticket_leaves_the_queue_when_the_waiting_session_is_interrupted():
     t = threading.Thread(target=holder)
     t.start()
     _until(lambda: queue.ahead_of("A") == 0)
+    return release, t
+
+
+def test_a_ticket_leaves_the_queue_when_the_waiting_session_is_interrupted():
+    import torch
+    model = torch.nn.Linear(2, 2)
+    queue = serving.queue_for(model)
+    failures = []
+
+    def rerun(ahead: int) -> None:  # a Streamlit rerun raises out of the notice while the session waits
+        raise RuntimeError("rerun")
+
+    release, t = _held_by_a(queue)
     with pytest.raises(RuntimeError, match="rerun"):
         with queue.turn("B", "edit", on_wait=rerun):
             failures.append("ran")  # never: it was interrupted while waiting
@@ -213,20 +221,14 @@ def test_a_waiting_streamlit_session_redraws_its_notice_so_a_rerun_can_end_the_w
     import torch
     model = torch.nn.Linear(2, 2)
     queue = serving.queue_for(model)
-    release, calls = threading.Event(), []
+    calls = []
 
     def redraw(ahead: int) -> None:  # the third redraw meets a rerun request (as Streamlit raises it)
         calls.append(ahead)
         if len(calls) == 3:
             raise RuntimeError("rerun")
 
-    def holder() -> None:
-        with queue.turn("A", "held"):
-            release.wait(30)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    _until(lambda: queue.ahead_of("A") == 0)
+    release, t = _held_by_a(queue)
     with pytest.raises(RuntimeError, match="rerun"):
         with queue.turn("B", "edit", on_wait=redraw, poll=0.01, refresh=0.02):
             pass
