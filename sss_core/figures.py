@@ -29,6 +29,13 @@ GROUP_COLOURS = {
     "one_hop": "#17BECF", "background": "#B0B0B0",
 }
 METRIC_ORDER = ("reliability", "generality", "locality", "portability")
+# How the selected sentence's k nearest neighbours are marked in a projection (the app's caption says the same)
+NEIGHBOUR_RINGS = {
+    "before": {"name": "k nearest before (full space)", "symbol": "square-open", "colour": "#7F7F7F", "size": 20,
+               "words": "grey squares"},
+    "after": {"name": "k nearest after (full space)", "symbol": "circle-open", "colour": "#111111", "size": 18,
+              "words": "black circles"},
+}
 
 
 def _colour(group: str) -> str:
@@ -143,15 +150,16 @@ def _draw_projection(fig: go.Figure, before: np.ndarray, after: np.ndarray, grou
                                axref=xa, ayref=ya, showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.2,
                                arrowcolor=_colour(groups[i]) if colour is None else "#666666",
                                opacity=0.45 if groups[i] == "background" else 0.9, text="")
-    for idx, xy, name, dash in ((neighbours[0], before, "k nearest before (full space)", "dot"),
-                                (neighbours[1], after, "k nearest after (full space)", "solid")):
+    for idx, xy, when in ((neighbours[0], before, "before"), (neighbours[1], after, "after")):
         if len(idx):
             idx = list(idx)
-            fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, legendgroup=name,
-                                     showlegend=showlegend, hoverinfo="skip",
-                                     marker=dict(size=18, symbol="circle-open", color="rgba(0,0,0,0)",
-                                                 line=dict(width=2, color="#444444" if dash == "dot" else "#111111")),
-                                     meta={"neighbours": dash}, **sub))
+            ring = NEIGHBOUR_RINGS[when]
+            # an open symbol is stroked in marker.color (its line.color is not used): the ring's colour goes there
+            fig.add_trace(go.Scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=ring["name"],
+                                     legendgroup=ring["name"], showlegend=showlegend, hoverinfo="skip",
+                                     marker=dict(size=ring["size"], symbol=ring["symbol"], color=ring["colour"],
+                                                 line=dict(width=2, color=ring["colour"])),
+                                     meta={"neighbours": when}, **sub))
     for i in highlight:
         fig.add_trace(go.Scatter(x=[after[i, 0]], y=[after[i, 1]], mode="markers", showlegend=False,
                                  hoverinfo="skip", marker=dict(size=24, symbol="circle-open",

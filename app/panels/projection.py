@@ -268,7 +268,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     faithfulness_note(proj, emb)
     if sel is not None:
         st.markdown(f"**Nearest neighbours of** “{emb.sentences[sel]}”: the {k} nearest (full space, euclidean; "
-                    "ringed in the plot: dotted before, solid after)")
+                    f"marked in the plot: {figures.NEIGHBOUR_RINGS['before']['words']} before, "
+                    f"{figures.NEIGHBOUR_RINGS['after']['words']} after)")
         show_frame(pd.DataFrame(analysis.neighbour_table(emb, sel, k)), key=f"{key}-nn-{run.run_id}")
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
     return fig
