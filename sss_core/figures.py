@@ -461,12 +461,24 @@ SPARSITY_COLUMNS = ("lambda_max before", "lambda_max after", "kNN distance befor
 COMPACT_COLUMNS = ("group", "prompt", "top-1", "P(old) after", "P(new) after", "score")
 
 
+TOP1_BADGE_HELP = ("same, or FLIPPED: ✓ to the new target (a flip the edit wants), “off target” where the edit "
+                   "wanted the new target but the top-1 went elsewhere, ✗ damage where the edit should have left it")
+
+
+def reaches_new_target(row: Any) -> bool:
+    """Is the top-1 token after the edit the start of the row's new answer (``row.new``)? Spaces around both
+    are ignored (" Czech" starts "Czech Republic"); an empty or blank token reaches nothing."""
+    token = row.top1_after.strip()
+    return bool(token) and row.new.strip().startswith(token)
+
+
 def top1_badge(row: Any) -> str:
-    """The top-1 column: same, or FLIPPED with a tick where the edit wants it and a cross where it is damage."""
+    """The top-1 column: same, or FLIPPED with a tick where the edit wants the flip and it reached the new
+    target, "off target" where a wanted flip went to another token, and a cross where it is damage."""
     if not row.flipped:
         return "same"
     if row.wanted_flip is True:
-        return "FLIPPED ✓"
+        return "FLIPPED ✓" if reaches_new_target(row) else "FLIPPED off target"
     if row.wanted_flip is False:
         return "FLIPPED ✗ damage"
     return "FLIPPED"

@@ -101,13 +101,14 @@ def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = Fals
     show_frame(shown, key=f"{key}-{run.run_id}", formats=formats, column_config={
         **small,
         "top-1": st.column_config.TextColumn("top-1", width="small",
-                                             help="same, or FLIPPED: ✓ wanted by the edit, ✗ damage"),
+                                             help=figures.TOP1_BADGE_HELP),
         "score": st.column_config.Column("score", width="small",
                                          help="EasyEdit metric: accuracy, or agreement for locality"),
         "prompt": st.column_config.TextColumn("prompt", width="medium")})
     st.caption("P(·) is the probability of the whole answer given the prompt (teacher forced). "
-               "Top-1 is the most likely next token. ✓: a flip the edit wants (edit prompt, paraphrases, "
-               "aliases); ✗: a flip that damages knowledge the edit should leave alone. Every column, "
+               "Top-1 is the most likely next token. ✓: a flip to the new target on a probe the edit should move "
+               "(edit prompt, paraphrases, aliases); off target: such a probe flipped to another token; ✗: a flip "
+               "that damages knowledge the edit should leave alone. Every column, "
                "ΔP(new) included, is in the probe table CSV.")
     return df
 
