@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from ..errors import SSSError
-from . import bench, edit, inspect, lambda_max, train, train_default, world
+from . import bench, damage_distance, edit, inspect, lambda_max, train, train_default, world
 from .common import fail
 
-SUBCOMMANDS = (edit, inspect, lambda_max, world, train_default, train, bench)
+SUBCOMMANDS = (edit, inspect, lambda_max, world, train_default, train, bench, damage_distance)
 
 
 class OneLineParser(argparse.ArgumentParser):
