@@ -15,12 +15,13 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from ..errors import RequestError
+from ..errors import EditFailed, RequestError, SSSError
 from ..models import arch_spec
 from ..sss import Reduction, forward_pairs, sss_from_hidden
-from ..text import encode_for
+from ..text import PairBatch, encode_for
 from ..types import EditRequest
 from .base import WeightEdit, check_finite, model_lock, trainable
+from .per_edit import RowWeights
 from .settings import block_index
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,37 @@ class FTL:
         self.config = config.validate()
         self.name = name
 
+    def _prepare(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> tuple[int, str, PairBatch]:
+        """(trained block index, parameter name, the requests' rows with the objective's target mask).
+
+        Raises RequestError for no request, a bad request, a layer the model lacks or a row longer
+        than the model's context.
+        """
+        if not requests:
+            raise RequestError("no edit requests given")
+        layer = block_index(model, self.config.layer, "layer")
+        for r in requests:
+            r.validate()
+        pname = arch_spec(model).mlp_out_name(model, layer) + ".weight"
+        batch = encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
+        if self.config.objective == "prompt_last":  # keep only the first target token of each row
+            first = batch.target_mask & (batch.target_mask.cumsum(1) == 1)
+            batch = PairBatch(batch.input_ids, batch.attention_mask, first)
+        return layer, pname, batch
+
+    def _loss(self, nll: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-row (L_all, SSS or None): L_all = (1 - C) * L + C * SSS (paper Eq. 10); L = ``nll``.
+
+        nll: (rows,); hidden: (rows, tokens, d_model) last hidden states; mask: (rows, tokens).
+        SSS is each row's own lambda_max, differentiable (double backward) when C > 0.
+        """
+        cfg = self.config
+        if cfg.sss_c <= 0:
+            return nll, None
+        sss = sss_from_hidden(nll, hidden, mask, cfg.sss_reduction, create_graph=True)
+        return (1 - cfg.sss_c) * nll + cfg.sss_c * sss, sss
+
     def edit(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> WeightEdit:
         """Train on all ``requests`` together and return the edit (the model itself is left as it was).
 
@@ -75,17 +107,7 @@ class FTL:
         model's context; EditFailed when the loss diverges.
         """
         cfg = self.config
-        if not requests:
-            raise RequestError("no edit requests given")
-        layer = block_index(model, cfg.layer, "layer")
-        for r in requests:
-            r.validate()
-        spec = arch_spec(model)
-        pname = spec.mlp_out_name(model, layer) + ".weight"
-        batch = encode_for(model, tok, [r.prompt for r in requests], [r.target_new for r in requests])
-        if cfg.objective == "prompt_last":  # keep only the first target token of each row
-            first = batch.target_mask & (batch.target_mask.cumsum(1) == 1)
-            batch = type(batch)(batch.input_ids, batch.attention_mask, first)
+        layer, pname, batch = self._prepare(model, tok, requests)
         torch.manual_seed(cfg.seed)
         start = time.perf_counter()
         history: list[dict[str, float]] = []
@@ -104,12 +126,8 @@ class FTL:
                 with torch.enable_grad():
                     nll, hidden = forward_pairs(model, batch, embeds_require_grad=False)
                     loss_edit = nll.mean()
-                    if cfg.sss_c > 0:
-                        sss = sss_from_hidden(nll, hidden, batch.attention_mask, cfg.sss_reduction,
-                                              create_graph=True).mean()
-                        loss = (1 - cfg.sss_c) * loss_edit + cfg.sss_c * sss
-                    else:
-                        sss, loss = None, loss_edit
+                    loss, sss = self._loss(nll, hidden, batch.attention_mask)
+                    loss, sss = loss.mean(), None if sss is None else sss.mean()
                 check_finite(loss, step)
                 history.append({"loss": loss_edit.item(), "sss": sss.item() if sss is not None else float("nan")})
                 if loss_edit.item() < cfg.early_stop_loss:
@@ -125,3 +143,83 @@ class FTL:
         log.debug("%s: %d steps in %.3fs", self.name, len(history), time.perf_counter() - start)
         return WeightEdit(model, {pname: new}, {pname: base},
                           info={"steps": len(history), "history": history, "layer": layer})
+
+    def edit_each(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> list[WeightEdit | SSSError]:
+        """One independent edit per request, trained side by side; equal to ``edit(model, tok, [r])`` each.
+
+        Each edit has its own copy of the trained weight (``per_edit.RowWeights``), its own Adam state,
+        clamp and early stop; an edit that stopped leaves the batch. The summed loss gives each
+        copy exactly its own edit's gradient, the SSS term's double backward included (rows never
+        interact). Returns, in the requests' order, a ``WeightEdit`` or the error that edit raised
+        (RequestError for a bad request, EditFailed for a diverging loss); ``info["batch"]`` is how
+        many edits shared the batch. The model is never written.
+        """
+        cfg = self.config
+        out: list[WeightEdit | SSSError | None] = [None] * len(requests)
+        good: list[int] = []
+        for i, r in enumerate(requests):
+            try:
+                self._prepare(model, tok, [r])
+                good.append(i)
+            except SSSError as exc:
+                out[i] = exc
+        if good:
+            layer, pname, batch = self._prepare(model, tok, [requests[i] for i in good])
+            torch.manual_seed(cfg.seed)
+            with model_lock(model):
+                trained = self._train_side_by_side(model, pname, batch)
+            base = dict(model.named_parameters())[pname].detach().clone()
+            for i, (new, history) in zip(good, trained):
+                out[i] = (new if isinstance(new, SSSError) else
+                          WeightEdit(model, {pname: new}, {pname: base},
+                                     info={"steps": len(history), "history": history, "layer": layer,
+                                           "batch": len(good)}))
+        return out
+
+    def _train_side_by_side(self, model: nn.Module, pname: str, batch: PairBatch
+                            ) -> list[tuple[torch.Tensor | SSSError, list[dict[str, float]]]]:
+        """Train one copy of ``pname`` per row of ``batch``; (new value or EditFailed, loss history) per row."""
+        cfg = self.config
+        weight = dict(model.named_parameters())[pname]
+        base = weight.detach().float()
+        masters = [base.clone().requires_grad_(True) for _ in range(batch.input_ids.shape[0])]
+        bounds = (base - cfg.norm_constraint, base + cfg.norm_constraint) if cfg.norm_constraint else None
+        # one fused kernel per step for all copies: Adam's elementwise passes over B full weights are
+        # most of a side-by-side step's time on a CPU (same update as torch's default Adam)
+        opt = torch.optim.Adam(masters, lr=cfg.lr, fused=True)
+        histories: list[list[dict[str, float]]] = [[] for _ in masters]
+        failed: dict[int, SSSError] = {}
+        active = list(range(len(masters)))
+        with RowWeights(model, {pname: masters}) as rows:
+            for step in range(cfg.steps):
+                if not active:
+                    break
+                rows.edit_of_row = active
+                sub = PairBatch(*(t[active] for t in (batch.input_ids, batch.attention_mask, batch.target_mask)))
+                with torch.enable_grad():
+                    nll, hidden = forward_pairs(model, sub, embeds_require_grad=False)
+                    loss, sss = self._loss(nll, hidden, sub.attention_mask)
+                training = []
+                for j, e in enumerate(active):
+                    histories[e].append({"loss": nll[j].item(),
+                                         "sss": sss[j].item() if sss is not None else float("nan")})
+                    if not torch.isfinite(loss[j]):
+                        failed[e] = EditFailed(f"the loss became {loss[j].item()} at step {step}; the edit was "
+                                               "abandoned and the model restored. Lower the learning rate or C")
+                    elif nll[j].item() >= cfg.early_stop_loss:
+                        training.append(j)
+                if not training:
+                    break
+                picked = [masters[active[j]] for j in training]
+                grads = torch.autograd.grad(loss[training].sum(), picked)
+                for m in masters:
+                    m.grad = None
+                for m, g in zip(picked, grads):
+                    m.grad = g.float()
+                opt.step()
+                if bounds is not None:
+                    with torch.no_grad():
+                        for m in picked:
+                            m.clamp_(*bounds)
+                active = [active[j] for j in training]
+        return [(failed.get(i) or m.detach().to(weight.dtype), h) for i, (m, h) in enumerate(zip(masters, histories))]

@@ -15,7 +15,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..editors.base import Edit, Editor, model_lock
+from ..editors.base import Edit, Editor, WeightEdit, model_lock
+from ..editors.per_edit import RowWeights, supports
 from ..locks import reads_model
 from ..sss import lambda_max
 from ..text import encode_for, forward_logits, text_ids
@@ -157,13 +158,79 @@ def evaluate_edit(model: nn.Module, tok, case: EditCase, edit: Edit, editor_name
         post = teacher_forced(edit.model, tok, prompts, answers)
         lam_after = (lambda_max(edit.model, tok, [req.prompt], [req.target_new]).item()
                      if with_lambda else math.nan)
+    return _result(tok, case, edit, probes, pre, post, (lam_before, lam_after), editor_name, seconds)
+
+
+def _result(tok, case: EditCase, edit: Edit, probes: Sequence[Probe], pre: Sequence[TokenPrediction],
+            post: Sequence[TokenPrediction], lambdas: tuple[float, float], editor_name: str,
+            seconds: float) -> EditResult:
+    """The EditResult of one scored edit: each probe's score and tokens, the metrics, lambda_max before/after."""
     results = tuple(ProbeResult(p, _score(p, a, b), tuple(tok.convert_ids_to_tokens(list(b.target_ids))),
                                 tuple(tok.convert_ids_to_tokens(list(a.argmax_ids))),
                                 tuple(tok.convert_ids_to_tokens(list(b.argmax_ids))))
                     for p, a, b in zip(probes, pre, post))
-    extra = {k: v for k, v in edit.info.items() if k in ("steps", "layer", "layers")}
-    return EditResult(editor=editor_name, request=req, metrics=summarize(results), probes=results,
-                      lambda_max_before=lam_before, lambda_max_after=lam_after, seconds=seconds, extra=extra)
+    extra = {k: v for k, v in edit.info.items() if k in ("steps", "layer", "layers", "batch")}
+    return EditResult(editor=editor_name, request=case.request, metrics=summarize(results), probes=results,
+                      lambda_max_before=lambdas[0], lambda_max_after=lambdas[1], seconds=seconds, extra=extra)
+
+
+def side_by_side(model: nn.Module, edits: Sequence[Edit]) -> RowWeights | None:
+    """A ``RowWeights`` reading each of ``edits`` on its own batch rows, or None when they cannot be read
+    that way (an edit that is not a ``WeightEdit`` of Linear/Conv1D parameters, or one already applied).
+
+    A parameter some edits leave alone is read at the model's current value for those edits.
+    """
+    if not edits or not all(isinstance(e, WeightEdit) and not e.applied for e in edits):
+        return None
+    names = sorted({n for e in edits for n in e.new})
+    if not supports(model, names):
+        return None
+    params = dict(model.named_parameters())
+    return RowWeights(model, {n: [e.new.get(n, params[n].detach()) for e in edits] for n in names})
+
+
+@reads_model
+def evaluate_edits(model: nn.Module, tok, cases: Sequence[EditCase], edits: Sequence[Edit],
+                   editor_name: str = "", seconds: Sequence[float] | None = None,
+                   with_lambda: bool = True, batch_size: int = 64) -> list[EditResult]:
+    """``evaluate_edit`` of many independent edits (each of ``cases[i]`` by ``edits[i]``), scored together.
+
+    The probes of all cases are read in shared batches, each row with its own case's edit
+    (``per_edit.RowWeights``); the results equal ``evaluate_edit`` of each case within float tolerance
+    (batch padding). Edits that cannot be read side by side (``side_by_side`` is None: SERAC's
+    wrapper, a parameter that is not a Linear/Conv1D weight) are scored one at a time instead.
+    ``seconds``: each edit's time (NaN when None). Nothing is applied to the model.
+    """
+    seconds = list(seconds) if seconds is not None else [math.nan] * len(cases)
+    rows = side_by_side(model, edits)
+    if rows is None:
+        return [evaluate_edit(model, tok, c, e, editor_name, s, with_lambda) for c, e, s in zip(cases, edits, seconds)]
+    probes = [probes_of(c) for c in cases]
+    flat = [p for ps in probes for p in ps]
+    edit_of_row = [i for i, ps in enumerate(probes) for _ in ps]
+    prompts, answers = [p.prompt for p in flat], [p.answer for p in flat]
+    requests = [c.request for c in cases]
+    pre = teacher_forced(model, tok, prompts, answers, batch_size)
+    nan = torch.full((len(cases),), math.nan)
+    lam_before = lambda_max(model, tok, [r.prompt for r in requests], [r.target_new for r in requests],
+                            batch_size=batch_size) if with_lambda else nan
+    post: list[TokenPrediction] = []
+    lam_after = []
+    with rows:
+        for start in range(0, len(flat), batch_size):
+            rows.edit_of_row = edit_of_row[start:start + batch_size]
+            post += teacher_forced(model, tok, prompts[start:start + batch_size], answers[start:start + batch_size])
+        for start in range(0, len(cases) if with_lambda else 0, batch_size):
+            part = requests[start:start + batch_size]
+            rows.edit_of_row = list(range(start, start + len(part)))
+            lam_after.append(lambda_max(model, tok, [r.prompt for r in part], [r.target_new for r in part]))
+    lam_after_t = torch.cat(lam_after) if lam_after else nan
+    out, at = [], 0
+    for i, (case, edit, ps) in enumerate(zip(cases, edits, probes)):
+        out.append(_result(tok, case, edit, ps, pre[at:at + len(ps)], post[at:at + len(ps)],
+                           (lam_before[i].item(), lam_after_t[i].item()), editor_name, seconds[i]))
+        at += len(ps)
+    return out
 
 
 def edit_and_score(model: nn.Module, tok, editor: Editor, case: EditCase, seed: int | None = None,

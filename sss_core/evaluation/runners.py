@@ -27,7 +27,7 @@ from ..errors import SSSError
 from ..locks import reads_model
 from ..types import LOCALITY_GROUPS, EditCase, EditResult
 from ..world.generate import Fact as WorldFact
-from .metrics import edit_and_score, evaluate_edit, probes_of, teacher_forced
+from .metrics import edit_and_score, evaluate_edit, evaluate_edits, probes_of, teacher_forced
 from .world_locality import world_locality
 
 log = logging.getLogger(__name__)
@@ -117,26 +117,93 @@ WORLD_LISTED = 20  # damaged facts listed by name in a result line's world_damag
 
 def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
                  mode: str = "single", skip: Skip = _never, with_lambda: bool = True,
-                 C: float | None = None, world: Sequence[WorldFact] | None = None) -> Iterator[Outcome]:
+                 C: float | None = None, world: Sequence[WorldFact] | None = None,
+                 edit_batch: int = 1) -> Iterator[Outcome]:
     """Edit, evaluate and revert each case on its own (the paper's default protocol).
 
+    ``edit_batch`` > 1 runs that many independent edits side by side (``edit_side_by_side``): the
+    outcomes equal those of ``edit_batch`` = 1 within float tolerance, each result's ``seconds``
+    is its share of the batch's editing time and ``extra["batch"]`` the batch's size (FT-L).
     ``world``: facts to score before and after each edit (``world_locality``; the unedited model's
     reading is made once per model); each outcome then carries ``WorldLocality.as_dict`` with at
     most ``WORLD_LISTED`` damaged facts named. A world fact the model cannot read fails the case.
     """
-    name = editor.name
-    for case in cases:
-        key = RunKey(name, seed, case.request.case_id, mode)
-        if skip(key):
-            continue
-        try:
-            edit, result = edit_and_score(model, tok, editor, case, case_seed(seed, key.case_id), with_lambda)
-            scored = (None if world is None else
-                      world_locality(model, tok, world, edit, case.request, relation=case.relation))
-        except INPUT_ERRORS as exc:
-            yield _failed(key, case, exc, C=C)
-            continue
-        yield Outcome(key, case, result, C=C, world=None if scored is None else scored.as_dict(WORLD_LISTED))
+    if edit_batch < 1:
+        raise ValueError(f"edit_batch must be at least 1, got {edit_batch}")
+    todo = [(RunKey(editor.name, seed, c.request.case_id, mode), c) for c in cases]
+    todo = [(key, case) for key, case in todo if not skip(key)]
+    for start in range(0, len(todo), edit_batch):
+        group = todo[start:start + edit_batch]
+        with model_lock(model):  # released before yielding: the consumer may take its time
+            made = (edit_side_by_side(model, tok, editor, [c for _, c in group], seed, with_lambda)
+                    if len(group) > 1 else [_edit_one(model, tok, editor, group[0][1], seed, with_lambda)])
+        for (key, case), res in zip(group, made):
+            yield _outcome(model, tok, key, case, res, C, world)
+
+
+def _edit_one(model: nn.Module, tok, editor: Editor, case: EditCase, seed: int,
+              with_lambda: bool) -> tuple[Edit, EditResult] | Exception:
+    """``edit_and_score`` of one case with its seed, or the input error it raised."""
+    try:
+        return edit_and_score(model, tok, editor, case, case_seed(seed, case.request.case_id), with_lambda)
+    except INPUT_ERRORS as exc:
+        return exc
+
+
+def _outcome(model: nn.Module, tok, key: RunKey, case: EditCase, made: tuple[Edit, EditResult] | Exception,
+             C: float | None, world: Sequence[WorldFact] | None) -> Outcome:
+    """The outcome of one scored edit (or of its error), with its world locality when ``world`` is given."""
+    if isinstance(made, Exception):
+        return _failed(key, case, made, C=C)
+    edit, result = made
+    try:
+        scored = None if world is None else world_locality(model, tok, world, edit, case.request,
+                                                           relation=case.relation)
+    except INPUT_ERRORS as exc:
+        return _failed(key, case, exc, C=C)
+    return Outcome(key, case, result, C=C, world=None if scored is None else scored.as_dict(WORLD_LISTED))
+
+
+def edit_side_by_side(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase], seed: int,
+                      with_lambda: bool = True) -> list[tuple[Edit, EditResult] | Exception]:
+    """Independent edits of ``cases`` made and scored together: (edit, result) or the error, per case.
+
+    An editor with ``edit_each`` (FT-L) trains all edits in one batch, each on its own copy of the
+    weights; the others edit one case at a time with the case's seed. The edits are scored together
+    (``evaluate_edits``); if that batch raises an input error (a probe longer than the context),
+    each case is scored alone so that only its own case fails. Hold the model's lock.
+    """
+    requests = [c.request for c in cases]
+    start = time.perf_counter()
+    if hasattr(editor, "edit_each"):
+        made = editor.edit_each(model, tok, requests)
+        share = (time.perf_counter() - start) / len(cases)
+        seconds = [share] * len(cases)
+    else:
+        made, seconds = [], []
+        for req in requests:
+            torch.manual_seed(case_seed(seed, req.case_id))
+            t0 = time.perf_counter()
+            try:
+                made.append(editor.edit(model, tok, [req]))
+            except INPUT_ERRORS as exc:
+                made.append(exc)
+            seconds.append(time.perf_counter() - t0)
+    ok = [i for i, m in enumerate(made) if not isinstance(m, Exception)]
+    try:
+        results = evaluate_edits(model, tok, [cases[i] for i in ok], [made[i] for i in ok], editor.name,
+                                 [seconds[i] for i in ok], with_lambda)
+    except INPUT_ERRORS:
+        results = []
+        for i in ok:
+            try:
+                results.append(evaluate_edit(model, tok, cases[i], made[i], editor.name, seconds[i], with_lambda))
+            except INPUT_ERRORS as exc:
+                results.append(exc)
+    out: list = list(made)
+    for i, res in zip(ok, results):
+        out[i] = res if isinstance(res, Exception) else (made[i], res)
+    return out
 
 
 class HeldEdit(EditBase):
