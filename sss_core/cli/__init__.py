@@ -1,4 +1,4 @@
-"""Command line: ``sss-lab`` or ``python -m sss_core {edit,inspect,lambda,world,train-default,train,bench} ...``.
+"""Command line: ``sss-lab`` or ``python -m sss_core {edit,inspect,lambda,world,train-default,train,bench,damage-distance} ...``.
 
 All argparse and printing lives in this package, one module per subcommand, each with
 ``register(subparsers)`` and ``run(args)``; nothing below the CLI imports it. Errors a user can

@@ -5,7 +5,7 @@ after each edit (``world_locality``), measures each fact's distance from the edi
 unedited model (``--pooling``, ``--metric``, ``--layer``) and writes, in ``--out``:
 
 - ``damage_distance.json``: settings, invocation, bin edges, curves, trends and SSS differences;
-- ``bins.csv``, ``trends.csv``, ``differences.csv``: the same tables;
+- ``bins.csv``, ``trends.csv``, ``differences.csv``: the same tables; ``tables.md``: them in Markdown;
 - ``damage_distance.html``: the figure (plotly);
 - ``readings-EDITOR.csv.gz``: one row per (edit, fact): what the tables are made from (``--resume``
   reads them back instead of editing again).
@@ -128,8 +128,51 @@ def _edit_all(args, lm, cases, space) -> dict:
     return by_editor
 
 
+def _fmt(v, spec: str) -> str:
+    """A number as ``spec``, or "n/a" for None/NaN."""
+    return "n/a" if v is None or v != v else format(v, spec)
+
+
+def _ci(value, lo, hi, spec: str, scale: float = 1.0) -> str:
+    """``value [lo, hi]`` scaled, "n/a" parts where missing."""
+    f = (lambda v: _fmt(None if v is None else v * scale, spec))
+    return f"{f(value)} [{f(lo)}, {f(hi)}]"
+
+
+def markdown_tables(data: dict) -> str:
+    """The curves (one table per damage measure: editors x bins), the trends and the SSS differences as
+    Markdown, from ``DamageDistance.as_dict()``."""
+    edges = data["edges"]
+    head = [f"bin {i + 1}: {edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(len(edges) - 1)]
+    out = []
+    for title, (v, lo, hi, scale, spec) in (
+            ("Share of facts whose top answer changed, % [95% CI]", ("share_changed", "share_lo", "share_hi", 100, ".2f")),
+            ("Mean drop in P(old answer), x 100 [95% CI]", ("mean_drop", "drop_lo", "drop_hi", 100, ".3f"))):
+        out += [f"**{title}** (distance bins nearest first; facts per bin and editor: "
+                f"{', '.join(str(b['facts']) for b in next(iter(data['curves'].values())))})", "",
+                "| editor | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+        out += [f"| {e} | " + " | ".join(_ci(b[v], b[lo], b[hi], spec, scale) for b in bins) + " |"
+                for e, bins in data["curves"].items()]
+        out.append("")
+    out += [f"**Does damage fall with distance?** Spearman rho of distance and damage over all (edit, fact) pairs, "
+            f"95% CI and p from one cluster bootstrap over edits; p (BH): Benjamini-Hochberg over the table's "
+            f"{data['trend_tests']} tests; the hypothesis predicts rho < 0.", "",
+            "| editor | damage | rho [95% CI] | p | p (BH) | verdict |", "|---|---|---|---|---|---|"]
+    out += [f"| {t['editor']} | {t['y']} | {_ci(t['rho'], t['lo'], t['hi'], '+.3f')} | {_fmt(t['p'], '.2g')} | "
+            f"{_fmt(t['p_adjusted'], '.2g')} | {t['verdict']} |" for t in data["trends"]]
+    out += ["", f"**Does SSS lower the curve?** Paired difference per bin, with SSS minus without, on the same edits "
+                f"(share in percentage points, drop x 100); 95% CI = d ± 1.96 se, p from the same cluster bootstrap; "
+                f"p (BH): Benjamini-Hochberg over the table's {data['difference_tests']} tests (rows without p have "
+                f"no spread: every edit gave the same difference).", "",
+            "| editors | damage | bin | difference [95% CI] | p | p (BH) |", "|---|---|---|---|---|---|"]
+    out += [f"| {d['b']} − {d['a']} | {d['measure']} | {d['index'] + 1} | "
+            f"{_ci(d['difference'], d['lo'], d['hi'], '+.3f', 100)} | {_fmt(d['p'], '.2g')} | "
+            f"{_fmt(d['p_adjusted'], '.2g')} |" for d in data["differences"]]
+    return "\n".join(out) + "\n"
+
+
 def _write(args, result, invocation: dict) -> None:
-    """The JSON, the three CSV tables and the figure."""
+    """The JSON, the three CSV tables, their Markdown and the figure."""
     import pandas as pd
 
     from ..damage_figures import damage_distance_figure
@@ -140,6 +183,7 @@ def _write(args, result, invocation: dict) -> None:
     pd.DataFrame([b for bins in data["curves"].values() for b in bins]).to_csv(args.out / "bins.csv", index=False)
     pd.DataFrame(data["trends"]).to_csv(args.out / "trends.csv", index=False)
     pd.DataFrame(data["differences"]).to_csv(args.out / "differences.csv", index=False)
+    (args.out / "tables.md").write_text(markdown_tables(data))
     fig = damage_distance_figure(result.curves, args.metric, args.pooling)
     js = True if args.plotly_js == "inline" else args.plotly_js
     fig.write_html(args.out / "damage_distance.html", include_plotlyjs=js)
@@ -171,4 +215,5 @@ def run(args) -> None:
                              f"python {platform.python_version()}",
                   "seconds": round(time.perf_counter() - start, 1)}
     _write(args, result, invocation)
-    print(f"wrote {args.out}/damage_distance.json, bins.csv, trends.csv, differences.csv, damage_distance.html")
+    print(f"wrote {args.out}/damage_distance.json, bins.csv, trends.csv, differences.csv, tables.md, "
+          "damage_distance.html")

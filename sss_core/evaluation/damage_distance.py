@@ -82,12 +82,15 @@ class FactSpace:
         with model_lock(model):
             self.embeddings = embed_prompts(model, tok, [f.prompt() for f in self.facts], pooling, layer=layer)
 
-    def distances(self, prompt: str) -> np.ndarray:
-        """Distance of ``prompt``'s embedding (the unedited model, embedded alone) from every fact's, (n_facts,)
-        float64, in the facts' order: Euclidean, or 1 - cosine similarity (``nearest_neighbours``)."""
+    def prompt_embedding(self, prompt: str) -> np.ndarray:
+        """``prompt`` embedded alone (a batch of one) as the facts are, on the model as it is now: (d_model,)."""
         with model_lock(self.model):
-            query = embed_prompts(self.model, self.tok, [prompt], self.pooling, batch_size=1, layer=self.layer)
-        return distances_to(self.embeddings, query[0], self.metric)
+            return embed_prompts(self.model, self.tok, [prompt], self.pooling, batch_size=1, layer=self.layer)[0]
+
+    def distances(self, prompt: str) -> np.ndarray:
+        """Distance of ``prompt``'s embedding (``prompt_embedding``) from every fact's, (n_facts,) float64, in the
+        facts' order: Euclidean, or 1 - cosine similarity (``nearest_neighbours``)."""
+        return distances_to(self.embeddings, self.prompt_embedding(prompt), self.metric)
 
 
 def distances_to(points: np.ndarray, query: np.ndarray, metric: str = "euclidean") -> np.ndarray:

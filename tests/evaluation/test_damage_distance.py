@@ -174,3 +174,15 @@ def test_command_refuses_a_folder_run_with_other_settings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["damage-distance", "--editors", "ft-l", "--n", "3", "--out", str(tmp_path)])
     assert "pass --resume" in capsys.readouterr().err
+
+
+def test_markdown_tables_give_each_editors_bins_and_the_number_of_tests():
+    from sss_core.cli.damage_distance import markdown_tables
+
+    one = {"ft-l": [damage("ft-l", "c1", np.arange(1, 11), [1, 1, 1, 0, 0, 1, 0, 0, 0, 0])]}
+    text = markdown_tables(damage_distance(one, bins=2, n_boot=200).as_dict())
+    lo, hi = wilson(3, 5)
+    assert "| editor | bin 1: 1–5.5 | bin 2: 5.5–10 |" in text
+    assert f"| ft-l | 60.00 [{100 * lo:.2f}, {100 * hi:.2f}] | 20.00 [" in text
+    assert "facts per bin and editor: 5, 5" in text
+    assert "Benjamini-Hochberg over the table's 1 tests" in text  # top_changed has a p; the all-zero drops none
