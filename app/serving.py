@@ -342,7 +342,7 @@ class Limit:
 
 
 LIMITS = {
-    "hypothesis_n": Limit("SSS_LAB_MAX_HYPOTHESIS_N", 1000, 100, "world edits per Hypothesis run"),
+    "hypothesis_n": Limit("SSS_LAB_MAX_HYPOTHESIS_N", 200, 100, "world edits per Hypothesis run"),
     "sweep_cs": Limit("SSS_LAB_MAX_SWEEP_CS", 21, 11, "values of C per sweep"),
     "sequential": Limit("SSS_LAB_MAX_SEQUENTIAL", 50, 20, "edits in a sequential history"),
 }

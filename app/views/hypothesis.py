@@ -65,6 +65,7 @@ if source == SOURCES[0]:
     n = int(c2.number_input("World edits (N)", min_value=min(4, n_max), max_value=n_max, step=5, key="hyp_n",
                             help="The first N cases of the world's test split, as `bench --data world --n N`. "
                                  + serving.limit_note("hypothesis_n")))
+    c2.caption(f"N: at most {n_max} ({serving.LIMITS['hypothesis_n'].env})")
     seed = int(c3.number_input("Seed", min_value=0, max_value=99, key="hyp_seed",
                                help="Draws the new targets and probes (as the bench's seed)"))
     k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, key="hyp_k",
@@ -72,24 +73,28 @@ if source == SOURCES[0]:
     choices = [inputs.choice_for(e) for e in editors]
     st.caption("Each editor runs with its Advanced settings from the Edit page (C: the editor's default): "
                + "; ".join(f"**{c.editor}**: {settings_text(c.editor, c.overrides)}" for c in choices))
-    job = state.hypothesis_job()
     b1, b2, b3 = st.columns([1, 1, 4])
     start = b1.button("Run", type="primary", key="hyp_run", disabled=lm is None or not editors)
     start = start or (state.take_link_run() and bool(editors))  # a shared link re-runs the edits it showed
+    failed = False
+    if start and lm is not None:  # the job exists before Stop is drawn, so Stop is enabled while it runs
+        try:
+            state.set_hypothesis_job(HypothesisJob.start(load_cases("world", n, seed),
+                                                         [(c.editor, c.overrides) for c in choices], seed, k))
+        except Exception as exc:  # noqa: BLE001 - shown as a message; the job before it is kept
+            show_error(exc, "Could not start")
+            failed = True
+    job = None if failed else state.hypothesis_job()
+    # Stop and Continue are callbacks: a click during the run reruns the script, which stops the loop below
+    # at its next message to the page (between two edits); the callback runs first and marks the job stopped.
     b2.button("Stop", key="hyp_stop", on_click=state.stop_hypothesis, disabled=job is None or not job.pending)
     b3.button("Continue", key="hyp_continue", on_click=state.resume_hypothesis,
               disabled=job is None or not job.stopped or len(job.records) >= job.total)
     st.caption("Stop takes effect between two edits: the edit under way finishes and is kept, the rest are not "
                "run, and the results so far are shown. Continue runs the rest. Changing a widget while a run is "
                "going also pauses it at the next edit; it then goes on by itself.")
-    if start and lm is not None:
-        try:
-            job = HypothesisJob.start(load_cases("world", n, seed), [(c.editor, c.overrides) for c in choices],
-                                      seed, k)
-            state.set_hypothesis_job(job)
-        except Exception as exc:  # noqa: BLE001 - shown as a message
-            show_error(exc, "Could not start")
-            job = None
+    if start and job is not None and len(job.cases) < n:
+        st.info(f"The world's test split holds {len(job.cases)} facts: N = {len(job.cases)} runs.")
     if job is not None and job.pending and lm is not None:
         bar = st.progress(len(job.records) / job.total, text="Starting")
         queue_box = st.empty()  # "Waiting for the model: ..." while other sessions' edits go first
@@ -106,6 +111,8 @@ if source == SOURCES[0]:
                 show_error(exc, f"{name} failed")
         bar.progress(len(job.records) / job.total, text=f"{len(job.records)} of {job.total} edits in "
                                                         f"{job.seconds:.1f} s")
+        if not job.stopped:
+            st.rerun()  # draw Stop (disabled now) and Continue as they are after the run, not as during it
     if job is not None and job.records:
         if job.stopped and len(job.records) < job.total:
             st.warning(f"Stopped after {len(job.records)} of {job.total} edits; the results below are over those.")

@@ -116,7 +116,7 @@ def test_a_model_outside_the_allowed_list_is_refused_with_the_exact_message(serv
 def test_limits_are_todays_on_localhost_smaller_when_served_and_set_by_the_owner(served, monkeypatch):
     assert [serving.limit(n) for n in ("hypothesis_n", "sweep_cs", "sequential")] == [100, 11, 20]
     monkeypatch.setenv(serving.SERVING_ENV, "local")
-    assert [serving.limit(n) for n in ("hypothesis_n", "sweep_cs", "sequential")] == [1000, 21, 50]
+    assert [serving.limit(n) for n in ("hypothesis_n", "sweep_cs", "sequential")] == [200, 21, 50]
     monkeypatch.setenv("SSS_LAB_MAX_HYPOTHESIS_N", "40")
     monkeypatch.setenv("SSS_LAB_MAX_SWEEP_CS", "many")  # not a number: the default, and a warning in the log
     assert serving.limit("hypothesis_n") == 40 and serving.limit("sweep_cs") == 21

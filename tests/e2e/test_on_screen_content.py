@@ -73,3 +73,36 @@ def test_projection_rings_the_neighbours_visibly_as_the_caption_says(server, new
     words = page.locator('[data-testid="stMarkdownContainer"]', has_text="Nearest neighbours of").inner_text()
     assert "marked in the plot: grey squares before, black circles after" in words, words
     assert_no_traceback(page)
+
+
+def test_hypothesis_stop_is_usable_during_a_run_and_keeps_the_edits_made(server, new_page):
+    from app import serving
+
+    page = new_page()
+    page.goto(server.url + "/hypothesis")
+    page.get_by_role("heading", level=1, name="The sparse-space hypothesis", exact=True).wait_for()
+    wait_idle(page)
+    n_max = serving.limit("hypothesis_n")
+    n = page.get_by_label("World edits (N)", exact=True)
+    assert n.get_attribute("max") == str(n_max) == "200"
+    assert page.get_by_text(f"N: at most {n_max} (SSS_LAB_MAX_HYPOTHESIS_N)", exact=True).count() == 1
+    n.fill(str(n_max))  # 2 editors x 200 edits: about 2 minutes here, long enough to press Stop in
+    n.press("Enter")
+    wait_idle(page)
+    total = 2 * n_max
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    assert stop.is_disabled()  # nothing runs yet
+    page.get_by_role("button", name="Run", exact=True).click()
+    # the progress bar's text while the run goes on: Stop is enabled then
+    page.get_by_text(re.compile(rf"^[1-9]\d* of {total} edits: ")).wait_for(timeout=180_000)
+    assert stop.is_enabled()
+    stop.click()
+    warning = page.locator('[data-testid="stAlert"]', has_text="Stopped after")
+    warning.wait_for(timeout=120_000)
+    wait_idle(page)
+    done = int(re.search(rf"Stopped after (\d+) of {total} edits; the results below are over those\.",
+                         warning.inner_text()).group(1))
+    assert 1 <= done < total
+    assert stop.is_disabled() and page.get_by_role("button", name="Continue", exact=True).is_enabled()
+    assert page.locator(".st-key-hyp-verdicts").count() == 1  # the results over the edits made are shown
+    assert_no_traceback(page)
