@@ -202,8 +202,10 @@ def _projection_layout(fig: go.Figure, title: str, height: int, colour: Colourin
     legend = ("hollow = before, filled = after:" if colour is None
               else "hollow = before, filled = after; colour:")
     fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      legend=dict(title=legend, itemsizing="constant", orientation="h", yanchor="top", y=-0.08,
-                                  xanchor="left", x=0), hovermode="closest")
+                      # the legend's title above its items: beside them, plotly wraps the items as if it took
+                      # no room, and the last item runs past the figure's right edge
+                      legend=dict(title=dict(text=legend, side="top"), itemsizing="constant", orientation="h",
+                                  yanchor="top", y=-0.08, xanchor="left", x=0), hovermode="closest")
     if colour is not None:
         fig.update_layout(coloraxis=_colour_values(colour)[2])
     for col in range(1, columns + 1):
@@ -243,9 +245,11 @@ def delta_norm_figure(norms: Mapping[str, float], title: str = "Weight change pe
     names = list(norms)
     fig = go.Figure(go.Bar(x=[norms[k] for k in names], y=names, orientation="h", marker_color="#0072B2",
                            hovertemplate="%{y}<br>||ΔW|| = %{x:.4g}<extra></extra>"))
-    fig.update_layout(title=title, height=max(160, 60 + 28 * len(names)), margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="||ΔW|| (Frobenius)")
-    fig.update_yaxes(autorange="reversed")
+    # automargin: the margins grow to hold the parameter names and the axis title (a fixed 10 px margin
+    # clipped "transformer.h.0.mlp.c_proj.weight" to "ht" in a page of its own)
+    fig.update_layout(title=title, height=max(220, 130 + 28 * len(names)), margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(title=dict(text="||ΔW|| (Frobenius)", standoff=8), automargin=True))
+    fig.update_yaxes(autorange="reversed", automargin=True)
     return fig
 
 
@@ -333,7 +337,11 @@ def sequential_figure(n: Sequence[int], series: Mapping[str, Sequence[float]],
 HYPOTHESIS_X = {"lambda_max_before": "λ_max before the edit (log scale; ‖∇_h J‖², J in nats)",
                 "knn_distance": "kNN distance of the edit prompt (mean euclidean distance to its k nearest "
                                 "world prompts, hidden-state units)"}
-DAMAGE_TITLE = "damage = 1 − locality (share of neighbour tokens changed)"
+# the axis titles of the hypothesis scatter, broken into lines that fit a panel half a page wide
+HYPOTHESIS_AXIS_TITLES = {"lambda_max_before": "λ_max before the edit<br>(log scale; ‖∇_h J‖², J in nats)",
+                          "knn_distance": "kNN distance of the edit prompt<br>(mean euclidean distance to its k "
+                                          "nearest<br>world prompts, hidden-state units)",
+                          "locality_drop": "damage<br>(1 − locality)"}
 GL_POINTS = 2000  # more points than this in one trace: WebGL (an SVG scatter of 10 000 points is slow)
 
 
@@ -367,11 +375,13 @@ def hypothesis_scatter(rows, x_columns: Sequence[str], rho: Mapping[tuple[str, s
                 text=[f"{p} → {t}" for p, t in zip(ok["prompt"], ok["target_new"])],
                 hovertemplate=(f"<b>{editor}</b><br>%{{text}}<br>{x} = %{{x:.3g}}<br>damage = %{{y:.3f}}"
                                "<extra>click: open in the Edit view</extra>")), row=i, col=j)
-            fig.update_xaxes(title_text=HYPOTHESIS_X[x] if i == len(editors) else None,
+            fig.update_xaxes(title_text=HYPOTHESIS_AXIS_TITLES[x] if i == len(editors) else None,
                              type="log" if x == "lambda_max_before" else None, row=i, col=j,
-                             exponentformat="power")
-            fig.update_yaxes(title_text=DAMAGE_TITLE if j == 1 else None, row=i, col=j)
-    fig.update_layout(title=title, height=160 + 300 * max(1, len(editors)), margin=dict(l=10, r=10, t=70, b=10),
+                             exponentformat="power", automargin=True,
+                             **(log_ticks(rows[x]) if x == "lambda_max_before" else {}))
+            fig.update_yaxes(title_text=HYPOTHESIS_AXIS_TITLES["locality_drop"] if j == 1 else None, row=i, col=j,
+                             automargin=True)
+    fig.update_layout(title=title, height=200 + 300 * max(1, len(editors)), margin=dict(l=10, r=10, t=70, b=10),
                       legend=dict(orientation="h", y=-0.08), clickmode="event+select", hovermode="closest")
     return fig
 
@@ -435,10 +445,11 @@ def trajectory_figure(histories: Mapping[str, Sequence[Mapping[str, float]]],
         if any(v is not None and not math.isnan(v) for v in sss):
             fig.add_trace(go.Scatter(x=x, y=sss, mode="lines+markers", name=f"{name}: SSS term", yaxis="y2",
                                      line=dict(color=colour, dash="dot")))
+    sss_values = [s.get("sss") for steps in histories.values() for s in steps]
     fig.update_layout(title=title, height=380, xaxis_title="optimisation step",
                       yaxis=dict(title="edit loss (NLL of the new target, nats)"),
                       yaxis2=dict(title="SSS term (λ_max, log scale)", overlaying="y", side="right", type="log",
-                                  showgrid=False, exponentformat="power"),
+                                  showgrid=False, exponentformat="power", **log_ticks(sss_values)),
                       legend=dict(orientation="h", y=-0.25), margin=dict(l=10, r=10, t=40, b=10))
     return fig
 

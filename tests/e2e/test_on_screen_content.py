@@ -106,3 +106,125 @@ def test_hypothesis_stop_is_usable_during_a_run_and_keeps_the_edits_made(server,
     assert stop.is_disabled() and page.get_by_role("button", name="Continue", exact=True).is_enabled()
     assert page.locator(".st-key-hyp-verdicts").count() == 1  # the results over the edits made are shown
     assert_no_traceback(page)
+
+
+# The boxes (page coordinates) of an SVG chart's axis titles and tick labels, and of the chart itself.
+AXIS_BOXES = """el => {
+    const box = e => { const r = e.getBoundingClientRect(); return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; };
+    const titles = Array.from(el.querySelectorAll('.infolayer text'))
+        .filter(t => /^[xy]\\d*title$/.test(t.getAttribute('class') || ''))
+        .map(t => ({axis: t.getAttribute('class'), text: t.textContent, ...box(t)}));
+    const ticks = Array.from(el.querySelectorAll('g > text'))
+        .filter(t => /^[xy]\d*tick$/.test(t.parentNode.getAttribute('class') || ''))
+        .map(t => ({axis: t.parentNode.getAttribute('class'), text: t.textContent, ...box(t)}));
+    return {chart: box(el.querySelector('.main-svg')), titles, ticks};
+}"""
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"] and b["y0"] < a["y1"]
+
+
+def _inside(a: dict, chart: dict) -> bool:
+    return chart["x0"] <= a["x0"] and a["x1"] <= chart["x1"] and chart["y0"] <= a["y0"] and a["y1"] <= chart["y1"]
+
+
+def _wide_page(browser):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    page.set_default_timeout(180_000)
+    return ctx, page
+
+
+def test_trajectory_log_axis_reads_powers_of_ten(browser, server):
+    ctx, page = _wide_page(browser)
+    try:
+        page.goto(server.url + "/compare")
+        page.get_by_role("heading", level=1, name="Compare two edits", exact=True).wait_for()
+        wait_idle(page)
+        page.get_by_role("button", name="Run both").click()
+        chart = page.locator('[data-testid="stPlotlyChart"]', has=page.locator(
+            ".gtitle", has_text="Optimisation per step: edit loss and SSS term"))
+        chart.locator(".scatterlayer .trace").first.wait_for(timeout=240_000)
+        wait_idle(page, timeout=240_000)
+        ticks = [t["text"] for t in chart.evaluate(AXIS_BOXES)["ticks"] if t["axis"] == "y2tick"]
+        assert len(ticks) >= 2 and all(re.fullmatch(r"1e-?\d+", t) for t in ticks), ticks
+        exponents = [int(t[2:]) for t in ticks]
+        assert exponents == list(range(exponents[0], exponents[0] + len(ticks)))  # one per decade, in order
+    finally:
+        ctx.close()
+
+
+def test_hypothesis_scatter_axis_titles_do_not_collide_or_clip(browser, server):
+    ctx, page = _wide_page(browser)
+    try:
+        page.goto(server.url + "/hypothesis")
+        page.get_by_role("heading", level=1, name="The sparse-space hypothesis", exact=True).wait_for()
+        wait_idle(page)
+        n = page.get_by_label("World edits (N)", exact=True)
+        n.fill("6")
+        n.press("Enter")
+        wait_idle(page)
+        page.get_by_role("button", name="Run", exact=True).click()
+        chart = page.locator('.st-key-hyp-scatter-12 [data-testid="stPlotlyChart"]')
+        chart.locator(".scatterlayer .point").first.wait_for(timeout=240_000)
+        wait_idle(page)
+        boxes = chart.evaluate(AXIS_BOXES)
+        titles = boxes["titles"]
+        assert sorted(t["text"] for t in titles) == sorted(
+            ["damage(1 − locality)"] * 2 + ["λ_max before the edit(log scale; ‖∇_h J‖², J in nats)",
+             "kNN distance of the edit prompt(mean euclidean distance to its k nearestworld prompts, "
+             "hidden-state units)"]), titles
+        for i, a in enumerate(titles):
+            assert _inside(a, boxes["chart"]), (a, boxes["chart"])
+            for b in titles[i + 1:]:
+                assert not _overlap(a, b), (a, b)
+            for t in boxes["ticks"]:
+                assert not _overlap(a, t), (a, t)
+    finally:
+        ctx.close()
+
+
+def _download(page, button: str, tmp_path) -> str:
+    with page.expect_download() as info:
+        page.get_by_role("button", name=button, exact=True).click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    return path.as_uri()
+
+
+def test_weight_delta_and_projection_exports_show_whole_labels_and_a_title(browser, server, tmp_path):
+    ctx, page = _wide_page(browser)
+    try:
+        page.goto(server.url + "/?editor=ft-l")
+        page.get_by_role("button", name="Run edit").click()
+        page.get_by_role("button", name="Weight delta (HTML)", exact=True).wait_for(timeout=180_000)
+        wait_idle(page)
+        delta_page, projection_page = (_download(page, f"{name} (HTML)", tmp_path)
+                                       for name in ("Weight delta", "Projection"))
+        page.set_viewport_size({"width": 1200, "height": 900})
+        page.goto(delta_page)
+        page.locator(".main-svg").first.wait_for()
+        boxes = page.locator(".js-plotly-plot").evaluate(AXIS_BOXES)
+        names = [t for t in boxes["ticks"] if t["axis"] == "ytick"]
+        assert [t["text"] for t in names] == ["transformer.h.0.mlp.c_proj.weight"]  # the shipped FT-L's layer
+        assert all(_inside(t, boxes["chart"]) for t in names), names
+        (title,) = [t for t in boxes["titles"] if t["axis"] == "xtitle"]
+        assert title["text"] == "||ΔW|| (Frobenius)"
+        assert not any(_overlap(title, t) for t in boxes["ticks"]), boxes
+
+        page.goto(projection_page)
+        page.locator(".main-svg").first.wait_for()
+        plot = page.locator(".js-plotly-plot")
+        assert plot.locator(".gtitle").text_content().startswith("SSS Lab: projection, ft-l")
+        chart = plot.evaluate(AXIS_BOXES)["chart"]
+        legend = plot.evaluate("""el => Array.from(el.querySelectorAll('.legend .traces')).map(t => {
+            const r = t.getBoundingClientRect(); return {text: t.textContent, x0: r.left, x1: r.right, y0: r.top,
+                                                        y1: r.bottom}; })""")
+        texts = [e["text"] for e in legend]
+        assert {"edit prompt", "paraphrase", "neighbour", "background (other facts)"} <= set(texts), texts
+        for entry in legend:  # every entry whole, inside the figure (the last one ran past 1200 px)
+            assert _inside(entry, chart), (entry, chart)
+        assert plot.locator(".legendtitletext").text_content() == "hollow = before, filled = after:"
+    finally:
+        ctx.close()
