@@ -139,9 +139,34 @@ def test_single_edits_in_batches_equal_one_at_a_time(default_lm, world_cases, ed
         assert a.result.metrics == b.result.metrics
         assert [p.score for p in a.result.probes] == [p.score for p in b.result.probes]
         assert a.result.lambda_max_after == pytest.approx(b.result.lambda_max_after, rel=1e-3)
-    assert [o.result.extra.get("batch") for o in four] == ([4] * 4 + [2] * 2 if editor == "ft-l" else [None] * 6)
+    assert [o.result.extra.get("batch") for o in four] == [4] * 4 + [2] * 2
 
 
 def test_edit_batch_below_one_is_refused(default_lm, world_cases):
     with pytest.raises(ValueError, match="edit_batch must be at least 1"):
         next(single_edits(default_lm.model, default_lm.tok, make_editor("ft-l"), world_cases, 0, edit_batch=0))
+
+
+def test_bench_edit_batch_flag_gives_the_results_of_one_at_a_time(tmp_path, capsys):
+    """The bench's default for FT-L (the registry's 5) and --edit-batch 1 store the same scores; the run log
+    names the flag; --edit-batch 0 exits 2."""
+    import json
+
+    from sss_core.cli import main
+    from sss_core.editors import EDITORS
+    assert EDITORS["ft-l"].edit_batch == 5 and EDITORS["rome"].edit_batch == 1
+    base = ["bench", "--editors", "ft-l", "--data", "world", "--n", "7", "--seeds", "1", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert main([*base, "--out", str(tmp_path / "one"), "--edit-batch", "1"]) == 0
+
+    def rows(folder):
+        return {r["case_id"]: r for r in map(json.loads, (tmp_path / folder / "results.jsonl").read_text().splitlines())}
+    default, one = rows("default"), rows("one")
+    assert len(default) == 7 and default.keys() == one.keys()
+    assert all(default[k]["metrics"] == one[k]["metrics"] for k in one)
+    assert [default[k]["extra"].get("batch") for k in sorted(default)].count(5) == 5  # 7 cases: a 5 and a 2
+    run = json.loads((tmp_path / "one" / "config.json").read_text())["runs"][0]
+    assert "--edit-batch 1" in run["command"] and run["config"]["edit_batch"] == 1
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--out", str(tmp_path / "bad"), "--edit-batch", "0"])
+    assert exc.value.code == 2 and "expected a whole number >= 1, got 0" in capsys.readouterr().err

@@ -46,6 +46,11 @@ def register(sub) -> None:
                    help="single edits also read every fact of the built-in world before and after the edit and "
                         "store the share whose top answer did not change (world locality) with a damage summary; "
                         "about +2.4 s per edit on the shipped model on one thread (docs/performance.md)")
+    p.add_argument("--edit-batch", type=positive_int, default=None,
+                   help="single edits (and the C sweep's) made side by side, each on its own copy of the edited "
+                        "weights, with results equal to one at a time within float tolerance (FT-L and ROME "
+                        "train them together; every editor's probes are scored together); 1 = one at a time. "
+                        "Default: each editor's, chosen by measurement (5 for FT-L, 1 for the others; docs/performance.md)")
     p.add_argument("--knn", type=positive_int, default=10, help="k of the local-density measure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor setting, every editor")
     p.add_argument("--threads", type=positive_int, default=1,
@@ -85,6 +90,7 @@ def _argv(cfg, args) -> list[str]:
     argv += ["--device-map", cfg.device_map] if cfg.device_map else []
     argv += ["--workers", str(cfg.workers)] if cfg.workers > 1 else []
     argv += ["--world-locality"] if cfg.world_locality else []
+    argv += ["--edit-batch", str(cfg.edit_batch)] if cfg.edit_batch is not None else []
     argv += ["--ray", *([args.ray] if args.ray else [])] if args.ray is not None else []
     argv += ["--actors", str(args.actors)] if args.actors else []
     return argv + (["--resume"] if args.resume else [])
@@ -129,7 +135,8 @@ def run(args) -> None:
                       max_data_mb=args.max_data_mb, skip_invalid=args.skip_invalid,
                       settings=parse_settings(args.set), knn=args.knn, model=args.model, device=args.device,
                       dtype=args.dtype, device_map=args.device_map, plotly_js=args.plotly_js, workers=args.workers,
-                      world_locality=args.world_locality)
+                      world_locality=args.world_locality,
+                      **({"edit_batch": args.edit_batch} if args.edit_batch else {}))
     # the exact command line when run as ``python -m sss_core``; an equivalent one when called in-process
     argv = sys.argv[1:] if Path(sys.argv[0]).name == "__main__.py" and "bench" in sys.argv else _argv(cfg, args)
     command = "python -m sss_core " + shlex.join(argv)

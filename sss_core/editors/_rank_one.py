@@ -322,7 +322,9 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     delta in place (the others' later deltas may have moved a frozen one, e.g. two facts about one
     subject); the optimisation stops only when such a full step finds all of them below the bar.
     After each step the change at the subject token is clamped to clamp_norm_factor * ||output||.
-    Returns deltas (n_requests, d_out) float32 and info (steps; final NLL and ||delta|| per request).
+    Returns deltas (n_requests, d_out) float32 and info: "v_steps" (forward passes), "v_steps_each"
+    (per request, the passes it took part in before it froze; rechecks not counted), final
+    "v_nll" and "delta_norms" per request.
     """
     n, device = rows.n_requests, rows.lookup.device
     if spread is None:
@@ -340,6 +342,8 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     if s.kl_factor > 0 and int(rows.is_kl.sum()) != n:
         raise ValueError("kl_factor > 0 needs one KL row per request: build the rows with a kl_prompt")
     active = torch.ones(n, dtype=torch.bool, device=device)
+    steps_each = torch.zeros(n, dtype=torch.long)
+    recheck = False  # this step only checks frozen requests again
     final_nll = torch.zeros(n, device=device)
     delta: torch.Tensor | None = None
     ref_norm: torch.Tensor | None = None  # (n,) ||output|| at the subject before the edit
@@ -361,6 +365,9 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     with patch_output(model, module, add_delta), torch.enable_grad():
         for step in range(s.steps):
             full_pass = bool(active.all())  # every request's rows are in this step
+            if not recheck:
+                steps_each += active.cpu().long()
+            recheck = False
             idx = (use_rows & active[rows.owner]).nonzero()[:, 0]  # rows of the requests still active
             width = int(lengths[idx].max())
             ids = rows.batch.input_ids[idx, :width]
@@ -396,6 +403,7 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
                 # requests frozen earlier were since moved by the others' deltas (through the update's
                 # spread): check every request again, with every delta in place, before stopping
                 active = torch.ones_like(active)
+                recheck = True
                 continue
             if opt is None:
                 opt = torch.optim.Adam([delta], lr=s.lr)
@@ -409,7 +417,8 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
                 delta.copy_(torch.where(active[:, None], delta, keep))  # frozen requests keep their delta
     delta = delta.detach().float()
     log.debug("delta optimisation: %d steps, final NLL %s", step + 1, final_nll.tolist())
-    return delta, {"v_steps": step + 1, "v_nll": final_nll.tolist(), "delta_norms": delta.norm(dim=-1).tolist()}
+    return delta, {"v_steps": step + 1, "v_steps_each": steps_each.tolist(), "v_nll": final_nll.tolist(),
+                   "delta_norms": delta.norm(dim=-1).tolist()}
 
 
 @torch.no_grad()

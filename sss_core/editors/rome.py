@@ -21,11 +21,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import RequestError
+from ..errors import RequestError, SSSError
 from ..models import arch_spec
 from ..types import EditRequest
 from . import _rank_one as R1
 from .base import WeightEdit, model_lock
+from .per_edit import RowWeights
 from .settings import block_index
 from .stats import key_second_moment, moment_paths
 
@@ -149,3 +150,67 @@ class ROME:
                           info={"layer": layer, "steps": sum(i["v_steps"] for i in infos), "v_nll": nll_after,
                                 "v_nll_optimised": [x for i in infos for x in i["v_nll"]],
                                 "delta_norms": [x for i in infos for x in i["delta_norms"]], "seconds": seconds})
+
+    def edit_each(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> list[WeightEdit | SSSError]:
+        """One independent edit per request, as ``edit(model, tok, [r])`` each, their deltas optimised together.
+
+        Every edit starts from the unedited weights: its key k*, its vector a (dW = delta a^T) and its
+        delta are its own (``optimise_deltas`` with each request's rows seeing only its own delta), so
+        the batch changes how fast they are made, not what they are (within float tolerance: the
+        rows are padded together). Returns, in order, a ``WeightEdit`` (``info["batch"]``: how many
+        edits shared the batch) or the RequestError of a request that cannot be edited.
+        """
+        cfg = self.config
+        layer = block_index(model, cfg.layer, "layer")
+        R1.check_supported(model)
+        module = arch_spec(model).mlp_out_name(model, layer)
+        kl_prompt = cfg.kl_prompt if cfg.kl_factor > 0 else None
+        out: list[WeightEdit | SSSError | None] = [None] * len(requests)
+        with model_lock(model):
+            prefixes = self._prefixes.get(model, tok)
+            good = []
+            for i, r in enumerate(requests):
+                try:
+                    R1.build_rows(model, tok, [r], prefixes, kl_prompt)  # the checks of edit()
+                    good.append(i)
+                except SSSError as exc:
+                    out[i] = exc
+            if good:
+                made = self._side_by_side(model, tok, [requests[i] for i in good], prefixes, layer, module)
+                for i, edit in zip(good, made):
+                    out[i] = edit
+        return out
+
+    def _side_by_side(self, model: nn.Module, tok, requests: Sequence[EditRequest], prefixes: Sequence[str],
+                      layer: int, module: str) -> list[WeightEdit]:
+        """The independent edits of ``requests`` (all valid), made in one batch; hold the model's lock."""
+        cfg = self.config
+        spec = arch_spec(model)
+        pname = module + ".weight"
+        start = time.perf_counter()
+        rows = R1.build_rows(model, tok, requests, prefixes, cfg.kl_prompt if cfg.kl_factor > 0 else None)
+        base = dict(model.named_parameters())[pname].detach().clone()
+        solver = self._solver(model, tok, layer, base.device)
+        inputs = R1.record(model, rows, inputs_of=[module])[0][module]  # (rows, tokens, d_in), unedited
+        keys = R1.at_subject(inputs, rows)  # (n, d_in): each request's k*
+        A = torch.stack([R1.rank_one_vector(solver, k, cfg.mom2_update_weight) for k in keys])  # (n, d_in)
+        spread = None
+        if cfg.v_through_update:  # each row receives only its own request's update
+            own = nn.functional.one_hot(rows.owner, len(requests)).to(inputs.dtype)  # (rows, n)
+            spread = R1.update_spread(inputs, rows, A.float()) * own[:, None, :]
+        deltas, info = R1.optimise_deltas(model, rows, module, cfg.delta_settings(), spread)
+        news = []
+        for delta, a in zip(deltas, A):
+            new = base.clone()
+            R1.add_to_weight(spec, new, torch.outer(delta.double(), a))
+            news.append(new)
+        prompt = ~rows.is_kl
+        with RowWeights(model, {pname: news}) as per_edit:
+            per_edit.edit_of_row = rows.owner[prompt]
+            nll_after = R1.target_nll_after(model, rows)  # each request on its own edit
+        seconds = (time.perf_counter() - start) / len(requests)
+        return [WeightEdit(model, {pname: new}, {pname: base},
+                           info={"layer": layer, "steps": info["v_steps_each"][i], "v_nll": [nll_after[i]],
+                                 "v_nll_optimised": [info["v_nll"][i]], "delta_norms": [info["delta_norms"][i]],
+                                 "seconds": seconds, "batch": len(requests)})
+                for i, new in enumerate(news)]

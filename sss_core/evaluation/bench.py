@@ -78,6 +78,8 @@ class BenchConfig:
     plotly_js: str = "directory"  # "directory" (one plotly.min.js beside the pages) or "inline"; both work offline
     workers: int = 1  # processes sharing the jobs (each loads its own copy of the model)
     world_locality: bool = False  # single edits also score every world fact before and after (world_locality.py)
+    edit_batch: int | None = None  # single edits (and the C sweep's) made side by side; None: each editor's
+    # registry default (EditorSpec.edit_batch, chosen by measurement)
 
     def validate(self) -> BenchConfig:
         """Check every field; returns self. Raises RequestError naming the flag to fix."""
@@ -96,11 +98,16 @@ class BenchConfig:
                 raise RequestError(f"{name} is a trained editor whose C is its checkpoint's: none of the sweep's C "
                                    f"values has a checkpoint (shipped: C = {have}); add one of them to --sweep-values")
         if (self.seeds < 1 or self.workers < 1 or (self.n is not None and self.n < 1)
-                or any(s < 1 for s in self.seq_sizes) or self.batch_size < 1):
-            raise RequestError("--n, --seeds, --seq-sizes, --batch-size and --workers must be positive")
+                or any(s < 1 for s in self.seq_sizes) or self.batch_size < 1
+                or (self.edit_batch is not None and self.edit_batch < 1)):
+            raise RequestError("--n, --seeds, --seq-sizes, --batch-size, --edit-batch and --workers must be positive")
         if any(not 0.0 <= c <= 1.0 for c in self.sweep_values):
             raise RequestError("C values of the sweep must be in [0, 1]")
         return self
+
+    def edit_batch_of(self, editor: str) -> int:
+        """How many of ``editor``'s single edits are made side by side: ``edit_batch``, else its registry default."""
+        return self.edit_batch if self.edit_batch is not None else EDITORS[editor].edit_batch
 
     @property
     def sweep_editors(self) -> list[str]:
@@ -234,7 +241,8 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                     keys = [RunKey(name, seed, c.request.case_id, "single") for c in block]
                     jobs.append(_job(f"{name} seed {seed} single", keys, block, editor,
                                      lambda e=editor, c=block, s=seed: single_edits(model, tok, e, c, s, skip=skip,
-                                                                                    world=world),
+                                                                                    world=world,
+                                                                                    edit_batch=cfg.edit_batch_of(e.name)),
                                      measure=True, measures={"world_locality": True} if world else None))
             if "sequential" in cfg.modes:
                 for n in cfg.seq_sizes:
@@ -258,7 +266,8 @@ def plan(cfg: BenchConfig, lm, cases_by_seed: dict[int, list[EditCase]], skip) -
                     keys = [RunKey(name, seed, c.request.case_id, mode) for c in chunk]
                     jobs.append(_job(f"{name} seed {seed} C={C:g}", keys, chunk, editor,
                                      lambda e=editor, c=chunk, s=seed, m=mode, C=C:
-                                     single_edits(model, tok, e, c, s, mode=m, skip=skip, C=C, with_lambda=False),
+                                     single_edits(model, tok, e, c, s, mode=m, skip=skip, C=C, with_lambda=False,
+                                                  edit_batch=cfg.edit_batch_of(e.name)),
                                      checkpoint=_checkpoint_of(editor)))
     return jobs
 
