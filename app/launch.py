@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -79,11 +80,26 @@ def address_of(args: list[str]) -> str | None:
     return address
 
 
+def _preload() -> None:
+    """Import the editing core, load the default model and start its warm-up while the server starts.
+
+    Runs in a background thread of the launcher: the first page then finds the modules imported and
+    the model in ``resources``' process-wide cache (a session asking for it meanwhile waits for this
+    load instead of starting its own). A failure is only logged: the page loads and reports it itself.
+    """
+    try:
+        from app import resources
+        resources.get_model("default")
+        resources.prewarm("default")
+    except Exception as exc:  # noqa: BLE001 - the page shows a load failure with its reason
+        print(f"sss-lab-app: the default model was not preloaded ({exc}); the first page loads it", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app in this process until it is stopped (Ctrl+C); returns streamlit's exit status.
 
     Served beyond this machine, it first prints what the server protects and what it does not
-    (``serving.served_summary``).
+    (``serving.served_summary``). The default model is loaded in the background meanwhile (``_preload``).
     """
     from streamlit.web import cli as streamlit_cli  # here: importing streamlit starts its config machinery
 
@@ -93,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = serving.served_summary(address_of(args))
     if summary:
         print(summary, file=sys.stderr)
+    threading.Thread(target=_preload, name="model-preload", daemon=True).start()
     try:
         streamlit_cli.main(args=args, prog_name="streamlit", standalone_mode=True)
     except SystemExit as exc:  # click ends with SystemExit(code) in standalone mode

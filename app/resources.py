@@ -19,6 +19,9 @@ import torch
 
 from app import serving
 from sss_core.analysis import analyse_edit
+from sss_core.editors.memit import MEMITConfig
+from sss_core.editors.rome import ROMEConfig
+from sss_core.editors.stats import key_second_moments
 from sss_core.evaluation.presets import presets
 from sss_core.models import DEFAULT_MODEL, LoadedModel, load_model
 from sss_core.projection import project, warm_up_umap
@@ -27,7 +30,7 @@ from sss_core.types import EditCase
 log = logging.getLogger(__name__)
 N_PRESETS = 60
 N_BACKGROUND = 30
-WARMUP_ENV = "SSS_LAB_UMAP_WARMUP"  # "0" turns the start-up UMAP warm-up off (the app tests do)
+WARMUP_ENV = "SSS_LAB_UMAP_WARMUP"  # "0" turns the start-up warm-ups off (UMAP, edit, key statistics; the app tests do)
 MODEL_ENV = "SSS_LAB_MODEL"  # what "default" means when set (a folder or hub name); else the shipped model
 THREADS_ENV = "SSS_LAB_TORCH_THREADS"  # CPU threads for torch: a number, or "auto" (the default)
 TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before the app changes it, for models that want the default
@@ -81,30 +84,65 @@ def _load_model(name: str) -> LoadedModel:
     return lm
 
 
-@st.cache_resource(show_spinner="Warming up (one tiny edit, once per model)...")
-def prewarm(name: str) -> float:
-    """One tiny edit and one figure, so the user's first Run pays no first-call costs. Returns seconds.
+def _warm_edit(lm: LoadedModel) -> None:
+    """One tiny edit and one figure, so the user's first Run pays no first-call costs.
 
     The first autograd double backward, the first plotly figure and the first DataFrame conversion
-    in a process each cost seconds; paying them when the page loads keeps Run -> results short.
+    in a process each cost seconds. The edit holds the model's lock for about a second.
     """
     import pandas as pd
     import plotly.graph_objects as go
 
-    start = time.perf_counter()
+    run = analyse_edit(lm, "ft-l+sss", {"steps": 2}, preset_cases()[0], background_prompts()[:4])
+    emb = run.embeddings["last"]
+    proj = project(emb.before, emb.after)
+    go.Figure(go.Scatter(x=proj.before[:, 0], y=proj.before[:, 1])).to_json()
+    pd.DataFrame([r.as_dict() for r in run.rows]).to_string()
+
+
+def _warm_statistics(lm: LoadedModel) -> None:
+    """ROME's and MEMIT's key statistics C at their default layers, computed once per machine and cached
+    on disk (about 10 s on one CPU thread for the shipped model): then no user's first ROME or MEMIT
+    edit waits for them. The model's lock is taken per batch, so edits of other sessions go on meanwhile."""
+    for cfg, layers in ((ROMEConfig(), [ROMEConfig().layer]), (MEMITConfig(), list(MEMITConfig().layers))):
+        key_second_moments(lm.model, lm.tok, layers, texts=cfg.mom2_text, n_samples=cfg.mom2_n_samples,
+                           cache_dir=cfg.stats_dir)
+
+
+def _prewarm_body(lm: LoadedModel, w: WarmUp) -> None:
+    """The warm-up thread: the tiny edit, then the key statistics; records the seconds or the error in ``w``."""
+    try:
+        _warm_edit(lm)
+        _warm_statistics(lm)
+        w.seconds = time.time() - w.started
+        log.info("warm-up (edit and key statistics) took %.2fs", w.seconds)
+    except Exception as exc:  # noqa: BLE001 - e.g. a model FT-L cannot edit: only the first run is slower
+        w.error = str(exc)
+        log.info("warm-up skipped for %s: %s", lm.name, exc)
+    finally:
+        w.done.set()
+
+
+@st.cache_resource(show_spinner=False)
+def prewarm(name: str) -> "WarmUp":
+    """Start warming model ``name`` up in a background thread, once per model and process; never raises.
+
+    The page does not wait for it (first paint and the form come at once); a Run pressed meanwhile
+    waits at most for the tiny edit's lock. $SSS_LAB_UMAP_WARMUP=0 turns it off (the app tests do).
+    """
+    w = WarmUp()
+    if os.environ.get(WARMUP_ENV, "1") == "0":
+        w.error = f"disabled by {WARMUP_ENV}=0"
+        w.done.set()
+        return w
     try:
         lm = get_model(name)
-        run = analyse_edit(lm, "ft-l+sss", {"steps": 2}, preset_cases()[0], background_prompts()[:4])
-        emb = run.embeddings["last"]
-        proj = project(emb.before, emb.after)
-        go.Figure(go.Scatter(x=proj.before[:, 0], y=proj.before[:, 1])).to_json()
-        pd.DataFrame([r.as_dict() for r in run.rows]).to_string()
-    except Exception as exc:  # noqa: BLE001 - e.g. a model FT-L cannot edit; cached, so tried once
-        log.info("warm-up skipped for %s: %s", name, exc)
-        return float("nan")
-    seconds = time.perf_counter() - start
-    log.info("warm-up edit took %.2fs", seconds)
-    return seconds
+    except Exception as exc:  # noqa: BLE001 - the page shows the load error itself
+        w.error = str(exc)
+        w.done.set()
+        return w
+    threading.Thread(target=_prewarm_body, args=(lm, w), name="model-warmup", daemon=True).start()
+    return w
 
 
 @st.cache_resource(show_spinner=False)

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import DataError, RequestError
 from ..hooks import TraceDict
+from ..locks import model_lock
 from ..models import DEFAULT_MODEL, arch_spec
 from ..text import right_pad, text_ids
 from ._rank_one import forward
@@ -133,7 +134,9 @@ def _compute_moments(model: nn.Module, tok, layers: list[int], samples: list[str
         rows = ids[start:start + batch_size]
         x, mask = right_pad(rows, pad)
         # right padding needs no padding mask in a causal model: see _rank_one.causal_mask
-        with TraceDict(model, ordered, retain_output=False, stop=True) as rec:
+        # the lock per batch, not for the whole pass: a warm-up computing C in the background lets
+        # other sessions edit between its batches (none ever sees a batch read an edited model)
+        with model_lock(model), TraceDict(model, ordered, retain_output=False, stop=True) as rec:
             forward(model, x.to(device))
         keep = mask.bool().to(device)
         n_tokens += int(keep.sum())
@@ -156,7 +159,8 @@ def _resolve(model: nn.Module, layers: Iterable[int], texts: TextSource, n_sampl
         raise RequestError(f"the number of samples for key statistics must be positive, got {n_samples}")
     resolved = sorted({block_index(model, layer, "layer") for layer in layers})
     label, load_samples = _source_label(model, texts, n_samples)
-    fingerprint = model_fingerprint(model)["weights"]
+    with model_lock(model):  # the unedited weights' fingerprint, whoever else uses the model
+        fingerprint = model_fingerprint(model)["weights"]
     paths = {layer: cache_path(model, layer, label, n_samples, cache_dir, fingerprint) for layer in resolved}
     return paths, label, load_samples
 

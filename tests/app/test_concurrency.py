@@ -4,6 +4,7 @@ read of the shared model waits for another session's edit to be reverted (issue 
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import time
 
@@ -13,6 +14,7 @@ import torch
 from sss_core.analysis import analyse_edit
 from sss_core.editors import make_editor
 from sss_core.editors.base import model_lock
+from sss_core.editors.stats import key_second_moments
 from sss_core.evaluation.presets import presets
 from sss_core.types import EditRequest
 
@@ -150,9 +152,13 @@ def _read_paths(lm, case, monkeypatch) -> dict:
 
     def prewarm():
         captured.clear()
-        seconds = resources.prewarm.__wrapped__("default")
-        assert math.isfinite(seconds), "the warm-up failed"
+        resources._warm_edit(lm)  # the body of the warm-up thread the page starts
         return _run_values(captured[-1])
+
+    def key_statistics():  # ROME/MEMIT's C, as the warm-up thread computes it (a fresh cache: really read)
+        with tempfile.TemporaryDirectory() as cache:
+            # the last block's keys: any edit of an earlier block changes them
+            return key_second_moments(lm.model, lm.tok, [-1], n_samples=40, cache_dir=cache).popitem()[1].diagonal().tolist()
 
     def sequential():
         baseline = analysis.sequential_baseline(lm, case.probes)
@@ -180,6 +186,7 @@ def _read_paths(lm, case, monkeypatch) -> dict:
             lm.model, lm.tok, make_editor("ft-l", **fast), [other], seed=0)],
         "run_edit (core)": lambda: _result_values(run_edit(lm.model, lm.tok, make_editor("ft-l", **fast), other)),
         "prewarm (app start-up)": prewarm,
+        "key statistics (warm-up, first ROME/MEMIT edit)": key_statistics,
     }
 
 
