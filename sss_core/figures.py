@@ -289,9 +289,13 @@ def sweep_figure(c_values: Sequence[float], metrics: Mapping[str, Sequence[float
                                  line=dict(color=palette.get(name))))
     fig.add_trace(go.Scatter(x=list(c_values), y=list(lambda_after), name="λ_max after (new target)", mode="lines+markers",
                              yaxis="y2", line=dict(color="black", dash="dot")))
-    if lambda_before is not None:
-        fig.add_hline(y=lambda_before, yref="y2", line=dict(color="grey", dash="dash"),
-                      annotation_text="λ_max before (new target)", annotation_position="top left")
+    if lambda_before is not None and lambda_before > 0:
+        fig.add_hline(y=lambda_before, yref="y2", line=dict(color="grey", dash="dash"))
+        # on a log axis an annotation's y is log10 of the value (add_hline's own annotation is placed at the
+        # value itself, far from its line)
+        fig.add_annotation(text="λ_max before (new target)", x=0, xref="paper", xanchor="left",
+                           y=math.log10(lambda_before), yref="y2", yanchor="bottom", showarrow=False,
+                           font=dict(color="grey"))
     fig.update_layout(title=title, height=420, xaxis=dict(title="C", range=[-0.02, 1.02]),
                       yaxis=dict(title="score", range=[0, 1.05]),
                       yaxis2=dict(title="λ_max after, against the new target (log scale)", overlaying="y", side="right", type="log",

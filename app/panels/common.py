@@ -128,10 +128,15 @@ def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None
     # in a keyed container ("st-key-<key>-box" in the page), so a browser test can find this table
     with st.container(key=f"{key}-box"):
         if df.size > STYLED_CELLS:  # styling every cell of a large bench table costs seconds per rerun
-            st.dataframe(df, hide_index=True, width="stretch", key=key, column_config=column_config)
+            st.dataframe(df, hide_index=True, width="stretch", key=key, column_config=column_config,
+                         placeholder=MISSING)
             return
-        styler = df.style.format({c: formatter(f) for c, f in specs.items()}, na_rep=MISSING)
-        st.dataframe(styler, hide_index=True, width="stretch", key=key, column_config=column_config)
+        # na_rep of a format given per column reaches only those columns: the first format gives every other
+        # column (text, C, ...) MISSING for None and NaN, not Streamlit's "None"
+        styler = df.style.format(na_rep=MISSING).format({c: formatter(f) for c, f in specs.items()}, na_rep=MISSING)
+        # placeholder: the grid draws a missing cell from the raw value ("None"), whatever the Styler says
+        st.dataframe(styler, hide_index=True, width="stretch", key=key, column_config=column_config,
+                     placeholder=MISSING)
 
 
 def link_problems_notice() -> None:
@@ -144,11 +149,15 @@ def link_problems_notice() -> None:
 
 
 def chart_with_table(fig, df: pd.DataFrame, stem: str, key: str, table_label: str = "Table",
-                     title: str = "SSS Lab", runs=()) -> None:
+                     title: str = "SSS Lab", runs=(), formats: dict[str, str] | None = None,
+                     column_config: dict | None = None, shown: pd.DataFrame | None = None) -> None:
     """A figure, the table behind it, and both as downloads: the table as CSV, the figure as HTML
-    (``title`` is the HTML page's title; ``runs``' records go below the figure, see ``figures.figure_html``)."""
+    (``title`` is the HTML page's title; ``runs``' records go below the figure, see ``figures.figure_html``).
+
+    ``formats`` and ``column_config`` go to ``show_frame``; ``shown``: the columns shown on the page when not
+    all of ``df`` (the CSV always holds ``df`` whole)."""
     st.plotly_chart(fig, key=f"{key}-fig", width="stretch")
-    show_frame(df, key=f"{key}-table")
+    show_frame(df if shown is None else shown, key=f"{key}-table", formats=formats, column_config=column_config)
     c1, c2 = st.columns(2)
     with c1:
         frame_csv_button(df, f"{table_label} (CSV)", f"{stem}.csv", key=f"{key}-csv")

@@ -23,7 +23,7 @@ def metrics_row(run: analysis.EditRun) -> None:
     edit did not take: a drop in lambda_max then says nothing about a successful sparse edit.
     """
     res = run.result
-    cols = st.columns(6)
+    cols = st.columns([1.35, 1.35, 1, 1, 1, 1])  # the λ_max labels whole, beside their help icon, at 1440 px
     lb, la = res.lambda_max_before, res.lambda_max_after
     cols[0].metric(LAMBDA_NEW_BEFORE, fmt_lambda(lb),
                    help="SSS metric (paper Eq. 9) of the edit prompt against the new target")
@@ -87,6 +87,9 @@ def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
     return figures.probe_frame(run, analysis.GROUP_LABELS)
 
 
+PROBE_WIDTHS = {"group": 128, "top-1": 128, "prompt": 170}  # pixels; the other columns are "small" (75 px)
+
+
 def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = False) -> pd.DataFrame:
     """Draw the probability table (see probe_frame, probe_display) with its caption; returns the full
     DataFrame (what the CSV export holds).
@@ -100,11 +103,13 @@ def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = Fals
     small = {c: st.column_config.Column(c, width="small") for c in shown.columns if c not in ("prompt",)}
     show_frame(shown, key=f"{key}-{run.run_id}", formats=formats, column_config={
         **small,
-        "top-1": st.column_config.TextColumn("top-1", width="small",
+        # group and top-1 wide enough for "distract-neighbour" and "FLIPPED off target" (PROBE_WIDTHS)
+        "group": st.column_config.TextColumn("group", width=PROBE_WIDTHS["group"]),
+        "top-1": st.column_config.TextColumn("top-1", width=PROBE_WIDTHS["top-1"],
                                              help=figures.TOP1_BADGE_HELP),
         "score": st.column_config.Column("score", width="small",
                                          help="EasyEdit metric: accuracy, or agreement for locality"),
-        "prompt": st.column_config.TextColumn("prompt", width="medium")})
+        "prompt": st.column_config.TextColumn("prompt", width=PROBE_WIDTHS["prompt"])})
     st.caption("P(·) is the probability of the whole answer given the prompt (teacher forced). "
                "Top-1 is the most likely next token. ✓: a flip to the new target on a probe the edit should move "
                "(edit prompt, paraphrases, aliases); off target: such a probe flipped to another token; ✗: a flip "

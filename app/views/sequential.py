@@ -154,7 +154,22 @@ if history:
         "reliability (this edit)": [s.metrics.get("reliability") for s in history],
         "locality (this edit's probes)": [s.metrics.get("locality") for s in history]})
     st.caption(f"After edit {history[-1].n}: {analysis.retention_note(history[-1])}.")
+    # on the page: every column in view at 1440 px (the retention counts are said above; the CSV has them)
+    shown = df.drop(columns=["retention counts"])
+    widths = {"n": 40, "editor": 80, "prompt": 170, "target_new": 100, "this edit: reliability": 80,
+              "this edit: generality": 80, "this edit: locality": 80, "lambda_max_after": 85,
+              "locality (fixed probes)": 95, "retention (edits still meant to hold)": 80, "seconds": 70}
+    labels = {"this edit: reliability": "reliability", "this edit: generality": "generality",
+              "this edit: locality": "locality", "lambda_max_after": "λ_max after", "locality (fixed probes)":
+              "locality (fixed)", "retention (edits still meant to hold)": "retention"}
+    helps = {"this edit: reliability": "this edit's own probes", "this edit: generality": "this edit's own probes",
+             "this edit: locality": "this edit's own probes", "lambda_max_after": "λ_max of this edit after it",
+             "locality (fixed probes)": "the probes fixed before the first edit",
+             "retention (edits still meant to hold)": "share of the edits still meant to hold that still hold"}
     panels.chart_with_table(fig, df, "sss-sequential", key=f"seq-{len(history)}", table_label="History",
-                            title=f"SSS Lab: {len(history)} sequential edits")
+                            title=f"SSS Lab: {len(history)} sequential edits", shown=shown,
+                            formats={"seconds": ".2f", **{c: ".2f" for c in labels if c != "lambda_max_after"}},
+                            column_config={c: st.column_config.Column(labels.get(c, c), width=w, help=helps.get(c))
+                                           for c, w in widths.items()})
 else:
     st.info("No edits yet: apply the request above, or a batch of world presets.")

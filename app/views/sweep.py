@@ -75,4 +75,5 @@ if sweep:
                         "λ_max before (new target)": p.lambda_max_before, "λ_max after (new target)": p.lambda_max_after,
                         "seconds": p.seconds, **({"checkpoint": p.checkpoint} if p.checkpoint else {})} for p in pts])
     panels.chart_with_table(fig, df, "sss-sweep", key="sweep", title=f"SSS Lab: C sweep of {sweep.editor}, "
-                            f"{r.prompt!r} -> {r.target_new!r}", runs=pts)
+                            f"{r.prompt!r} -> {r.target_new!r}", runs=pts,
+                            formats={"C": "g", "seconds": ".2f", **{k: ".2f" for k in (*keys, "portability")}})

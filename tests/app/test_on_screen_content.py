@@ -3,6 +3,13 @@ table cell, a caption, a figure's axis or a message, on real edits of the shippe
 
 from __future__ import annotations
 
+import re
+
+import pandas as pd
+import pyarrow as pa
+
+from app.figures import MISSING
+
 from apptest_support import _no_umap_warmup, _restore_torch_threads, app, assert_ok  # noqa: F401 (fixtures)
 
 
@@ -26,3 +33,52 @@ def test_probe_table_ticks_only_a_flip_to_the_new_target(app):
     assert (before, after) == ("the", "a") and p_new < 1e-5 and score == 0.0
     assert all(g in ("distract-neighbour", "unrelated attribute") for g, *_ in rows["FLIPPED ✗ damage"])
     assert any("off target: such a probe flipped to another token" in c.value for c in app.caption)
+
+
+def shown_cells(element) -> pd.DataFrame:
+    """The cells of an st.dataframe as the grid draws them, as text: the Styler's display values, except a
+    missing raw value, which the grid draws as the element's placeholder (Streamlit's "None" when unset)."""
+    styler = element.proto.arrow_data.styler
+    assert styler.display_values, "this table is not styled: its cells are drawn from the raw values"
+    shown = pa.ipc.open_stream(styler.display_values).read_all().to_pandas()
+    raw = element.value.reset_index(drop=True)
+    placeholder = element.proto.placeholder if element.proto.HasField("placeholder") else "None"
+    return shown.mask(raw.isna().to_numpy(), placeholder)
+
+
+def _no_none(table: pd.DataFrame) -> None:
+    cells = {str(v) for v in table.to_numpy().ravel()}
+    assert not cells & {"None", "nan", "NaN", "<NA>"}, cells & {"None", "nan", "NaN", "<NA>"}
+
+
+def test_missing_values_read_n_a_in_the_edit_and_compare_tables(app):
+    app.button(key="run_edit").click().run()
+    assert_ok(app)
+    probes = shown_cells(app.dataframe[0])
+    reversed_row = probes[probes["group"] == "reversed relation"].iloc[0]
+    assert (reversed_row["P(old) before"], reversed_row["P(old) after"]) == (MISSING, MISSING)
+    assert reversed_row["answer old → new"].startswith(MISSING + " → ")
+    _no_none(probes)
+
+    app.switch_page("app/views/compare.py").run()
+    app.button(key="run_compare").click().run()
+    assert_ok(app)
+    tables = {tuple(d.value.columns[:3]): shown_cells(d) for d in app.dataframe}
+    summary = tables[("run", "editor", "C")]
+    assert list(summary["C"]) == [MISSING, "0.9"]  # ft-l has no C
+    paired = next(t for cols, t in tables.items() if cols == ("group", "prompt", "old answer"))
+    assert paired[paired["group"] == "reversed relation"].iloc[0]["old answer"] == MISSING
+    for table in tables.values():
+        _no_none(table)
+
+
+def test_c_sweep_table_rounds_its_numbers(app):
+    app.switch_page("app/views/sweep.py").run()
+    app.button(key="run_sweep").click().run()
+    assert_ok(app)
+    table = shown_cells(app.dataframe[0])
+    assert list(table["C"]) == ["0", "0.25", "0.5", "0.75", "0.9", "1"]
+    for column in ("reliability", "generality", "locality"):
+        assert all(re.fullmatch(r"[01]\.\d\d", v) for v in table[column]), table[column]
+    assert all(re.fullmatch(r"\d\.\d\de[+-]\d\d", v) for v in table["λ_max after (new target)"])
+    assert all(re.fullmatch(r"\d+\.\d\d", v) for v in table["seconds"])

@@ -94,7 +94,7 @@ def test_hypothesis_stop_is_usable_during_a_run_and_keeps_the_edits_made(server,
     assert stop.is_disabled()  # nothing runs yet
     page.get_by_role("button", name="Run", exact=True).click()
     # the progress bar's text while the run goes on: Stop is enabled then
-    page.get_by_text(re.compile(rf"^[1-9]\d* of {total} edits: ")).wait_for(timeout=180_000)
+    page.get_by_text(re.compile(rf"^[1-9]\d* of {total} edits[:;] ")).wait_for(timeout=180_000)
     assert stop.is_enabled()
     stop.click()
     warning = page.locator('[data-testid="stAlert"]', has_text="Stopped after")
@@ -226,5 +226,91 @@ def test_weight_delta_and_projection_exports_show_whole_labels_and_a_title(brows
         for entry in legend:  # every entry whole, inside the figure (the last one ran past 1200 px)
             assert _inside(entry, chart), (entry, chart)
         assert plot.locator(".legendtitletext").text_content() == "hollow = before, filled = after:"
+    finally:
+        ctx.close()
+
+
+# Widest text of each named column of an st.dataframe, measured in the grid's own font (its CSS variables),
+# plus the cell padding on both sides; and the grid's horizontal overflow (0: every column in view).
+GRID_FIT = """(el, columns) => {
+    const grid = el.querySelector('[style*="--gdg-font-family"]');
+    const css = getComputedStyle(grid);
+    const ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = css.getPropertyValue('--gdg-base-font-style').trim() + ' ' + css.getPropertyValue('--gdg-font-family');
+    const pad = 2 * parseFloat(css.getPropertyValue('--gdg-cell-horizontal-padding'));
+    const table = el.querySelector('table');
+    const names = Array.from(table.querySelectorAll('th')).map(th => th.textContent);
+    const widest = {};
+    for (const name of columns) {
+        const i = names.indexOf(name);
+        const cells = Array.from(table.querySelectorAll(`td[aria-colindex="${i + 1}"]`)).map(td => td.textContent);
+        widest[name] = {needed: Math.max(...cells.map(t => ctx.measureText(t).width)) + pad, cells};
+    }
+    const scroller = el.querySelector('.dvn-scroller');
+    return {widest, overflow: scroller.scrollWidth - scroller.clientWidth};
+}"""
+# Each metric card's label: the width its text needs and the width it has.
+METRIC_LABELS = """els => els.map(e => {
+    const box = e.querySelector('[data-testid="stMarkdownContainer"]');
+    const range = document.createRange();
+    range.selectNodeContents(box.querySelector('p'));
+    return {text: box.textContent, needed: range.getBoundingClientRect().width, has: box.clientWidth};
+})"""
+
+
+def test_edit_results_fit_at_1440_px_without_cut_labels_or_cells(browser, server):
+    from app.panels.edit import PROBE_WIDTHS
+
+    ctx, page = _wide_page(browser)
+    try:
+        page.goto(server.url + "/")
+        page.get_by_role("button", name="Run edit").click()
+        page.wait_for_function("() => /\\(run [0-9a-f]{12},/.test(document.body.innerText)", timeout=180_000)
+        wait_idle(page)
+        labels = page.locator('[data-testid="stMetricLabel"]').evaluate_all(METRIC_LABELS)
+        assert [m["text"] for m in labels] == ["λ_max before (new target)", "λ_max after (new target)",
+                                               "reliability", "generality", "locality", "portability"]
+        for m in labels:
+            assert m["needed"] <= m["has"] + 1, m  # (clientWidth is in whole pixels)
+        run = re.search(r"\(run ([0-9a-f]{12}),", page.inner_text("body")).group(1)
+        table = page.locator(f".st-key-edit-probes-{run}-box")
+        table.locator("table").first.wait_for(state="attached")
+        fit = table.evaluate(GRID_FIT, ["group", "top-1"])
+        assert fit["overflow"] <= 1, fit
+        assert "distract-neighbour" in fit["widest"]["group"]["cells"]
+        assert "FLIPPED ✗ damage" in fit["widest"]["top-1"]["cells"]
+        for column in ("group", "top-1"):
+            assert fit["widest"][column]["needed"] <= PROBE_WIDTHS[column], (column, fit["widest"][column])
+    finally:
+        ctx.close()
+
+
+def test_c_sweep_label_sits_on_its_line_and_sequential_shows_its_last_column(browser, server):
+    ctx, page = _wide_page(browser)
+    try:
+        page.goto(server.url + "/sweep")
+        page.get_by_role("heading", level=1, name="C sweep", exact=True).wait_for()
+        wait_idle(page)
+        page.get_by_role("button", name="Run sweep").click()
+        chart = page.locator('.st-key-sweep-fig [data-testid="stPlotlyChart"]')
+        chart.locator(".scatterlayer .trace").first.wait_for(timeout=240_000)
+        wait_idle(page)
+        line = chart.locator(".shapelayer path").first.bounding_box()
+        label = chart.locator(".annotation", has_text="λ_max before (new target)").bounding_box()
+        assert line["height"] <= 2  # a horizontal line
+        gap = line["y"] - (label["y"] + label["height"])  # the label sits just above its line
+        assert -2 <= gap <= 6, (line, label)
+
+        page.goto(server.url + "/sequential")
+        page.get_by_role("heading", level=1, name="Sequential editing", exact=True).wait_for()
+        wait_idle(page)
+        page.get_by_role("button", name="Apply this edit").click()
+        table = page.locator(".st-key-seq-1-table-box")
+        table.locator("table").first.wait_for(state="attached", timeout=180_000)
+        wait_idle(page)
+        fit = table.evaluate(GRID_FIT, ["n"])
+        assert fit["overflow"] <= 1, fit  # every column, the last ("seconds") included, in view
+        header = table.locator("th").all_text_contents()
+        assert header[-1] == "seconds" and "retention" in header, header
     finally:
         ctx.close()
