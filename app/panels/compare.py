@@ -13,6 +13,8 @@ import streamlit as st
 from app import figures, state
 from app.panels.common import cached_projection, fmt_number, frame_csv_button, is_missing, show_frame
 from app.panels.projection import axis_titles, hover_texts, selected_points
+from app.hypothesis import settings_text
+from app.same_edits import reason_for
 from sss_core import analysis
 from sss_core.projection import METHOD_LABELS, METHODS
 
@@ -138,7 +140,11 @@ def paired_panel(runs, labels: list[str], key: str) -> pd.DataFrame:
         st.subheader("Paired differences: A minus B")
         same = same_edit_text(a, b, paired, cosine)
         if same:
-            st.success(same, icon=":material/drag_handle:")
+            # the measured reason, where A and B are the FT-L family with and without the SSS term
+            reason = reason_for([a.editor, b.editor], {r.editor: settings_text(r.editor, r.record.settings)
+                                                       for r in runs if r.record is not None}) \
+                if a.editor != b.editor else ""
+            st.success(same + (" " + reason if reason else ""), icon=":material/drag_handle:")
         names = sorted(set(a.delta_norms or {}) | set(b.delta_norms or {}))
         cols = st.columns(3)
         for col, label, run in zip(cols, labels, runs):

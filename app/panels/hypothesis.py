@@ -4,12 +4,15 @@ correlation table and the paired effect of SSS.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
 from app import figures, resources, state
 from app.hypothesis import PREDICTS, correlation_frame, hypothesis_rows, pair_label
 from app.panels.common import chart_with_table, frame_csv_button, is_missing, show_frame
+from app.same_edits import paired_sameness, reason_for
 from sss_core.editors import EDITORS
 
 def verdict_line(c) -> str:
@@ -36,6 +39,19 @@ def _clicked_edit(event, rows: pd.DataFrame) -> tuple | None:
     return None
 
 
+def same_edits_notice(frame: pd.DataFrame, key: str, settings: dict[str, str] | None) -> None:
+    """Say, for each editor with SSS and the same editor without, how many paired cases they edited alike;
+    when all of them, as a notice with the measured reason (``app.same_edits``; ``settings``: editor -> the
+    settings it ran with, in words)."""
+    for pair in paired_sameness(frame):
+        if pair.identical == pair.pairs:
+            reason = reason_for([pair.without_sss, pair.with_sss], settings)
+            with st.container(key=f"{key}-same-" + re.sub(r"[^A-Za-z0-9_-]", "-", pair.with_sss)):
+                st.info(pair.sentence() + (" " + reason if reason else ""), icon=":material/equal:")
+        else:
+            st.caption(pair.sentence())
+
+
 def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: str, c_of,
                        settings: dict[str, str] | None = None) -> None:
     """The Hypothesis view's results: the verdicts, the scatter (a click opens that edit in the Edit
@@ -54,6 +70,7 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
         st.info("No single edit finished without an error yet: nothing to correlate.")
         return
     x_columns = [x for x in figures.HYPOTHESIS_X if x in rows and rows[x].notna().any()]
+    same_edits_notice(frame, key, settings)
     st.subheader("Verdicts: does sparsity before the edit predict the damage?")
     with st.container(key=f"{key}-verdicts"):
         for editor in dict.fromkeys(c.editor for c in corrs):

@@ -5,6 +5,8 @@ import streamlit as st
 
 from app import figures, inputs, panels, records, serving, state
 from app.messages import show_error
+from app.hypothesis import settings_text
+from app.same_edits import reason_for, sweep_sameness
 from sss_core import analysis
 from sss_core.editors import EDITORS, shipped_checkpoints
 
@@ -68,6 +70,11 @@ if sweep:
                               f"{sweep.editor}, {r.prompt!r} -> {r.target_new!r}, "
                               f"C = {', '.join(f'{p.c:g}' for p in pts)}")
     st.markdown(f"**{sweep.editor}**: {r.prompt!r} -> **{r.target_new}**")
+    settings = {sweep.editor: settings_text(sweep.editor, pts[0].record.settings)} if pts[0].record else None
+    unchanged = sweep_sameness(pts, reason_for([sweep.editor], settings))
+    if unchanged:
+        with st.container(key="sweep-same"):
+            st.info(unchanged, icon=":material/equal:")
     keys = ("reliability", "generality", "locality")
     fig = figures.sweep_figure([p.c for p in pts], {k: [p.metrics.get(k) for p in pts] for k in keys},
                                [p.lambda_max_after for p in pts], pts[0].lambda_max_before)

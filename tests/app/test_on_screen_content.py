@@ -82,3 +82,60 @@ def test_c_sweep_table_rounds_its_numbers(app):
         assert all(re.fullmatch(r"[01]\.\d\d", v) for v in table[column]), table[column]
     assert all(re.fullmatch(r"\d\.\d\de[+-]\d\d", v) for v in table["λ_max after (new target)"])
     assert all(re.fullmatch(r"\d+\.\d\d", v) for v in table["seconds"])
+
+
+def _hypothesis_run(app, editors: list[str], n: int):
+    app.switch_page("app/views/hypothesis.py").run()
+    app.multiselect(key="hyp_editors").set_value(editors).run()
+    app.number_input(key="hyp_n").set_value(n).run()
+    app.button(key="hyp_run").click().run()
+    assert_ok(app)
+    return app.session_state["_hyp_job"]
+
+
+def _identical_pairs(job) -> tuple[int, int]:
+    """Paired cases (ft-l, then its SSS variant, case by case) whose predictions and four scores are equal,
+    counted from the job's records themselves."""
+    def key(r):
+        return ([p["post"] for p in r["probes"]],
+                [r["metrics"].get(m) for m in ("reliability", "generality", "locality", "portability")])
+    pairs = [(job.records[i], job.records[i + 1]) for i in range(0, len(job.records), 2)]
+    return sum(key(a) == key(b) for a, b in pairs), len(pairs)
+
+
+def test_hypothesis_says_when_ftl_and_ftl_sss_made_the_same_edits_and_why(app):
+    from app.same_edits import FTL_REASON
+    job = _hypothesis_run(app, ["ft-l", "ft-l+sss"], 30)
+    assert _identical_pairs(job) == (30, 30)  # the default settings: every paired case the same
+    notice = [i.value for i in app.info]
+    assert ("ft-l+sss and ft-l made the same edits as far as any score can tell: all 30 paired cases have identical "
+            "predictions after the edit and identical scores (their weight updates may still differ slightly), so "
+            "every paired difference below is 0. " + FTL_REASON) in notice
+    effects = next(d.value for d in app.dataframe if "mean difference" in d.value.columns)
+    assert (effects["mean difference"] == 0).all() and (effects["CI low"] == 0).all()  # what the notice explains
+
+
+def test_hypothesis_counts_the_paired_cases_the_loose_sum_preset_changed(app):
+    job = _hypothesis_run(app, ["ft-l", "ft-l+sss-loose-sum"], 10)
+    same, pairs = _identical_pairs(job)
+    assert pairs == 10 and same < 10
+    assert (f"ft-l+sss-loose-sum and ft-l: {same} of 10 paired cases have identical predictions after the edit "
+            "and identical scores.") in [c.value for c in app.caption]
+    assert not any("made the same edits" in i.value for i in app.info)
+
+
+def test_c_sweep_says_which_c_changed_nothing_and_why(app):
+    from app.same_edits import FTL_REASON
+    app.switch_page("app/views/sweep.py").run()
+    app.button(key="run_sweep").click().run()
+    assert_ok(app)
+    points = app.session_state["_sweep"].points
+    scores = [tuple(p.metrics[m] for m in ("reliability", "generality", "locality", "portability")) for p in points]
+    assert [p.c for p in points] == [0, 0.25, 0.5, 0.75, 0.9, 1.0]
+    assert len(set(scores[:5])) == 1 and scores[5] != scores[0]  # measured: C = 0 .. 0.9 alike, C = 1 not
+    lams = [p.lambda_max_after for p in points[:5]]
+    r, g, loc, port = scores[0]
+    expected = (f"At C = 0, 0.25, 0.5, 0.75 and 0.9 the edit scored the same: reliability {r:.2f}, generality "
+                f"{g:.2f}, locality {loc:.2f}, portability {port:.2f}; λ_max after the edit ranged from "
+                f"{min(lams):.3g} to {max(lams):.3g} there. Only at C = 1 did a score differ. " + FTL_REASON)
+    assert [i.value for i in app.info] == [expected]
