@@ -15,17 +15,18 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from sss_core.editors import EDITORS
+from sss_core.editors import EDITORS, editor_config
 from sss_core.evaluation.report import single, sss_pairs
 
 SCORES = ("reliability", "generality", "locality", "portability")
+_BOX, _LOOSE_BOX = editor_config("ft-l").norm_constraint, editor_config("ft-l+sss-loose-sum").norm_constraint
 FTL_REASON = (
     "Why, as measured for FT-L (docs/editors.md, 600 paired world edits): at C = 0.9 the SSS term's gradient on "
     "the edited weight is 100-1000 times smaller than the edit loss's; Adam moves each weight by about its "
-    "learning rate in the sign of its gradient whatever the loss's scale; the ±5e-3 box around the original "
+    f"learning rate in the sign of its gradient whatever the loss's scale; the ±{_BOX:g} box around the original "
     "weights clamps them; and early stopping ends the edit after a few steps, before the SSS term could "
-    "dominate. The preset ft-l+sss-loose-sum (a ±5e-2 box, the SSS term summed over tokens) is the measured "
-    "setting where the SSS term changes FT-L's edits most.")
+    f"dominate. The preset ft-l+sss-loose-sum (a ±{_LOOSE_BOX:g} box, the SSS term summed over tokens) is the "
+    "measured setting where the SSS term changes FT-L's edits most.")
 
 
 def _ftl_family(editor: str) -> bool:
