@@ -136,6 +136,58 @@ def run_next(lm: LoadedModel, job: HypothesisJob) -> dict:
     return record
 
 
+def group_size(job: HypothesisJob) -> int:
+    """Cases per ``run_group``: the smallest side-by-side batch of the job's editors (``EditorSpec.edit_batch``),
+    so every editor runs at its measured best and Stop still takes effect within a couple of seconds."""
+    return max(1, min(EDITORS[name].edit_batch for name, _ in job.editors))
+
+
+def run_group(lm: LoadedModel, job: HypothesisJob, cases: int | None = None) -> list[dict]:
+    """Run every editor on the job's next ``cases`` cases (default ``group_size``), side by side; returns the
+    new records, appended to ``job.records`` case by case, every editor on a case before the next case.
+
+    Each editor's edits of the group are the bench's ``single_edits`` with ``edit_batch`` = the group
+    (results equal to one at a time within float tolerance); the measures are taken on the unedited
+    model first, as in ``run_next``. A job left mid-case by ``run_next`` is first brought to a case
+    boundary with ``run_next``. Raises IndexError when no edit is left.
+    """
+    made: list[dict] = []
+    while job.records and len(job.records) % len(job.editors) and job.pending:
+        made.append(run_next(lm, job))
+    if made:
+        return made
+    first = len(job.records) // len(job.editors)
+    group = job.cases[first:first + (cases or group_size(job))]
+    if not group:
+        raise IndexError("the job is done")
+    start = time.perf_counter()
+    if job._measures is None:
+        job._measures = EditMeasures(lm.model, lm.tok, reference_prompts("world", job.cases), job.k)
+    with model_lock(lm.model):
+        measures = job._measures([c.request for c in group])
+    by_editor = [list(single_edits(lm.model, lm.tok, _editor(job, name, overrides), group, job.seed,
+                                   edit_batch=len(group))) for name, overrides in job.editors]
+    for i, m in enumerate(measures):
+        for outcomes in by_editor:
+            made.append({**outcomes[i].to_json(), **{k: (None if not math.isfinite(v) else v) for k, v in m.items()}})
+    job.records += made
+    job.seconds += time.perf_counter() - start
+    return made
+
+
+RUNNING_COLUMNS = {"reliability": "reliability", "generality": "generality", "locality": "locality",
+                   "lambda_max_before": "λ_max before", "lambda_max_after": "λ_max after"}
+
+
+def running_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per editor, the edits finished so far and the means of their metrics (failed edits left out): the
+    view shows it while a run goes on. Columns: editor, edits, then ``RUNNING_COLUMNS``' labels."""
+    done = frame[frame["error"].isna()]
+    table = done.groupby("editor", sort=False)[list(RUNNING_COLUMNS)].mean().round(4)
+    table.insert(0, "edits", done.groupby("editor", sort=False).size())
+    return table.rename(columns=RUNNING_COLUMNS).reset_index()
+
+
 def readable_folder(folder: str | Path) -> bool:
     """Whether ``folder`` holds a bench's results.jsonl or its report's cases.csv(.gz)."""
     path = Path(folder)

@@ -6,8 +6,8 @@ from pathlib import Path
 import streamlit as st
 
 from app import inputs, panels, resources, serving, state
-from app.hypothesis import (CASES_FILES, RESULTS_FILE, HypothesisJob, hypothesis_rows, read_folder, readable_folder,
-                            run_next, settings_text, sss_effect_frame)
+from app.hypothesis import (CASES_FILES, RESULTS_FILE, HypothesisJob, group_size, hypothesis_rows, read_folder,
+                            readable_folder, run_group, running_means, settings_text, sss_effect_frame)
 from app.messages import show_error
 from sss_core.editors import EDITORS
 from sss_core.evaluation.datasets import load_cases
@@ -98,17 +98,21 @@ if source == SOURCES[0]:
     if job is not None and job.pending and lm is not None:
         bar = st.progress(len(job.records) / job.total, text="Starting")
         queue_box = st.empty()  # "Waiting for the model: ..." while other sessions' edits go first
+        live = st.empty()  # the means so far, per editor, updated after each group of edits
         while job.pending:
             name, _, case = job.next_edit()
+            n_next = min(group_size(job) * len(job.editors), job.total - len(job.records))
             bar.progress(len(job.records) / job.total,
-                         text=f"{len(job.records)} of {job.total} edits: {name} on {case.request.prompt!r} -> "
-                              f"{case.request.target_new!r}")
+                         text=f"{len(job.records)} of {job.total} edits; now {n_next} more, side by side, from "
+                              f"{case.request.prompt!r} -> {case.request.target_new!r}")
             try:
-                with serving.st_turn(lm.model, f"Hypothesis edit {len(job.records) + 1} of {job.total}", queue_box):
-                    run_next(lm, job)  # one turn per edit: other sessions' edits queued meanwhile go first
+                with serving.st_turn(lm.model, f"Hypothesis edits {len(job.records) + 1}-"
+                                               f"{len(job.records) + n_next} of {job.total}", queue_box):
+                    run_group(lm, job)  # one turn per group: other sessions' edits queued meanwhile go first
             except Exception as exc:  # noqa: BLE001 - e.g. a trained editor without its checkpoint
                 job.stopped = True
                 show_error(exc, f"{name} failed")
+            live.dataframe(running_means(job.frame()), hide_index=True)
         bar.progress(len(job.records) / job.total, text=f"{len(job.records)} of {job.total} edits in "
                                                         f"{job.seconds:.1f} s")
         if not job.stopped:

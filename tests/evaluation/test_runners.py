@@ -3,12 +3,15 @@ batches are written at once and scored with the whole batch applied."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sss_core.editors import make_editor
 from sss_core.editors.base import EditBase, WeightEdit
 from sss_core.errors import EditFailed
 from sss_core.evaluation.datasets import world_split_cases
+from sss_core.evaluation.metrics import probes_of, rows_per_forward
 from sss_core.evaluation.runners import RunKey, batch_edits, sequential_edits, single_edits
 
 
@@ -79,7 +82,9 @@ def test_sequential_memory_editor_gets_the_base_model_and_accumulates(bench_lm):
     editor = MemoryEditor()
     outs = list(sequential_edits(bench_lm.model, bench_lm.tok, editor, cases, seed=0, with_lambda=False))
     assert all(m is bench_lm.model for m in editor.edited)
-    assert editor.sizes == [1, 2, 3, 3, 3, 3]  # scored right after each edit, then all three once more
+    # scored right after each edit, then all three once more; a case's probes take ceil(n / rows) forwards
+    forwards = [math.ceil(len(probes_of(c)) / rows_per_forward(bench_lm.model)) for c in cases]
+    assert editor.sizes == [1] * forwards[0] + [2] * forwards[1] + [3] * (forwards[2] + sum(forwards))
     assert editor.memory == [] and len(outs) == 6
 
 

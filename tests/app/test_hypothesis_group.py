@@ -1,0 +1,56 @@
+"""The Hypothesis view's edits in groups (side by side) give the records of one edit at a time."""
+
+import math
+
+import pytest
+
+from app.hypothesis import HypothesisJob, group_size, run_group, run_next, running_means
+from sss_core.evaluation.datasets import load_cases
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return load_cases("world", 7, 0, "auto", 10**8, False)
+
+
+def _job(cases):
+    return HypothesisJob.start(cases, [("ft-l", {}), ("ft-l+sss", {})], seed=0, k=3)
+
+
+def test_groups_give_the_records_of_one_edit_at_a_time(default_lm, cases):
+    one, grouped = _job(cases), _job(cases)
+    while one.pending:
+        run_next(default_lm, one)
+    assert group_size(grouped) == 5  # ft-l's and ft-l+sss's side-by-side batch (the registry)
+    sizes = []
+    while grouped.pending:
+        sizes.append(len(run_group(default_lm, grouped)))
+    assert sizes == [10, 4]  # 5 cases x 2 editors, then the last 2 cases
+    assert [(r["editor"], r["case_id"]) for r in grouped.records] == [(r["editor"], r["case_id"]) for r in one.records]
+    for a, b in zip(one.records, grouped.records):
+        assert a["metrics"] == b["metrics"]
+        assert a["knn_distance"] == pytest.approx(b["knn_distance"]) and a["target_nll"] == pytest.approx(b["target_nll"])
+        assert b["extra"]["batch"] in (5, 2)
+    with pytest.raises(IndexError):
+        run_group(default_lm, grouped)
+
+
+def test_a_job_left_mid_case_is_first_brought_to_a_case_boundary(default_lm, cases):
+    job = _job(cases[:3])
+    run_next(default_lm, job)  # ft-l on case 0 only
+    made = run_group(default_lm, job)
+    assert [(r["editor"], r["case_id"]) for r in made] == [("ft-l+sss", cases[0].request.case_id)]
+    assert len(run_group(default_lm, job)) == 4 and not job.pending
+
+
+def test_running_means_are_the_means_of_the_finished_edits(default_lm, cases):
+    job = _job(cases[:5])
+    run_group(default_lm, job)
+    table = running_means(job.frame())
+    frame = job.frame()
+    assert list(table["editor"]) == ["ft-l", "ft-l+sss"] and list(table["edits"]) == [5, 5]
+    for _, row in table.iterrows():
+        mine = frame[frame["editor"] == row["editor"]]
+        assert row["locality"] == pytest.approx(round(mine["locality"].mean(), 4))
+        assert row["λ_max before"] == pytest.approx(round(mine["lambda_max_before"].mean(), 4))
+        assert not math.isnan(row["reliability"])
