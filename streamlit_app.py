@@ -19,6 +19,7 @@ pages = [
     st.Page("app/views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("app/views/sweep.py", title="C sweep", icon=":material/tune:"),
     st.Page("app/views/hypothesis.py", title="Hypothesis", icon=":material/query_stats:"),
+    st.Page("app/views/ripple.py", title="Ripple map", icon=":material/blur_on:"),
     st.Page("app/views/sequential.py", title="Sequential", icon=":material/playlist_add:"),
     st.Page("app/views/results.py", title="Results", icon=":material/folder_open:"),
     st.Page("app/views/about.py", title="About", icon=":material/school:"),

@@ -51,3 +51,41 @@ def damage_distance_figure(curves: Mapping[str, Sequence], metric: str, pooling:
                          row=1, col=col)
     fig.update_layout(title=title, height=460, template="plotly_white", legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def ripple_figure(coords: np.ndarray, prompt_xy: np.ndarray, value: np.ndarray, changed: np.ndarray,
+                  edited: np.ndarray, hover: Sequence[str], colour_title: str, limit: float | None = None,
+                  title: str = "", prompt_label: str = "edit prompt", height: int = 620) -> go.Figure:
+    """The ripple map: every world fact as a point of a 2-D projection, coloured by ``value``.
+
+    coords: (n, 2) the facts' projected embeddings; prompt_xy: (2,) the edit prompt's, drawn as a star.
+    value: (n,) the colour (e.g. the drop in P(old answer), or a paired difference of it), on a diverging
+    scale centred at 0 from -limit to +limit (default: the largest |value|). changed: (n,) bool, the facts
+    whose top answer changed, ringed in black (their own legend entry); edited: (n,) bool, the facts the
+    edit is meant to change, drawn as diamonds. hover: (n,) text per fact (HTML-escaped by the caller).
+    """
+    value = np.asarray(value, float)
+    limit = float(limit if limit is not None else max(1e-9, np.abs(value).max(initial=0.0)))
+    keep = ~np.asarray(edited, bool)
+    ring = keep & np.asarray(changed, bool)
+    text = np.asarray(hover, dtype=object)
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(
+        x=coords[keep, 0], y=coords[keep, 1], mode="markers", name="world facts", hovertext=text[keep],
+        hoverinfo="text", customdata=np.flatnonzero(keep),
+        marker=dict(size=6, color=value[keep], colorscale="RdBu_r", cmin=-limit, cmax=limit,
+                    colorbar=dict(title=dict(text=colour_title, side="right")), line=dict(width=0))))
+    fig.add_trace(go.Scatter(
+        x=coords[ring, 0], y=coords[ring, 1], mode="markers", name="top answer changed", hovertext=text[ring],
+        hoverinfo="text", customdata=np.flatnonzero(ring),
+        marker=dict(size=11, symbol="circle-open", color="black", line=dict(width=1.5))))
+    if edited.any():
+        fig.add_trace(go.Scatter(
+            x=coords[~keep, 0], y=coords[~keep, 1], mode="markers", name="the edited fact", hovertext=text[~keep],
+            hoverinfo="text", marker=dict(size=12, symbol="diamond", color="#2ca02c", line=dict(width=1, color="black"))))
+    fig.add_trace(go.Scatter(x=[prompt_xy[0]], y=[prompt_xy[1]], mode="markers", name=prompt_label,
+                             hovertext=[prompt_label], hoverinfo="text",
+                             marker=dict(size=18, symbol="star", color="gold", line=dict(width=1.5, color="black"))))
+    fig.update_layout(title=title, height=height, template="plotly_white", legend=dict(orientation="h", y=-0.08),
+                      xaxis=dict(showticklabels=False, title=""), yaxis=dict(showticklabels=False, title=""))
+    return fig
