@@ -20,6 +20,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
+from .errors import RequestError
 from .locks import reads_model
 from .text import PairBatch, encode_for, target_nll
 
@@ -43,29 +44,80 @@ def sss_from_hidden(nll: torch.Tensor, hidden: torch.Tensor, attention_mask: tor
     return total / attention_mask.sum(1).clamp(min=1) if reduction == "mean" else total
 
 
-def forward_pairs(model: nn.Module, batch: PairBatch, embeds_require_grad: bool = True):
-    """Forward ``batch``; returns (per-example NLL (batch,), hidden_states[-1] (batch, tokens, d)).
+def forward_pairs(model: nn.Module, batch: PairBatch, embeds_require_grad: bool = True, layer: int = -1):
+    """Forward ``batch``; returns (per-example NLL (batch,), hidden_states[layer] (batch, tokens, d)).
 
-    The input embeddings are made to require grad so the hidden states have a graph even when
-    every parameter is frozen.
+    ``layer`` indexes transformers' ``hidden_states`` (``check_layer``): -1 the last (after the final
+    norm; the paper and the authors' code), 0 the input embeddings, i the output of block i. The input
+    embeddings are made to require grad so the hidden states have a graph even when every parameter
+    is frozen (always for ``layer`` 0, whose gradient is taken at the embeddings themselves).
     """
     embeds = model.get_input_embeddings()(batch.input_ids)
-    if embeds_require_grad and not embeds.requires_grad:
+    if (embeds_require_grad or check_layer(model, layer) == 0) and not embeds.requires_grad:
         embeds = embeds.detach().requires_grad_(True)
     out = model(inputs_embeds=embeds, attention_mask=batch.attention_mask, output_hidden_states=True)
-    return target_nll(out.logits, batch), out.hidden_states[-1]
+    return target_nll(out.logits, batch), out.hidden_states[layer]
+
+
+def n_hidden_states(model: nn.Module) -> int:
+    """How many hidden states the model returns: its blocks + 1 (the input embeddings first)."""
+    cfg = model.config
+    n = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    if n is None:
+        raise RequestError("the model's config names no layer count (num_hidden_layers / n_layer)")
+    return int(n) + 1
+
+
+def check_layer(model: nn.Module, layer: int) -> int:
+    """``layer`` as a non-negative index of ``hidden_states``; RequestError naming the range when out of it."""
+    n = n_hidden_states(model)
+    if not -n <= layer < n:
+        raise RequestError(f"lambda_max's layer must be in -{n}..{n - 1} for this model (0: the input embeddings, "
+                           f"i: the output of block i, -1 = {n - 1}: the last hidden states), got {layer}")
+    return layer % n
 
 
 @reads_model
 def lambda_max(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
                reduction: Reduction = "mean", create_graph: bool = False,
-               batch_size: int = 64) -> torch.Tensor:
-    """lambda_max for each (prompt, target) pair, batched. Returns (n,) float32 on the model's device."""
+               batch_size: int = 64, layer: int = -1) -> torch.Tensor:
+    """lambda_max for each (prompt, target) pair, batched. Returns (n,) float32 on the model's device.
+
+    ``layer``: which hidden states the gradient is read at (``forward_pairs``; -1, the last, is the
+    paper's). Raises RequestError for a layer the model does not have or a bad text.
+    """
+    check_layer(model, layer)
     out = []
     for start in range(0, len(prompts), batch_size):
         batch = encode_for(model, tok, prompts[start:start + batch_size], targets[start:start + batch_size])
         with torch.enable_grad():
-            nll, hidden = forward_pairs(model, batch)
+            nll, hidden = forward_pairs(model, batch, layer=layer)
             lam = sss_from_hidden(nll, hidden, batch.attention_mask, reduction, create_graph)
         out.append(lam if create_graph else lam.detach())
+    return torch.cat(out)
+
+
+@reads_model
+def lambda_max_by_layer(model: nn.Module, tok, prompts: Sequence[str], targets: Sequence[str],
+                        reduction: Reduction = "mean", batch_size: int = 64) -> torch.Tensor:
+    """lambda_max of each pair read at every hidden state at once (one backward pass per batch).
+
+    Returns (n, n_hidden_states) float32 on the CPU: column 0 the input embeddings, column i the
+    output of block i, the last column the last hidden states (``lambda_max``'s default). Raises
+    RequestError for a bad text.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' (the paper) or 'sum' (the authors' code), not {reduction!r}")
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        batch = encode_for(model, tok, prompts[start:start + batch_size], targets[start:start + batch_size])
+        with torch.enable_grad():
+            embeds = model.get_input_embeddings()(batch.input_ids).detach().requires_grad_(True)
+            res = model(inputs_embeds=embeds, attention_mask=batch.attention_mask, output_hidden_states=True)
+            hidden = (embeds, *res.hidden_states[1:])  # hidden_states[0] is the embeddings (maybe scaled)
+            grads = torch.autograd.grad(target_nll(res.logits, batch).sum(), hidden)
+        mask = batch.attention_mask
+        per_layer = [(g.float().pow(2).sum(-1) * mask).sum(1) for g in grads]  # each (batch,)
+        lam = torch.stack(per_layer, 1)  # (batch, layers)
+        out.append((lam / mask.sum(1, keepdim=True).clamp(min=1) if reduction == "mean" else lam).detach().cpu())
     return torch.cat(out)

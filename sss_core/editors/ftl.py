@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import EditFailed, RequestError, SSSError
 from ..models import arch_spec
-from ..sss import Reduction, forward_pairs, sss_from_hidden
+from ..sss import Reduction, check_layer, forward_pairs, sss_from_hidden
 from ..text import PairBatch, encode_for
 from ..types import EditRequest
 from .base import WeightEdit, check_finite, model_lock, trainable
@@ -42,6 +42,9 @@ class FTLConfig:
     early_stop_loss: float = field(default=1e-2, metadata={"help": "stop once the edit loss is below this"})
     sss_c: float = field(default=0.0, metadata={"help": "C of L_all = (1-C)*L + C*SSS; 0 disables SSS"})
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum' (authors' code)"})
+    sss_layer: int = field(default=-1, metadata={
+        "help": "hidden states the SSS term reads its gradient at: -1 the last (paper), 0 the input embeddings, "
+                "i the output of block i"})
     objective: Literal["target", "prompt_last"] = field(
         default="target", metadata={"help": "'target': NLL of every target token (teacher forced); "
                                             "'prompt_last': only the first target token, as the authors' FT"})
@@ -77,6 +80,7 @@ class FTL:
         if not requests:
             raise RequestError("no edit requests given")
         layer = block_index(model, self.config.layer, "layer")
+        check_layer(model, self.config.sss_layer)
         for r in requests:
             r.validate()
         pname = arch_spec(model).mlp_out_name(model, layer) + ".weight"
@@ -124,7 +128,7 @@ class FTL:
                 with torch.no_grad():
                     weight.copy_(master)
                 with torch.enable_grad():
-                    nll, hidden = forward_pairs(model, batch, embeds_require_grad=False)
+                    nll, hidden = forward_pairs(model, batch, embeds_require_grad=False, layer=cfg.sss_layer)
                     loss_edit = nll.mean()
                     loss, sss = self._loss(nll, hidden, batch.attention_mask)
                     loss, sss = loss.mean(), None if sss is None else sss.mean()
@@ -197,7 +201,7 @@ class FTL:
                 rows.edit_of_row = active
                 sub = PairBatch(*(t[active] for t in (batch.input_ids, batch.attention_mask, batch.target_mask)))
                 with torch.enable_grad():
-                    nll, hidden = forward_pairs(model, sub, embeds_require_grad=False)
+                    nll, hidden = forward_pairs(model, sub, embeds_require_grad=False, layer=cfg.sss_layer)
                     loss, sss = self._loss(nll, hidden, sub.attention_mask)
                 training = []
                 for j, e in enumerate(active):
