@@ -80,11 +80,12 @@ def _readings_path(out: Path, editor: str) -> Path:
 
 
 def _save_readings(path: Path, damages) -> None:
-    """One row per (edit, fact): case_id, fact (index in the world), distance, changed (0/1), drop."""
+    """One row per (edit, fact): case_id, fact (index in the world), distance, changed (0/1), drop; full
+    precision, so ``--resume`` makes the same tables."""
     import pandas as pd
 
-    frames = [pd.DataFrame({"case_id": d.case_id, "fact": d.fact_index, "distance": d.distance.round(6),
-                            "changed": d.changed.astype(int), "drop": d.drop.round(7)}) for d in damages]
+    frames = [pd.DataFrame({"case_id": d.case_id, "fact": d.fact_index, "distance": d.distance,
+                            "changed": d.changed.astype(int), "drop": d.drop}) for d in damages]
     pd.concat(frames).to_csv(path, index=False)
 
 
@@ -94,7 +95,7 @@ def _load_readings(path: Path, editor: str, case_ids: list[str]):
 
     from ..evaluation.damage_distance import EditDamage
 
-    frame = pd.read_csv(path, dtype={"case_id": str})
+    frame = pd.read_csv(path, dtype={"case_id": str}, float_precision="round_trip")
     groups = dict(tuple(frame.groupby("case_id", sort=False)))
     if any(c not in groups for c in case_ids):
         return None
