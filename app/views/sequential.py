@@ -69,6 +69,7 @@ def _link_history() -> str | None:
 
 def _replay(records) -> None:
     """Replay a link's history, step by step, with each step's recorded editor, settings and case."""
+    failure = None
     with st.status("Replaying the link's edits...", expanded=True) as status:
         try:
             box = st.empty()
@@ -77,9 +78,11 @@ def _replay(records) -> None:
                 status.write(f"Edit {len(history) + 1} ({record.editor}): {r.prompt!r} -> {r.target_new!r}")
                 _step(record.case, record.editor, record.overrides(), box)
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
-        except Exception as exc:  # noqa: BLE001
-            status.update(label="The replay failed", state="error")
-            show_error(exc, "The replay failed")
+        except Exception as exc:  # noqa: BLE001 - shown below the box, where it is seen
+            status.update(label=f"The replay failed at edit {len(history) + 1}", state="error", expanded=False)
+            failure = exc
+    if failure is not None:
+        show_error(failure, f"The replay failed at edit {len(history) + 1}")
 
 
 c1, c2, c3, c4 = st.columns([1.2, 1.6, 1, 1])
@@ -102,6 +105,7 @@ if linked and lm is not None and not history:  # a shared link's history as run 
     _replay(linked)
 elif shared and lm is not None and not history:  # an older link's history of preset ids: replay it, edit by edit
     state.clear_link_steps()
+    failure = None
     with st.status("Replaying the link's edits...", expanded=True) as status:
         try:
             box = st.empty()
@@ -114,12 +118,15 @@ elif shared and lm is not None and not history:  # an older link's history of pr
                              f"{case.request.target_new!r}")
                 _step(case, editor, box=box)
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
-        except Exception as exc:  # noqa: BLE001
-            status.update(label="The replay failed", state="error")
-            show_error(exc, "The replay failed")
+        except Exception as exc:  # noqa: BLE001 - shown below the box, where it is seen
+            status.update(label=f"The replay failed at edit {len(history) + 1}", state="error", expanded=False)
+            failure = exc
+    if failure is not None:
+        show_error(failure, f"The replay failed at edit {len(history) + 1}")
 elif shared:
     state.clear_link_steps()
 if apply_one or apply_k:
+    failure = None
     with st.status("Applying edits...", expanded=True) as status:
         try:
             if apply_one:
@@ -133,9 +140,12 @@ if apply_one or apply_k:
                     status.write(f"Edit {len(history) + 1}: {case.request.prompt!r} -> {case.request.target_new!r}")
                     _step(case, box=box)
             status.update(label=f"{len(history)} edits in the history", state="complete", expanded=False)
-        except Exception as exc:  # noqa: BLE001
-            status.update(label="The edit failed", state="error")
-            show_error(exc, "The edit failed")
+        except Exception as exc:  # noqa: BLE001 - shown below the box, where it is seen
+            status.update(label=f"Edit {len(history) + 1} failed; the history keeps the {len(history)} before it",
+                          state="error", expanded=False)
+            failure = exc
+    if failure is not None:  # the reason under the box, not inside it
+        show_error(failure, f"Edit {len(history) + 1} failed")
 
 packed = _link_history()
 state.write_link(request.prompt, request.subject, request.target,

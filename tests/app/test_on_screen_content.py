@@ -139,3 +139,14 @@ def test_c_sweep_says_which_c_changed_nothing_and_why(app):
                 f"{g:.2f}, locality {loc:.2f}, portability {port:.2f}; λ_max after the edit ranged from "
                 f"{min(lams):.3g} to {max(lams):.3g} there. Only at C = 1 did a score differ. " + FTL_REASON)
     assert [i.value for i in app.info] == [expected]
+
+
+def test_an_error_names_a_pasted_prompt_without_repeating_it(app):
+    from app.messages import SHOWN_QUOTE
+    app.radio(key="req_source").set_value("Type a fact").run()
+    app.text_input(key="typed_prompt").input("x" * 3000).run()
+    app.button(key="run_edit").click().run()
+    (error,) = [e.value for e in app.error]
+    assert error.startswith("The edit failed: the subject 'France' does not occur in the prompt "
+                            f"'{'x' * SHOWN_QUOTE}...' (3000 characters)"), error
+    assert len(error) < 300 and app.text_input(key="typed_prompt").value == "x" * 3000  # the input is kept

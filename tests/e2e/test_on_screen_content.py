@@ -314,3 +314,53 @@ def test_c_sweep_label_sits_on_its_line_and_sequential_shows_its_last_column(bro
         assert header[-1] == "seconds" and "retention" in header, header
     finally:
         ctx.close()
+
+
+def _type_fact(page, prompt: str) -> None:
+    page.get_by_text("Type a fact", exact=True).click()
+    box = page.get_by_label("Prompt", exact=True)
+    box.wait_for()
+    box.fill(prompt)
+    box.press("Enter")
+    wait_idle(page)
+
+
+def test_a_failed_sequential_step_says_why_in_view_and_a_long_input_is_not_repeated(server, new_page):
+    from app.messages import SHOWN_QUOTE
+
+    page = new_page()
+    page.goto(server.url + "/sequential")
+    page.get_by_role("heading", level=1, name="Sequential editing", exact=True).wait_for()
+    wait_idle(page)
+    _type_fact(page, "x" * 3000)  # a pasted page without the subject (France) in it
+    page.get_by_role("button", name="Apply this edit").click()
+    error = page.locator('[data-testid="stAlert"]', has_text="Edit 1 failed")
+    error.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert error.is_visible()  # not inside the status box, which is collapsed
+    assert page.locator('[data-testid="stExpander"] [data-testid="stAlert"]', has_text="Edit 1 failed").count() == 0
+    text = error.inner_text()
+    assert text.startswith("Edit 1 failed: the subject 'France' does not occur in the prompt "
+                           f"'{'x' * SHOWN_QUOTE}...' (3000 characters)"), text
+    assert len(text) < 400, len(text)
+    status = page.locator('[data-testid="stExpander"] summary', has_text="Edit 1 failed; the history keeps the 0 "
+                                                                        "before it")
+    assert status.count() == 1  # the status box's label says which edit failed
+    assert_no_traceback(page)
+
+
+def test_the_server_prints_no_loading_bar_or_deprecation_warning_for_an_edit(server, new_page):
+    """The server's log (stdout and stderr of `streamlit run`) after a ROME edit on the Edit page: ROME
+    samples context prefixes with generate(), whose renamed keyword once printed a FutureWarning."""
+    from browser_support import ARTIFACTS
+
+    page = new_page()
+    page.goto(server.url + "/?editor=rome")
+    page.get_by_role("button", name="Run edit").click()
+    page.wait_for_function("() => /\\(run [0-9a-f]{12},/.test(document.body.innerText)", timeout=180_000)
+    wait_idle(page)
+    assert page.get_by_role("combobox", name="Editor").input_value().startswith("rome")
+    log = (ARTIFACTS / "e2e-server.log").read_text()
+    assert "Uvicorn server started" in log  # the log of this server
+    for noise in ("Loading weights", "Warning", "deprecated", "Traceback"):
+        assert noise not in log, (noise, log[-2000:])
