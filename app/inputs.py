@@ -343,6 +343,31 @@ def _typed_probes_notice(prompt: str, paraphrases: tuple[str, ...], neighbours: 
     clear.button("Clear them", key="typed_probes_clear", on_click=_clear_typed_probes)
 
 
+def outside_world_hint(prompt: str, subject: str) -> None:
+    """Say, for a typed fact on the shipped model, when its subject is not in the built-in world the model
+    was trained on (its old answer is then no knowledge of the fact); nothing for another model. Without
+    a subject, the prompt's words are looked for instead: a hint only when no world subject occurs in it."""
+    if not prompt or not resources.is_shipped_model(st.session_state.get(state.MODEL, "")):
+        return
+    world = resources.world_names()
+    if subject:
+        if world.knows(subject):
+            return
+        what = f"“{subject}” is not in the built-in world"
+    else:
+        lowered = f" {prompt.lower()} "
+        if any(f" {name} " in lowered for name in world.subjects):
+            return
+        what = "This prompt names no subject of the built-in world"
+    examples = ", ".join(list(dict.fromkeys(c.request.subject for c in resources.preset_cases()
+                                            if c.request.subject))[:4])
+    with st.container(key="outside-world"):
+        st.info(f"{what}: the shipped model was trained only on that world ({world.count} subjects, e.g. "
+                f"{examples}), so its answer to this prompt is a guess from the world's sentence patterns, not "
+                "knowledge of the fact. Pick a world preset, type a fact about a world subject, or load another "
+                "model in the Model box.", icon=":material/public_off:")
+
+
 def request_picker() -> RequestChoice:
     """World preset, typed fact, or a record from an uploaded EasyEdit JSON file."""
     state.setdefault(state.REQ_SOURCE, state.SOURCES[0])
@@ -374,6 +399,7 @@ def request_picker() -> RequestChoice:
             neigh = st.text_area("Neighbour prompts, one per line (should keep their answers)",
                                  key=state.TYPED_NEIGHBOURS)
         _typed_probes_notice(prompt.strip(), _lines(paras), _lines(neigh))
+        outside_world_hint(prompt.strip(), subject.strip())
         return RequestChoice(source, prompt.strip(), subject.strip() or None, target.strip(), None,
                              _lines(paras), _lines(neigh))
     upload = st.file_uploader("EasyEdit JSON (CounterFact, ZsRE, ROME's CounterFact, the world's records)",

@@ -45,6 +45,36 @@ def model_path(name: str) -> str:
     return name
 
 
+def is_shipped_model(name: str) -> bool:
+    """Is the model box's ``name`` the shipped model (``DEFAULT_MODEL``, trained on the built-in world only)?
+    "default" is not when $SSS_LAB_MODEL names another model."""
+    path = Path(model_path(name))
+    return path.exists() and path.resolve() == DEFAULT_MODEL.resolve()
+
+
+@dataclass(frozen=True)
+class WorldNames:
+    """The subjects of the built-in world's facts and their aliases (``default_world()``), lower-cased."""
+
+    subjects: frozenset[str]
+    count: int  # subjects of the world's facts (aliases not counted)
+
+    def knows(self, subject: str) -> bool:
+        """Is ``subject`` (any case, spaces around ignored) a subject or an alias in the world?"""
+        return subject.strip().lower() in self.subjects
+
+
+@st.cache_resource(show_spinner=False)
+def world_names() -> WorldNames:
+    """The built-in world's subjects and aliases (see WorldNames), built once per process."""
+    from sss_core.evaluation.presets import default_world
+
+    world = default_world()
+    subjects = {f.subject for f in world.facts}
+    names = subjects | {a for names in world.aliases.values() for a in names}
+    return WorldNames(frozenset(n.lower() for n in names), len(subjects))
+
+
 def torch_threads(lm: LoadedModel) -> int | None:
     """The CPU thread count the app gives torch for ``lm`` (None: leave torch's default).
 

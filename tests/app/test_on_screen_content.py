@@ -150,3 +150,49 @@ def test_an_error_names_a_pasted_prompt_without_repeating_it(app):
     assert error.startswith("The edit failed: the subject 'France' does not occur in the prompt "
                             f"'{'x' * SHOWN_QUOTE}...' (3000 characters)"), error
     assert len(error) < 300 and app.text_input(key="typed_prompt").value == "x" * 3000  # the input is kept
+
+
+def _typed(app, prompt: str, subject: str, target: str = "Rome") -> list[str]:
+    app.radio(key="req_source").set_value("Type a fact").run()
+    app.text_input(key="typed_prompt").input(prompt)
+    app.text_input(key="typed_subject").input(subject)
+    app.text_input(key="typed_target").input(target).run()
+    assert_ok(app)
+    return [i.value for i in app.info]
+
+
+def test_a_fact_outside_the_shipped_models_world_gets_a_hint(app):
+    from app.resources import preset_cases
+    from sss_core.evaluation.presets import default_world
+    subjects = len({f.subject for f in default_world().facts})
+    examples = ", ".join(list(dict.fromkeys(c.request.subject for c in preset_cases()))[:4])
+    hint = (f"“Eiffel Tower” is not in the built-in world: the shipped model was trained only on that world "
+            f"({subjects} subjects, e.g. {examples}), so its answer to this prompt is a guess from the world's "
+            "sentence patterns, not knowledge of the fact. Pick a world preset, type a fact about a world subject, "
+            "or load another model in the Model box.")
+    assert hint in _typed(app, "The Eiffel Tower is located in", "Eiffel Tower")
+    app.button(key="run_edit").click().run()
+    assert_ok(app)
+    assert hint in [i.value for i in app.info]  # still beside the results, whose old answer is no knowledge
+    # a world subject, in any case, or an alias of one: no hint
+    for prompt, subject in (("The capital of France is", "France"), ("The capital of france is", "france"),
+                            ("The capital of Holland is", "Holland")):
+        assert not any("built-in world:" in i for i in _typed(app, prompt, subject)), subject
+    # no subject typed: the prompt's words decide
+    assert not any("built-in world" in i for i in _typed(app, "The capital of France is", ""))
+    assert any(i.startswith("This prompt names no subject of the built-in world: ")
+               for i in _typed(app, "The Eiffel Tower is located in", ""))
+
+
+def test_no_world_hint_for_another_model(app, tmp_path):
+    from transformers import AutoTokenizer
+
+    from model_support import tiny_model
+    from sss_core.models import DEFAULT_MODEL
+    tok = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    lm = tiny_model("gpt2", tok)
+    lm.model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    app.text_input(key="model_name").input(str(tmp_path)).run()
+    assert_ok(app)
+    assert not any("built-in world" in i for i in _typed(app, "The Eiffel Tower is located in", "Eiffel Tower"))
