@@ -22,6 +22,9 @@ Example (a notebook; one edit of the shipped model, scored the way EasyEdit and 
 What is here, by layer (each only uses the ones below it):
 
 - case study: ``write_inspect_page`` (one edit as a standalone HTML page that opens offline).
+- a run: ``make_record`` / ``RunRecord`` / ``load_record`` (everything that made a result: model,
+  editor and its full config, C, the case with its probes, seed, analysis options) and ``run_record``
+  (the one pipeline: edit as the record says, measure, revert).
 - analysis: ``analyse_edit`` (one edit measured and reverted: probabilities, sparsity per sentence,
   weight deltas, the optimisation trajectory), ``delta_cosine`` / ``same_weight_edit`` /
   ``paired_probe_differences`` (two runs compared), ``sweep_c``, ``sequential_step``.
@@ -29,7 +32,7 @@ What is here, by layer (each only uses the ones below it):
   ``load_dataset`` / ``load_cases`` (ZsRE, CounterFact, ROME, KnowEdit, the world).
 - editors: ``EDITORS`` (the registry; ``EDITORS[name].c_field`` is the config field holding C),
   ``make_editor``, ``editor_config``.
-- the SSS metric: ``lambda_max`` (Eq. 9) and ``sss_from_hidden``, the SSS loss term of
+- the SSS metric: ``lambda_max`` (Eq. 9; ``lambda_max_by_layer`` reads it at every hidden state) and ``sss_from_hidden``, the SSS loss term of
   ``L_all = (1 - C) * L + C * SSS`` (Eq. 10); ``embed_prompts`` and ``project`` for embeddings;
   sparsity per sentence: ``SentenceSparsity``, ``EditLambda``, ``KnnSettings``, ``knn_distances``.
 - base: ``load_model`` / ``LoadedModel``, ``EditRequest`` / ``EditCase`` / ``EditResult``, and the errors a
@@ -50,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     ".analysis": ("EditRun", "EmbeddingSet", "ProbeRow", "SequentialStep", "SweepPoint", "analyse_edit",
                   "background_sentences", "c_field", "delta_cosine", "neighbour_table", "paired_probe_differences",
-                  "same_weight_edit", "sequential_baseline", "sequential_step", "sweep_c"),
+                  "run_record", "same_weight_edit", "sequential_baseline", "sequential_step", "sweep_c"),
     ".editors": ("EDITORS", "Edit", "EditBase", "Editor", "EditorSpec", "editor_config", "make_editor",
                   "register_editor", "train_config", "trainable_editors"),
     ".embeddings": ("embed_prompts",),
@@ -62,7 +65,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".inspect_page": ("inspect_page", "write_inspect_page"),
     ".projection": ("project",),
     ".sparsity": ("EditLambda", "KnnSettings", "SentenceSparsity", "knn_distances"),
-    ".sss": ("lambda_max", "sss_from_hidden"),
+    ".record": ("AnalysisOptions", "RunRecord", "load_record", "make_record"),
+    ".sss": ("lambda_max", "lambda_max_by_layer", "sss_from_hidden"),
     ".types": ("EditCase", "EditRequest", "EditResult", "Probe"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -72,7 +76,7 @@ __all__ = sorted(_MODULE_OF)  # the TYPE_CHECKING imports below list the same na
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
     from .analysis import (EditRun, EmbeddingSet, ProbeRow, SequentialStep, SweepPoint, analyse_edit,
                            background_sentences, c_field, delta_cosine, neighbour_table, paired_probe_differences,
-                           same_weight_edit, sequential_baseline, sequential_step, sweep_c)
+                           run_record, same_weight_edit, sequential_baseline, sequential_step, sweep_c)
     from .editors import (EDITORS, Edit, EditBase, Editor, EditorSpec, editor_config, make_editor, register_editor,
                           train_config, trainable_editors)
     from .embeddings import embed_prompts
@@ -84,7 +88,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from .inspect_page import inspect_page, write_inspect_page
     from .projection import project
     from .sparsity import EditLambda, KnnSettings, SentenceSparsity, knn_distances
-    from .sss import lambda_max, sss_from_hidden
+    from .record import AnalysisOptions, RunRecord, load_record, make_record
+    from .sss import lambda_max, lambda_max_by_layer, sss_from_hidden
     from .types import EditCase, EditRequest, EditResult, Probe
 
 
