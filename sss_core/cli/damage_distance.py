@@ -50,6 +50,10 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--resume", action="store_true",
                    help="read the editors already done from --out (same settings) instead of editing again")
+    p.add_argument("--damage-from", type=Path, default=None, metavar="DIR",
+                   help="take each fact's damage from the readings of an earlier run in DIR (same model, split, n, "
+                        "seed and settings) and measure only the distances again: another --pooling, --metric or "
+                        "--layer without editing again")
     p.add_argument("--plotly-js", default="directory", metavar="HOW",
                    help="'directory' (plotly.min.js next to the figure), 'inline', or a path/URL ending in .js")
     add_model_args(p)
@@ -59,7 +63,8 @@ def register(sub) -> None:
 def _run_settings(args) -> dict:
     """What must match for ``--resume`` to reuse stored readings."""
     return {"model": args.model, "split": args.split, "n": args.n, "pooling": args.pooling, "metric": args.metric,
-            "layer": args.layer, "seed": args.seed, "settings": parse_settings(args.set)}
+            "layer": args.layer, "seed": args.seed, "settings": parse_settings(args.set),
+            **({"damage_from": str(args.damage_from)} if args.damage_from else {})}
 
 
 def _check_resume(out: Path, settings: dict, resume: bool) -> None:
@@ -104,6 +109,33 @@ def _load_readings(path: Path, editor: str, case_ids: list[str]):
             for c in case_ids]
 
 
+EDIT_SETTINGS = ("model", "split", "n", "seed", "settings")  # what the damage depends on (not the distance)
+
+
+def _damage_from(args, name: str, cases, space):
+    """Editor ``name``'s EditDamage list from the readings in ``--damage-from``, with the distances measured
+    again on ``space``. Exits 2 when that folder's run made other edits or lacks the editor."""
+    import dataclasses
+
+    path = _readings_path(args.damage_from, name)
+    damages = _load_readings(path, name, [c.request.case_id for c in cases]) if path.exists() else None
+    if damages is None:
+        fail(f"{args.damage_from} has no readings of {name} for these edits; run it there first")
+    prompts = {c.request.case_id: c.request.prompt for c in cases}
+    return [dataclasses.replace(d, distance=space.distances(prompts[d.case_id])[d.fact_index]) for d in damages]
+
+
+def _check_damage_from(args) -> None:
+    """Exit 2 unless ``--damage-from`` is a run folder that made the same edits as this run would."""
+    run_file = args.damage_from / RUN_FILE
+    if not run_file.exists():
+        fail(f"{args.damage_from} holds no {RUN_FILE}: not a damage-distance run folder")
+    stored, mine = json.loads(run_file.read_text()), _run_settings(args)
+    other = [k for k in EDIT_SETTINGS if stored.get(k) != mine[k]]
+    if other:
+        fail(f"{args.damage_from} made other edits ({', '.join(other)} differ); give the same ones")
+
+
 def _edit_all(args, lm, cases, space) -> dict:
     """editor -> its EditDamage list, editing (or, with --resume, reading back) each editor in turn."""
     from ..evaluation.bench import _editor
@@ -113,6 +145,10 @@ def _edit_all(args, lm, cases, space) -> dict:
     by_editor = {}
     for name in args.editors:
         path = _readings_path(args.out, name)
+        if args.damage_from is not None:
+            by_editor[name] = _damage_from(args, name, cases, space)
+            _save_readings(path, by_editor[name])
+            continue
         stored = _load_readings(path, name, case_ids) if path.exists() else None
         if stored is not None:
             print(f"{name}: {len(stored)} edits read from {path.name}", file=sys.stderr, flush=True)
@@ -194,6 +230,8 @@ def run(args) -> None:
     """Edit, read, bin and write (see the module docstring)."""
     if args.plotly_js not in ("directory", "inline") and not args.plotly_js.endswith(".js"):
         fail(f"--plotly-js must be directory, inline or a path ending in .js, not {args.plotly_js!r}")
+    if args.damage_from is not None:
+        _check_damage_from(args)
     args.out.mkdir(parents=True, exist_ok=True)
     settings = _run_settings(args)
     _check_resume(args.out, settings, args.resume)

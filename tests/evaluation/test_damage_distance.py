@@ -144,7 +144,7 @@ def test_command_on_the_shipped_model_agrees_with_world_locality(default_lm, tmp
     assert len(bins) == 4
     assert bins["facts"].sum() == sum(len(wl.others) for wl in expected)
     assert bins["changed"].sum() == sum(wl.n_damaged for wl in expected)
-    readings = pd.read_csv(out / "readings-ft-l.csv.gz", dtype={"case_id": str})
+    readings = pd.read_csv(out / "readings-ft-l.csv.gz", dtype={"case_id": str}, float_precision="round_trip")
     for case, wl in zip(cases, expected):
         rows = readings[readings.case_id == case.request.case_id]
         damaged = {i for i, f in enumerate(wl.facts) if f.changed and not f.should_change}
@@ -162,6 +162,18 @@ def test_command_on_the_shipped_model_agrees_with_world_locality(default_lm, tmp
     assert main(["damage-distance", "--editors", "ft-l", "--n", "2", "--bins", "4", "--n-boot", "200",
                  "--out", str(out), "--plotly-js", "inline", "--resume"]) == 0
     assert pd.read_csv(out / "bins.csv").equals(bins)
+    # --damage-from: the same damage, the distances measured again with another pooling and metric
+    again_dir = tmp_path / "dd-last-cosine"
+    assert main(["damage-distance", "--editors", "ft-l", "--n", "2", "--bins", "4", "--n-boot", "200", "--out",
+                 str(again_dir), "--plotly-js", "inline", "--damage-from", str(out), "--pooling", "last",
+                 "--metric", "cosine"]) == 0
+    again = pd.read_csv(again_dir / "readings-ft-l.csv.gz", dtype={"case_id": str}, float_precision="round_trip")
+    kept = ["case_id", "fact", "changed", "drop"]
+    assert again[kept].equals(readings[kept])
+    cosine = FactSpace(default_lm.model, default_lm.tok, facts, "last", "cosine")
+    first = again[again.case_id == cases[0].request.case_id]
+    assert first.distance.to_numpy() == pytest.approx(cosine.distances(cases[0].request.prompt)[first.fact], abs=1e-6)
+    assert first.distance.max() <= 2.0  # 1 - cos
 
 
 def test_command_refuses_a_folder_run_with_other_settings(tmp_path, capsys):
