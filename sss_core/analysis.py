@@ -62,6 +62,7 @@ from .record import N_BACKGROUND, AnalysisOptions, RunRecord, check_model, make_
 from .sparsity import (EditLambda, KnnSettings, SentenceSparsity, answer_rows, lambda_and_probability,
                        sentence_sparsity)
 from .sparsity import with_knn as remeasure_knn
+from .sss import TokenLambda, lambda_max_tokens
 from .text import joined_text, max_positions, n_tokens, target_ids
 from .types import LOCALITY_GROUPS, EditCase, EditRequest, EditResult, Probe
 
@@ -175,6 +176,8 @@ class EditRun:
     top_k_after: tuple[tuple[str, float], ...] = ()
     record: RunRecord | None = field(default=None, compare=False)  # what made this run (run_record replays it)
     world: WorldLocality | None = field(default=None, compare=False)  # every world fact before/after (when asked)
+    # the edit prompt's lambda_max against the new target split over its tokens, before and after the edit
+    token_lambda: tuple[TokenLambda, TokenLambda] | None = field(default=None, compare=False)
 
     @property
     def c(self) -> float | None:
@@ -416,6 +419,7 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
     with model_lock(model):
         progress("Reading the model's predictions before the edit")
         before = _measure_before(lm, record, probes, sentences)
+        tokens_before = lambda_max_tokens(model, tok, request.prompt, request.target_new)
         lap("before")
         progress(f"Editing with {record.editor}, then scoring it (metrics and lambda_max)")
         edit, result = edit_and_score(model, tok, editor, record.case, record.seed, pre=before.pre)
@@ -433,10 +437,11 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
             after = sentence_states(edited, tok, sentences, options.poolings if options.embeddings else ())
             k_after = top_k(edited, tok, request.prompt, options.top_k) if options.top_k > 0 else []
             lam_after = lambda_and_probability(edited, tok, before.lam_rows)
+            tokens_after = lambda_max_tokens(edited, tok, request.prompt, request.target_new)
         lap("after")
     run = _assemble(lm, record, probes, sentences, groups, before, (p_old_after, p_new_after, after, k_after, lam_after),
                     edit, result, knn, seconds_edit, time.perf_counter() - start, timings)
-    return dataclasses.replace(run, world=world) if world is not None else run
+    return dataclasses.replace(run, world=world, token_lambda=(tokens_before, tokens_after))
 
 
 def _assemble(lm: LoadedModel, record: RunRecord, probes, sentences, groups, before: _Before, after_parts,

@@ -31,6 +31,7 @@ from .figures import probe_frame as run_probe_frame
 from .figures import projection_figure as draw_projection
 from .projection import METHOD_LABELS, Method, project
 from .sparsity import EDIT_LAMBDA_LABELS, LAMBDA_UNIT
+from .sss import TokenLambda
 
 _TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
 <html lang="en">
@@ -43,6 +44,8 @@ _TEMPLATE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
  th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
  th { background: #f3f3f3; } td:nth-child(-n+2) { text-align: left; }
  .note { color: #555; font-size: 0.9em; max-width: 70em; }
+ .strip { font-family: monospace; margin: 0.3em 0; } .strip .when { display: inline-block; width: 16em; }
+ .tok { padding: 0 1px; white-space: pre; } .tok.target { text-decoration: underline; }
 </style>
 </head>
 <body>
@@ -56,6 +59,19 @@ settings: {{ settings }}. Edit took {{ seconds }}.</p>
 <p class="note">lambda_max (paper Eq. 9) in {{ unit }}. Against the new target it is a function of that
 target's NLL: an edit that makes the target likely lowers it whatever the SSS term does.</p>
 {{ lambda_table | safe }}
+{% if token_strips %}
+<h3>Each token's share of lambda_max (against the new target)</h3>
+<p class="note">lambda_max is the mean over the m tokens fed (prompt, then target) of the squared gradient norm of
+the target's NLL at each token's last hidden state; each token below is shaded by its share of that sum (hover
+for the value). At the last hidden states a token's gradient comes only from the prediction made at that token,
+so the share sits on the positions that predict the target; lower layers spread it (<code>sss-lab lambda --layer
+all</code>). The target's tokens are underlined.</p>
+{% for strip in token_strips %}
+<div class="strip" data-when="{{ strip.when }}"><span class="when">{{ strip.when }} (lambda_max {{ strip.value }})</span>
+{% for t in strip.tokens %}<span class="tok{% if t.target %} target{% endif %}" data-share="{{ t.share }}"
+style="background: rgba(214, 39, 40, {{ t.alpha }})" title="{{ t.title }}">{{ t.text }}</span>{% endfor %}</div>
+{% endfor %}
+{% endif %}
 <h2>The neighbourhood before and after the edit</h2>
 <p class="note">{{ projection_note }}</p>
 {{ projection | safe }}
@@ -130,6 +146,14 @@ def probe_frame(run: EditRun) -> pd.DataFrame:
     return probe_display(run_probe_frame(run, GROUP_LABELS, sparsity=True))
 
 
+def _strip(when: str, tl: TokenLambda) -> dict:
+    """One salience strip of the page: each token's text, share of lambda_max (rounded) and shade."""
+    tokens = [{"text": text, "share": f"{share:.4f}", "alpha": f"{min(1.0, share):.3f}", "target": i >= tl.n_prompt,
+               "title": f"{share:.1%} of the sum; ||dJ/dh||^2 = {value:.3g}"}
+              for i, (text, share, value) in enumerate(zip(tl.tokens, tl.shares(), tl.per_token))]
+    return {"when": when, "value": f"{tl.lambda_max:.4g}", "tokens": tokens}
+
+
 def inspect_page(run: EditRun, method: Method = "pca") -> str:
     """The standalone HTML page of ``run`` (see the module docstring); plotly.js inside, no CDN.
 
@@ -148,6 +172,7 @@ def inspect_page(run: EditRun, method: Method = "pca") -> str:
                                     ("old_after", lam.old_target, lam.old_after))]
     trajectory = _trajectory_figure(run)
     seconds = f"{run.seconds_edit:.2f} s" if math.isfinite(run.seconds_edit) else "n/a"
+    strips = [] if run.token_lambda is None else [_strip(when, t) for when, t in zip(("before", "after"), run.token_lambda)]
     return _TEMPLATE.render(
         title=f"{req.prompt} → {req.target_new} ({run.editor})", model=run.model_name, editor=run.editor,
         c=run.c, settings=", ".join(f"{k}={v}" for k, v in run.config.items()), seconds=seconds,
@@ -159,6 +184,7 @@ def inspect_page(run: EditRun, method: Method = "pca") -> str:
                     f"sentences of this page ({run.knn.pooling}-token embeddings, full space), among the "
                     "before-embeddings before and the after-embeddings after."),
         probe_table=_table(probe_frame(run)),
+        token_strips=strips,
         trajectory=trajectory.to_html(full_html=False, include_plotlyjs=False, div_id="trajectory")
         if trajectory is not None else None, record=run.record.to_html() if run.record is not None else "")
 

@@ -15,7 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
@@ -121,3 +122,55 @@ def lambda_max_by_layer(model: nn.Module, tok, prompts: Sequence[str], targets: 
         lam = torch.stack(per_layer, 1)  # (batch, layers)
         out.append((lam / mask.sum(1, keepdim=True).clamp(min=1) if reduction == "mean" else lam).detach().cpu())
     return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class TokenLambda:
+    """lambda_max of one (prompt, target) pair split over its tokens: each token's share of the sum.
+
+    ``tokens``: every token fed to the model (prompt then target), as text; ``per_token``: each token's
+    ||dJ/dh_i||^2 at the chosen hidden states (J the target's mean NLL, paper Eq. 9); ``lambda_max`` the
+    pair's lambda_max (their mean for "mean", their sum for "sum"); ``n_prompt`` how many tokens are the
+    prompt's. ``shares()`` gives each token's part of the total (they sum to 1).
+    """
+
+    tokens: tuple[str, ...]
+    per_token: tuple[float, ...]
+    lambda_max: float
+    n_prompt: int
+    layer: int
+
+    def shares(self) -> tuple[float, ...]:
+        """Each token's share of sum_i ||dJ/dh_i||^2, in [0, 1]; all 0 when the sum is 0."""
+        total = sum(self.per_token)
+        return tuple(v / total if total > 0 else 0.0 for v in self.per_token)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the tokens, the per-token values and shares, lambda_max, the prompt's token count, the layer."""
+        return {"tokens": list(self.tokens), "per_token": list(self.per_token), "shares": list(self.shares()),
+                "lambda_max": self.lambda_max, "n_prompt": self.n_prompt, "layer": self.layer}
+
+
+@reads_model
+def lambda_max_tokens(model: nn.Module, tok, prompt: str, target: str, reduction: Reduction = "mean",
+                      layer: int = -1) -> TokenLambda:
+    """lambda_max of ``prompt`` + ``target`` and each token's part of it (a salience strip over the text).
+
+    The same computation as ``lambda_max`` (Eq. 9: (1/m) sum_i ||dJ/dh_i||^2 over the m tokens fed),
+    stopped before the sum. Raises RequestError for a bad text or layer.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' (the paper) or 'sum' (the authors' code), not {reduction!r}")
+    check_layer(model, layer)
+    batch = encode_for(model, tok, [prompt], [target])
+    with torch.enable_grad():
+        nll, hidden = forward_pairs(model, batch, layer=layer)
+        (grad,) = torch.autograd.grad(nll.sum(), hidden)
+    mask = batch.attention_mask[0].bool()
+    per_token = grad[0].float().pow(2).sum(-1)[mask]  # (m,)
+    ids = batch.input_ids[0][mask].tolist()
+    total = float(per_token.sum())
+    value = total / max(len(ids), 1) if reduction == "mean" else total
+    n_prompt = int((~batch.target_mask[0][mask]).sum())
+    return TokenLambda(tuple(tok.convert_tokens_to_string([t]) for t in tok.convert_ids_to_tokens(ids)),
+                       tuple(per_token.tolist()), value, n_prompt, check_layer(model, layer))
