@@ -61,3 +61,18 @@ def test_cli_layer_option(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["lambda", "--prompt", PROMPTS[0], "--target", TARGETS[0], "--layer", "middle"])
     assert exc.value.code == 2 and "--layer must be a whole number or 'all', got 'middle'" in capsys.readouterr().err
+
+
+def test_mends_sss_term_reads_the_chosen_layer(default_lm):
+    """MEND's meta-training loss with the SSS term at another layer: same edit and locality losses, another SSS."""
+    import random
+
+    from sss_core.editors.mend import MENDTrainConfig, build_net, mend_loss
+    from sss_core.editors.training import TrainExample
+    examples = [TrainExample(EditRequest(PROMPTS[0], TARGETS[0]), (PROMPTS[0],), (("The capital of Spain is", "Madrid"),))]
+    net = build_net(default_lm.model, MENDTrainConfig())
+    last = mend_loss(default_lm.model, default_lm.tok, net, examples, MENDTrainConfig(sss_c=0.9), random.Random(0))
+    middle = mend_loss(default_lm.model, default_lm.tok, net, examples, MENDTrainConfig(sss_c=0.9, sss_layer=2),
+                       random.Random(0))
+    assert torch.allclose(last["edit"], middle["edit"]) and torch.allclose(last["loc"], middle["loc"])
+    assert not torch.allclose(last["sss"], middle["sss"])

@@ -92,6 +92,9 @@ class MENDTrainConfig:
     c_loc: float = field(default=1.0, metadata={"help": "weight of L_loc"})
     sss_c: float = field(default=0.0, metadata={"help": "C of L = C*SSS + (1-C)*L_MEND; 0 disables SSS"})
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
+    sss_layer: int = field(default=-1, metadata={
+        "help": "hidden states the SSS term reads its gradient at: -1 the last (paper), 0 the input embeddings, "
+                "i the output of block i"})
     norm_batches: int = field(default=16, metadata={"help": "batches for g's input normalisation statistics"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
     validate: int = field(default=0, metadata={
@@ -225,7 +228,7 @@ def mend_loss(model: nn.Module, tok, net: MENDNet, batch: Sequence[TrainExample]
         pre_logits = forward_logits(model, loc)
     with torch.enable_grad():
         with patched(model, net, edits, torch.tensor(eq_rows, device=device)):
-            nll, hidden = forward_pairs(model, eq)
+            nll, hidden = forward_pairs(model, eq, layer=cfg.sss_layer)
             sss = None
             if cfg.sss_c > 0:  # lambda_max on the edit rows of the post-edit model, kept differentiable
                 lam = sss_from_hidden(nll, hidden, eq.attention_mask, cfg.sss_reduction, create_graph=True)
