@@ -223,6 +223,13 @@ def hypothesis_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(locality_drop=1.0 - rows["locality"])
 
 
+def per_edit_rows(frame: pd.DataFrame, settings: dict[str, str] | None = None) -> pd.DataFrame:
+    """The rows behind the view's statistics, one per single edit that finished (``hypothesis_rows``), with
+    each editor's settings in words: what the per-edit CSV export holds, so a table can be recomputed."""
+    rows = hypothesis_rows(frame).reset_index(drop=True)
+    return rows.assign(settings=rows["editor"].map(settings or {}).fillna("")) if len(rows) else rows
+
+
 def pair_label(c: Correlation) -> str:
     """"λ_max before ~ damage (1 − locality) | target NLL" for a correlation."""
     text = f"{MEASURE_LABELS.get(c.x, c.x)} ~ {MEASURE_LABELS.get(c.y, c.y)}"

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, resources, state
-from app.hypothesis import PREDICTS, correlation_frame, hypothesis_rows, pair_label
+from app.hypothesis import PREDICTS, correlation_frame, hypothesis_rows, pair_label, per_edit_rows
 from app.panels.common import chart_with_table, frame_csv_button, is_missing, show_frame
 from app.same_edits import paired_sameness, reason_for
 from sss_core.editors import EDITORS
@@ -107,9 +107,12 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
                "p (BH) < 0.05 with ρ on / against the side the paper predicts. '| target NLL' partials the new target's NLL (J of Eq. 8) out of both ranks: λ_max is "
                "a gradient of J, so a surprising target raises λ_max and the size of the edit alike. "
                "The statistics are the bench report's (sss_core.evaluation.hypothesis).")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     with c1:
         frame_csv_button(table, "Correlations (CSV)", "sss-hypothesis.csv", key=f"{key}-corr-csv")
+    with c3:  # the rows the table was computed from: one per edit, with the measures and each editor's settings
+        frame_csv_button(per_edit_rows(frame, settings), "Per-edit rows (CSV)", "sss-hypothesis-edits.csv",
+                         key=f"{key}-rows-csv")
     c2.download_button("Scatter (HTML)", lambda: figures.figure_html(fig, "SSS Lab: the sparse-space hypothesis"),
                        "sss-hypothesis.html", "text/html", key=f"{key}-scatter-html", on_click="ignore")
     st.subheader("What SSS changed, paired")

@@ -2,6 +2,8 @@
 
 import math
 
+import pandas as pd
+
 import pytest
 
 from app.hypothesis import HypothesisJob, group_size, run_group, run_next, running_means
@@ -54,3 +56,23 @@ def test_running_means_are_the_means_of_the_finished_edits(default_lm, cases):
         assert row["locality"] == pytest.approx(round(mine["locality"].mean(), 4))
         assert row["λ_max before"] == pytest.approx(round(mine["lambda_max_before"].mean(), 4))
         assert not math.isnan(row["reliability"])
+
+
+def test_per_edit_rows_recompute_the_views_correlations(default_lm, cases):
+    """The per-edit CSV holds every finished single edit with its measures and settings: the statistics of the
+    view come back from it alone."""
+    import io
+
+    from app.hypothesis import hypothesis_rows, per_edit_rows
+    from sss_core.evaluation.hypothesis import correlations
+    job = _job(cases)
+    while job.pending:
+        run_group(default_lm, job)
+    exported = per_edit_rows(job.frame(), job.settings())
+    assert len(exported) == 14 and set(exported["settings"]) == set(job.settings().values())
+    assert {"lambda_max_before", "knn_distance", "target_nll", "locality_drop", "prompt", "case_id"} <= set(exported)
+    read_back = pd.read_csv(io.StringIO(exported.to_csv(index=False)))
+    again = correlations(read_back, 200)
+    shown = correlations(hypothesis_rows(job.frame()), 200)
+    assert [(c.editor, c.x, c.y, c.control) for c in again] == [(c.editor, c.x, c.y, c.control) for c in shown]
+    assert [c.rho for c in again] == pytest.approx([c.rho for c in shown], nan_ok=True)
