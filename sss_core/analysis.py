@@ -43,7 +43,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 from torch import nn
@@ -528,10 +528,12 @@ def paired_probe_differences(run_a: EditRun, run_b: EditRun) -> list[dict[str, A
     return out
 
 
-def neighbour_table(emb: EmbeddingSet, index: int, k: int = 5) -> list[dict[str, Any]]:
-    """The k nearest sentences to sentence ``index`` before and after the edit (full space, euclidean)."""
-    before = nearest_neighbours(emb.before, index, k)
-    after = nearest_neighbours(emb.after, index, k)
+def neighbour_table(emb: EmbeddingSet, index: int, k: int = 5,
+                    metric: Literal["euclidean", "cosine"] = "euclidean") -> list[dict[str, Any]]:
+    """The k nearest sentences to sentence ``index`` before and after the edit (full space, ``metric``: the
+    euclidean distance or 1 - cos), with the distance of each before and after. ValueError for another metric."""
+    before = nearest_neighbours(emb.before, index, k, metric)
+    after = nearest_neighbours(emb.after, index, k, metric)
     after_set, before_set = {i for i, _ in after}, {i for i, _ in before}
     rows = []
     for rank in range(max(len(before), len(after))):

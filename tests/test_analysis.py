@@ -22,6 +22,19 @@ def test_neighbour_table_of_a_point():
     assert row["distance before"] == 1.0 and row["distance after"] == 1.0
 
 
+def test_neighbour_table_honours_the_distance():
+    """Cosine and euclidean disagree here: b is nearer to a by angle, c by length."""
+    emb = EmbeddingSet(("a", "b", "c"), ("rewrite", "neighbour", "background"),
+                       np.array([[1.0, 0], [10, 1], [0.6, 0.8]]), np.array([[1.0, 0], [10, 1], [0.6, 0.8]]),
+                       ("x",) * 3, ("y",) * 3, "last")
+    (euclid,) = neighbour_table(emb, 0, k=1)
+    (cosine,) = neighbour_table(emb, 0, k=1, metric="cosine")
+    assert euclid["before"] == "c" and euclid["distance before"] == pytest.approx(0.8 ** 0.5, abs=1e-4)
+    assert cosine["before"] == "b" and cosine["distance before"] == pytest.approx(1 - 10 / 101 ** 0.5, abs=1e-4)
+    with pytest.raises(ValueError, match="metric must be"):
+        neighbour_table(emb, 0, k=1, metric="manhattan")
+
+
 @pytest.mark.parametrize("name", list(EDITORS))
 def test_c_field_is_the_registry_entrys(name):
     assert c_field(name) == EDITORS[name].c_field

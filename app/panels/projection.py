@@ -247,8 +247,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     sel = _selection(emb, key)  # in session state, so that it survives a redrawn chart
     rings = ((), ())
     if sel is not None:
-        rings = ([i for i, _ in nearest_neighbours(emb.before, sel, k)],
-                 [i for i, _ in nearest_neighbours(emb.after, sel, k)])
+        rings = ([i for i, _ in nearest_neighbours(emb.before, sel, k, metric)],
+                 [i for i, _ in nearest_neighbours(emb.after, sel, k, metric)])
     fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb), labels=analysis.GROUP_LABELS,
                                     height=height, colour=colour, axis_titles=axis_titles(proj), neighbours=rings,
                                     highlight=() if sel is None else (sel,))
@@ -267,9 +267,11 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                "selection stays when you switch between PCA, UMAP and t-SNE.")
     faithfulness_note(proj, emb)
     if sel is not None:
-        st.markdown(f"**Nearest neighbours of** “{emb.sentences[sel]}”: the {k} nearest (full space, euclidean; "
+        distance = "1 − cos" if metric == "cosine" else "euclidean"
+        st.markdown(f"**Nearest neighbours of** “{emb.sentences[sel]}”: the {k} nearest (full space, {distance}, "
+                    "the kNN distance chosen above; "
                     f"marked in the plot: {figures.NEIGHBOUR_RINGS['before']['words']} before, "
                     f"{figures.NEIGHBOUR_RINGS['after']['words']} after)")
-        show_frame(pd.DataFrame(analysis.neighbour_table(emb, sel, k)), key=f"{key}-nn-{run.run_id}")
+        show_frame(pd.DataFrame(analysis.neighbour_table(emb, sel, k, metric)), key=f"{key}-nn-{run.run_id}")
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
     return fig

@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from apptest_support import _no_umap_warmup, _restore_torch_threads, app, assert_ok  # noqa: F401 (fixtures)
 
@@ -158,3 +159,25 @@ def test_move_agreement_flags_what_the_picture_exaggerates():
     after[0, 0] = 10.0  # the sentence that moved least is drawn moving most
     rho, exaggerated, hidden = move_agreement(before, after, moved)
     assert rho < 0.5 and exaggerated == [0]
+
+
+def test_neighbour_list_and_rings_follow_the_chosen_distance(app):
+    """The neighbours listed and ringed are those of the kNN distance picked above the plot, with their
+    distances before and after in that distance."""
+    from sss_core.analysis import neighbour_table
+
+    run = _edit_then_projection(app)
+    emb = run.embeddings["last"]
+    app.session_state["proj_selected"] = 0
+    app.number_input(key="proj_k").set_value(4).run()
+    for metric, words in (("cosine", "1 − cos"), ("euclidean", "euclidean")):
+        app.radio(key="proj_metric").set_value(metric).run()
+        assert_ok(app)
+        expected = pd.DataFrame(neighbour_table(emb, 0, 4, metric))
+        shown = [d.value for d in app.dataframe if "distance after" in d.value.columns]
+        assert len(shown) == 1
+        pd.testing.assert_frame_equal(shown[0].reset_index(drop=True), expected, check_dtype=False)
+        assert any(f"(full space, {words}, the kNN distance chosen above" in m.value for m in app.markdown)
+        rings = {t["meta"]["neighbours"]: t for t in _projection_spec(app)["data"]
+                 if t.get("meta", {}).get("neighbours")}
+        assert len(_values(rings["before"]["x"])) == 4
