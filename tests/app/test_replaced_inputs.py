@@ -15,7 +15,9 @@ PROMPT, TARGET = "Ulla Kessel lives in", "Rome"  # not a world fact: only the ty
 
 
 def _infos(at) -> list[str]:
-    return [i.value for i in at.info]
+    """The info messages, less the hint that a typed fact is outside the shipped model's world (its own test)."""
+    return [i.value for i in at.info if "of the built-in world" not in i.value and "not in the built-in world"
+            not in i.value]
 
 
 def _warnings(at) -> list[str]:
