@@ -82,7 +82,8 @@ def ripple_figure(coords: np.ndarray, prompt_xy: np.ndarray, value: np.ndarray, 
     if edited.any():
         fig.add_trace(go.Scatter(
             x=coords[~keep, 0], y=coords[~keep, 1], mode="markers", name="the edited fact", hovertext=text[~keep],
-            hoverinfo="text", marker=dict(size=12, symbol="diamond", color="#2ca02c", line=dict(width=1, color="black"))))
+            hoverinfo="text",
+            marker=dict(size=12, symbol="diamond", color="#2ca02c", line=dict(width=1, color="black"))))
     fig.add_trace(go.Scatter(x=[prompt_xy[0]], y=[prompt_xy[1]], mode="markers", name=prompt_label,
                              hovertext=[prompt_label], hoverinfo="text",
                              marker=dict(size=18, symbol="star", color="gold", line=dict(width=1.5, color="black"))))

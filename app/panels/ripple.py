@@ -34,7 +34,8 @@ def fact_space(_lm, model_name: str, pooling: str, metric: str) -> FactSpace:
 
 
 @st.cache_data(show_spinner="Projecting the world's facts...", max_entries=16)
-def fact_projection(_space: FactSpace, key: tuple, prompt: str, method: str) -> tuple[np.ndarray, np.ndarray, str | None]:
+def fact_projection(_space: FactSpace, key: tuple, prompt: str,
+                    method: str) -> tuple[np.ndarray, np.ndarray, str | None]:
     """(facts' (n, 2) coordinates, the edit prompt's (2,), a note when the method fell back) from one joint fit
     of the facts and the prompt. ``key`` (model, pooling, metric) names ``_space`` for the cache."""
     with_prompt = np.vstack([_space.embeddings, _space.prompt_embedding(prompt)[None, :]])
@@ -71,8 +72,9 @@ def run_map(run, space: FactSpace, coords, prompt_xy, label: str, key: str, limi
     w, distances = run.world, space.distances(run.case.request.prompt)
     st.markdown(f"#### {label}")
     st.markdown(run_caption(run))
+    mean_drop = float(np.mean(_drops(run)[~_edited(run)]))
     st.markdown(f"**{w.n_damaged} of the {len(w.others)} other facts changed their top answer** (world locality "
-                f"{w.world_locality:.3f}); mean drop in P(old answer) {float(np.mean(_drops(run)[~_edited(run)])):+.4f}.")
+                f"{w.world_locality:.3f}); mean drop in P(old answer) {mean_drop:+.4f}.")
     fig = ripple_figure(coords, prompt_xy, _drops(run), np.array([f.changed for f in w.facts]), _edited(run),
                         hover_texts(run, distances), DROP_TITLE, limit, height=560)
     st.plotly_chart(fig, key=f"{key}-map-{run.run_id}", width="stretch")
@@ -112,7 +114,8 @@ def paired_panel(runs: Sequence, labels: Sequence[str], space: FactSpace, coords
     da, db = (edit_damage(r.world, distances, lab, r.case.request.case_id or "edit") for r, lab in zip(runs, labels))
     rows = paired_difference([da], [db], quantile_edges([da], BINS), n_boot=1000)
     table = pd.DataFrame([{"measure": "top answer changed (share)" if r.measure == "top_changed" else
-                           "drop in P(old answer) (mean)", "distance bin": f"{r.index + 1}: {r.lo_edge:.3g}–{r.hi_edge:.3g}",
+                           "drop in P(old answer) (mean)",
+                           "distance bin": f"{r.index + 1}: {r.lo_edge:.3g}–{r.hi_edge:.3g}",
                            "facts": r.facts, "B − A": r.difference, "95% CI low": r.lo, "95% CI high": r.hi, "p": r.p}
                           for r in rows])
     st.caption(f"The difference per distance bin (quantiles of the facts' distances from the edit prompt); intervals "

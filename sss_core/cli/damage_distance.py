@@ -81,6 +81,7 @@ def _check_resume(out: Path, settings: dict, resume: bool) -> None:
 
 
 def _readings_path(out: Path, editor: str) -> Path:
+    """The per-fact readings file of ``editor`` in ``out`` ("+" spelled "_")."""
     return out / f"readings-{editor.replace('+', '_')}.csv.gz"
 
 
@@ -183,7 +184,8 @@ def markdown_tables(data: dict) -> str:
     head = [f"bin {i + 1}: {edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(len(edges) - 1)]
     out = []
     for title, (v, lo, hi, scale, spec) in (
-            ("Share of facts whose top answer changed, % [95% CI]", ("share_changed", "share_lo", "share_hi", 100, ".2f")),
+            ("Share of facts whose top answer changed, % [95% CI]",
+             ("share_changed", "share_lo", "share_hi", 100, ".2f")),
             ("Mean drop in P(old answer), x 100 [95% CI]", ("mean_drop", "drop_lo", "drop_hi", 100, ".3f"))):
         out += [f"**{title}** (distance bins nearest first; facts per bin and editor: "
                 f"{', '.join(str(b['facts']) for b in next(iter(data['curves'].values())))})", "",
