@@ -19,7 +19,7 @@ from app.panels.common import (MISSING, LAMBDA_FORMAT, STYLED_CELLS, TOOK, is_mi
                                frame_csv_button)
 from app.panels.edit import (metrics_row, LAMBDA_NEW_BEFORE, LAMBDA_NEW_AFTER, lambda_caption, update_norm_warnings,
                              probe_frame, probe_table, delta_panel, embeddings_csv, run_json, export_buttons,
-                             world_panel)
+                             salience_panel, world_panel)
 from app.panels.projection import (POOLING_LABELS, hover_texts, selected_points, COLOUR_BY, COLOUR_LABELS, KNN_UNITS,
                                    DISAGREE, move_agreement, colouring, axis_titles, faithfulness_note,
                                    clear_selection, projection_panel)
@@ -34,5 +34,6 @@ __all__ = ["world_panel", "COLOUR_BY", "COLOUR_LABELS", "DISAGREE", "KNN_UNITS",
            "embeddings_csv", "export_buttons", "faithfulness_note", "fmt_lambda", "fmt_number", "frame_csv_button",
            "hover_texts", "hypothesis_results", "is_missing", "lambda_caption", "link_problems_notice", "metrics_row",
            "move_agreement", "paired_panel", "paired_probe_frame", "probe_frame", "probe_table", "projection_panel",
-           "run_caption", "run_flags", "run_json", "run_label", "run_notices", "same_edit_text", "selected_points",
+           "run_caption", "run_flags", "run_json", "run_label", "run_notices", "salience_panel", "same_edit_text",
+           "selected_points",
            "show_frame", "shown_c", "trajectory_of", "update_norm_warnings", "verdict_line"]

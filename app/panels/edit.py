@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -90,6 +91,36 @@ def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
 PROBE_WIDTHS = {"group": 128, "top-1": 128, "prompt": 170}  # pixels; the other columns are "small" (75 px)
 
 
+def salience_html(when: str, tl) -> str:
+    """One salience strip as HTML: ``tl`` (``sss_core.sss.TokenLambda``) token by token, each shaded by its
+    share of sum_i ||dJ/dh_i||^2 (the same shading as the inspect page: opacity = share), the target's tokens
+    underlined; each span carries its share (``data-share``) and says it with its value on hover."""
+    spans = []
+    for i, (text, share, value) in enumerate(zip(tl.tokens, tl.shares(), tl.per_token)):
+        underline = "text-decoration: underline;" if i >= tl.n_prompt else ""
+        spans.append(f'<span class="sss-tok" data-share="{share:.4f}" title="{share:.1%} of the sum; '
+                     f'||dJ/dh||² = {value:.3g}" style="white-space: pre; padding: 0 1px; {underline} '
+                     f'background: rgba(214, 39, 40, {min(1.0, share):.3f})">{html.escape(text)}</span>')
+    return (f'<div class="sss-strip" data-when="{when}" style="font-family: monospace; margin: 0.2em 0">'
+            f'<span style="display: inline-block; width: 15em">{when} (λ_max {fmt_lambda(tl.lambda_max)})</span>'
+            + "".join(spans) + "</div>")
+
+
+def salience_panel(run: analysis.EditRun) -> None:
+    """Each token's share of the edit prompt's λ_max against the new target, before and after the edit (the
+    run's ``token_lambda``); nothing for a run without it."""
+    if run.token_lambda is None:
+        return
+    with st.container(key="edit-salience"):
+        st.markdown("**Each token's share of λ_max (against the new target)**")
+        st.html("".join(salience_html(when, tl) for when, tl in zip(("before", "after"), run.token_lambda)))
+        st.caption("λ_max is the mean over the tokens fed (prompt, then the underlined target) of the squared "
+                   "gradient norm of the target's NLL at each token's last hidden state; each token is shaded by "
+                   "its share of that sum (hover for the share and the value). At the last hidden states a "
+                   "token's gradient comes only from the prediction made at that token, so the share sits on the "
+                   "positions that predict the target.")
+
+
 def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = False) -> pd.DataFrame:
     """Draw the probability table (see probe_frame, probe_display) with its caption; returns the full
     DataFrame (what the CSV export holds).
@@ -144,8 +175,12 @@ def embeddings_csv(run: analysis.EditRun, projections: dict) -> str:
 
 def run_json(run: analysis.EditRun) -> str:
     """The "Config + results (JSON)" export: strict JSON (NaN and Infinity as null, ``sss_core.jsonio``);
-    the model is named by ``LoadedModel.name``, never by a path of the server."""
-    return to_json(run.to_json_dict(), indent=True)
+    the model is named by ``LoadedModel.name``, never by a path of the server. With the run's per-token
+    λ_max (``lambda_max_tokens``: before and after, as ``edit --json`` writes it)."""
+    payload = run.to_json_dict()
+    if run.token_lambda is not None:
+        payload["lambda_max_tokens"] = {"before": run.token_lambda[0].as_dict(), "after": run.token_lambda[1].as_dict()}
+    return to_json(payload, indent=True)
 
 
 def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "export") -> None:

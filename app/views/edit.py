@@ -36,6 +36,7 @@ if run is not None:
     panels.earlier_run_notice("edit", run, inputs.differs(run, choice, request))
     st.markdown(panels.run_caption(run))
     panels.metrics_row(run)
+    panels.salience_panel(run)
     panels.world_panel(run)
     notice = analysis.current_answer_notice(run)  # the target was already the answer: what the edit still did
     if notice is not None:

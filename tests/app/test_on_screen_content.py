@@ -196,3 +196,21 @@ def test_no_world_hint_for_another_model(app, tmp_path):
     app.text_input(key="model_name").input(str(tmp_path)).run()
     assert_ok(app)
     assert not any("built-in world" in i for i in _typed(app, "The Eiffel Tower is located in", "Eiffel Tower"))
+
+
+def test_the_json_export_carries_each_tokens_share_of_lambda_max(app, default_lm):
+    import json
+
+    from app.panels.edit import run_json
+    from sss_core.sss import lambda_max_tokens
+    app.button(key="run_edit").click().run()
+    assert_ok(app)
+    run = app.session_state["_run"]
+    exported = json.loads(run_json(run))["lambda_max_tokens"]
+    r = run.case.request
+    expected = lambda_max_tokens(default_lm.model, default_lm.tok, r.prompt, r.target_new)  # the unedited model
+    assert exported["before"]["tokens"] == list(expected.tokens) and exported["before"]["n_prompt"] == expected.n_prompt
+    assert exported["before"]["shares"] == list(expected.shares())
+    assert exported["after"]["lambda_max"] == run.result.lambda_max_after or \
+        abs(exported["after"]["lambda_max"] / run.result.lambda_max_after - 1) < 1e-4
+    assert abs(sum(exported["after"]["shares"]) - 1) < 1e-9

@@ -364,3 +364,38 @@ def test_the_server_prints_no_loading_bar_or_deprecation_warning_for_an_edit(ser
     assert "Uvicorn server started" in log  # the log of this server
     for noise in ("Loading weights", "Warning", "deprecated", "Traceback"):
         assert noise not in log, (noise, log[-2000:])
+
+
+STRIPS = """el => Array.from(el.querySelectorAll('.sss-strip')).map(s => ({
+    when: s.dataset.when, label: s.firstElementChild.textContent,
+    tokens: Array.from(s.querySelectorAll('.sss-tok')).map(t => [t.textContent, t.dataset.share,
+                                                                 getComputedStyle(t).textDecorationLine]),
+}))"""
+
+
+def test_salience_strip_shows_each_tokens_share_of_lambda_max(server, new_page, default_lm):
+    from app.panels.common import fmt_lambda
+    from sss_core.sss import lambda_max_tokens
+    from test_browser import app_presets
+
+    r = app_presets()[0].request
+    page = new_page()
+    page.goto(server.url + "/?editor=ft-l")
+    page.get_by_role("button", name="Run edit").click()
+    box = page.locator(".st-key-edit-salience")
+    box.locator(".sss-strip").first.wait_for(timeout=180_000)
+    wait_idle(page)
+    before, after = box.evaluate(STRIPS)
+    # before the edit: the shipped model's own split, computed here on the unedited model
+    expected = lambda_max_tokens(default_lm.model, default_lm.tok, r.prompt, r.target_new)
+    assert before["when"] == "before" and before["label"] == f"before (λ_max {fmt_lambda(expected.lambda_max)})"
+    assert [t[0] for t in before["tokens"]] == list(expected.tokens)
+    assert [t[1] for t in before["tokens"]] == [f"{s:.4f}" for s in expected.shares()]
+    underlined = ["underline" in t[2] for t in before["tokens"]]
+    assert underlined == [i >= expected.n_prompt for i in range(len(expected.tokens))]  # the target's tokens
+    # after the edit: the same tokens, shares of a sum (1 up to the 4 decimals shown), λ_max as the metric card
+    card = page.locator('[data-testid="stMetric"]', has_text="λ_max after (new target)")
+    assert after["label"] == f"after (λ_max {card.locator('[data-testid=stMetricValue]').inner_text().strip()})"
+    assert [t[0] for t in after["tokens"]] == list(expected.tokens)
+    assert abs(sum(float(t[1]) for t in after["tokens"]) - 1) <= 5e-4 * len(expected.tokens)
+    assert_no_traceback(page)
