@@ -92,7 +92,8 @@ st.header("Reading the pages")
 st.markdown("""
 - **Edit**: run one edit. The table lists every probe: the probability of the old and the new answer before
   and after, and whether the top-1 prediction flipped (✓ where it flipped to the new target, "off target"
-  where the edit wanted the new target but got another token, ✗ where a flip is damage). The bar chart shows which weights changed and by how much.
+  where the edit wanted the new target but got another token, ✗ where a flip is damage). The bar chart shows
+  which weights changed and by how much.
 - **Projection**: every probe sentence and some unrelated world facts, embedded before (hollow) and after
   (filled) the edit, with arrows. Colour the points by group, by λ_max (against each sentence's own top
   answer), by kNN distance (how far its k nearest neighbours are, in the full space: large = sparse), by

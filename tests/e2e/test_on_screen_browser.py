@@ -110,7 +110,10 @@ def test_hypothesis_stop_is_usable_during_a_run_and_keeps_the_edits_made(server,
 
 # The boxes (page coordinates) of an SVG chart's axis titles and tick labels, and of the chart itself.
 AXIS_BOXES = """el => {
-    const box = e => { const r = e.getBoundingClientRect(); return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom}; };
+    const box = e => {
+        const r = e.getBoundingClientRect();
+        return {x0: r.left, x1: r.right, y0: r.top, y1: r.bottom};
+    };
     const titles = Array.from(el.querySelectorAll('.infolayer text'))
         .filter(t => /^[xy]\\d*title$/.test(t.getAttribute('class') || ''))
         .map(t => ({axis: t.getAttribute('class'), text: t.textContent, ...box(t)}));
