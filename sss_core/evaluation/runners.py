@@ -123,22 +123,30 @@ def single_edits(model: nn.Module, tok, editor: Editor, cases: Sequence[EditCase
 
     ``edit_batch`` > 1 runs that many independent edits side by side (``edit_side_by_side``): the
     outcomes equal those of ``edit_batch`` = 1 within float tolerance, each result's ``seconds``
-    is its share of the batch's editing time and ``extra["batch"]`` the batch's size (FT-L).
+    is its share of the batch's editing time and ``extra["batch"]`` the batch's size (FT-L, ROME).
+    The batches are ``cases[0:B]``, ``cases[B:2B]``, ...: for given cases and B the stored numbers
+    are the same bits however often the run was interrupted and resumed.
     ``world``: facts to score before and after each edit (``world_locality``; the unedited model's
     reading is made once per model); each outcome then carries ``WorldLocality.as_dict`` with at
     most ``WORLD_LISTED`` damaged facts named. A world fact the model cannot read fails the case.
     """
     if edit_batch < 1:
         raise ValueError(f"edit_batch must be at least 1, got {edit_batch}")
-    todo = [(RunKey(editor.name, seed, c.request.case_id, mode), c) for c in cases]
-    todo = [(key, case) for key, case in todo if not skip(key)]
-    for start in range(0, len(todo), edit_batch):
-        group = todo[start:start + edit_batch]
+    keyed = [(RunKey(editor.name, seed, c.request.case_id, mode), c) for c in cases]
+    # groups are fixed by position in ``cases``, whatever ``skip`` says: a group with any case to do is made
+    # whole (the others' outcomes are dropped), so a resumed run stores the very numbers an uninterrupted
+    # one would (side by side, a batch's padding moves the last bits of lambda_max)
+    for start in range(0, len(keyed), edit_batch):
+        group = keyed[start:start + edit_batch]
+        wanted = [not skip(key) for key, _ in group]
+        if not any(wanted):
+            continue
         with model_lock(model):  # released before yielding: the consumer may take its time
             made = (edit_side_by_side(model, tok, editor, [c for _, c in group], seed, with_lambda)
                     if len(group) > 1 else [_edit_one(model, tok, editor, group[0][1], seed, with_lambda)])
-        for (key, case), res in zip(group, made):
-            yield _outcome(model, tok, key, case, res, C, world)
+        for (key, case), res, want in zip(group, made, wanted):
+            if want:
+                yield _outcome(model, tok, key, case, res, C, world)
 
 
 def _edit_one(model: nn.Module, tok, editor: Editor, case: EditCase, seed: int,
