@@ -203,6 +203,13 @@ class EditRun:
         emb = self.embeddings[knn.pooling]
         return dataclasses.replace(self, knn=knn, sparsity=remeasure_knn(self.sparsity, emb.before, emb.after, knn))
 
+    def token_lambda_dict(self) -> dict[str, Any] | None:
+        """The edit prompt's lambda_max split over its tokens, ``{"before": ..., "after": ...}``
+        (``TokenLambda.as_dict``), as ``edit --json`` and the app's JSON export write it; None when not measured."""
+        if self.token_lambda is None:
+            return None
+        return {"before": self.token_lambda[0].as_dict(), "after": self.token_lambda[1].as_dict()}
+
     def to_json_dict(self) -> dict[str, Any]:
         """Config and results, JSON-ready (embeddings and weight deltas left out: they are large).
 
@@ -219,6 +226,7 @@ class EditRun:
         record = self.record.to_dict() if self.record is not None else None
         return {
             "record": record,  # everything that made this run: `sss-lab edit --from FILE` replays it
+            "lambda_max_tokens": self.token_lambda_dict(),
             "command": {"replay": self.record.command("FILE") if record else None,
                         "equivalent": self.record.command() if record else None,
                         "equivalent_note": self.record.command_note() if record else None},

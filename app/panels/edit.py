@@ -177,10 +177,7 @@ def run_json(run: analysis.EditRun) -> str:
     """The "Config + results (JSON)" export: strict JSON (NaN and Infinity as null, ``sss_core.jsonio``);
     the model is named by ``LoadedModel.name``, never by a path of the server. With the run's per-token
     λ_max (``lambda_max_tokens``: before and after, as ``edit --json`` writes it)."""
-    payload = run.to_json_dict()
-    if run.token_lambda is not None:
-        payload["lambda_max_tokens"] = {"before": run.token_lambda[0].as_dict(), "after": run.token_lambda[1].as_dict()}
-    return to_json(payload, indent=True)
+    return to_json(run.to_json_dict(), indent=True)
 
 
 def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "export") -> None:

@@ -182,8 +182,7 @@ def run(args) -> None:
            "lambda_max_before": result.lambda_max_before, "lambda_max_after": result.lambda_max_after,
            "edit_lambda": lam.as_dict() if lam is not None else None,
            # lambda_max against the new target split over the prompt's and target's tokens (shares sum to 1)
-           "lambda_max_tokens": ({"before": run_.token_lambda[0].as_dict(), "after": run_.token_lambda[1].as_dict()}
-                                 if run_.token_lambda else None),
+           "lambda_max_tokens": run_.token_lambda_dict(),
            "pre": [{"token": t, "prob": p} for t, p in run_.top_k_before],
            "post": [{"token": t, "prob": p} for t, p in run_.top_k_after],
            "metrics": result.metrics, "seconds": result.seconds,
