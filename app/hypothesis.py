@@ -136,10 +136,13 @@ def run_next(lm: LoadedModel, job: HypothesisJob) -> dict:
     return record
 
 
+GROUP_MAX = 5  # cases per group at most: Stop, and other sessions' turns, come within a couple of seconds
+
+
 def group_size(job: HypothesisJob) -> int:
     """Cases per ``run_group``: the smallest side-by-side batch of the job's editors (``EditorSpec.edit_batch``),
-    so every editor runs at its measured best and Stop still takes effect within a couple of seconds."""
-    return max(1, min(EDITORS[name].edit_batch for name, _ in job.editors))
+    at most ``GROUP_MAX``, so Stop and the other sessions' edits still come within a couple of seconds."""
+    return max(1, min(GROUP_MAX, *(EDITORS[name].edit_batch for name, _ in job.editors)))
 
 
 def run_group(lm: LoadedModel, job: HypothesisJob, cases: int | None = None) -> list[dict]:

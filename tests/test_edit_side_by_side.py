@@ -148,13 +148,13 @@ def test_edit_batch_below_one_is_refused(default_lm, world_cases):
 
 
 def test_bench_edit_batch_flag_gives_the_results_of_one_at_a_time(tmp_path, capsys):
-    """The bench's default for FT-L (the registry's 5) and --edit-batch 1 store the same scores; the run log
+    """The bench's default for FT-L (the registry's 25) and --edit-batch 1 store the same scores; the run log
     names the flag; --edit-batch 0 exits 2."""
     import json
 
     from sss_core.cli import main
     from sss_core.editors import EDITORS
-    assert EDITORS["ft-l"].edit_batch == 5 and EDITORS["rome"].edit_batch == 1
+    assert EDITORS["ft-l"].edit_batch == 25 and EDITORS["mend"].edit_batch == 5 and EDITORS["rome"].edit_batch == 1
     base = ["bench", "--editors", "ft-l", "--data", "world", "--n", "7", "--seeds", "1", "--no-progress"]
     assert main([*base, "--out", str(tmp_path / "default")]) == 0
     assert main([*base, "--out", str(tmp_path / "one"), "--edit-batch", "1"]) == 0
@@ -164,7 +164,7 @@ def test_bench_edit_batch_flag_gives_the_results_of_one_at_a_time(tmp_path, caps
     default, one = rows("default"), rows("one")
     assert len(default) == 7 and default.keys() == one.keys()
     assert all(default[k]["metrics"] == one[k]["metrics"] for k in one)
-    assert [default[k]["extra"].get("batch") for k in sorted(default)].count(5) == 5  # 7 cases: a 5 and a 2
+    assert [default[k]["extra"].get("batch") for k in sorted(default)] == [7] * 7  # 7 cases: one batch
     run = json.loads((tmp_path / "one" / "config.json").read_text())["runs"][0]
     assert "--edit-batch 1" in run["command"] and run["config"]["edit_batch"] == 1
     with pytest.raises(SystemExit) as exc:

@@ -50,7 +50,8 @@ def register(sub) -> None:
                    help="single edits (and the C sweep's) made side by side, each on its own copy of the edited "
                         "weights, with results equal to one at a time within float tolerance (FT-L and ROME "
                         "train them together; every editor's probes are scored together); 1 = one at a time. "
-                        "Default: each editor's, chosen by measurement (5 for FT-L, 1 for the others; docs/performance.md)")
+                        "Default: each editor's, chosen by measurement (25 for FT-L, 5 for MEND, 1 for the others; "
+                        "docs/performance.md)")
     p.add_argument("--knn", type=positive_int, default=10, help="k of the local-density measure")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor setting, every editor")
     p.add_argument("--threads", type=positive_int, default=1,

@@ -55,7 +55,7 @@ class EditorSpec:
     trainer: Trainer | None = None  # trained editors: writes the checkpoint config_cls.checkpoint reads
     train_config_cls: type | None = None  # the trainer's config (holds C in c_field too)
     # independent single edits the bench makes side by side by default (``--edit-batch`` overrides):
-    # FTL_BATCH where training side by side measured faster on one CPU thread, 1 where it did not
+    # FTL_BATCH / MEND_BATCH where that measured faster on one CPU thread, 1 where it did not
     # (docs/performance.md, "Edits side by side")
     edit_batch: int = 1
 
@@ -125,7 +125,11 @@ def register_editor(spec: EditorSpec) -> EditorSpec:
     return spec
 
 
-FTL_BATCH = 5  # FT-L's side-by-side batch: 1.3x the results per second of one at a time (25 gains little more)
+# side-by-side batches by measurement (benchmarks/bench_edit_batch.py, one CPU thread, quiet machine; results/s
+# against one at a time): FT-L 1.42x at 5, 1.59x at 25 (FT-L+SSS 1.41x / 1.57x); MEND, scored together,
+# 1.20x at 5, 1.25x at 25; ROME 1.08x and MEMIT 1.08x at 5, within the noise of a busy machine: left at 1
+FTL_BATCH = 25
+MEND_BATCH = 5
 
 _BUILT_IN = (
     EditorSpec("ft-l", FTL, FTLConfig, {}, "constrained fine-tuning of one MLP output projection", c_field="sss_c",
@@ -136,9 +140,9 @@ _BUILT_IN = (
                "FT-L+SSS where SSS changes FT-L's edits most (box +-5e-2, SSS summed over tokens; docs/editors.md)",
                uses_sss=True, c_field="sss_c", edit_batch=FTL_BATCH),
     EditorSpec("mend", MEND, MENDConfig, {}, "meta-trained gradient transform (MEND)", c_field="sss_c",
-               trainer=train_mend, train_config_cls=MENDTrainConfig),
+               trainer=train_mend, train_config_cls=MENDTrainConfig, edit_batch=MEND_BATCH),
     EditorSpec("mend+sss", MEND, MENDConfig, {"sss_c": 0.9}, "MEND meta-trained with the SSS term", uses_sss=True,
-               c_field="sss_c", trainer=train_mend, train_config_cls=MENDTrainConfig),
+               c_field="sss_c", trainer=train_mend, train_config_cls=MENDTrainConfig, edit_batch=MEND_BATCH),
     EditorSpec("serac", SERAC, SERACConfig, {}, "edit memory, scope classifier, counterfactual model",
                c_field="sss_c", trainer=train_serac, train_config_cls=SERACTrainConfig),
     EditorSpec("serac+sss", SERAC, SERACConfig, {"sss_c": 0.9},

@@ -23,7 +23,7 @@ def test_groups_give_the_records_of_one_edit_at_a_time(default_lm, cases):
     one, grouped = _job(cases), _job(cases)
     while one.pending:
         run_next(default_lm, one)
-    assert group_size(grouped) == 5  # ft-l's and ft-l+sss's side-by-side batch (the registry)
+    assert group_size(grouped) == 5  # GROUP_MAX: ft-l's registry batch (25) is larger
     sizes = []
     while grouped.pending:
         sizes.append(len(run_group(default_lm, grouped)))
