@@ -275,6 +275,32 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) 
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def spearman_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+    """``partial_spearman`` of each row of x and y (and z): (rows, n) arrays -> (rows,) rho, NaN where undefined.
+
+    The same statistic computed for many samples at once (a bootstrap's resamples): ranks by
+    ``scipy.stats.rankdata`` along each row; with z, each rank row's least-squares residual on
+    [1, ranks of z] (the residual on the mean alone where z's ranks are constant, as ``lstsq`` gives).
+    """
+    rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
+    if z is not None:
+        rz = stats.rankdata(z, axis=1)
+        dz = rz - rz.mean(1, keepdims=True)
+        var = (dz * dz).sum(1, keepdims=True)
+        safe = np.where(var > 0, var, 1.0)
+
+        def residual(r: np.ndarray) -> np.ndarray:
+            dr = r - r.mean(1, keepdims=True)
+            return dr - np.where(var > 0, (dr * dz).sum(1, keepdims=True) / safe, 0.0) * dz
+        rx, ry = residual(rx), residual(ry)
+    flat = 1e-9 * x.shape[1]
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+    undefined = (np.ptp(rx, axis=1) <= flat) | (np.ptp(ry, axis=1) <= flat)
+    return np.where(undefined, np.nan, rho)
+
+
 def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, control: np.ndarray | None = None,
                 n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
     """(Partial) Spearman rho, its CI (lo, hi) and a two-sided p-value, for paired arrays, from ONE bootstrap.
@@ -300,13 +326,18 @@ def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, control: np.
     if len(ids) < MIN_CLUSTERS:  # a bootstrap over so few prompts says nothing about the spread
         return rho, *nan4[1:]
     members = [np.flatnonzero(inverse == i) for i in range(len(ids))]
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
-        value = partial_spearman(x[idx], y[idx], z[idx] if z is not None else None)
-        if not math.isnan(value):
-            boots.append(value)
+    draws = np.random.default_rng(seed).integers(0, len(ids), (n_boot, len(ids)))  # clusters of each resample
+    if len({len(m) for m in members}) == 1:  # equal clusters: every resample as one row of a matrix
+        idx = np.stack(members)[draws].reshape(n_boot, -1)  # (n_boot, points)
+        values = spearman_rows(x[idx], y[idx], z[idx] if z is not None else None)
+        boots = list(values[~np.isnan(values)])
+    else:
+        boots = []
+        for row in draws:
+            idx = np.concatenate([members[i] for i in row])
+            value = partial_spearman(x[idx], y[idx], z[idx] if z is not None else None)
+            if not math.isnan(value):
+                boots.append(value)
     if len(boots) < 2:
         return rho, *nan4[1:]
     edge = 1 - 1e-6  # a resample with rho = ±1 would give an infinite z

@@ -165,3 +165,22 @@ def test_knn_defaults_and_edges(bench_lm, caplog):
     assert math.isnan(value["target_nll"]) and value["knn_distance"] > 0
     assert [r.getMessage().split(": ")[0] for r in caplog.records] == [f"no target NLL for {many[0]!r}"]
     assert "longer than" in caplog.records[0].getMessage() or "tokens" in caplog.records[0].getMessage()
+
+
+def test_rows_at_once_equal_the_one_sample_statistic():
+    """spearman_rows (every bootstrap resample in one call) gives partial_spearman of each row: ties, a
+    constant control and a constant variable (NaN) included."""
+    import numpy as np
+
+    from sss_core.evaluation.hypothesis import partial_spearman, spearman_rows
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=(40, 12)), 1)
+    y = x + rng.normal(size=(40, 12))
+    z = rng.normal(size=(40, 12))
+    z[5] = 1.0  # a constant control: the residual on the mean alone
+    y[7] = 2.0  # a constant variable: undefined
+    for control in (None, z):
+        rows = spearman_rows(x, y, control)
+        one = [partial_spearman(x[i], y[i], None if control is None else control[i]) for i in range(40)]
+        assert np.isnan(rows[7]) and np.isnan(one[7])
+        assert np.allclose(rows, one, atol=1e-12, equal_nan=True)
