@@ -64,7 +64,8 @@ TARGETS = {  # row name -> (target text, test on the row)
     "bf16-vs-fp32": (">= 95% same top-1, no NaN", lambda r: r.extra.get("match_fraction") is not None
                      and r.extra["match_fraction"] >= 0.95 and r.nan_free is True),
 }
-BATCHED_API = "not available: the codebase has no batched-independent-edits API yet"
+SIDE_BY_SIDE = ("ft-l", "ft-l+sss", "rome")  # the editors that train independent edits side by side (edit_each)
+SIDE_BY_SIDE_N = 16  # edits of the batched-vs-single row
 
 
 @dataclass
@@ -127,7 +128,7 @@ class Check:
 
     def wanted_any_extra(self) -> bool:
         """Whether ``--only`` selects a row that is not an editor's (they run with the first phases)."""
-        return any(self.wanted(n) for n in ("sss-double-backward", "lambda-256", "memit-100"))
+        return any(self.wanted(n) for n in ("sss-double-backward", "lambda-256", "memit-100", "batched-vs-single"))
 
     def wanted(self, name: str) -> bool:
         """Whether ``--only`` selects the row ``name``."""
@@ -436,6 +437,45 @@ class Check:
                 row.note += "; check failed"
         return check
 
+    def batched_row(self, row: Row) -> None:
+        """SIDE_BY_SIDE_N independent edits side by side (``edit_each``) against one at a time, per editor:
+        seconds per edit each way, the speed-up, and how far the edits agree (same step counts, the
+        relative difference of the update norms). ``seconds`` is FT-L's side-by-side time per edit."""
+        import torch
+        from sss_core.editors import make_editor
+        model, tok = self.lm.model, self.lm.tok
+        reqs = self.requests(SIDE_BY_SIDE_N)
+        finite = True
+        for name in SIDE_BY_SIDE:
+            settings, _ = self.settings(name)
+            editor = make_editor(name, **settings)
+            editor.edit(model, tok, reqs[:1])  # warm-up: key statistics, first-call costs
+            self.sync()
+            start = time.perf_counter()
+            one = [editor.edit(model, tok, [r]) for r in reqs]
+            self.sync()
+            t_one = (time.perf_counter() - start) / len(reqs)
+            start = time.perf_counter()
+            many = editor.edit_each(model, tok, reqs)
+            self.sync()
+            t_many = (time.perf_counter() - start) / len(reqs)
+            failed = [m for m in many if not hasattr(m, "new")]
+            pairs = [(a, b) for a, b in zip(one, many) if hasattr(b, "new")]
+            finite &= all(bool(torch.isfinite(v).all()) for _, b in pairs for v in b.new.values())
+            rel = max((abs(a.delta_norms()[k] - b.delta_norms()[k]) / max(a.delta_norms()[k], 1e-12)
+                       for a, b in pairs for k in a.new), default=float("nan"))
+            row.extra[name] = {"one_at_a_time_s": round(t_one, 4), "side_by_side_s": round(t_many, 4),
+                               "speedup": round(t_one / t_many, 2), "failed": len(failed),
+                               "same_steps": sum(a.info.get("steps") == b.info.get("steps") for a, b in pairs),
+                               "max_rel_delta_norm_diff": rel}
+        row.seconds, row.n = row.extra["ft-l"]["side_by_side_s"], len(reqs)
+        row.nan_free, row.revert_exact = finite, self.state_unchanged()
+        row.note = (f"{len(reqs)} edits: " + ", ".join(f"{k} {v['speedup']}x ({v['same_steps']}/{len(reqs)} same steps)"
+                                                     for k, v in row.extra.items()))
+        if not (finite and row.revert_exact) or any(v["failed"] for v in row.extra.values()):
+            row.status = "error"
+            row.note += "; check failed"
+
     def agreement_row(self, row: Row) -> None:
         """bfloat16 against float32: the same top-1 next token after the edited prompt, per request."""
         pairs = [(name, a, self.top1.get((name, "bfloat16"))) for (name, d), a in self.top1.items()
@@ -476,11 +516,10 @@ class Check:
                     self.run_row(name, dtype, self.edit_row(name, dtype))
             if first and dtype == "float32" and self.wanted("memit-100"):
                 self.run_row("memit-100", dtype, self.memit_batch_row(self.args.memit_batch))
+            if first and dtype == "float32" and self.wanted("batched-vs-single"):
+                self.run_row("batched-vs-single", dtype, self.batched_row)
         if self.wanted("bf16-vs-fp32"):
             self.run_row("bf16-vs-fp32", "bfloat16", self.agreement_row)
-        if self.wanted("batched-vs-single"):
-            row = Row("batched-vs-single", "-", status="skipped", note=BATCHED_API)
-            self.rows.append(row)
         return self.report()
 
     def report(self) -> dict:

@@ -85,8 +85,12 @@ def test_sss_double_backward_and_the_other_rows(tiny_run):
     agreement = rows[("bf16-vs-fp32", "bfloat16")]
     assert set(agreement["extra"]["per_editor"]) == set(EDITORS)
     assert agreement["met"] == "not judged (tiny shape)"
-    batched = rows[("batched-vs-single", "-")]
-    assert batched["status"] == "skipped" and "not available" in batched["note"]
+    batched = rows[("batched-vs-single", "float32")]
+    assert batched["status"] == "ok" and batched["revert_exact"] is True and batched["nan_free"] is True
+    assert set(batched["extra"]) == {"ft-l", "ft-l+sss", "rome"}
+    for name, figures in batched["extra"].items():
+        assert figures["failed"] == 0 and figures["one_at_a_time_s"] > 0 and figures["side_by_side_s"] > 0, name
+        assert figures["max_rel_delta_norm_diff"] < 1e-2, name  # the same edits, within float tolerance
 
 
 def test_the_returned_report_is_what_was_written(tiny_run):
