@@ -37,6 +37,7 @@ from sss_core.evaluation.report import sss_effect_table
 from sss_core.evaluation.runners import single_edits
 from sss_core.evaluation.store import RESULTS_FILE, BenchStore, results_frame
 from sss_core.models import LoadedModel
+from sss_core.sss import lambda_max, n_hidden_states
 from sss_core.types import EditCase
 
 CASES_FILES = ("cases.csv", "cases.csv.gz")  # the report's per-case table (no stored measures in it)
@@ -58,6 +59,7 @@ class HypothesisJob:
     editors: list[tuple[str, dict[str, Any]]]  # (registry name, config overrides)
     seed: int
     k: int
+    layer: int = -1  # hidden states lambda_max before the edit is read at (-1: the last, the paper's)
     records: list[dict] = field(default_factory=list)
     stopped: bool = False
     seconds: float = 0.0  # wall time of the edits and measures so far
@@ -66,11 +68,12 @@ class HypothesisJob:
 
     @classmethod
     def start(cls, cases: Sequence[EditCase], editors: Sequence[tuple[str, dict]], seed: int = 0,
-              k: int = 10) -> HypothesisJob:
-        """A job over ``cases`` x ``editors`` (raises RequestError for no case or no editor)."""
+              k: int = 10, layer: int = -1) -> HypothesisJob:
+        """A job over ``cases`` x ``editors`` (raises RequestError for no case or no editor). ``layer``: where
+        lambda_max before the edit is read (``sss.lambda_max``'s layer; checked against the model when it runs)."""
         if not cases or not editors:
             raise RequestError("pick at least one editor and at least one edit")
-        return cls(list(cases), [(name, dict(o)) for name, o in editors], seed, k)
+        return cls(list(cases), [(name, dict(o)) for name, o in editors], seed, k, layer)
 
     @property
     def total(self) -> int:
@@ -100,8 +103,10 @@ class HypothesisJob:
         return float(getattr(editor_config(editor, **overrides), spec.c_field))
 
     def settings(self) -> dict[str, str]:
-        """Editor -> the settings it runs with in this job, in words (``settings_text``)."""
-        return {name: settings_text(name, overrides) for name, overrides in self.editors}
+        """Editor -> the settings it runs with in this job, in words (``settings_text``), with the layer
+        lambda_max before the edit was read at when it is not the last."""
+        layer = "" if self.layer == -1 else f"; λ_max before read at layer {self.layer}"
+        return {name: settings_text(name, overrides) + layer for name, overrides in self.editors}
 
     def frame(self) -> pd.DataFrame:
         """The finished edits as the bench's results frame (``store.results_frame``)."""
@@ -117,6 +122,25 @@ def _editor(job: HypothesisJob, name: str, overrides: dict):
     return job._editors[name]
 
 
+def _with_layer(lm: LoadedModel, job: HypothesisJob, cases: Sequence[EditCase],
+                measures: list[dict[str, float]]) -> list[dict[str, float]]:
+    """``measures`` with lambda_max before the edit read at the job's layer (each request alone, on the
+    unedited model: call under its lock), unless the layer is the last, which the runner's results carry."""
+    if job.layer in (-1, n_hidden_states(lm.model) - 1):
+        return measures
+    return [{**m, "lambda_max_before": lambda_max(lm.model, lm.tok, [c.request.prompt], [c.request.target_new],
+                                                  layer=job.layer).item()} for c, m in zip(cases, measures)]
+
+
+def _record(outcome, measures: dict[str, float]) -> dict:
+    """One results-file record: the outcome and the per-edit measures (NaN as None); a lambda_max read at
+    another layer replaces the runner's before, and the after (read at the last layer) is left out."""
+    record = {**outcome.to_json(), **{k: (None if not math.isfinite(v) else v) for k, v in measures.items()}}
+    if "lambda_max_before" in measures:
+        record["lambda_max_after"] = None
+    return record
+
+
 def run_next(lm: LoadedModel, job: HypothesisJob) -> dict:
     """Run the job's next edit with the bench's runner and measures; append and return its record.
 
@@ -128,9 +152,9 @@ def run_next(lm: LoadedModel, job: HypothesisJob) -> dict:
     if job._measures is None:
         job._measures = EditMeasures(lm.model, lm.tok, reference_prompts("world", job.cases), job.k)
     with model_lock(lm.model):
-        measures = job._measures([case.request])[0]
+        measures = _with_layer(lm, job, [case], job._measures([case.request]))[0]
     outcome = next(single_edits(lm.model, lm.tok, _editor(job, name, overrides), [case], job.seed))
-    record = {**outcome.to_json(), **{k: (None if not math.isfinite(v) else v) for k, v in measures.items()}}
+    record = _record(outcome, measures)
     job.records.append(record)
     job.seconds += time.perf_counter() - start
     return record
@@ -167,12 +191,12 @@ def run_group(lm: LoadedModel, job: HypothesisJob, cases: int | None = None) -> 
     if job._measures is None:
         job._measures = EditMeasures(lm.model, lm.tok, reference_prompts("world", job.cases), job.k)
     with model_lock(lm.model):
-        measures = job._measures([c.request for c in group])
+        measures = _with_layer(lm, job, group, job._measures([c.request for c in group]))
     by_editor = [list(single_edits(lm.model, lm.tok, _editor(job, name, overrides), group, job.seed,
                                    edit_batch=len(group))) for name, overrides in job.editors]
     for i, m in enumerate(measures):
         for outcomes in by_editor:
-            made.append({**outcomes[i].to_json(), **{k: (None if not math.isfinite(v) else v) for k, v in m.items()}})
+            made.append(_record(outcomes[i], m))
     job.records += made
     job.seconds += time.perf_counter() - start
     return made

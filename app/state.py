@@ -33,7 +33,7 @@ PROJ_COLOUR, PROJ_K, PROJ_METRIC = "proj_colour", "proj_k", "proj_metric"
 PERSISTENT = (MODEL, EDITOR, C, REQ_SOURCE, PRESET, TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET, TYPED_PARAPHRASES,
               TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
               "cmp_c_b", "sweep_editor", "sweep_cs", "seq_editor", "seq_c", "results_dir",
-              "hyp_source", "hyp_editors", "hyp_n", "hyp_seed", "hyp_k", "hyp_folder_typed")
+              "hyp_source", "hyp_editors", "hyp_n", "hyp_seed", "hyp_k", "hyp_layer", "hyp_folder_typed")
 CONFIG_PREFIX = "cfg:"  # advanced editor settings: "cfg:<editor>:<field>"
 
 SOURCES = ("World preset", "Type a fact", "Upload EasyEdit JSON")
@@ -90,6 +90,7 @@ LINK_FIELDS = (
     LinkField("rec", LINK_RECORD, "record"), LinkField("recb", LINK_RECORD_B, "record"),
     LinkField("hyp", "hyp_editors", "editors"), LinkField("hn", "hyp_n", "count"),
     LinkField("hseed", "hyp_seed", "count"), LinkField("hk", "hyp_k", "count"),
+    LinkField("hlayer", "hyp_layer", "count"),
     LinkField("hsrc", "hyp_source", "text"), LinkField("hdir", "hyp_folder_typed", "text"),
     LinkField("hcfg", LINK_SETTINGS, "settings"), LinkField("dir", "results_dir", "text"),
     LinkField("seqrec", LINK_STEPS, "records"),

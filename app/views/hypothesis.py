@@ -12,6 +12,7 @@ from app.messages import show_error
 from sss_core.editors import EDITORS
 from sss_core.evaluation.datasets import load_cases
 from sss_core.evaluation.hypothesis import correlations
+from sss_core.sss import n_hidden_states
 
 SOURCES = ("Run world edits here", "A bench run's results")
 N_BOOT = 1000  # bootstrap resamples of every CI, as the bench report
@@ -68,8 +69,17 @@ if source == SOURCES[0]:
     c2.caption(f"N: at most {n_max} here")  # the help names the variable that sets it
     seed = int(c3.number_input("Seed", min_value=0, max_value=99, key="hyp_seed",
                                help="Draws the new targets and probes (as the bench's seed)"))
-    k = int(st.number_input("k of the kNN distance", min_value=1, max_value=100, key="hyp_k",
+    c4, c5 = st.columns(2)
+    k = int(c4.number_input("k of the kNN distance", min_value=1, max_value=100, key="hyp_k",
                             help="Neighbours among the world's fact prompts (the bench's --knn)"))
+    last = n_hidden_states(lm.model) - 1 if lm is not None else 0
+    state.setdefault("hyp_layer", last)
+    if lm is not None and int(st.session_state.get("hyp_layer", last)) > last:  # a link made on a deeper model
+        st.session_state["hyp_layer"] = last
+    layer = int(c5.number_input("λ_max read at layer", min_value=0, max_value=max(last, 0), key="hyp_layer",
+                                help=f"The hidden states the gradient of λ_max before the edit is read at: 0 the input "
+                                     f"embeddings, i the output of block i, {last} the last (the paper's). "
+                                     "docs/results/lambda-layer compares them."))
     choices = [inputs.choice_for(e) for e in editors]
     st.caption("Each editor runs with its Advanced settings from the Edit page (C: the editor's default): "
                + "; ".join(f"**{c.editor}**: {settings_text(c.editor, c.overrides)}" for c in choices))
@@ -80,7 +90,8 @@ if source == SOURCES[0]:
     if start and lm is not None:  # the job exists before Stop is drawn, so Stop is enabled while it runs
         try:
             state.set_hypothesis_job(HypothesisJob.start(load_cases("world", n, seed),
-                                                         [(c.editor, c.overrides) for c in choices], seed, k))
+                                                         [(c.editor, c.overrides) for c in choices], seed, k,
+                                                         -1 if layer == last else layer))
         except Exception as exc:  # noqa: BLE001 - shown as a message; the job before it is kept
             show_error(exc, "Could not start")
             failed = True
@@ -137,7 +148,7 @@ if source == SOURCES[0]:
                 st.session_state["_hyp_stats"] = held
             panels.hypothesis_results(frame, held[1], held[2], key="hyp", c_of=job.c_of, settings=job.settings())
     state.write_link(None, None, None, {
-        "hsrc": source, "hyp": editors, "hn": n, "hseed": seed, "hk": k,
+        "hsrc": source, "hyp": editors, "hn": n, "hseed": seed, "hk": k, "hlayer": layer,
         "hcfg": {c.editor: settings for c in choices
                  if (settings := {k: v for k, v in c.overrides.items() if k != EDITORS[c.editor].c_field})} or None},
         ran=job is not None and bool(job.records))

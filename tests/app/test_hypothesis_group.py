@@ -6,6 +6,7 @@ import pandas as pd
 
 import pytest
 
+from apptest_support import _no_umap_warmup, _restore_torch_threads, app  # noqa: F401 (fixtures)
 from app.hypothesis import HypothesisJob, group_size, run_group, run_next, running_means
 from sss_core.evaluation.datasets import load_cases
 
@@ -76,3 +77,35 @@ def test_per_edit_rows_recompute_the_views_correlations(default_lm, cases):
     shown = correlations(hypothesis_rows(job.frame()), 200)
     assert [(c.editor, c.x, c.y, c.control) for c in again] == [(c.editor, c.x, c.y, c.control) for c in shown]
     assert [c.rho for c in again] == pytest.approx([c.rho for c in shown], nan_ok=True)
+
+
+def test_lambda_max_before_read_at_another_layer(default_lm, cases):
+    from sss_core.sss import lambda_max
+    job = HypothesisJob.start(cases[:5], [("ft-l", {})], seed=0, k=3, layer=2)
+    run_group(default_lm, job)
+    for record, case in zip(job.records, cases):
+        assert record["lambda_max_before"] == pytest.approx(lambda_max(
+            default_lm.model, default_lm.tok, [case.request.prompt], [case.request.target_new], layer=2).item())
+        assert record["lambda_max_after"] is None  # read at the last layer: not comparable, left out
+    assert job.settings()["ft-l"].endswith("; λ_max before read at layer 2")
+    last = HypothesisJob.start(cases[:5], [("ft-l", {})], seed=0, k=3)
+    run_group(default_lm, last)
+    assert [r["lambda_max_before"] for r in last.records] != [r["lambda_max_before"] for r in job.records]
+    assert all(r["lambda_max_after"] is not None for r in last.records)
+
+
+def test_the_views_layer_box_runs_the_job_at_that_layer_and_links_it(app):
+    from apptest_support import assert_ok
+    app.session_state["cfg:ft-l:steps"] = 3
+    app.switch_page("app/views/hypothesis.py").run()
+    assert_ok(app)
+    box = app.number_input(key="hyp_layer")
+    assert box.value == 4 and box.max == 4  # the shipped model: 4 blocks, the last hidden states by default
+    app.multiselect(key="hyp_editors").set_value(["ft-l"]).run()
+    app.number_input(key="hyp_n").set_value(5).run()
+    box.set_value(1).run()
+    app.button(key="hyp_run").click().run()
+    assert_ok(app)
+    job = app.session_state["_hyp_job"]
+    assert job.layer == 1 and len(job.records) == 5
+    assert app.query_params["hlayer"] == "1"  # the link carries the layer
