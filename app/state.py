@@ -70,7 +70,7 @@ class LinkField:
 
     query: str
     key: str
-    kind: str  # "editor", "c", "method", "pooling", "cs", "index", "steps", "record"
+    kind: str  # "editor", "c", "method", "pooling", "distance", "cs", "index", "steps", "record"
 
 
 LINK_RECORD, LINK_RECORD_B = "_link_record", "_link_record_b"  # a link's run records (sss_core.record.RunRecord)
@@ -94,6 +94,10 @@ LINK_FIELDS = (
     LinkField("hsrc", "hyp_source", "text"), LinkField("hdir", "hyp_folder_typed", "text"),
     LinkField("hcfg", LINK_SETTINGS, "settings"), LinkField("dir", "results_dir", "text"),
     LinkField("seqrec", LINK_STEPS, "records"),
+    LinkField("ra", "rip_editor_a", "editor"), LinkField("rca", "rip_c_a", "c"),
+    LinkField("rb", "rip_editor_b", "editor"), LinkField("rcb", "rip_c_b", "c"),
+    LinkField("rpool", "rip_pooling", "pooling"), LinkField("rdist", "rip_metric", "distance"),
+    LinkField("rproj", "rip_method", "method"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
@@ -122,6 +126,10 @@ def parse_link_value(field_: LinkField, text: str, editors, methods, poolings=("
     if field_.kind == "method":
         if text not in methods:
             raise ValueError(f"{text!r} is not a projection method (choose from {', '.join(methods)})")
+        return text
+    if field_.kind == "distance":
+        if text not in ("euclidean", "cosine"):
+            raise ValueError(f"{text!r} is not a distance (choose from euclidean, cosine)")
         return text
     if field_.kind == "pooling":
         if text not in poolings:

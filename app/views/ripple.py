@@ -3,7 +3,7 @@
 
 import streamlit as st
 
-from app import inputs, panels
+from app import inputs, panels, records, state
 from app.panels import ripple
 from sss_core.projection import METHOD_LABELS, METHODS
 
@@ -31,13 +31,23 @@ metric = opt_metric.radio("Distance", ("euclidean", "cosine"), key="rip_metric",
 method = opt_method.selectbox("Projection", METHODS, key="rip_method", format_func=METHOD_LABELS.get,
                               help="PCA is deterministic and fast; UMAP and t-SNE of 2,117 points take longer")
 
-if st.button("Run both", type="primary", disabled=lm is None, key="run_ripple") and lm is not None:
-    runs = tuple(inputs.run_edit_with_status(lm, choice, request, with_background=False, world=True)
-                 for choice in (a, b))
-    if all(r is not None for r in runs):
-        st.session_state[RUNS] = runs
+pressed = st.button("Run both", type="primary", disabled=lm is None, key="run_ripple")
+from_link = not pressed and state.take_link_run()  # a shared link re-runs the two edits it showed
+linked = (records.from_link(state.LINK_RECORD), records.from_link(state.LINK_RECORD_B)) if from_link else (None, None)
+if (pressed or from_link) and lm is not None:
+    if all(r is not None for r in linked):  # exactly the two runs the link recorded (world locality included)
+        made = tuple(records.replay_with_status(lm, record) for record in linked)
+    else:
+        made = tuple(inputs.run_edit_with_status(lm, choice, request, with_background=False, world=True)
+                     for choice in (a, b))
+    if all(r is not None for r in made):
+        st.session_state[RUNS] = made
 
 runs = st.session_state.get(RUNS)
+state.write_link(request.prompt, request.subject, request.target,
+                 {"ra": a.editor, "rca": a.c, "rb": b.editor, "rcb": b.c, "rpool": pooling, "rdist": metric,
+                  "rproj": method, "rec": records.link_text(runs[0]) if runs else None,
+                  "recb": records.link_text(runs[1]) if runs else None}, ran=bool(runs))
 if runs and lm is not None:
     st.divider()
     if any(r.model_name != lm.name for r in runs):

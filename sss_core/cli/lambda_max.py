@@ -32,7 +32,10 @@ def run(args) -> None:
     if args.layer == "all":
         values = lambda_max_by_layer(lm.model, lm.tok, [args.prompt], [args.target], args.reduction)[0].tolist()
         out.update(layer="all", lambda_max_by_layer=values, seconds=time.perf_counter() - start)
-        emit(out, args.json, "\n".join(f"layer {i}: lambda_max = {v:.6g}" for i, v in enumerate(values)))
+        last = len(values) - 1
+        names = {0: "input embeddings", last: "last hidden states, after the final norm: the paper's, the default"}
+        emit(out, args.json, "\n".join(f"layer {i}: lambda_max = {v:.6g}  ({names.get(i, f'output of block {i}')})"
+                                       for i, v in enumerate(values)))
         return
     try:
         layer = int(args.layer)

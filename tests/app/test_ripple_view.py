@@ -76,3 +76,23 @@ def test_ripple_lists_each_runs_damaged_facts_and_the_paired_counts(app):
     # the bins' differences, weighted by their facts, add up to the whole world's difference in damaged facts
     assert float((share["B − A"] * share["facts"]).sum()) == pytest.approx(len(db) - len(da), abs=1e-9)
     assert int(share["facts"].sum()) == len(a.world.others)
+
+
+def test_a_link_to_the_ripple_map_replays_both_runs(app):
+    """The page's URL carries both run records and the map's options; a session opened from it re-runs
+    exactly those two edits and lists the same damaged facts."""
+    from apptest_support import open_link
+
+    runs = _ripple(app, "ft-l", "ft-l+sss")
+    query = {k: app.query_params[k] for k in app.query_params}
+    assert query["run"] == "1" and query["ra"] == "ft-l" and query["rb"] == "ft-l+sss"
+    assert {"rec", "recb", "rpool", "rdist", "rproj"} <= set(query)
+    other = open_link(query, "app/views/ripple.py")
+    assert_ok(other)
+    again = other.session_state["_ripple_runs"]
+    for before, after in zip(runs, again):
+        assert after.record.digest() == before.record.digest()
+        assert [f.prompt for f in after.world.damaged] == [f.prompt for f in before.world.damaged]
+        assert after.result.metrics == before.result.metrics
+    bad = open_link({**query, "rdist": "manhattan"}, "app/views/ripple.py")
+    assert any("'manhattan' is not a distance" in m.value for m in [*bad.warning, *bad.markdown, *bad.error])
