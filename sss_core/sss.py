@@ -49,7 +49,8 @@ def forward_pairs(model: nn.Module, batch: PairBatch, embeds_require_grad: bool 
     """Forward ``batch``; returns (per-example NLL (batch,), hidden_states[layer] (batch, tokens, d)).
 
     ``layer`` indexes transformers' ``hidden_states`` (``check_layer``): -1 the last (after the final
-    norm; the paper and the authors' code), 0 the input embeddings, i the output of block i. The input
+    norm; the paper and the authors' code), 0 the input embeddings, i the hidden states after i blocks (the
+    output of block i-1, blocks counted from 0 as the editors' ``layer`` counts them). The input
     embeddings are made to require grad so the hidden states have a graph even when every parameter
     is frozen (always for ``layer`` 0, whose gradient is taken at the embeddings themselves).
     """
@@ -74,7 +75,7 @@ def check_layer(model: nn.Module, layer: int) -> int:
     n = n_hidden_states(model)
     if not -n <= layer < n:
         raise RequestError(f"lambda_max's layer must be in -{n}..{n - 1} for this model (0: the input embeddings, "
-                           f"i: the output of block i, -1 = {n - 1}: the last hidden states), got {layer}")
+                           f"i: after i blocks, i.e. block i-1's output, -1 = {n - 1}: the last hidden states), got {layer}")
     return layer % n
 
 
@@ -104,7 +105,8 @@ def lambda_max_by_layer(model: nn.Module, tok, prompts: Sequence[str], targets: 
     """lambda_max of each pair read at every hidden state at once (one backward pass per batch).
 
     Returns (n, n_hidden_states) float32 on the CPU: column 0 the input embeddings, column i the
-    output of block i, the last column the last hidden states (``lambda_max``'s default). Raises
+    hidden states after i blocks (block i-1's output), the last column the last hidden states
+    (``lambda_max``'s default). Raises
     RequestError for a bad text.
     """
     if reduction not in ("mean", "sum"):

@@ -78,7 +78,7 @@ if source == SOURCES[0]:
         st.session_state["hyp_layer"] = last
     layer = int(c5.number_input("λ_max read at layer", min_value=0, max_value=max(last, 0), key="hyp_layer",
                                 help=f"The hidden states the gradient of λ_max before the edit is read at: 0 the input "
-                                     f"embeddings, i the output of block i, {last} the last (the paper's). "
+                                     f"embeddings, i the hidden states after i blocks (block i-1's output), {last} the last (the paper's). "
                                      "docs/results/lambda-layer compares them."))
     choices = [inputs.choice_for(e) for e in editors]
     st.caption("Each editor runs with its Advanced settings from the Edit page (C: the editor's default): "

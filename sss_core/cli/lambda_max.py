@@ -16,7 +16,7 @@ def register(sub) -> None:
                    help="mean over tokens (the paper) or sum (the authors' code)")
     p.add_argument("--layer", default="-1",
                    help="hidden states the gradient is read at: -1 the last (the paper), 0 the input embeddings, "
-                        "i the output of block i, or 'all' for every one of them")
+                        "i the hidden states after i blocks (block i-1's output, blocks counted from 0), or 'all' for every one of them")
     p.add_argument("--json", action="store_true")
     add_model_args(p)
     p.set_defaults(handler=run)
@@ -34,7 +34,7 @@ def run(args) -> None:
         out.update(layer="all", lambda_max_by_layer=values, seconds=time.perf_counter() - start)
         last = len(values) - 1
         names = {0: "input embeddings", last: "last hidden states, after the final norm: the paper's, the default"}
-        emit(out, args.json, "\n".join(f"layer {i}: lambda_max = {v:.6g}  ({names.get(i, f'output of block {i}')})"
+        emit(out, args.json, "\n".join(f"layer {i}: lambda_max = {v:.6g}  ({names.get(i, f'after {i} blocks: the output of block {i - 1}')})"
                                        for i, v in enumerate(values)))
         return
     try:

@@ -44,7 +44,7 @@ class FTLConfig:
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum' (authors' code)"})
     sss_layer: int = field(default=-1, metadata={
         "help": "hidden states the SSS term reads its gradient at: -1 the last (paper), 0 the input embeddings, "
-                "i the output of block i"})
+                "i the hidden states after i blocks (block i-1's output; blocks count from 0)"})
     objective: Literal["target", "prompt_last"] = field(
         default="target", metadata={"help": "'target': NLL of every target token (teacher forced); "
                                             "'prompt_last': only the first target token, as the authors' FT"})

@@ -94,7 +94,7 @@ class MENDTrainConfig:
     sss_reduction: Reduction = field(default="mean", metadata={"help": "'mean' (paper) or 'sum'"})
     sss_layer: int = field(default=-1, metadata={
         "help": "hidden states the SSS term reads its gradient at: -1 the last (paper), 0 the input embeddings, "
-                "i the output of block i"})
+                "i the hidden states after i blocks (block i-1's output; blocks count from 0)"})
     norm_batches: int = field(default=16, metadata={"help": "batches for g's input normalisation statistics"})
     save_every: int = field(default=200, metadata={"help": "resumable state every N steps"})
     validate: int = field(default=0, metadata={
