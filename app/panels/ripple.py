@@ -48,11 +48,11 @@ def damaged_frame(run, distances: np.ndarray) -> pd.DataFrame:
     order, with their before/after answers, P(old answer) before/after and distance from the edit prompt."""
     w = run.world
     rows = [{"fact": f"{f.prompt} {f.object}", "relation": f.relation, "top answer before": f.before,
-             "top answer after": f.after, "P(old) before": round(f.p_before, 4), "P(old) after": round(f.p_after, 4),
-             "distance": round(float(distances[i]), 3)}
+             "top answer after": f.after, "moved": f.direction, "P(old) before": round(f.p_before, 4),
+             "P(old) after": round(f.p_after, 4), "distance": round(float(distances[i]), 3)}
             for i, f in enumerate(w.facts) if f.changed and not f.should_change]
-    return pd.DataFrame(rows, columns=["fact", "relation", "top answer before", "top answer after", "P(old) before",
-                                       "P(old) after", "distance"])
+    return pd.DataFrame(rows, columns=["fact", "relation", "top answer before", "top answer after", "moved",
+                                       "P(old) before", "P(old) after", "distance"])
 
 
 def hover_texts(run, distances: np.ndarray) -> list[str]:
@@ -80,7 +80,11 @@ def run_map(run, space: FactSpace, coords, prompt_xy, label: str, key: str, limi
     st.plotly_chart(fig, key=f"{key}-map-{run.run_id}", width="stretch")
     frame = damaged_frame(run, distances)
     with st.container(key=f"{key}-damaged"):
-        st.markdown(f"**The {len(frame)} damaged facts** (top answer changed; the edited fact left out)")
+        moved = frame["moved"].value_counts() if len(frame) else {}
+        st.markdown(f"**The {len(frame)} damaged facts** (top answer changed; the edited fact left out): "
+                    f"{moved.get('away from the answer', 0)} moved away from the world's answer, "
+                    f"{moved.get('to the answer', 0)} moved to it (a near tie tipped the right way, still a change "
+                    f"in EasyEdit's locality), {moved.get('between others', 0)} between other tokens.")
         if len(frame):
             with st.container(height=360):
                 st.table(frame)

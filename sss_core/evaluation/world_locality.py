@@ -159,11 +159,24 @@ class FactChange:
     changed: bool  # the top-1 token id differs
     should_change: bool  # this is the edited fact
 
+    @property
+    def direction(self) -> str:
+        """How a changed top answer moved: "to the answer" (after, not before, it starts the world's answer,
+        e.g. "the" -> "M" for Moscow), "away from the answer" (before, not after), else "between others".
+        A change counts against world locality either way (EasyEdit's argmax comparison); this says which."""
+        def starts(token: str) -> bool:
+            return bool(token.strip()) and self.object.strip().startswith(token.strip())
+        if starts(self.after) and not starts(self.before):
+            return "to the answer"
+        if starts(self.before) and not starts(self.after):
+            return "away from the answer"
+        return "between others"
+
     def as_dict(self) -> dict:
-        """The fact as JSON-ready fields (probabilities rounded to 6 decimals)."""
+        """The fact as JSON-ready fields (probabilities rounded to 6 decimals; the direction of a change)."""
         return {"subject": self.subject, "relation": self.relation, "prompt": self.prompt, "object": self.object,
                 "before": self.before, "after": self.after, "p_before": round(self.p_before, 6),
-                "p_after": round(self.p_after, 6)}
+                "p_after": round(self.p_after, 6), **({"direction": self.direction} if self.changed else {})}
 
 
 @dataclass(frozen=True)

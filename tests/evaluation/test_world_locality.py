@@ -161,3 +161,16 @@ def test_ftl_on_the_shipped_model_counts_the_edited_fact_as_should_change(defaul
     assert sum(v["total"] for v in d["by_relation"].values()) == 2115
     assert sum(v["damaged"] for v in d["by_subject"].values()) == wl.n_damaged
     assert d["damaged_listed"] == min(20, wl.n_damaged) and not math.isnan(d["mean_p_object_after"])
+
+
+def test_a_changed_answer_says_which_way_it_moved():
+    from sss_core.evaluation.world_locality import FactChange
+
+    def change(before, after):
+        return FactChange("Stiamound Broulirk", "birthplace", "Stiamound Broulirk was born in", "Moscow",
+                          before, after, 0.45, 0.51, True, False)
+    assert change(" the", " M").direction == "to the answer"
+    assert change(" Mos", " the").direction == "away from the answer"
+    assert change(" the", " a").direction == "between others"
+    assert change(" the", " M").as_dict()["direction"] == "to the answer"
+    assert "direction" not in FactChange("s", "r", "p", "o", " x", " x", 0.5, 0.5, False, False).as_dict()
