@@ -83,6 +83,24 @@ def same_edit_text(a: analysis.EditRun, b: analysis.EditRun, paired: pd.DataFram
     return None
 
 
+def same_scores_text(a: analysis.EditRun, b: analysis.EditRun, paired: pd.DataFrame,
+                     cosine: float | None) -> str | None:
+    """A sentence when A and B did not make the same edit (``same_edit_text`` is None) but score alike: the same
+    top-1 after the edit and the same score on every probe, as the Hypothesis view counts paired cases
+    edited alike. None otherwise."""
+    if paired.empty or len(paired) != len(a.rows) or not paired["same top-1"].all():
+        return None
+    scores_b = {(r.group, r.prompt): r.score for r in b.rows}
+    if not all(r.score == scores_b[(r.group, r.prompt)] or (is_missing(r.score) and
+                                                            is_missing(scores_b[(r.group, r.prompt)]))
+               for r in a.rows):
+        return None
+    weights = f" (cosine {cosine:.4f} between their weight deltas)" if cosine is not None else ""
+    return (f"A and B score alike: the same top-1 prediction and the same score on all {len(paired)} probes, "
+            f"though not the same edit: their probabilities differ{weights}. The Hypothesis view counts such "
+            "a pair as edited alike.")
+
+
 def compare_projection_panel(runs, labels: list[str], key: str):
     """A and B on one joint projection (one fit over both runs' before and after embeddings), side by side
     with shared axes; a sentence picked here is ringed in both. Returns the figure, or None."""
@@ -145,6 +163,8 @@ def paired_panel(runs, labels: list[str], key: str) -> pd.DataFrame:
                                                        for r in runs if r.record is not None}) \
                 if a.editor != b.editor else ""
             st.success(same + (" " + reason if reason else ""), icon=":material/drag_handle:")
+        elif (alike := same_scores_text(a, b, paired, cosine)) is not None:
+            st.info(alike, icon=":material/drag_handle:")
         names = sorted(set(a.delta_norms or {}) | set(b.delta_norms or {}))
         cols = st.columns(3)
         for col, label, run in zip(cols, labels, runs):

@@ -181,3 +181,20 @@ def test_neighbour_list_and_rings_follow_the_chosen_distance(app):
         rings = {t["meta"]["neighbours"]: t for t in _projection_spec(app)["data"]
                  if t.get("meta", {}).get("neighbours")}
         assert len(_values(rings["before"]["x"])) == 4
+
+
+def test_a_pair_that_scores_alike_without_the_same_edit_is_said(app):
+    """ft-l and ft-l+sss on the default preset: the same top-1 and score on every probe, different weight
+    deltas; Compare says they score alike, with the cosine of their deltas (not that they made the same edit)."""
+    from app.panels.compare import delta_cosine_of
+
+    a, b = _compare(app, "ft-l", "ft-l+sss")
+    assert [r.score for r in a.rows] == [r.score for r in b.rows]  # what this pair gives here (measured)
+    assert [r.top1_after for r in a.rows] == [r.top1_after for r in b.rows]
+    cosine = delta_cosine_of(a, b)[1]
+    assert cosine < 0.9999
+    assert not any("A and B made the same edit" in s.value for s in app.success)
+    assert [m.value for m in app.info if m.value.startswith("A and B score alike")] == [
+        f"A and B score alike: the same top-1 prediction and the same score on all {len(a.rows)} probes, though "
+        f"not the same edit: their probabilities differ (cosine {cosine:.4f} between their weight deltas). The "
+        "Hypothesis view counts such a pair as edited alike."]
