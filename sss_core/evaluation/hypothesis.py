@@ -262,17 +262,11 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) 
     """Spearman rho of x and y; with z, of their ranks after regressing each on the ranks of z.
 
     NaN when x or y is constant, or, with z, when z explains its ranks entirely: what is left then is
-    floating-point noise (about 1e-15), which has no correlation worth reporting.
+    floating-point noise (about 1e-15), which has no correlation worth reporting. One sample of
+    ``spearman_rows``.
     """
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
-    if z is not None:
-        design = np.column_stack([np.ones(len(z)), stats.rankdata(z)])  # (n, 2)
-        rx = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
-        ry = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
-    flat = 1e-9 * len(rx)  # ranks are of order n; residual noise is ~1e-15 n
-    if np.ptp(rx) <= flat or np.ptp(ry) <= flat:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(spearman_rows(x[None], y[None], None if z is None else np.asarray(z, dtype=float)[None])[0])
 
 
 def spearman_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:

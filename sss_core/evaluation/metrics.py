@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -44,12 +44,24 @@ def teacher_forced(model: nn.Module, tok, prompts: Sequence[str], answers: Seque
     special token of ``tok`` or a row longer than the model's context.
     """
     batch_size = batch_size or rows_per_forward(model)
-    out: list[TokenPrediction | None] = [None] * len(prompts)
     if not prompts:
         return []
-    rows = encode_for(model, tok, prompts, answers)
-    for chunk in by_length(rows.attention_mask.sum(1), batch_size):
-        for i, pred in zip(chunk.tolist(), _predictions(model, _rows(rows, chunk.tolist()))):
+    return _read_all(model, encode_for(model, tok, prompts, answers), batch_size)
+
+
+def _read_all(model: nn.Module, rows: PairBatch, batch_size: int, group: Sequence[int] | None = None,
+              on_batch: Callable[[list[int]], None] | None = None) -> list[TokenPrediction]:
+    """``_predictions`` of every row of ``rows``, shortest first in batches of ``batch_size``, in the rows' order.
+
+    ``group``: a key per row; within a batch (whose padding the order does not change) rows of one key are put
+    together. ``on_batch`` is told each batch's row indices, in the order they are read, before it is read.
+    """
+    out: list[TokenPrediction | None] = [None] * rows.input_ids.shape[0]
+    for chunk in by_length(rows.attention_mask.sum(1).cpu(), batch_size):
+        picked = chunk.tolist() if group is None else sorted(chunk.tolist(), key=group.__getitem__)
+        if on_batch is not None:
+            on_batch(picked)
+        for i, pred in zip(picked, _predictions(model, _rows(rows, picked))):
             out[i] = pred
     return out
 
@@ -246,21 +258,17 @@ def evaluate_edits(model: nn.Module, tok, cases: Sequence[EditCase], edits: Sequ
     edit_of_row = [i for i, ps in enumerate(probes) for _ in ps]
     prompts, answers = [p.prompt for p in flat], [p.answer for p in flat]
     requests = [c.request for c in cases]
-    pre = teacher_forced(model, tok, prompts, answers, batch_size)
+    encoded = encode_for(model, tok, prompts, answers)  # every probe of every case, tokenised once
+    with torch.no_grad():
+        pre = _read_all(model, encoded, batch_size)
     nan = torch.full((len(cases),), math.nan)
     lam_before = lambda_max(model, tok, [r.prompt for r in requests], [r.target_new for r in requests],
                             batch_size=batch_size) if with_lambda else nan
-    post: list[TokenPrediction | None] = [None] * len(flat)
     lam_after = []
-    encoded = encode_for(model, tok, prompts, answers)
     with rows:
-        for chunk in by_length(encoded.attention_mask.sum(1).cpu(), batch_size):  # similar lengths together
-            # within a batch the order does not change the padding: rows of one edit together make
-            # one matrix product per edit in the edited layers
-            picked = sorted(chunk.tolist(), key=lambda i: edit_of_row[i])
-            rows.edit_of_row = [edit_of_row[i] for i in picked]
-            for i, pred in zip(picked, _predictions(model, _rows(encoded, picked))):
-                post[i] = pred
+        # rows of one edit together in each batch: one matrix product per edit in the edited layers
+        post = _read_all(model, encoded, batch_size, group=edit_of_row,
+                         on_batch=lambda picked: setattr(rows, "edit_of_row", [edit_of_row[i] for i in picked]))
         for start in range(0, len(cases) if with_lambda else 0, batch_size):
             part = requests[start:start + batch_size]
             rows.edit_of_row = list(range(start, start + len(part)))
