@@ -210,7 +210,8 @@ def test_the_json_export_carries_each_tokens_share_of_lambda_max(app, default_lm
     r = run.case.request
     expected = lambda_max_tokens(default_lm.model, default_lm.tok, r.prompt, r.target_new)  # the unedited model
     assert exported["before"]["tokens"] == list(expected.tokens) and exported["before"]["n_prompt"] == expected.n_prompt
-    assert exported["before"]["shares"] == list(expected.shares())
+    # the same computation, possibly with another torch thread count (the app's): equal to float noise
+    assert exported["before"]["shares"] == pytest.approx(list(expected.shares()), abs=1e-6)
     assert exported["after"]["lambda_max"] == run.result.lambda_max_after or \
         abs(exported["after"]["lambda_max"] / run.result.lambda_max_after - 1) < 1e-4
     assert abs(sum(exported["after"]["shares"]) - 1) < 1e-9
