@@ -201,6 +201,8 @@ def test_no_world_hint_for_another_model(app, tmp_path):
 def test_the_json_export_carries_each_tokens_share_of_lambda_max(app, default_lm):
     import json
 
+    import pytest
+
     from app.panels.edit import run_json
     from sss_core.sss import lambda_max_tokens
     app.button(key="run_edit").click().run()
