@@ -30,8 +30,9 @@ TYPED_PARAPHRASES, TYPED_NEIGHBOURS = "typed_paraphrases", "typed_neighbours"
 UPLOAD_CHOICE = "upload_choice"
 PROJ_METHOD, PROJ_POOLING = "proj_method", "proj_pooling"
 PROJ_COLOUR, PROJ_K, PROJ_METRIC = "proj_colour", "proj_k", "proj_metric"
+STORY_PRESET, STORY_STEP = "story_preset", "story_step"  # the Class story's fact and the step on screen
 PERSISTENT = (MODEL, EDITOR, C, REQ_SOURCE, PRESET, TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET, TYPED_PARAPHRASES,
-              TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
+              TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC, STORY_PRESET, STORY_STEP, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
               "cmp_c_b", "sweep_editor", "sweep_cs", "seq_editor", "seq_c", "results_dir",
               "hyp_source", "hyp_editors", "hyp_n", "hyp_seed", "hyp_k", "hyp_layer", "hyp_folder_typed")
 CONFIG_PREFIX = "cfg:"  # advanced editor settings: "cfg:<editor>:<field>"
@@ -368,6 +369,28 @@ def set_last_run(run, keep_selection: bool = False) -> None:
     if not keep_selection:
         st.session_state.pop("proj_selected", None)
         st.session_state.pop("_proj_lasso", None)
+
+
+def story():
+    """The Class story's runs of this session (``app.panels.story.Story``), or None."""
+    return st.session_state.get("_story")
+
+
+def set_story(value) -> None:
+    """Keep the Class story's runs (see ``story``)."""
+    st.session_state["_story"] = value
+
+
+def open_records(first, second=None) -> None:
+    """Have the next view drawn replay the run record ``first`` (and, on Compare, ``second`` as B), as a
+    link with run records does (``LINK_RECORD``, ``LINK_RECORD_B``); the caller switches to that view."""
+    ss = st.session_state
+    ss[LINK_RECORD] = first
+    if second is None:
+        ss.pop(LINK_RECORD_B, None)
+    else:
+        ss[LINK_RECORD_B] = second
+    ss["_link_run"] = True
 
 
 def projection_cache() -> dict:
