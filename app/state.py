@@ -30,9 +30,13 @@ TYPED_PARAPHRASES, TYPED_NEIGHBOURS = "typed_paraphrases", "typed_neighbours"
 UPLOAD_CHOICE = "upload_choice"
 PROJ_METHOD, PROJ_POOLING = "proj_method", "proj_pooling"
 PROJ_COLOUR, PROJ_K, PROJ_METRIC = "proj_colour", "proj_k", "proj_metric"
+PROJ_K_MAX = 30  # the most nearest neighbours the projection rings and lists
+PROJ_N_NEIGHBORS, PROJ_MIN_DIST, PROJ_PERPLEXITY = "proj_n_neighbors", "proj_min_dist", "proj_perplexity"
+PROJ_LABELS, PROJ_SEARCH, PROJ_ISOLATED = "proj_labels", "proj_search", "proj_isolated"
 STORY_PRESET, STORY_STEP = "story_preset", "story_step"  # the Class story's fact and the step on screen
 PERSISTENT = (MODEL, EDITOR, C, REQ_SOURCE, PRESET, TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET, TYPED_PARAPHRASES,
-              TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC, STORY_PRESET, STORY_STEP, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
+              TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC,
+              PROJ_N_NEIGHBORS, PROJ_MIN_DIST, PROJ_PERPLEXITY, PROJ_LABELS, PROJ_SEARCH, STORY_PRESET, STORY_STEP, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
               "cmp_c_b", "sweep_editor", "sweep_cs", "seq_editor", "seq_c", "results_dir",
               "hyp_source", "hyp_editors", "hyp_n", "hyp_seed", "hyp_k", "hyp_layer", "hyp_folder_typed")
 CONFIG_PREFIX = "cfg:"  # advanced editor settings: "cfg:<editor>:<field>"
@@ -71,7 +75,8 @@ class LinkField:
 
     query: str
     key: str
-    kind: str  # "editor", "c", "method", "pooling", "distance", "cs", "index", "steps", "record"
+    kind: str  # "editor", "c", "method", "pooling", "distance", "cs", "index", "steps", "record", "k",
+    # "flag", "indices", or a projection parameter ("n_neighbors", "min_dist", "perplexity")
 
 
 LINK_RECORD, LINK_RECORD_B = "_link_record", "_link_record_b"  # a link's run records (sss_core.record.RunRecord)
@@ -99,6 +104,10 @@ LINK_FIELDS = (
     LinkField("rb", "rip_editor_b", "editor"), LinkField("rcb", "rip_c_b", "c"),
     LinkField("rpool", "rip_pooling", "pooling"), LinkField("rdist", "rip_metric", "distance"),
     LinkField("rproj", "rip_method", "method"),
+    LinkField("pk", PROJ_K, "k"), LinkField("pdist", PROJ_METRIC, "distance"),
+    LinkField("pnn", PROJ_N_NEIGHBORS, "n_neighbors"), LinkField("pmd", PROJ_MIN_DIST, "min_dist"),
+    LinkField("pperp", PROJ_PERPLEXITY, "perplexity"), LinkField("plabels", PROJ_LABELS, "flag"),
+    LinkField("pfind", PROJ_SEARCH, "text"), LinkField("piso", PROJ_ISOLATED, "indices"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)
@@ -148,6 +157,8 @@ def parse_link_value(field_: LinkField, text: str, editors, methods, poolings=("
         if not text.isdigit():
             raise ValueError(f"{text!r} is not a point number")
         return int(text)
+    if field_.kind in ("k", "flag", "indices", "n_neighbors", "min_dist", "perplexity"):
+        return _parse_projection_value(field_.kind, text)
     if field_.kind == "editors":
         names = [n for n in text.split(",") if n]
         bad = [n for n in names if n not in editors]
@@ -281,6 +292,27 @@ def clear_link_steps() -> None:
     st.session_state.pop("_link_steps", None)
 
 
+def _parse_projection_value(kind: str, text: str) -> Any:
+    """A projection control's value from a link (kinds "k", "flag", "indices" and the parameters of
+    ``sss_core.projection.PARAMETERS``); ValueError saying why it is not valid."""
+    if kind == "k":
+        if not text.isdigit() or not 1 <= int(text) <= PROJ_K_MAX:
+            raise ValueError(f"{text!r} is not a number of neighbours (a whole number from 1 to {PROJ_K_MAX})")
+        return int(text)
+    if kind == "flag":
+        if text not in ("0", "1"):
+            raise ValueError(f"{text!r} is not on or off (1 or 0)")
+        return text == "1"
+    if kind == "indices":
+        parts = text.split(",")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"{text!r} is not a list of at least two point numbers (e.g. 0,4,7)")
+        return sorted({int(p) for p in parts})
+    from sss_core.projection import parse_parameter
+
+    return parse_parameter(kind, text)  # ProjectionError is a ValueError
+
+
 def _parse_settings(text: str, editors) -> dict[str, dict[str, Any]]:
     """A link's settings per editor ({editor: {field: value}}, compact JSON); ValueError when not valid."""
     import json
@@ -323,6 +355,12 @@ def _fmt_link(f: LinkField, value: Any) -> str:
         return ",".join(f"{e}:{cid}" for e, cid in value)
     if f.kind == "editors":
         return ",".join(value)
+    if f.kind == "flag":
+        return "1" if value else "0"
+    if f.kind == "indices":
+        return ",".join(str(int(i)) for i in value)
+    if f.kind in ("min_dist", "perplexity"):
+        return f"{float(value):g}"
     if f.kind == "settings":
         import json
 
@@ -369,6 +407,7 @@ def set_last_run(run, keep_selection: bool = False) -> None:
     if not keep_selection:
         st.session_state.pop("proj_selected", None)
         st.session_state.pop("_proj_lasso", None)
+        st.session_state.pop(PROJ_ISOLATED, None)
 
 
 def story():
