@@ -143,13 +143,14 @@ def _draw_projection(fig: go.Figure, before: np.ndarray, after: np.ndarray, grou
                     meta={"when": when, "colour": "none"}, **sub))
     if arrows:
         span = float(np.ptp(np.concatenate([before, after]), axis=0).max()) if n else 0.0
-        for i in range(n):
-            if span and np.linalg.norm(after[i] - before[i]) < 1e-3 * span:
-                continue  # did not move visibly: an arrow would be a dot
-            fig.add_annotation(x=after[i, 0], y=after[i, 1], ax=before[i, 0], ay=before[i, 1], xref=xa, yref=ya,
-                               axref=xa, ayref=ya, showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.2,
-                               arrowcolor=_colour(groups[i]) if colour is None else "#666666",
-                               opacity=0.45 if groups[i] == "background" else 0.9, text="")
+        # one layout update for all arrows: plotly re-validates every annotation on each add_annotation
+        arrow_list = [dict(x=after[i, 0], y=after[i, 1], ax=before[i, 0], ay=before[i, 1], xref=xa, yref=ya,
+                           axref=xa, ayref=ya, showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.2,
+                           arrowcolor=_colour(groups[i]) if colour is None else "#666666",
+                           opacity=0.45 if groups[i] == "background" else 0.9, text="")
+                      for i in range(n)  # an arrow that did not move visibly would be a dot
+                      if not (span and np.linalg.norm(after[i] - before[i]) < 1e-3 * span)]
+        fig.update_layout(annotations=[*fig.layout.annotations, *arrow_list])
     for idx, xy, when in ((neighbours[0], before, "before"), (neighbours[1], after, "after")):
         if len(idx):
             idx = list(idx)
