@@ -22,6 +22,7 @@ pages = [
     st.Page("app/views/ripple.py", title="Ripple map", icon=":material/blur_on:"),
     st.Page("app/views/sequential.py", title="Sequential", icon=":material/playlist_add:"),
     st.Page("app/views/results.py", title="Results", icon=":material/folder_open:"),
+    st.Page("app/views/story.py", title="Class story", icon=":material/co_present:"),
     st.Page("app/views/about.py", title="About", icon=":material/school:"),
 ]
 st.navigation(pages).run()

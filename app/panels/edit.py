@@ -26,20 +26,31 @@ def metrics_row(run: analysis.EditRun) -> None:
     res = run.result
     cols = st.columns([1.35, 1.35, 1, 1, 1, 1])  # the λ_max labels whole, beside their help icon, at 1440 px
     lb, la = res.lambda_max_before, res.lambda_max_after
-    cols[0].metric(LAMBDA_NEW_BEFORE, fmt_lambda(lb),
-                   help="SSS metric (paper Eq. 9) of the edit prompt against the new target")
+    cols[0].metric(LAMBDA_NEW_BEFORE, fmt_lambda(lb), help=LAMBDA_NEW_HELP)
     took = edit_took(run)
     delta = None if is_missing(la) or is_missing(lb) or not took else format(la - lb, "+" + LAMBDA_FORMAT)
     cols[1].metric(LAMBDA_NEW_AFTER, fmt_lambda(la), delta=delta, delta_color="off", delta_arrow="off",
                    help=None if took else "no change shown: the edit did not take")
     for col, name in zip(cols[2:], ("reliability", "generality", "locality", "portability")):
-        col.metric(name, fmt_number(res.metrics.get(name, math.nan), ".2f"))
+        col.metric(name, fmt_number(res.metrics.get(name, math.nan), ".2f"), help=METRIC_HELP[name])
     st.caption(lambda_caption(run))
     run_notices(run)
 
 
 LAMBDA_NEW_BEFORE = "λ_max before (new target)"
 LAMBDA_NEW_AFTER = "λ_max after (new target)"
+LAMBDA_NEW_HELP = ("SSS metric (paper Eq. 9) of the edit prompt against the new target: the mean over tokens of the "
+                   "squared gradient of the target's NLL at each token's last hidden state (small = sparse)")
+METRIC_HELP = {  # one line each, as the About page says it at length (paper Eqs. 1-3; EasyEdit's scoring)
+    "reliability": "Does the edited model give the new answer for the edit prompt itself? Share of the answer's "
+                   "tokens predicted top-1, teacher forced (paper Eq. 1)",
+    "generality": "Does it give the new answer for paraphrases of the edit prompt it was not trained on? Scored as "
+                  "reliability (paper Eq. 2)",
+    "locality": "Do unrelated prompts keep the top-1 predictions the unedited model gave them? 1 = no neighbour "
+                "damaged (paper Eq. 3)",
+    "portability": "Does the edit carry over to what it implies: the subject under another name, the reversed "
+                   "relation, one-hop questions?",
+}
 
 
 def lambda_caption(run: analysis.EditRun) -> str:

@@ -7,6 +7,8 @@ from sss_core import analysis
 
 st.title("Edit a fact")
 st.caption("Write one new fact into the model, measure it, and revert: the shared model is never left edited.")
+st.page_link("app/views/story.py", label="Teaching? The Class story tells the paper's story in five steps",
+             icon=":material/co_present:")
 
 lm = inputs.model_picker()
 left, right = st.columns([1, 2])
