@@ -1,15 +1,21 @@
 """The projection panel (Edit and Projection views): the joint 2-D fit of a run's sentence embeddings
 with arrows, the colourings, the selected sentence's nearest neighbours ringed and listed, and how far the
-2-D moves follow the full-space ones.
+2-D moves follow the full-space ones; UMAP/t-SNE parameters, text labels, a search that dims the other
+sentences, a re-projection of a chosen subset, a table of the sentences linked both ways with the plot,
+and the raw embedding vectors as a download (``embedding_vectors_npz``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import io
+import json
 import math
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from app import figures, resources, state
@@ -17,7 +23,9 @@ from app.messages import show_error
 from app.panels.common import cached_projection, show_frame
 from sss_core import analysis
 from sss_core.embeddings import nearest_neighbours
-from sss_core.projection import METHOD_LABELS, METHODS
+from sss_core.jsonio import to_json
+from sss_core.projection import (DEFAULT_MIN_DIST, DEFAULT_N_NEIGHBORS, METHOD_LABELS, METHODS, MIN_DIST_RANGE,
+                                 N_NEIGHBORS_RANGE, PARAMETERS, PERPLEXITY_RANGE, project)
 from sss_core.sparsity import LAMBDA_UNIT
 
 POOLING_LABELS = {"last": "last token", "mean": "mean of tokens"}
@@ -124,11 +132,13 @@ def colouring(run: analysis.EditRun, emb: analysis.EmbeddingSet, by: str, k: int
 
 
 def axis_titles(proj) -> tuple[str, str]:
-    """Axis titles of a projection: "PCA 1 (41% of variance)", "UMAP 2", ..."""
+    """Axis titles of a projection: "PCA 1 (41% of variance)", "UMAP 1 (n_neighbors = 15, min_dist = 0.1)",
+    "UMAP 2", ...: the parameters the fit used go on the first axis (so they are in every export of the figure)."""
     name = METHOD_LABELS.get(proj.method, proj.method)
     if proj.explained_variance:
         return tuple(f"{name} {j + 1} ({v:.0%} of variance)" for j, v in enumerate(proj.explained_variance[:2]))
-    return f"{name} 1", f"{name} 2"
+    used = proj.parameters_text() if hasattr(proj, "parameters_text") else ""
+    return f"{name} 1" + (f" ({used})" if used else ""), f"{name} 2"
 
 
 def faithfulness_note(proj, emb: analysis.EmbeddingSet) -> None:
@@ -187,7 +197,7 @@ def _projection_choices(run: analysis.EditRun) -> tuple[str, str, str, int, str]
                        "(full space), before (hollow) and after (filled); damage: the change of the old answer's "
                        "probability; distance moved: ‖Δh‖ in the full space")
     c4, c5 = st.columns([1, 2])
-    k = int(c4.number_input("k nearest neighbours", min_value=1, max_value=30, step=1, key=state.PROJ_K,
+    k = int(c4.number_input("k nearest neighbours", min_value=1, max_value=state.PROJ_K_MAX, step=1, key=state.PROJ_K,
                             help="Ringed around the selected point, listed below it, and the k of the kNN distance"))
     metric = c5.radio("kNN distance", ("cosine", "euclidean"), key=state.PROJ_METRIC, horizontal=True,
                       help="cosine: 1 − cos; euclidean: in hidden-state units. Both in the full embedding space.")
@@ -217,25 +227,230 @@ def _selection(emb: analysis.EmbeddingSet, key: str) -> int | None:
     return sel
 
 
-def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
-    """Method, embedding and colour choices, the joint projection with arrows, the selected point's k
-    nearest neighbours ringed and listed, and how far the 2-D moves follow the full-space ones."""
-    if not run.embeddings:
-        st.info("This run has no embeddings.")
+DIM = 0.15  # opacity of the sentences a search does not match
+LABEL_CHARS = 28  # a text label shows this many characters of its sentence at most
+
+
+def _method_parameters(method: str) -> dict:
+    """The chosen method's parameter widgets (UMAP: n_neighbors, min_dist; t-SNE: perplexity, empty = automatic);
+    returns them as ``project``'s keywords ({} for PCA). Every value is kept in session state (and the link)."""
+    state.setdefault(state.PROJ_N_NEIGHBORS, DEFAULT_N_NEIGHBORS)
+    state.setdefault(state.PROJ_MIN_DIST, DEFAULT_MIN_DIST)
+    state.setdefault(state.PROJ_PERPLEXITY, None)
+    if method == "umap":
+        c1, c2, _ = st.columns([1, 1, 2])
+        nn = c1.number_input("UMAP n_neighbors", min_value=N_NEIGHBORS_RANGE[0], max_value=N_NEIGHBORS_RANGE[1],
+                             step=1, key=state.PROJ_N_NEIGHBORS,
+                             help="How many neighbours UMAP keeps for each point: small values show local "
+                                  f"structure, large values the global one (default {DEFAULT_N_NEIGHBORS}; at most "
+                                  "the number of distinct points minus one is used)")
+        md = c2.number_input("UMAP min_dist", min_value=MIN_DIST_RANGE[0], max_value=MIN_DIST_RANGE[1], step=0.05,
+                             key=state.PROJ_MIN_DIST, format="%.2f",
+                             help=f"How tightly UMAP packs neighbours together (default {DEFAULT_MIN_DIST})")
+        return {"n_neighbors": int(nn), "min_dist": float(md)}
+    if method == "tsne":
+        c1, _ = st.columns([1, 3])
+        perp = c1.number_input("t-SNE perplexity", min_value=PERPLEXITY_RANGE[0], max_value=PERPLEXITY_RANGE[1],
+                               step=1.0, key=state.PROJ_PERPLEXITY, placeholder="automatic",
+                               help="About how many neighbours each point attends to. Empty: automatic, (m − 1) / 3 "
+                                    "for m distinct points, within 2..30; below m in any case")
+        return {"perplexity": None if perp is None else float(perp)}
+    return {}
+
+
+def _search(emb: analysis.EmbeddingSet, shown: list[int]) -> tuple[str, list[int] | None]:
+    """The search box and its count: (the text, the shown sentences' indices that contain it, ignoring case),
+    or (text, None) when the box is empty."""
+    state.setdefault(state.PROJ_SEARCH, "")
+    state.setdefault(state.PROJ_LABELS, False)
+    c1, c2 = st.columns([3, 1])
+    text = c1.text_input("Find sentences", key=state.PROJ_SEARCH, placeholder="text in a sentence, e.g. Paris",
+                         help="The sentences containing this text (ignoring case) are highlighted, the others dimmed")
+    c2.toggle("Text labels", key=state.PROJ_LABELS, help="Write each sentence beside its point after the edit")
+    query = text.strip().lower()
+    if not query:
+        return text, None
+    matches = [i for i in shown if query in emb.sentences[i].lower()]
+    with st.container(key="proj-search-count"):
+        st.caption(f"{len(matches)} of {len(shown)} sentences match “{text.strip()}”" +
+                   ("; the others are dimmed." if matches else "."))
+    return text, matches
+
+
+def _isolated(n: int) -> list[int] | None:
+    """The sentences (indices below ``n``, at least two) re-projected on their own, or None: all of them."""
+    subset = st.session_state.get(state.PROJ_ISOLATED)
+    if not subset:
         return None
-    method, pooling, by, k, metric = _projection_choices(run)
+    subset = sorted({int(i) for i in subset if 0 <= int(i) < n})
+    return subset if len(subset) >= 2 else None
+
+
+def isolate(indices) -> None:
+    """Re-project only these sentences (a button's callback); None or fewer than two: back to all of them."""
+    indices = sorted(set(indices or ()))
+    if len(indices) >= 2:
+        st.session_state[state.PROJ_ISOLATED] = indices
+    else:
+        st.session_state.pop(state.PROJ_ISOLATED, None)
+
+
+def _isolation_controls(n: int, subset: list[int] | None, matches: list[int] | None, key: str) -> None:
+    """Buttons: re-project the search's matches or the lassoed sentences on their own, or go back to all ``n``."""
+    lasso = _lasso(n)
+    c1, c2, c3 = st.columns(3)
+    m = len(matches or ())
+    c1.button(f"Re-project the {m} matching sentences", key=f"{key}-iso-find", on_click=isolate, args=(matches,),
+              disabled=m < 2 or matches == subset, help="Fit the projection again on these sentences only")
+    c2.button(f"Re-project the {len(lasso)} selected sentences", key=f"{key}-iso-lasso", on_click=isolate,
+              args=(lasso,), disabled=len(lasso) < 2 or sorted(lasso) == subset,
+              help="Box- or lasso-select points in the plot, then fit the projection again on them only")
+    c3.button(f"Back to all {n} sentences", key=f"{key}-iso-back", on_click=isolate, args=(None,),
+              disabled=subset is None)
+
+
+def _subset(emb: analysis.EmbeddingSet, idx: list[int]) -> analysis.EmbeddingSet:
+    """The sentences ``idx`` of ``emb``, in that order."""
+    return dataclasses.replace(emb, sentences=tuple(emb.sentences[i] for i in idx),
+                               groups=tuple(emb.groups[i] for i in idx), before=emb.before[idx], after=emb.after[idx],
+                               top1_before=tuple(emb.top1_before[i] for i in idx),
+                               top1_after=tuple(emb.top1_after[i] for i in idx))
+
+
+def _fit(run: analysis.EditRun, emb: analysis.EmbeddingSet, method: str, pooling: str, params: dict,
+         subset: list[int] | None):
+    """The projection of ``emb`` (the run's sentences, or the re-projected ``subset`` of them) by ``method`` with
+    ``params``, fitted once per (run, method, pooling[, subset]) and refitted when the parameters change;
+    its notice shown. None (the error shown) when the fit fails."""
+    if subset is None:
+        cache, ck = state.projection_cache(), (run.run_id, method, pooling)  # the CSV export reads this one
+    else:
+        cache = st.session_state.setdefault("_proj_subset_fits", {})
+        for old in [c for c in cache if c[0] != run.run_id]:
+            del cache[old]
+        ck = (run.run_id, method, pooling, tuple(subset))
+    asked = {k: v for k, v in params.items() if PARAMETERS[k] == method}
+    if ck not in cache or getattr(cache[ck], "asked", None) != asked:
+        try:
+            with st.spinner(f"Fitting {METHOD_LABELS[method]}..."):
+                cache[ck] = project(emb.before, emb.after, method, **params)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc, f"{METHOD_LABELS[method]} failed")
+            return None
+    proj = cache[ck]
+    if proj.message:
+        st.info(proj.message)
+    return proj
+
+
+def _decorate(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: list[int] | None,
+              labels: bool) -> None:
+    """Make ``fig`` (drawn for the ``shown`` sentences, in their order) answer in run sentence indices (each
+    point's customdata), dim the sentences the search did not match (points, arrows and labels), and add the
+    sentences as text labels beside their after points when ``labels``."""
+    local = {g: j for j, g in enumerate(shown)}
+    keep = None if matches is None else {local[g] for g in matches}
+    for trace in fig.data:
+        if trace.customdata is not None and trace.meta and "when" in trace.meta:
+            idx = [int(j) for j in trace.customdata]
+            trace.customdata = [shown[j] for j in idx]
+            if keep is not None:
+                trace.marker.opacity = [1.0 if j in keep else DIM for j in idx]
+    if keep is not None:
+        where = {(float(proj.after[j, 0]), float(proj.after[j, 1])): j for j in range(len(shown))}
+        for ann in fig.layout.annotations:
+            j = where.get((float(ann.x), float(ann.y)))
+            if j is not None and j not in keep:
+                ann.opacity = DIM
+    if labels:
+        text = [s if len(s) <= LABEL_CHARS else s[:LABEL_CHARS - 1] + "…" for s in emb.sentences]
+        colours = ["#222222" if keep is None or j in keep else "#C8C8C8" for j in range(len(shown))]
+        fig.add_trace(go.Scatter(x=proj.after[:, 0], y=proj.after[:, 1], mode="text", text=text,
+                                 textposition="top center", textfont=dict(size=10, color=colours),
+                                 hoverinfo="skip", showlegend=False, meta={"labels": "sentence"}))
+
+
+def sentence_frame(emb: analysis.EmbeddingSet, shown: list[int], sel: int | None, rings: tuple,
+                   matches: list[int] | None) -> pd.DataFrame:
+    """The table of the sentences in the plot (run indices ``shown``), the selected one first: its number, text,
+    group, top-1 before and after, distance moved, and what marks it in the plot ("selected", "k nearest
+    before/after", "matches the search"). ``rings``: (before, after) run indices of the selected one's neighbours."""
+    order = ([sel] if sel in shown else []) + [i for i in shown if i != sel]
+    moved = emb.moved
+    marks = []
+    for i in order:
+        mark = ["selected"] if i == sel else []
+        near = [w for w, ring in zip(("before", "after"), rings) if i in ring]
+        if near:
+            mark.append("k nearest " + " and ".join(near))
+        if matches is not None and i in matches:
+            mark.append("matches the search")
+        marks.append("; ".join(mark))
+    return pd.DataFrame({"#": order, "sentence": [emb.sentences[i] for i in order],
+                         "group": [analysis.GROUP_LABELS.get(emb.groups[i], emb.groups[i]) for i in order],
+                         "top-1 before": [emb.top1_before[i] for i in order],
+                         "top-1 after": [emb.top1_after[i] for i in order],
+                         "moved ‖Δh‖": [round(float(moved[i]), 4) for i in order], "in the plot": marks})
+
+
+def _sentence_table(df: pd.DataFrame, sel: int | None, key: str) -> None:
+    """The sentences table, linked both ways with the plot: the selected point's row comes first and is
+    highlighted; choosing a row selects its point (ringed, with its neighbours listed)."""
+    def paint(row):
+        return ["background-color: #FFF3B0; font-weight: bold" if row["#"] == sel else "" for _ in row]
+
+    st.markdown("**Sentences in the plot**: choose a row to select its point; a point clicked in the plot is the "
+                "first row here, highlighted.")
+    with st.container(key=f"{key}-rows-box"):
+        event = st.dataframe(df.style.apply(paint, axis=1).format({"moved ‖Δh‖": "{:.4f}"}), hide_index=True,
+                             width="stretch", on_select="rerun", selection_mode="single-row",
+                             key=f"{key}-rows-{sel}-{len(df)}", height=min(38 + 35 * len(df), 320))
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        picked = int(df["#"].iloc[rows[0]])
+        if picked != sel:
+            st.session_state["proj_selected"], st.session_state["_proj_lasso"] = picked, [picked]
+            st.rerun()
+
+
+def embedding_vectors_npz(run: analysis.EditRun, pooling: str, proj=None) -> bytes:
+    """The raw sentence embeddings of ``run`` under ``pooling`` as a NumPy .npz archive (``np.load`` reads it
+    without pickle): ``before`` and ``after`` (n, d_model) exactly as measured (the model's last hidden state,
+    float32), ``sentence``, ``group``, ``top1_before``, ``top1_after`` (n,), ``pooling``, ``run_id``,
+    ``record_digest`` (the run record's id, ``RunRecord.digest``; "" without a record) and ``record_json``
+    (the record that replays the run; "" without one). With ``proj`` (the projection on screen, fitted on all
+    the sentences): ``projection_method``, ``projection_parameters`` (JSON of the values used), ``xy_before``,
+    ``xy_after`` (n, 2)."""
     emb = run.embeddings[pooling]
-    # Compile UMAP in the background once the first results are on screen (not earlier: the compile
-    # holds the GIL and would slow the first edit); a UMAP asked for meanwhile waits for it.
-    warm = resources.umap_warmup()
-    if method == "umap" and not warm.done.is_set():
-        with st.spinner("Compiling UMAP (once per server start, about 10-15 s)..."):
-            warm.done.wait(timeout=120)
-    cache = state.projection_cache()
-    ck = (run.run_id, method, pooling)
-    proj = cached_projection(cache, ck, emb.before, emb.after, method, "")
-    if proj is None:
-        return None
+    record = getattr(run, "record", None)
+    arrays = {"sentence": np.array(emb.sentences, dtype=str), "group": np.array(emb.groups, dtype=str),
+              "top1_before": np.array(emb.top1_before, dtype=str), "top1_after": np.array(emb.top1_after, dtype=str),
+              "before": emb.before, "after": emb.after, "pooling": np.array(pooling), "run_id": np.array(run.run_id),
+              "record_digest": np.array(record.digest() if record is not None else ""),
+              "record_json": np.array(to_json(record.to_dict()) if record is not None else "")}
+    if proj is not None and len(proj.before) == len(emb.sentences):
+        arrays.update(projection_method=np.array(proj.method), xy_before=proj.before, xy_after=proj.after,
+                      projection_parameters=np.array(json.dumps(proj.parameters, sort_keys=True)))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def projection_link_values() -> dict:
+    """The projection's controls as a link's values (query key -> value, ``state.LINK_FIELDS``), for
+    ``state.write_query_params(..., **projection_link_values())``."""
+    ss = st.session_state
+    return {"proj": ss.get(state.PROJ_METHOD), "pool": ss.get(state.PROJ_POOLING), "sel": ss.get("proj_selected"),
+            "pk": ss.get(state.PROJ_K), "pdist": ss.get(state.PROJ_METRIC), "pnn": ss.get(state.PROJ_N_NEIGHBORS),
+            "pmd": ss.get(state.PROJ_MIN_DIST), "pperp": ss.get(state.PROJ_PERPLEXITY),
+            "plabels": True if ss.get(state.PROJ_LABELS) else None, "pfind": ss.get(state.PROJ_SEARCH),
+            "piso": ss.get(state.PROJ_ISOLATED)}
+
+
+def _shown_colouring(run: analysis.EditRun, emb: analysis.EmbeddingSet, by: str, k: int, metric: str,
+                     shown: list[int]):
+    """``colouring`` of the run's sentences, cut to the ``shown`` ones (a re-projected subset keeps the values
+    measured over all sentences); None (and a notice) when it cannot be had."""
     try:
         colour = colouring(run, emb, by, k, metric)
     except Exception as exc:  # noqa: BLE001 - e.g. bad kNN settings
@@ -244,20 +459,78 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     if by != "group" and colour is None:
         st.info(f"This run has no {COLOUR_LABELS[by]} per sentence (it needs the core's sparsity records); "
                 "coloured by group instead.")
-    sel = _selection(emb, key)  # in session state, so that it survives a redrawn chart
+    if colour is not None and len(shown) != len(emb.sentences):
+        colour = dataclasses.replace(colour, before=np.asarray(colour.before)[shown],
+                                     after=np.asarray(colour.after)[shown])
+    return colour
+
+
+def _apply_chart_pick(picked: list[int], sel: int | None, n: int, chart_key: str) -> None:
+    """Make a click, box or lasso in the chart the selection. A chart keeps reporting its last selection on
+    every rerun, so a pick is taken once: a row chosen in the table or Clear selection is not undone by it."""
+    ss = st.session_state
+    if not picked or ss.get("_proj_chart_pick") == (chart_key, picked):
+        return
+    ss["_proj_chart_pick"] = (chart_key, picked)
+    if sel not in picked or sorted(picked) != sorted(_lasso(n) or [sel]):
+        ss["proj_selected"], ss["_proj_lasso"] = picked[0], picked
+        st.rerun()  # draw the rings of the new selection
+
+
+def _fit_notes(proj, method: str, subset: list[int] | None, n: int) -> None:
+    """Say on screen what was fitted: a re-projection of a subset, and the parameters the fit used."""
+    name = METHOD_LABELS[method]
+    if subset is not None:
+        with st.container(key="proj-isolated"):
+            st.info(f"Re-projection of {len(subset)} sentences (of {n}): {name} fitted on these sentences only, "
+                    "before and after. Neighbours, rings and the table are among them; colours keep the values "
+                    f"measured over all {n}.", icon=":material/filter_center_focus:")
+    if proj.parameters:
+        with st.container(key="proj-parameters"):
+            st.caption(f"{METHOD_LABELS[proj.method]} fitted with {proj.parameters_text()} "
+                       f"({len(proj.before)} sentences, before and after).")
+
+
+def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
+    """Method, its parameters, embedding and colour choices, search and labels; the joint projection (of all the
+    run's sentences, or of a re-projected subset) with arrows; the selected point's k nearest neighbours ringed
+    and listed; the sentences table linked both ways with the plot; the raw vectors as a download."""
+    if not run.embeddings:
+        st.info("This run has no embeddings.")
+        return None
+    method, pooling, by, k, metric = _projection_choices(run)
+    params = _method_parameters(method)
+    full = run.embeddings[pooling]
+    n = len(full.sentences)
+    subset = _isolated(n)
+    shown = subset or list(range(n))
+    emb = full if subset is None else _subset(full, subset)
+    _, matches = _search(full, shown)
+    # Compile UMAP in the background once the first results are on screen (not earlier: the compile
+    # holds the GIL and would slow the first edit); a UMAP asked for meanwhile waits for it.
+    warm = resources.umap_warmup()
+    if method == "umap" and not warm.done.is_set():
+        with st.spinner("Compiling UMAP (once per server start, about 10-15 s)..."):
+            warm.done.wait(timeout=120)
+    proj = _fit(run, emb, method, pooling, params, subset)
+    if proj is None:
+        return None
+    _fit_notes(proj, method, subset, n)
+    colour = _shown_colouring(run, full, by, k, metric, shown)
+    sel = _selection(full, key)  # in session state, so that it survives a redrawn chart
+    local = shown.index(sel) if sel in shown else None
     rings = ((), ())
-    if sel is not None:
-        rings = ([i for i, _ in nearest_neighbours(emb.before, sel, k, metric)],
-                 [i for i, _ in nearest_neighbours(emb.after, sel, k, metric)])
+    if local is not None:
+        rings = ([i for i, _ in nearest_neighbours(emb.before, local, k, metric)],
+                 [i for i, _ in nearest_neighbours(emb.after, local, k, metric)])
     fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb), labels=analysis.GROUP_LABELS,
                                     height=height, colour=colour, axis_titles=axis_titles(proj), neighbours=rings,
-                                    highlight=() if sel is None else (sel,))
-    event = st.plotly_chart(fig, key=f"{key}-{run.run_id}-{method}-{pooling}", on_select="rerun",
-                            selection_mode=("points", "box", "lasso"), width="stretch")
-    picked = selected_points(event, fig)
-    if picked and (sel not in picked or sorted(picked) != sorted(_lasso(len(emb.sentences)) or [sel])):
-        st.session_state["proj_selected"], st.session_state["_proj_lasso"] = picked[0], picked
-        st.rerun()  # draw the rings of the new selection
+                                    highlight=() if local is None else (local,))
+    _decorate(fig, proj, emb, shown, matches, bool(st.session_state.get(state.PROJ_LABELS)))
+    chart_key = f"{key}-{run.run_id}-{method}-{pooling}" + ("" if subset is None else f"-iso-{','.join(map(str, subset))}")
+    event = st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            width="stretch")
+    _apply_chart_pick(selected_points(event, fig), sel, n, chart_key)
     variance = (f" The two PCA axes hold {sum(proj.explained_variance):.0%} of the variance."
                 if proj.explained_variance else "")
     st.caption("Hollow: before the edit; filled: after; arrows go from before to after. 2-D distances are "
@@ -266,12 +539,27 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                " Click a point, or lasso several, to ring and list its k nearest neighbours before vs after; the "
                "selection stays when you switch between PCA, UMAP and t-SNE.")
     faithfulness_note(proj, emb)
-    if sel is not None:
-        distance = "1 − cos" if metric == "cosine" else "euclidean"
-        st.markdown(f"**Nearest neighbours of** “{emb.sentences[sel]}”: the {k} nearest (full space, {distance}, "
-                    "the kNN distance chosen above; "
-                    f"marked in the plot: {figures.NEIGHBOUR_RINGS['before']['words']} before, "
-                    f"{figures.NEIGHBOUR_RINGS['after']['words']} after)")
-        show_frame(pd.DataFrame(analysis.neighbour_table(emb, sel, k, metric)), key=f"{key}-nn-{run.run_id}")
+    _isolation_controls(n, subset, matches, key)
+    near = tuple([shown[j] for j in ring] for ring in rings)
+    _sentence_table(sentence_frame(full, shown, sel if local is not None else None, near, matches),
+                    sel if local is not None else None, f"{key}-{run.run_id}")
+    if local is not None:
+        _neighbour_list(emb, local, k, metric, f"{key}-nn-{run.run_id}")
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
+    st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, None if subset else proj),
+                       f"sss-{run.editor}-{run.run_id}-{pooling}-vectors.npz", "application/octet-stream",
+                       key=f"{key}-vectors-{run.run_id}", on_click="ignore",
+                       help="Each sentence's embedding before and after (the model's last hidden state, "
+                            f"{POOLING_LABELS.get(pooling, pooling)}), with its text and group, the run's id and "
+                            "its run record: numpy.load reads it")
     return fig
+
+
+def _neighbour_list(emb: analysis.EmbeddingSet, i: int, k: int, metric: str, key: str) -> None:
+    """The k nearest neighbours of sentence ``i`` of ``emb``, before and after, in the full space."""
+    distance = "1 − cos" if metric == "cosine" else "euclidean"
+    st.markdown(f"**Nearest neighbours of** “{emb.sentences[i]}”: the {k} nearest (full space, {distance}, "
+                "the kNN distance chosen above; "
+                f"marked in the plot: {figures.NEIGHBOUR_RINGS['before']['words']} before, "
+                f"{figures.NEIGHBOUR_RINGS['after']['words']} after)")
+    show_frame(pd.DataFrame(analysis.neighbour_table(emb, i, k, metric)), key=key)

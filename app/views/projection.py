@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import inputs, panels, records, state
+from app.panels.projection import projection_link_values
 
 st.title("Projection")
 st.caption("The sentences around the last edit (edit prompt, paraphrases, neighbours, unrelated attributes and "
@@ -27,6 +28,4 @@ else:
         panels.export_buttons(run, {"Projection": fig}, key="proj-export")
     r = run.case.request
     state.write_query_params(r.prompt, r.subject, r.target_new, run.editor, panels.shown_c(run.editor, run.c),
-                             ran=True, proj=st.session_state.get(state.PROJ_METHOD),
-                             pool=st.session_state.get(state.PROJ_POOLING),
-                             sel=st.session_state.get("proj_selected"), rec=records.link_text(run))
+                             ran=True, rec=records.link_text(run), **projection_link_values())
