@@ -48,7 +48,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from .editors import EDITORS, editor_config, make_editor
+from .editors import EDITORS, editor_config, kept_editor, make_editor
 from .editors.base import Edit, Editor, WeightEdit, model_lock
 from .embeddings import POOLINGS, nearest_neighbours, sentence_states
 from .errors import RequestError
@@ -418,7 +418,8 @@ def run_record(lm: LoadedModel, record: RunRecord, progress: Progress | None = N
         timings[stage] = round(now - mark[0], 4)
         mark[0] = now
 
-    request, editor = record.case.request.validate(), make_editor(record.editor, **record.settings)
+    request = record.case.request.validate()
+    editor = kept_editor(lm.model, record.editor, record.settings)  # built once per model and settings
     editor.name = record.editor  # the registry entry's name (the results name their editor by it)
     probes = probes_of(record.case)
     _check_lengths(lm, [joined_text(p.prompt, p.answer) for p in probes])

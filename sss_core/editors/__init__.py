@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from weakref import WeakKeyDictionary
 
 from ..errors import RequestError
 from .base import Edit, EditBase, Editor, WeightEdit
@@ -295,5 +298,35 @@ def make_editor(name: str, **overrides: Any) -> Editor:
     return EDITORS[name].factory(config, name=name)
 
 
-__all__ = ["C_ROLES", "EDITORS", "Edit", "checkpoint_c", "shipped_checkpoints", "EditBase", "Editor", "EditorSpec", "WeightEdit", "editor_config", "make_editor",
-           "register_editor", "train_config", "trainable_editors"]
+KEPT_PER_MODEL = 32  # editors kept per model (least recently used dropped first): names x settings a session tries
+_KEPT: WeakKeyDictionary = WeakKeyDictionary()  # model -> {settings key: Editor}, in order of last use
+_KEPT_LOCK = threading.Lock()
+
+
+def kept_editor(model: Any, name: str, settings: Mapping[str, Any]) -> Editor:
+    """The editor ``name`` with config ``settings`` for ``model``: built on first use, then kept.
+
+    Built once per model and settings, an editor keeps what it loads or factorises for that model
+    (MEND's and SERAC's checkpoints, ROME's and MEMIT's factorised key statistics, ROME's context
+    prefixes) across runs. Editors keep nothing of an edit once it is reverted (SERAC's memory
+    entries leave with their edit), so a kept editor's edits equal a fresh one's
+    (tests/test_kept_editors.py). Use it under the model's lock (``locks.model_lock``), as
+    ``analysis.run_record`` does: an editor kept for a model is never used by two threads at once.
+    Kept while the model lives (weakly keyed), at most ``KEPT_PER_MODEL`` per model.
+    Raises RequestError as ``make_editor``.
+    """
+    key = name + "\0" + json.dumps(dict(settings), sort_keys=True, default=repr)
+    with _KEPT_LOCK:
+        kept = _KEPT.setdefault(model, {})
+        editor = kept.pop(key, None)
+    if editor is None:
+        editor = make_editor(name, **settings)
+    with _KEPT_LOCK:
+        kept[key] = editor  # most recently used last
+        while len(kept) > KEPT_PER_MODEL:
+            kept.pop(next(iter(kept)))
+    return editor
+
+
+__all__ = ["C_ROLES", "EDITORS", "Edit", "checkpoint_c", "shipped_checkpoints", "EditBase", "Editor", "EditorSpec", "WeightEdit", "editor_config", "kept_editor",
+           "make_editor", "register_editor", "train_config", "trainable_editors"]
