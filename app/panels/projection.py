@@ -527,7 +527,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
                                     height=height, colour=colour, axis_titles=axis_titles(proj), neighbours=rings,
                                     highlight=() if local is None else (local,))
     _decorate(fig, proj, emb, shown, matches, bool(st.session_state.get(state.PROJ_LABELS)))
-    chart_key = f"{key}-{run.run_id}-{method}-{pooling}" + ("" if subset is None else f"-iso-{','.join(map(str, subset))}")
+    chart_key = f"{key}-{run.run_id}-{method}-{pooling}" + ("" if subset is None else
+                                                           f"-iso-{','.join(map(str, subset))}")
     event = st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             width="stretch")
     _apply_chart_pick(selected_points(event, fig), sel, n, chart_key)
@@ -546,7 +547,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     if local is not None:
         _neighbour_list(emb, local, k, metric, f"{key}-nn-{run.run_id}")
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
-    st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, None if subset else proj),
+    full_fit = None if subset else proj  # the 2-D coordinates go with the vectors when they are of all sentences
+    st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, full_fit),
                        f"sss-{run.editor}-{run.run_id}-{pooling}-vectors.npz", "application/octet-stream",
                        key=f"{key}-vectors-{run.run_id}", on_click="ignore",
                        help="Each sentence's embedding before and after (the model's last hidden state, "

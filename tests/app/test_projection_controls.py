@@ -82,7 +82,8 @@ def test_a_link_sets_every_projection_control_and_the_page_shows_what_they_did(m
     # the text labels: every sentence beside its after point, the matches dark
     labels = [t for t in spec["data"] if (t.get("meta") or {}).get("labels") == "sentence"]
     assert len(labels) == 1 and labels[0]["mode"] == "text"
-    assert labels[0]["text"][0] == "Melbourne is a city in" and labels[0]["text"][12] == "The capital of the country …"
+    assert labels[0]["text"][0] == "Melbourne is a city in"
+    assert labels[0]["text"][12] == "The capital of the country …"
     assert _values(labels[0]["x"]) == proj.after[:, 0].tolist() and _values(labels[0]["y"]) == proj.after[:, 1].tolist()
     assert [c == "#222222" for c in labels[0]["textfont"]["color"]] == [i in matches for i in range(n)]
     # the selection of the link (point 0) with k = 3 euclidean neighbours: ringed, listed and marked in the table
