@@ -22,7 +22,7 @@ from app.messages import run_with_status
 from app.panels.common import cached_projection, fmt_lambda, fmt_number, show_frame, shown_c
 from app.panels.compare import delta_cosine_of, paired_probe_frame, same_edit_text, same_scores_text
 from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP, lambda_caption, probe_table, salience_panel
-from app.panels.projection import COLOUR_BY, KNN_UNITS, axis_titles, hover_texts
+from app.panels.projection import COLOUR_BY, axis_titles, hover_texts
 from app.same_edits import SCORES, reason_for
 from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
@@ -181,11 +181,10 @@ OWN_LAMBDA_HELP = ("λ_max (paper Eq. 9) of the sentence against its own top ans
 def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
     """One row per probe sentence of the run (background sentences left out), the farthest moved first:
     group, sentence, its own top answer before and after, how far it moved and its lambda_max against that
-    own answer before and after (``SentenceSparsity``)."""
+    own answer before and after (``SentenceSparsity``; the kNN distance stays on the Projection view)."""
     rows = [{"group": analysis.GROUP_LABELS.get(s.group, s.group), "sentence": s.sentence,
              "answer before": s.answer.strip(), "answer after": s.answer_after.strip(), "moved ‖Δh‖": s.moved,
-             "λ_max own before": s.lambda_max_before, "λ_max own after": s.lambda_max_after,
-             "kNN distance before": s.knn_distance_before}
+             "λ_max own before": s.lambda_max_before, "λ_max own after": s.lambda_max_after}
             for s in run.sparsity if s.group != "background"]
     return pd.DataFrame(rows).sort_values("moved ‖Δh‖", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -220,12 +219,11 @@ def neighbours_step(story: Story) -> None:
     st.markdown(neighbour_sentence(run))
     df = neighbour_frame(run)
     show_frame(df, key=f"story-neigh-{run.run_id}", formats={
-        "moved ‖Δh‖": ".3g", "λ_max own before": ".2e", "λ_max own after": ".2e", "kNN distance before": ".3g"},
-               column_config={
+        "moved ‖Δh‖": ".3g", "λ_max own before": ".2e", "λ_max own after": ".2e"}, column_config={
+        "sentence": st.column_config.TextColumn("sentence", width=300),
         "moved ‖Δh‖": st.column_config.Column(help=COLOUR_BY["moved"]),
         "λ_max own before": st.column_config.Column(help=OWN_LAMBDA_HELP),
-        "λ_max own after": st.column_config.Column(help=OWN_LAMBDA_HELP),
-        "kNN distance before": st.column_config.Column(help=KNN_UNITS[run.knn.metric] + f" (k = {run.knn.k})")})
+        "λ_max own after": st.column_config.Column(help=OWN_LAMBDA_HELP)})
 
 
 def score_changes(a: analysis.EditRun, b: analysis.EditRun) -> list[str]:
@@ -261,13 +259,10 @@ def pair_verdict(a: analysis.EditRun, b: analysis.EditRun) -> tuple[str, str]:
 
 
 def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
-    """A and B's four scores and lambda_max after (new target), one row each, and B − A."""
-    def row(name: str, r: analysis.EditRun) -> dict[str, Any]:
-        return {"run": name, "editor": r.editor, **{m: r.result.metrics.get(m, math.nan) for m in SCORES},
-                "λ_max after (new target)": r.result.lambda_max_after}
-    ra, rb = row("A", a), row("B", b)
-    diff = {"run": "B − A", "editor": "", **{k: rb[k] - ra[k] for k in (*SCORES, "λ_max after (new target)")}}
-    return pd.DataFrame([ra, rb, diff])
+    """A and B's four scores, one row each, and B − A."""
+    ra = {"run": "A", **{m: a.result.metrics.get(m, math.nan) for m in SCORES}}
+    rb = {"run": "B", **{m: b.result.metrics.get(m, math.nan) for m in SCORES}}
+    return pd.DataFrame([ra, rb, {"run": "B − A", **{m: rb[m] - ra[m] for m in SCORES}}])
 
 
 def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str) -> str:
@@ -280,9 +275,10 @@ def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun],
     kind, sentence = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](sentence)
     df = pair_frame(a, b)
-    show_frame(df, key=f"{key}-scores", formats={**{m: ".2f" for m in SCORES}, "λ_max after (new target)": ".2e"},
-               column_config={**{m: st.column_config.Column(help=METRIC_HELP[m]) for m in SCORES},
-                              "λ_max after (new target)": st.column_config.Column(help=LAMBDA_NEW_HELP)})
+    show_frame(df, key=f"{key}-scores", formats={m: ".2f" for m in SCORES},
+               column_config={m: st.column_config.Column(help=METRIC_HELP[m]) for m in SCORES})
+    st.caption(f"λ_max after (new target): A {fmt_lambda(a.result.lambda_max_after)}, B "
+               f"{fmt_lambda(b.result.lambda_max_after)} ({LAMBDA_NEW_HELP}).")
     open_button("Open this pair in Compare", "app/views/compare.py", runs, f"{key}-open")
     return kind
 

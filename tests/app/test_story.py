@@ -127,7 +127,7 @@ def test_neighbours_step_shows_only_the_own_answer_measure(story, expected):
     assert "new target)" not in text and not story.metric
     table = story.dataframe[0].value
     assert list(table.columns) == ["group", "sentence", "answer before", "answer after", "moved ‖Δh‖",
-                                   "λ_max own before", "λ_max own after", "kNN distance before"]
+                                   "λ_max own before", "λ_max own after"]
     own = {s.sentence: s for s in main.sparsity if s.group != "background"}
     assert sorted(table["sentence"]) == sorted(own)
     for _, r in table.iterrows():
@@ -163,12 +163,17 @@ def test_sss_step_says_what_each_pair_measured(story, expected):
     assert len(warnings) == 1 and warnings[0].startswith(f"The SSS term changed the edit: {words}; the top-1 "
                                                          f"prediction differs on ")
     tables = [d.value for d in story.dataframe]
-    assert [list(t["editor"][:2]) for t in tables] == [["ft-l", "ft-l+sss"], ["ft-l", "ft-l+sss-loose-sum"]]
+    assert [list(t["run"]) for t in tables] == [["A", "B", "B − A"]] * 2
+    captions = [c.value for c in story.caption]
+    assert "A: ft-l. B: ft-l+sss, C = 0.9: FT-L with the SSS loss term." in captions
+    assert any(c.startswith("A: ft-l; settings changed from the defaults: norm_constraint = 0.05. B: "
+                            "ft-l+sss-loose-sum, C = 0.9: ") for c in captions)
     for t, (a, b) in zip(tables, expected["pairs"]):
         for m in ("reliability", "generality", "locality", "portability"):
             assert list(t[m]) == pytest.approx([a.result.metrics[m], b.result.metrics[m],
                                                 b.result.metrics[m] - a.result.metrics[m]])
-        assert t["λ_max after (new target)"][1] == pytest.approx(b.result.lambda_max_after, rel=1e-6)
+        assert (f"λ_max after (new target): A {a.result.lambda_max_after:.2e}, B {b.result.lambda_max_after:.2e} "
+                f"({LAMBDA_NEW_HELP}).") in captions
 
 
 def test_open_in_edit_replays_the_story_edit(story):
