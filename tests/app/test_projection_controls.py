@@ -79,6 +79,11 @@ def test_a_link_sets_every_projection_control_and_the_page_shows_what_they_did(m
     assert sorted(i for t in traces for i in t["customdata"]) == sorted(list(range(n)) * 2)
     for t in traces:
         assert t["marker"]["opacity"] == [1.0 if i in matches else 0.15 for i in t["customdata"]]
+    # the arrows of the other sentences are dimmed too (an arrow ends at its sentence's after point)
+    at_point = {(float(x), float(y)): i for i, (x, y) in enumerate(proj.after)}
+    arrows = {at_point[(a["x"], a["y"])]: a["opacity"] for a in spec["layout"]["annotations"] if a.get("showarrow")}
+    assert set(matches) <= set(arrows) and len(arrows) > 30
+    assert all((opacity == 0.15) == (i not in matches) for i, opacity in arrows.items()), arrows
     # the text labels: every sentence beside its after point, the matches dark
     labels = [t for t in spec["data"] if (t.get("meta") or {}).get("labels") == "sentence"]
     assert len(labels) == 1 and labels[0]["mode"] == "text"
