@@ -236,26 +236,27 @@ def score_changes(a: analysis.EditRun, b: analysis.EditRun) -> list[str]:
     return out
 
 
-def pair_verdict(a: analysis.EditRun, b: analysis.EditRun) -> tuple[str, str]:
-    """("same" | "alike" | "changed", the sentence): whether the SSS term (B) changed A's edit, as Compare says it
-    (``same_edit_text``, ``same_scores_text``) or, when it did, which scores and top-1 predictions moved."""
+def pair_verdict(a: analysis.EditRun, b: analysis.EditRun) -> tuple[str, str, str]:
+    """("same" | "alike" | "changed", the sentence, the measured reason or ""): whether the SSS term (B) changed A's
+    edit, as Compare says it (``same_edit_text``, ``same_scores_text``) or, when it did, which scores and top-1
+    predictions moved. The reason (``same_edits.reason_for``: FT-L family at its defaults, C aside) is given only
+    where no prediction or score moved."""
     paired = paired_probe_frame(a, b)
     _, cosine = delta_cosine_of(a, b)
-    same = same_edit_text(a, b, paired, cosine)
-    # the measured reason (FT-L family at its defaults, C aside) says why no prediction moved
     reason = reason_for([a.editor, b.editor], {r.editor: settings_text(r.editor, r.record.settings)
                                                for r in (a, b) if r.record is not None})
+    same = same_edit_text(a, b, paired, cosine)
     if same is not None:
-        return "same", same + (" " + reason if reason else "")
+        return "same", same, reason
     alike = same_scores_text(a, b, paired, cosine)
     if alike is not None:
-        return "alike", alike + (" " + reason if reason else "")
+        return "alike", alike, reason
     flips = int((~paired["same top-1"]).sum()) if not paired.empty else 0
     scores = score_changes(a, b)
     return "changed", ("The SSS term changed the edit: "
                        + (", ".join(scores) if scores else "no score moved")
                        + f"; the top-1 prediction differs on {flips} of {len(paired)} probes"
-                       + (f"; cos(ΔW A, ΔW B) = {cosine:.4f}." if cosine is not None else "."))
+                       + (f"; cos(ΔW A, ΔW B) = {cosine:.4f}." if cosine is not None else ".")), ""
 
 
 def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
@@ -272,8 +273,11 @@ def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun],
     st.markdown(f"#### {pair.title}")
     st.caption(f"A: {a.editor}{records.caption_settings(a.record)}. B: {b.editor}, C = "
                f"{fmt_number(shown_c(b.editor, b.c), 'g')}: {EDITORS[b.editor].description}.")
-    kind, sentence = pair_verdict(a, b)
+    kind, sentence, reason = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](sentence)
+    if reason:
+        with st.expander("Why the SSS term changes nothing here (measured)"):
+            st.markdown(reason)
     df = pair_frame(a, b)
     show_frame(df, key=f"{key}-scores", formats={m: ".2f" for m in SCORES},
                column_config={m: st.column_config.Column(help=METRIC_HELP[m]) for m in SCORES})

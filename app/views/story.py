@@ -8,7 +8,7 @@ from app.panels import story
 
 st.title("Class story")
 st.caption("The paper's story in five steps, one screen each. One button runs every edit the story needs (a few "
-           "seconds); each number has a one-line help (hover the ⓘ). The shared model is never left edited.")
+           "seconds); each number has a one-line help (hover its ? icon). The shared model is never left edited.")
 
 cases = {c.request.case_id: c for c in resources.preset_cases()}
 if st.session_state.get(state.STORY_PRESET) not in cases:

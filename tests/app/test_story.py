@@ -9,6 +9,7 @@ import pytest
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP
 from app.panels.story import OWN_LAMBDA_HELP, PAIRS, STEPS
+from app.same_edits import FTL_REASON
 from sss_core import analysis
 from sss_core.editors import EDITORS
 
@@ -153,7 +154,8 @@ def test_sss_step_says_what_each_pair_measured(story, expected):
     assert len(alike) == 1
     assert alike[0].startswith(f"A and B score alike: the same top-1 prediction and the same score on all "
                                f"{len(a0.rows)} probes") or alike[0].startswith("A and B made the same edit")
-    assert "Why, as measured for FT-L (docs/editors.md, 600 paired world edits)" in alike[0]
+    assert [e.label for e in story.expander] == ["Why the SSS term changes nothing here (measured)"]
+    assert story.expander[0].markdown[0].value == FTL_REASON  # only under the pair where nothing moved
     # the looser box: the SSS term changes a score, whatever its sign, and the page says which and how
     changed = [m for m in ("reliability", "generality", "locality", "portability")
                if a1.result.metrics[m] != b1.result.metrics[m]]
