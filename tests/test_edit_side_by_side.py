@@ -127,7 +127,27 @@ def test_evaluate_edits_equals_evaluate_edit(default_lm, world_cases, editor):
     assert [r.seconds for r in together] == [1.0, 2.0, 3.0]
 
 
-@pytest.mark.parametrize("editor", ["ft-l", "rome"])
+@pytest.mark.parametrize("editor, settings", [("rome", {}), ("memit", {}), ("memit", {"layers": (0, 1, 2)})])
+def test_rank_one_edits_side_by_side_equal_the_edits_one_at_a_time(default_lm, world_cases, editor, settings):
+    """Each request's deltas optimised beside the others', and (MEMIT) each layer's keys read with only
+    its own earlier layers written: the weights of each edit are those of the edit made alone."""
+    model, tok = default_lm.model, default_lm.tok
+    ed = make_editor(editor, **settings)
+    requests = [c.request for c in world_cases[:4]]
+    saved = state_copy(model)
+    together = ed.edit_each(model, tok, requests)
+    assert_bit_identical(model, saved)
+    for r, b in zip(requests, together):
+        a = ed.edit(model, tok, [r])
+        assert b.info["batch"] == 4 and a.info["steps"] == b.info["steps"]
+        assert a.new.keys() == b.new.keys() and len(a.new) == (len(ed.config.layers) if editor == "memit" else 1)
+        for name in a.new:
+            change_a, change_b = a.new[name] - a.base[name], b.new[name] - b.base[name]
+            assert torch.linalg.norm(change_a - change_b) <= 1e-3 * torch.linalg.norm(change_a), name
+        assert a.info["v_nll"] == pytest.approx(b.info["v_nll"], rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("editor", ["ft-l", "rome", "memit"])
 def test_single_edits_in_batches_equal_one_at_a_time(default_lm, world_cases, editor):
     model, tok = default_lm.model, default_lm.tok
     ed = make_editor(editor)
@@ -155,6 +175,7 @@ def test_bench_edit_batch_flag_gives_the_results_of_one_at_a_time(tmp_path, caps
     from sss_core.cli import main
     from sss_core.editors import EDITORS
     assert EDITORS["ft-l"].edit_batch == 25 and EDITORS["mend"].edit_batch == 5 and EDITORS["rome"].edit_batch == 1
+    assert EDITORS["memit"].edit_batch == 25
     base = ["bench", "--editors", "ft-l", "--data", "world", "--n", "7", "--seeds", "1", "--no-progress"]
     assert main([*base, "--out", str(tmp_path / "default")]) == 0
     assert main([*base, "--out", str(tmp_path / "one"), "--edit-batch", "1"]) == 0

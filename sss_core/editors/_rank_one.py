@@ -25,12 +25,12 @@ import logging
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from ..errors import RequestError
+from ..errors import RequestError, SSSError
 from ..hooks import patch_output, trace
 from ..models import ArchSpec
 from ..text import (
@@ -522,6 +522,27 @@ def add_to_weight(spec: ArchSpec, weight: torch.Tensor, delta_out_in: torch.Tens
     """``weight += dW`` in place, in the parameter's own layout (GPT-2's Conv1D is (in, out))."""
     view = spec.weight_out_in(weight)
     view.add_(delta_out_in.to(device=view.device, dtype=view.dtype))
+
+
+def independent_edits(model: nn.Module, tok, requests: Sequence[EditRequest], prefixes: Sequence[str],
+                      kl_prompt: str | None, side_by_side: Callable[[list[EditRequest]], list]) -> list:
+    """The ``edit_each`` of a rank-one editor: each request checked alone as ``edit`` would check it
+    (``build_rows``), the valid ones made together by ``side_by_side(valid requests)`` (one edit each,
+    in order). Returns, in the order of ``requests``, each request's edit or the SSSError that refused it.
+    Call it holding the model's lock.
+    """
+    out: list = [None] * len(requests)
+    valid = []
+    for i, r in enumerate(requests):
+        try:
+            build_rows(model, tok, [r], prefixes, kl_prompt)  # the checks of edit()
+            valid.append(i)
+        except SSSError as exc:
+            out[i] = exc
+    if valid:
+        for i, edit in zip(valid, side_by_side([requests[i] for i in valid])):
+            out[i] = edit
+    return out
 
 
 @contextmanager

@@ -21,11 +21,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import RequestError
+from ..errors import RequestError, SSSError
 from ..models import arch_spec
 from ..types import EditRequest
 from . import _rank_one as R1
 from .base import WeightEdit, model_lock
+from .per_edit import RowWeights
 from .settings import as_index_tuple, block_indices
 from .stats import key_second_moments
 
@@ -165,3 +166,72 @@ class MEMIT:
                                                   "v_nll_optimised": info["v_nll"],
                                                   "delta_norms": info["delta_norms"], "warnings": warnings,
                                                   "seconds": seconds})
+
+    def edit_each(self, model: nn.Module, tok, requests: Sequence[EditRequest]) -> list[WeightEdit | SSSError]:
+        """One independent edit per request, as ``edit(model, tok, [r])`` each, made side by side.
+
+        Every edit starts from the unedited weights: its deltas are optimised together, each request's
+        rows seeing only its own delta, and each layer's keys are read with that request's own earlier
+        layers written (``RowWeights``), so the batch changes how fast the edits are made, not what they
+        are (within float tolerance: rows are padded together, and a single key's least-squares
+        vector is taken from one factorisation of C by Sherman-Morrison, ``rank_one_vector``, where
+        ``edit`` solves the system directly). Returns, in order, a ``WeightEdit`` (``info["batch"]``:
+        how many edits shared the batch) or the RequestError of a request that cannot be edited.
+        """
+        cfg = self.config
+        layers = sorted(block_indices(model, cfg.layers, "layers"))
+        R1.check_supported(model)
+        kl_prompt = cfg.kl_prompt if cfg.kl_factor > 0 else None
+        with model_lock(model):
+            prefixes = self._prefixes.get(model, tok)
+            return R1.independent_edits(model, tok, requests, prefixes, kl_prompt,
+                                        lambda valid: self._side_by_side(model, tok, valid, prefixes, layers))
+
+    def _side_by_side(self, model: nn.Module, tok, requests: Sequence[EditRequest], prefixes: Sequence[str],
+                      layers: list[int]) -> list[WeightEdit]:
+        """The independent edits of ``requests`` (all valid), made in one batch; hold the model's lock."""
+        cfg, spec, n = self.config, arch_spec(model), len(requests)
+        modules = {layer: spec.mlp_out_name(model, layer) for layer in layers}
+        pnames = {layer: modules[layer] + ".weight" for layer in layers}
+        last = layers[-1]
+        z_module = f"{spec.blocks}.{last}"
+        start = time.perf_counter()
+        rows = R1.build_rows(model, tok, requests, prefixes, cfg.kl_prompt if cfg.kl_factor > 0 else None)
+        moments = key_second_moments(model, tok, layers, texts=cfg.mom2_text, n_samples=cfg.mom2_n_samples,
+                                     cache_dir=cfg.stats_dir)
+        params = dict(model.named_parameters())
+        base = {pnames[layer]: params[pnames[layer]].detach().clone() for layer in layers}
+        ins, outs = R1.record(model, rows, list(modules.values()), [z_module])  # unedited
+        z_before = R1.at_subject(outs[z_module], rows)  # (n, d_model)
+
+        def vectors(layer: int, ins: dict) -> torch.Tensor:  # (n, d_in): row i from request i's key alone
+            solver = R1.CovarianceSolver(moments[layer].to(base[pnames[layer]].device), cfg.mom2_ridge)
+            keys = R1.at_subject(ins[modules[layer]], rows)
+            return torch.stack([R1.rank_one_vector(solver, k, cfg.mom2_update_weight) for k in keys])
+
+        own = nn.functional.one_hot(rows.owner, n).float()  # (rows, n): each row belongs to one request
+        spread, A_last = None, None
+        if cfg.v_through_update:  # each row receives only its own request's update, as if written at L
+            A_last = vectors(last, ins)
+            spread = R1.update_spread(ins[modules[last]], rows, A_last.float()) * own[:, None, :]
+        deltas, info = R1.optimise_deltas(model, rows, modules[last], cfg.delta_settings(), spread)
+        news = {name: [w.clone() for _ in range(n)] for name, w in base.items()}  # per request, per layer
+        for i, layer in enumerate(layers):
+            if i > 0:  # each request's own earlier layers written: read its keys and z again
+                with RowWeights(model, {pnames[l]: news[pnames[l]] for l in layers[:i]}) as per_edit:
+                    per_edit.edit_of_row = rows.owner
+                    ins, outs = R1.record(model, rows, [modules[layer]], [z_module])
+            A = A_last if (len(layers) == 1 and A_last is not None) else vectors(layer, ins)
+            missing = deltas - (R1.at_subject(outs[z_module], rows) - z_before)  # (n, d_model) still owed
+            for j in range(n):
+                R1.add_to_weight(spec, news[pnames[layer]][j],
+                                 torch.outer((missing[j] / (len(layers) - i)).double(), A[j]))
+        with RowWeights(model, news) as per_edit:
+            per_edit.edit_of_row = rows.owner[~rows.is_kl]
+            nll_after = R1.target_nll_after(model, rows)  # each request on its own edit
+        seconds = (time.perf_counter() - start) / n
+        return [WeightEdit(model, {name: news[name][j] for name in news}, base,
+                           info={"layers": layers, "steps": info["v_steps_each"][j], "v_nll": [nll_after[j]],
+                                 "v_nll_optimised": [info["v_nll"][j]], "delta_norms": [info["delta_norms"][j]],
+                                 "warnings": [], "seconds": seconds, "batch": n})
+                for j in range(n)]

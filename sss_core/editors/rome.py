@@ -165,21 +165,10 @@ class ROME:
         R1.check_supported(model)
         module = arch_spec(model).mlp_out_name(model, layer)
         kl_prompt = cfg.kl_prompt if cfg.kl_factor > 0 else None
-        out: list[WeightEdit | SSSError | None] = [None] * len(requests)
         with model_lock(model):
             prefixes = self._prefixes.get(model, tok)
-            good = []
-            for i, r in enumerate(requests):
-                try:
-                    R1.build_rows(model, tok, [r], prefixes, kl_prompt)  # the checks of edit()
-                    good.append(i)
-                except SSSError as exc:
-                    out[i] = exc
-            if good:
-                made = self._side_by_side(model, tok, [requests[i] for i in good], prefixes, layer, module)
-                for i, edit in zip(good, made):
-                    out[i] = edit
-        return out
+            return R1.independent_edits(model, tok, requests, prefixes, kl_prompt,
+                                        lambda valid: self._side_by_side(model, tok, valid, prefixes, layer, module))
 
     def _side_by_side(self, model: nn.Module, tok, requests: Sequence[EditRequest], prefixes: Sequence[str],
                       layer: int, module: str) -> list[WeightEdit]:
