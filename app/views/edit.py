@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import inputs, panels, records, state
+from app.panels.projection import projection_link_values
 from sss_core import analysis
 
 st.title("Edit a fact")
@@ -56,6 +57,5 @@ if run is not None:
     panels.export_buttons(run, {"Projection": proj_fig, "Weight delta": delta_fig}, key="edit-export")
     records.link_caption(run)
 state.write_query_params(request.prompt, request.subject, request.target, choice.editor, choice.c,
-                         ran=run is not None, proj=st.session_state.get(state.PROJ_METHOD),
-                         pool=st.session_state.get(state.PROJ_POOLING), sel=st.session_state.get("proj_selected"),
-                         rec=records.link_text(run))  # the run on screen, exactly
+                         ran=run is not None, rec=records.link_text(run),  # the run on screen, exactly
+                         **projection_link_values())  # and every projection control

@@ -57,6 +57,19 @@ def test_edit_link_round_trip_reruns_the_edit_and_keeps_projection_settings(app)
     assert again.radio(key="proj_method").value == "tsne"
 
 
+def test_the_edit_pages_link_carries_the_projection_controls_it_shows(app):
+    app.session_state["cfg:ft-l:steps"] = FAST
+    app.selectbox(key="editor").set_value("ft-l").run()
+    app.button(key="run_edit").click().run()
+    app.number_input(key="proj_k").set_value(7).run()
+    app.radio(key="proj_metric").set_value("euclidean").run()
+    qp = dict(app.query_params)
+    assert qp["pk"] == "7" and qp["pdist"] == "euclidean"
+    again = _open(qp)
+    assert_ok(again)
+    assert again.number_input(key="proj_k").value == 7 and again.radio(key="proj_metric").value == "euclidean"
+
+
 def test_a_link_to_the_projection_page_reruns_the_edit_and_restores_the_selection():
     from app.resources import preset_cases
     r = preset_cases()[2].request
