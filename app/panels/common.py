@@ -97,13 +97,16 @@ def earlier_run_notice(view: str, run, described: str | None = None) -> None:
                 "since. Run again to update them.", icon=":material/history:")
 
 
-def cached_projection(cache: dict, key, before: np.ndarray, after: np.ndarray, method: str, what: str):
-    """The projection of ``before``/``after`` (each (n, d_model)) by ``method``, fitted once per ``key``
-    in ``cache``; its notice shown. None (the error shown) when the fit fails."""
-    if key not in cache:
+def cached_projection(cache: dict, key, before: np.ndarray, after: np.ndarray, method: str, what: str = "",
+                      **params):
+    """The projection of ``before``/``after`` (each (n, d_model)) by ``method`` with ``params`` (UMAP's
+    n_neighbors and min_dist, t-SNE's perplexity; ``projection.project``), fitted once per ``key`` in ``cache``
+    and again when the parameters asked for change; its notice shown. None (the error shown) when the fit fails."""
+    asked = {k: v for k, v in params.items() if v is not None}
+    if key not in cache or {k: v for k, v in cache[key].asked.items() if v is not None} != asked:
         try:
             with st.spinner(f"Fitting {METHOD_LABELS[method]}{what}..."):
-                cache[key] = project(before, after, method)
+                cache[key] = project(before, after, method, **params)
         except Exception as exc:  # noqa: BLE001
             show_error(exc, f"{METHOD_LABELS[method]} failed")
             return None
@@ -111,6 +114,7 @@ def cached_projection(cache: dict, key, before: np.ndarray, after: np.ndarray, m
     if proj.message:
         st.info(proj.message)
     return proj
+
 
 def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None,
                column_config: dict | None = None) -> None:

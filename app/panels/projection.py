@@ -329,18 +329,8 @@ def _fit(run: analysis.EditRun, emb: analysis.EmbeddingSet, method: str, pooling
         for old in [c for c in cache if c[0] != run.run_id]:
             del cache[old]
         ck = (run.run_id, method, pooling, tuple(subset))
-    asked = {k: v for k, v in params.items() if PARAMETERS[k] == method}
-    if ck not in cache or getattr(cache[ck], "asked", None) != asked:
-        try:
-            with st.spinner(f"Fitting {METHOD_LABELS[method]}..."):
-                cache[ck] = project(emb.before, emb.after, method, **params)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            show_error(exc, f"{METHOD_LABELS[method]} failed")
-            return None
-    proj = cache[ck]
-    if proj.message:
-        st.info(proj.message)
-    return proj
+    return cached_projection(cache, ck, emb.before, emb.after, method,
+                             **{k: v for k, v in params.items() if PARAMETERS[k] == method})
 
 
 def _decorate(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: list[int] | None,
