@@ -41,6 +41,7 @@ LAMBDA_NEW_BEFORE = "λ_max before (new target)"
 LAMBDA_NEW_AFTER = "λ_max after (new target)"
 LAMBDA_NEW_HELP = ("SSS metric (paper Eq. 9) of the edit prompt against the new target: the mean over tokens of the "
                    "squared gradient of the target's NLL at each token's last hidden state (small = sparse)")
+P_HELP = "P(·) is the probability of the whole answer given the prompt (teacher forced)"
 METRIC_HELP = {  # one line each, as the About page says it at length (paper Eqs. 1-3; EasyEdit's scoring)
     "reliability": "Does the edited model give the new answer for the edit prompt itself? Share of the answer's "
                    "tokens predicted top-1, teacher forced (paper Eq. 1)",
@@ -152,7 +153,7 @@ def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = Fals
         "score": st.column_config.Column("score", width="small",
                                          help="EasyEdit metric: accuracy, or agreement for locality"),
         "prompt": st.column_config.TextColumn("prompt", width=PROBE_WIDTHS["prompt"])})
-    st.caption("P(·) is the probability of the whole answer given the prompt (teacher forced). "
+    st.caption(f"{P_HELP}. "
                "Top-1 is the most likely next token. ✓: a flip to the new target on a probe the edit should move "
                "(edit prompt, paraphrases, aliases); off target: such a probe flipped to another token; ✗: a flip "
                "that damages knowledge the edit should leave alone. Every column, "

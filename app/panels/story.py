@@ -1,6 +1,6 @@
 """The Class story's panels: the paper's story told in five steps over one world fact, each step one screen
-with one thing on it and one line of help per number (the help texts are the Edit page's and the
-Projection panel's own: ``METRIC_HELP``, ``LAMBDA_NEW_HELP``, ``COLOUR_BY``, ``KNN_UNITS``, ``TOP1_BADGE_HELP``).
+with one thing on it and one line of help per number (the Edit page's ``METRIC_HELP``, ``LAMBDA_NEW_HELP`` and
+``P_HELP``, the Projection panel's ``COLOUR_BY``; ``OWN_LAMBDA_HELP`` for lambda_max against a sentence's own answer).
 
 Every run is an ordinary run of the app (``analysis.analyse_edit`` with the Edit page's background
 sentences, so the same run record as the Edit page makes), and "Open in the Edit view" / "Open in Compare"
@@ -21,7 +21,7 @@ from app.hypothesis import settings_text
 from app.messages import run_with_status
 from app.panels.common import cached_projection, fmt_lambda, fmt_number, show_frame, shown_c
 from app.panels.compare import delta_cosine_of, paired_probe_frame, same_edit_text, same_scores_text
-from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP, lambda_caption, probe_table, salience_panel
+from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP, P_HELP, lambda_caption, probe_table, salience_panel
 from app.panels.projection import COLOUR_BY, axis_titles, hover_texts
 from app.same_edits import SCORES, reason_for
 from sss_core import analysis
@@ -137,7 +137,7 @@ def fact_step(run: analysis.EditRun) -> None:
     cols = st.columns(3)
     cols[0].metric("top-1 now", row.top1_before.strip(), help="The unedited model's most likely next token")
     cols[1].metric(f"P({r.ground_truth}) now", fmt_number(row.p_old_before, ".3f"),
-                   help="P(·): the probability of the whole answer given the prompt (teacher forced)")
+                   help=P_HELP)
     cols[2].metric(f"P({r.target_new}) now", fmt_number(row.p_new_before, ".3g"),
                    help="The new target's probability before the edit: what the edit has to raise")
     st.caption("The shipped model is a small GPT-2 trained on this project's generated world of facts: it knows "

@@ -91,11 +91,12 @@ def test_the_fact_and_the_edit_show_the_cores_numbers(story, expected):
     assert cards == {
         "top-1 now": (row.top1_before.strip(), "The unedited model's most likely next token"),
         "P(United States) now": (format(row.p_old_before, ".3f"),
-                                 "P(·): the probability of the whole answer given the prompt (teacher forced)"),
+                                 "P(·) is the probability of the whole answer given the prompt (teacher forced)"),
         "P(Czech Republic) now": (format(row.p_new_before, ".3g"),
                                   "The new target's probability before the edit: what the edit has to raise")}
-    assert ("The shipped model is asked to complete *“Washington is the capital of”*. In its world the answer is "
-            "**United States**; its most likely next token now is **“United”**.") in [m.value for m in story.markdown]
+    fact = ("The shipped model is asked to complete *“Washington is the capital of”*. In its world the answer is "
+            "**United States**; its most likely next token now is **“United”**.")
+    assert fact in [m.value for m in story.markdown]
     _step(story, 1)
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert cards == {m: (format(main.result.metrics[m], ".2f"), METRIC_HELP[m])
