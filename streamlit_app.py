@@ -1,12 +1,32 @@
 """SSS Lab: the router. Page config and navigation only; each page lives in app/views/."""
 
+import sys
+
 import streamlit as st
 
-from app import panels, records, resources, state
-from sss_core.editors import EDITORS
-from sss_core.projection import METHODS
-
 st.set_page_config(page_title="SSS Lab", page_icon=":material/hub:", layout="wide")
+
+
+def _imported(name: str) -> bool:
+    """Is module ``name`` fully imported (not absent, not half-way through another thread's import)?"""
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return spec is not None and not getattr(spec, "_initializing", False)
+
+
+# The first page of a fresh server waits for the editing core's imports (torch, transformers, scipy: about
+# 2.5 s on two cores, begun by the launcher's preload); say so on screen instead of leaving the page blank.
+starting = None if all(map(_imported, ("app.panels", "sss_core.analysis"))) else st.empty()
+if starting is not None:
+    starting.info("Starting SSS Lab: loading the editing core (torch, transformers), a few seconds once per "
+                  "server start...", icon=":material/hourglass_top:")
+
+from app import panels, records, resources, state  # noqa: E402 - after the notice above
+from sss_core import analysis  # noqa: E402,F401 - what the views use; imported here, under the notice
+from sss_core.editors import EDITORS  # noqa: E402
+from sss_core.projection import METHODS  # noqa: E402
+
+if starting is not None:
+    starting.empty()
 state.keep_widget_values()
 state.load_query_params(resources.preset_for, list(EDITORS), METHODS)
 records.adopt_link_records()  # a link's run records shown in the forms; the views replay them
