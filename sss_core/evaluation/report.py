@@ -104,6 +104,21 @@ def table1(frame: pd.DataFrame) -> tuple[str, CsvRows]:
     return _editor_columns(single(frame), TABLE1, "table1")
 
 
+def portability_note(frame: pd.DataFrame) -> str | None:
+    """The line under Table 1 saying over how many cases its portability column is averaged, when not all:
+    e.g. "Portability: the mean over the 12 of 50 cases per seed that have a portability probe (the other
+    columns: all 50)". None when every case has one, or none does (the column is then n/a)."""
+    rows = single(frame)
+    if rows.empty or "portability" not in rows:
+        return None
+    first = rows[(rows["editor"] == rows["editor"].iloc[0]) & (rows["seed"] == rows["seed"].iloc[0])]
+    have, total = int(first["portability"].notna().sum()), int(first["reliability"].notna().sum())  # edits made
+    if have in (0, total):
+        return None
+    return (f"Portability: the mean over the {have} of {total} cases per seed that have a portability probe "
+            f"(the other columns: all {total}); Table 5 gives each portability group.")
+
+
 def table3(frame: pd.DataFrame) -> tuple[str, CsvRows]:
     """The locality levels per editor (paper Table 3), those the data has."""
     rows = single(frame)
@@ -439,7 +454,8 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
                                   ("Table 3: locality levels", table3(frame)),
                                   ("Table 5: portability (each block over the cases that have that probe)",
                                    table5(frame))):
-            parts += [f"## {title}", "", md, ""]
+            note = portability_note(frame) if title.startswith("Table 1") else None
+            parts += [f"## {title}", "", md, "", *([note, ""] if note else [])]
             csv += rows
         section, rows = hypothesis_section(correlations(hypothesis_rows), cfg)
         pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)

@@ -83,6 +83,9 @@ def test_table1_cells(frame):
     cells = {(r["editor"], r["metric"]): (r["mean"], r["std"], r["seeds"], r["cases_per_seed"]) for r in rows}
     assert cells[("ft-l", "generality")] == pytest.approx((2 / 3, np.std([0.5, 0.5, 1.0], ddof=1), 3, 2))
     assert cells[("ft-l", "portability")] == pytest.approx((0.5, 0.5, 3, 1))
+    assert report.portability_note(frame) == (
+        "Portability: the mean over the 1 of 2 cases per seed that have a portability probe (the other columns: "
+        "all 2); Table 5 gives each portability group.")
 
 
 def test_table3_and_c_sweep_cells(frame):
