@@ -8,29 +8,16 @@ import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP
-from app.panels.story import OWN_LAMBDA_HELP, PAIRS, STEPS
+from app.panels.story import OWN_LAMBDA_HELP, STEPS
 from app.same_edits import FTL_REASON
-from sss_core import analysis
-from sss_core.editors import EDITORS
+from story_support import story_edits
 
 STORY = "app/views/story.py"
 
 
 @pytest.fixture(scope="module")
 def expected():
-    """The story's edits of the default fact, run here through the core (not through the app): the main
-    ft-l+sss edit and each pair's (without, with SSS)."""
-    from app import resources
-    lm = resources.get_model("default")
-    case, background = resources.preset_cases()[0], resources.background_prompts()
-
-    def edit(editor, changed):
-        spec = EDITORS[editor]
-        c = {spec.c_field: float(spec.defaults[spec.c_field])} if spec.has_c else {}
-        return analysis.analyse_edit(lm, editor, {**c, **changed}, case, background)
-
-    return {"case": case, "main": edit("ft-l+sss", {}),
-            "pairs": [(edit(*p.without), edit(*p.with_sss)) for p in PAIRS]}
+    return story_edits()
 
 
 @pytest.fixture

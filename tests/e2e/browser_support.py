@@ -61,43 +61,53 @@ def chromium_path() -> str:
     return path
 
 
+def start_server(log_name: str = "e2e-server.log") -> tuple[subprocess.Popen, str]:
+    """A fresh `streamlit run streamlit_app.py` on a free port, once it answers its health check: (process, url).
+    Its output goes to test-artifacts/``log_name``; the caller stops it. Fails the test after 90 s."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=(ARTIFACTS / log_name).open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}; see {ARTIFACTS / log_name}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, url
+        except OSError:
+            pass
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not answer /_stcore/health within 90 s")
+        time.sleep(0.3)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server ``start_server`` started (terminate, then kill after 15 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def server(chromium_path):
     """A fresh `streamlit run streamlit_app.py` on a free port (url, pid); stopped after the session."""
     from sss_core.models import DEFAULT_MODEL
     if not os.environ.get("SSS_LAB_MODEL") and not (DEFAULT_MODEL / "config.json").exists():
         pytest.skip(f"no default model at {DEFAULT_MODEL} (train it: python -m sss_core train-default)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = _free_port()
-    log = (ARTIFACTS / "e2e-server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server()
     try:
-        deadline = time.time() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {ARTIFACTS / 'e2e-server.log'}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("streamlit did not answer /_stcore/health within 90 s")
-            time.sleep(0.3)
         yield Server(url, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.request
+import pytest
 
-from browser_support import ARTIFACTS, ROOT, _free_port, browser, chromium_path  # noqa: F401 - fixtures
+from browser_support import browser, chromium_path, start_server, stop_server  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.e2e
 
 NOTICE = ("Starting SSS Lab: loading the editing core (torch, transformers), a few seconds once per server "
           "start...")
@@ -21,29 +20,8 @@ WATCH = """() => {
 }"""
 
 
-def _fresh_server() -> tuple[subprocess.Popen, str]:
-    """Plain ``streamlit run`` (no preload): its first page imports the editing core itself."""
-    port = _free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT,
-                            stdout=(ARTIFACTS / "e2e-start-server.log").open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("streamlit did not answer /_stcore/health within 90 s")
-
-
 def test_the_first_page_of_a_fresh_server_says_what_it_is_loading(browser):
-    proc, url = _fresh_server()
+    proc, url = start_server("e2e-start-server.log")  # plain streamlit run: no preload, the page imports the core
     try:
         ctx = browser.new_context(viewport={"width": 1440, "height": 900})
         page = ctx.new_page()
@@ -57,5 +35,4 @@ def test_the_first_page_of_a_fresh_server_says_what_it_is_loading(browser):
         assert NOTICE not in page.locator('[data-testid="stMain"]').inner_text()  # and left with the page
         ctx.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_server(proc)

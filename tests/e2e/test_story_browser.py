@@ -11,6 +11,7 @@ import time
 import pytest
 
 from browser_support import ARTIFACTS, assert_no_traceback, grid_text, screenshot, wait_idle
+from story_support import story_edits
 
 pytestmark = pytest.mark.e2e
 
@@ -19,20 +20,7 @@ SCORES = ("reliability", "generality", "locality", "portability")
 
 @pytest.fixture(scope="module")
 def expected():
-    """The story's edits of the default fact, run through the core in this process (not through the app)."""
-    from app import resources
-    from app.panels.story import PAIRS
-    from sss_core import analysis
-    from sss_core.editors import EDITORS
-    lm = resources.get_model("default")
-    case, background = resources.preset_cases()[0], resources.background_prompts()
-
-    def edit(editor, changed):
-        spec = EDITORS[editor]
-        c = {spec.c_field: float(spec.defaults[spec.c_field])} if spec.has_c else {}
-        return analysis.analyse_edit(lm, editor, {**c, **changed}, case, background)
-
-    return {"main": edit("ft-l+sss", {}), "pairs": [(edit(*p.without), edit(*p.with_sss)) for p in PAIRS]}
+    return story_edits()
 
 
 def _cards(page) -> dict[str, str]:
