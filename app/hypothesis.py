@@ -265,13 +265,17 @@ def pair_label(c: Correlation) -> str:
 
 def correlation_frame(corrs: Sequence[Correlation], settings: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per (editor, pair): rho, its bootstrap CI, p and p adjusted by Benjamini-Hochberg over the table,
-    counts, the sign the paper predicts, the verdict;
+    counts, the sign the paper predicts, the verdict, and (when some row repeats another editor's numbers, e.g.
+    identical edits) which editor's test it repeats;
     with ``settings`` (editor -> the settings it ran with, in words) a last column says them."""
+    repeats = any(c.same_as for c in corrs)
     columns = ["editor", "pair", "ρ (Spearman)", "CI low", "CI high", "p", "p (BH)", "edits", "prompts",
-               "paper predicts", "verdict", *(["settings"] if settings is not None else [])]
+               "paper predicts", "verdict", *(["same test as"] if repeats else []),
+               *(["settings"] if settings is not None else [])]
     return pd.DataFrame([{"editor": c.editor, "pair": pair_label(c), "ρ (Spearman)": c.rho, "CI low": c.lo,
                           "CI high": c.hi, "p": c.p, "p (BH)": c.p_adjusted, "edits": c.points, "prompts": c.clusters,
                           "paper predicts": PREDICTS[c.expected_sign], "verdict": c.verdict,
+                          **({"same test as": c.same_as or ""} if repeats else {}),
                           **({"settings": settings.get(c.editor, "")} if settings is not None else {})}
                          for c in corrs], columns=columns)
 

@@ -112,7 +112,8 @@ st.markdown("""
   interval and a p-value from one bootstrap, the partial ρ once the target's surprise (its NLL) is taken out,
   the sign the paper predicts beside each verdict, and the paired effect of SSS. A table tests several
   correlations at once, so its p-values are corrected together (Benjamini-Hochberg) and a verdict needs the
-  corrected p below 0.05: with 30 tests, about one or two raw p-values under 0.05 are expected by chance.
+  corrected p below 0.05: with 25 tests, about one raw p-value under 0.05 is expected by chance. A row that
+  repeats another editor's numbers (identical edits, or a measure of the unedited model) is one test with it.
   Click a point to open that edit.
 - **C sweep**, **Sequential**: one edit across C; edits that accumulate (the paper's Table 2), where locality
   decays as n grows.

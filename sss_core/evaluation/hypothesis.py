@@ -24,9 +24,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,7 +217,9 @@ class Correlation:
 
     ``lo``/``hi`` and ``p`` come from one cluster bootstrap (``spearman_ci``): the CI excludes 0 exactly
     when p < 1 - level. ``p_adjusted`` is p after the Benjamini-Hochberg step-up over the ``tests``
-    correlations of the same table that test a predicted sign (``adjust``); the verdict follows it.
+    correlations of the same table that test a predicted sign (``adjust``); the verdict follows it. A
+    correlation on exactly the numbers of an earlier one (``same_as``: two editors that made identical
+    edits) is the same test, counted once.
     """
 
     editor: str
@@ -231,6 +235,7 @@ class Correlation:
     expected_sign: int
     p_adjusted: float = math.nan  # Benjamini-Hochberg over the table's tests of a predicted sign
     tests: int = 0  # how many tests that adjustment was over (0: not adjusted yet)
+    same_as: str | None = None  # the editor whose correlation this repeats on the same numbers (one test)
 
     @property
     def verdict(self) -> str:
@@ -246,16 +251,52 @@ class Correlation:
         return "inconclusive"
 
 
-def adjust(corrs: Sequence[Correlation]) -> list[Correlation]:
+def adjust(corrs: Sequence[Correlation], same_data: Sequence[Any] | None = None) -> list[Correlation]:
     """``corrs`` with ``p_adjusted`` and ``tests`` set: the Benjamini-Hochberg false-discovery-rate step-up
     (``scipy.stats.false_discovery_control``) over the correlations that test a predicted sign and have a
-    p-value; the others keep NaN (they are not tests). One call per table: its family is the table."""
+    p-value; the others keep NaN (they are not tests). One call per table: its family is the table.
+
+    ``same_data``: one key per correlation; correlations with equal keys computed the same statistic from
+    the same numbers (e.g. two editors that made identical edits) and count as one test, with one adjusted
+    p, and each repeat names the first in ``same_as``. None: every correlation is its own test.
+    """
+    keys = list(range(len(corrs))) if same_data is None else list(same_data)
     family = [i for i, c in enumerate(corrs) if c.expected_sign != 0 and not math.isnan(c.p)]
-    adjusted = stats.false_discovery_control([corrs[i].p for i in family], method="bh") if family else []
-    out = [dataclasses.replace(c, tests=len(family)) for c in corrs]
-    for i, q in zip(family, adjusted):
-        out[i] = dataclasses.replace(out[i], p_adjusted=float(q))
+    first: dict[Any, int] = {}
+    distinct = [i for i in family if first.setdefault(keys[i], i) == i]
+    adjusted = stats.false_discovery_control([corrs[i].p for i in distinct], method="bh") if distinct else []
+    q_of = {keys[i]: float(q) for i, q in zip(distinct, adjusted)}
+    out = [dataclasses.replace(c, tests=len(distinct)) for c in corrs]
+    for i in family:
+        repeat = first[keys[i]] != i
+        out[i] = dataclasses.replace(out[i], p_adjusted=q_of[keys[i]],
+                                     same_as=corrs[first[keys[i]]].editor if repeat else None)
     return out
+
+
+def repeats_note(corrs: Sequence[Correlation]) -> str:
+    """"" when no correlation repeats another's numbers; else how the repeats were counted, e.g. "; 5 rows repeat
+    ft-l's numbers (ft-l+sss 3, mend 2: the same measurements, e.g. identical edits) and are counted once with
+    them"."""
+    by_first: dict[str, dict[str, int]] = {}
+    for c in corrs:
+        if c.same_as:
+            counts = by_first.setdefault(c.same_as, {})
+            counts[c.editor] = counts.get(c.editor, 0) + 1
+    if not by_first:
+        return ""
+    parts = [f"{sum(counts.values())} row{'s' if sum(counts.values()) > 1 else ''} repeat {first}'s numbers ("
+             + ", ".join(f"{editor} {n}" for editor, n in counts.items()) + ")"
+             for first, counts in by_first.items()]
+    return "; " + "; ".join(parts) + ", the same measurements (e.g. identical edits), counted once with them"
+
+
+def _data_key(x: str, y: str, control: str | None, *columns: np.ndarray) -> str:
+    """A digest of a correlation's statistic and numbers: equal for two editors' identical measurements."""
+    h = hashlib.sha256(f"{x}|{y}|{control}".encode())
+    for column in columns:
+        h.update(np.ascontiguousarray(column).tobytes() if column.dtype != object else repr(list(column)).encode())
+    return h.hexdigest()
 
 
 def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> float:
@@ -355,14 +396,15 @@ def correlations(frame, n_boot: int = 1000) -> list[Correlation]:
     knn_distance, target_nll and locality (post-edit vs pre-edit agreement on neighbours).
     """
     frame = frame.assign(locality_drop=1.0 - frame["locality"])
-    out = []
+    out, keys = [], []
     for editor, rows in frame.groupby("editor", sort=False):
         for x, y, control, sign in PAIRS:
             if any(c not in rows for c in (x, y, control) if c is not None):
                 continue
+            xs, ys, prompts = rows[x].to_numpy(float), rows[y].to_numpy(float), rows["prompt"].to_numpy()
             z = rows[control].to_numpy(float) if control else None
-            rho, lo, hi, p = spearman_ci(rows[x].to_numpy(float), rows[y].to_numpy(float),
-                                         rows["prompt"].to_numpy(), z, n_boot)
+            rho, lo, hi, p = spearman_ci(xs, ys, prompts, z, n_boot)
             out.append(Correlation(editor, x, y, control, rho, lo, hi, p, len(rows), rows["prompt"].nunique(),
                                    sign))
-    return adjust(out)
+            keys.append(_data_key(x, y, control, xs, ys, prompts, *([] if z is None else [z])))
+    return adjust(out, keys)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sss_core.evaluation.hypothesis import (
+from sss_core.evaluation.hypothesis import (repeats_note, 
     EditMeasures,
     KnnReference,
     correlations,
@@ -66,6 +66,36 @@ def test_correlations_per_editor_and_verdicts():
     strong = corrs[("lambda_max_before", "locality_drop", None)]
     assert strong.rho > 0.8 and strong.verdict == "supports" and strong.p_adjusted < 0.05
     assert corrs[("lambda_max_before", "knn_distance", None)].verdict == "inconclusive"
+
+
+def test_two_editors_with_identical_measurements_are_one_test_for_bh():
+    """Editors that made identical edits give the same correlations: BH counts each once, and the repeat says whose
+    numbers it repeats; an editor with other numbers is a test of its own."""
+    from scipy import stats
+    rng = np.random.default_rng(3)
+    n = 60
+    lam = rng.gamma(2.0, size=n)
+    one = pd.DataFrame({"prompt": [f"p{i}" for i in range(n)], "lambda_max_before": lam,
+                        "locality": 1 - lam / lam.max() * 0.3 + rng.normal(scale=0.1, size=n),
+                        "knn_distance": rng.normal(size=n)})
+    other = one.assign(locality=rng.uniform(size=n))
+    frame = pd.concat([one.assign(editor="ft-l"), one.assign(editor="ft-l+sss"), other.assign(editor="mend")])
+    corrs = correlations(frame, n_boot=100)
+    tests = [c for c in corrs if c.expected_sign != 0]
+    by = {(c.editor, c.x, c.y, c.control): c for c in tests}
+    for (editor, x, y, control), c in by.items():
+        twin = by[("ft-l", x, y, control)]
+        # ft-l+sss repeats every ft-l test; mend only those that do not read its own locality
+        repeat = editor == "ft-l+sss" or (editor == "mend" and "locality_drop" not in (x, y))
+        assert c.same_as == ("ft-l" if repeat else None), (editor, x, y)
+        if repeat:
+            assert c.p == twin.p and c.p_adjusted == twin.p_adjusted
+    assert {c.tests for c in corrs} == {sum(c.same_as is None for c in tests)} and 0 < corrs[0].tests < len(tests)
+    assert repeats_note(corrs) == ("; 4 rows repeat ft-l's numbers (ft-l+sss 3, mend 1), the same measurements "
+                                   "(e.g. identical edits), counted once with them")
+    distinct = [c for c in tests if c.same_as is None]
+    assert [c.p_adjusted for c in distinct] == pytest.approx(
+        list(stats.false_discovery_control([c.p for c in distinct], method="bh")))
 
 
 def test_edit_measures_are_taken_alone_cached_and_nan_beyond_the_context(bench_lm):

@@ -198,7 +198,8 @@ def test_hypothesis_table_rows():
         "| rome | target_nll ~ locality_drop | +nan | [+nan, +nan] | – | – | 3 | 3 | – | undefined |"]
     assert rows[1] == {"table": "hypothesis", "editor": "ft-l", "x": "knn_distance", "y": "locality_drop",
                        "control": "target_nll", "rho": 0.25, "lo": -0.1, "hi": 0.5, "p": 0.5, "points": 40,
-                       "clusters": 20, "expected_sign": -1, "p_adjusted": 0.5, "tests": 2, "verdict": "inconclusive"}
+                       "clusters": 20, "expected_sign": -1, "p_adjusted": 0.5, "tests": 2, "same_as": None,
+                       "verdict": "inconclusive"}
 
 
 def test_figures_hold_the_tables_numbers(frame):
