@@ -536,6 +536,16 @@ def probe_display(df: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def probe_compact(df: pd.DataFrame) -> pd.DataFrame:
+    """The probe table in half-width columns (Compare, the Class story): ``COMPACT_COLUMNS``, the top-1 status
+    followed by the token the top-1 moved to when it moved ("FLIPPED off target → 'a'"), so a flip says where
+    it went without the before/after column."""
+    shown = df[list(COMPACT_COLUMNS)].copy()
+    moved = df["top-1"] != "same"
+    shown.loc[moved, "top-1"] = df.loc[moved, "top-1"] + " → " + df.loc[moved, "top-1 after"].map(repr)
+    return shown
+
+
 def trajectory_steps(trajectory: Sequence[Mapping[str, float]]) -> list[dict]:
     """A run's optimisation trajectory as ``trajectory_figure`` draws it: one dict per step with "loss"
     (the edit loss, nats) and "sss" (the SSS term, NaN without it); [] when the editor has no steps."""

@@ -80,3 +80,17 @@ def test_seeded_sweep_figure_draws_means_and_stds_in_percent():
     (trace,) = fig.data
     assert trace.name == "e: Reliability" and list(trace.y) == [100.0, 50.0]
     assert list(trace.error_y.array) == [10.0, 0.0]
+
+
+def test_the_compact_probe_table_says_where_a_flip_went():
+    import pandas as pd
+
+    from sss_core.figures import COMPACT_COLUMNS, probe_compact
+    df = pd.DataFrame({"group": ["edit prompt", "paraphrase", "neighbour"], "prompt": ["a", "b", "c"],
+                       "top-1": ["FLIPPED ✓", "FLIPPED off target", "same"], "top-1 before": [" Paris", "the", " M"],
+                       "top-1 after": [" Rome", "a", " M"], "P(old) after": [0.1, 0.2, 0.9],
+                       "P(new) after": [0.8, 0.01, 0.0], "score": [1.0, 0.0, 1.0]})
+    shown = probe_compact(df)
+    assert list(shown.columns) == list(COMPACT_COLUMNS)
+    assert shown["top-1"].tolist() == ["FLIPPED ✓ → ' Rome'", "FLIPPED off target → 'a'", "same"]
+    assert df["top-1"].tolist() == ["FLIPPED ✓", "FLIPPED off target", "same"]  # the full frame is left as it was

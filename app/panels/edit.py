@@ -137,10 +137,10 @@ def probe_table(run: analysis.EditRun, key: str = "probes", compact: bool = Fals
     """Draw the probability table (see probe_frame, probe_display) with its caption; returns the full
     DataFrame (what the CSV export holds).
 
-    ``compact`` (half-width columns, Compare) keeps only ``figures.COMPACT_COLUMNS``.
+    ``compact`` (half-width columns, Compare) keeps only ``figures.COMPACT_COLUMNS`` (``figures.probe_compact``).
     """
     df = probe_frame(run)
-    shown = df[list(figures.COMPACT_COLUMNS)] if compact else figures.probe_display(df)
+    shown = figures.probe_compact(df) if compact else figures.probe_display(df)
     formats = {c: ".3f" for c in shown.columns if c.startswith("P(")}
     formats["score"] = ".2f"
     small = {c: st.column_config.Column(c, width="small") for c in shown.columns if c not in ("prompt",)}
