@@ -536,13 +536,17 @@ def probe_display(df: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+COMPACT_BADGES = {"FLIPPED ✓": "✓", "FLIPPED off target": "off target", "FLIPPED ✗ damage": "✗", "FLIPPED": "flipped"}
+
+
 def probe_compact(df: pd.DataFrame) -> pd.DataFrame:
-    """The probe table in half-width columns (Compare, the Class story): ``COMPACT_COLUMNS``, the top-1 status
-    followed by the token the top-1 moved to when it moved ("FLIPPED off target → 'a'"), so a flip says where
-    it went without the before/after column."""
+    """The probe table in half-width columns (Compare, the Class story): ``COMPACT_COLUMNS``, with the top-1
+    status shortened (``COMPACT_BADGES``) and followed by the token the top-1 moved to ("✓ → ' Czech'",
+    "off target → 'a'", "✗ → ' Czech'", "same"), so a flip says where it went in a narrow column."""
     shown = df[list(COMPACT_COLUMNS)].copy()
     moved = df["top-1"] != "same"
-    shown.loc[moved, "top-1"] = df.loc[moved, "top-1"] + " → " + df.loc[moved, "top-1 after"].map(repr)
+    shown.loc[moved, "top-1"] = (df.loc[moved, "top-1"].map(COMPACT_BADGES) + " → "
+                                 + df.loc[moved, "top-1 after"].map(repr))
     return shown
 
 

@@ -92,5 +92,5 @@ def test_the_compact_probe_table_says_where_a_flip_went():
                        "P(new) after": [0.8, 0.01, 0.0], "score": [1.0, 0.0, 1.0]})
     shown = probe_compact(df)
     assert list(shown.columns) == list(COMPACT_COLUMNS)
-    assert shown["top-1"].tolist() == ["FLIPPED ✓ → ' Rome'", "FLIPPED off target → 'a'", "same"]
+    assert shown["top-1"].tolist() == ["✓ → ' Rome'", "off target → 'a'", "same"]
     assert df["top-1"].tolist() == ["FLIPPED ✓", "FLIPPED off target", "same"]  # the full frame is left as it was
