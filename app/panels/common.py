@@ -53,12 +53,20 @@ def run_label(run: analysis.EditRun, prefix: str = "") -> str:
 
 
 def run_caption(run: analysis.EditRun) -> str:
-    """One line of Markdown naming the editor (and its C where it uses SSS), the model and the request."""
+    """One line of Markdown naming the editor (and its C where it uses SSS), the model and the request, the run's
+    id (this session's) and its record's digest (the same for every replay of the same record, in any session)."""
     r = run.case.request
     c = shown_c(run.editor, run.c)
     c = f", C = {c:g}" if c is not None else ""
+    record = f", record `{run.record.digest()}`" if run.record is not None else ""
     return (f"**{run.editor}**{c} on `{run.model_name.rsplit('/', 1)[-1]}`: {r.prompt!r} -> **{r.target_new}** "
-            f"(run `{run.run_id}`, {run.seconds_total:.1f} s){records.caption_settings(run.record)}")
+            f"(run `{run.run_id}`{record}, {run.seconds_total:.1f} s){records.caption_settings(run.record)}")
+
+
+def file_stem(run: analysis.EditRun) -> str:
+    """The start of a run's download names: editor and record digest (the same for every replay of the record:
+    a file matches its link), or the run id for a run without a record."""
+    return f"sss-{run.editor}-{run.record.digest() if run.record is not None else run.run_id}"
 
 
 def edit_took(run: analysis.EditRun) -> bool:

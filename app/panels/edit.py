@@ -12,8 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from app import figures, state
-from app.panels.common import (LAMBDA_FORMAT, edit_took, fmt_lambda, fmt_number, is_missing, run_label, run_notices,
-                               show_frame)
+from app.panels.common import (LAMBDA_FORMAT, edit_took, file_stem, fmt_lambda, fmt_number, is_missing, run_label,
+                               run_notices, show_frame)
 from sss_core import analysis
 from sss_core.jsonio import to_json
 
@@ -194,7 +194,7 @@ def run_json(run: analysis.EditRun) -> str:
 
 def export_buttons(run: analysis.EditRun, figs: dict[str, Any], key: str = "export") -> None:
     """Download the run's config and results (JSON), tables (CSV) and figures (standalone HTML)."""
-    stem = f"sss-{run.editor}-{run.run_id}"
+    stem = file_stem(run)
     projections = dict(state.projection_cache())  # the callables below run outside the script thread
     cols = st.columns(3 + len(figs))
     cols[0].download_button("Config + results (JSON)", lambda: run_json(run),

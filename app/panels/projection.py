@@ -20,7 +20,7 @@ import streamlit as st
 
 from app import figures, resources, state
 from app.messages import show_error
-from app.panels.common import cached_projection, show_frame
+from app.panels.common import cached_projection, file_stem, show_frame
 from sss_core import analysis
 from sss_core.embeddings import nearest_neighbours
 from sss_core.jsonio import to_json
@@ -231,31 +231,49 @@ DIM = 0.15  # opacity of the sentences a search does not match
 LABEL_CHARS = 28  # a text label shows this many characters of its sentence at most
 
 
-def _method_parameters(method: str) -> dict:
-    """The chosen method's parameter widgets (UMAP: n_neighbors, min_dist; t-SNE: perplexity, empty = automatic);
-    returns them as ``project``'s keywords ({} for PCA). Every value is kept in session state (and the link)."""
+def asked_parameters(method: str) -> dict:
+    """The parameters asked for ``method`` (UMAP: n_neighbors, min_dist; t-SNE: perplexity, None = automatic), read
+    from session state (their widgets' values, or the defaults), as ``project``'s keywords ({} for PCA). Read before
+    the fit, so that the widgets can be drawn after it and say whether the fit used them (``_method_parameters``)."""
     state.setdefault(state.PROJ_N_NEIGHBORS, DEFAULT_N_NEIGHBORS)
     state.setdefault(state.PROJ_MIN_DIST, DEFAULT_MIN_DIST)
     state.setdefault(state.PROJ_PERPLEXITY, None)
+    ss = st.session_state
     if method == "umap":
-        c1, c2, _ = st.columns([1, 1, 2])
-        nn = c1.number_input("UMAP n_neighbors", min_value=N_NEIGHBORS_RANGE[0], max_value=N_NEIGHBORS_RANGE[1],
-                             step=1, key=state.PROJ_N_NEIGHBORS,
-                             help="How many neighbours UMAP keeps for each point: small values show local "
-                                  f"structure, large values the global one (default {DEFAULT_N_NEIGHBORS}; at most "
-                                  "the number of distinct points minus one is used)")
-        md = c2.number_input("UMAP min_dist", min_value=MIN_DIST_RANGE[0], max_value=MIN_DIST_RANGE[1], step=0.05,
-                             key=state.PROJ_MIN_DIST, format="%.2f",
-                             help=f"How tightly UMAP packs neighbours together (default {DEFAULT_MIN_DIST})")
-        return {"n_neighbors": int(nn), "min_dist": float(md)}
+        return {"n_neighbors": int(ss[state.PROJ_N_NEIGHBORS]), "min_dist": float(ss[state.PROJ_MIN_DIST])}
     if method == "tsne":
-        c1, _ = st.columns([1, 3])
-        perp = c1.number_input("t-SNE perplexity", min_value=PERPLEXITY_RANGE[0], max_value=PERPLEXITY_RANGE[1],
-                               step=1.0, key=state.PROJ_PERPLEXITY, placeholder="automatic",
-                               help="About how many neighbours each point attends to. Empty: automatic, (m − 1) / 3 "
-                                    "for m distinct points, within 2..30; below m in any case")
+        perp = ss[state.PROJ_PERPLEXITY]
         return {"perplexity": None if perp is None else float(perp)}
     return {}
+
+
+def _method_parameters(method: str, proj) -> None:
+    """The asked method's parameter widgets (UMAP: n_neighbors, min_dist; t-SNE: perplexity, empty = automatic),
+    their values kept in session state (and the link). When the fit ``proj`` fell back to another method (PCA), the
+    widgets are disabled and a caption says they were not used, and why (None: the fit failed; drawn as usual)."""
+    unused = proj is not None and proj.method != method
+    if method == "umap":
+        c1, c2, note = st.columns([1, 1, 2])
+        c1.number_input("UMAP n_neighbors", min_value=N_NEIGHBORS_RANGE[0], max_value=N_NEIGHBORS_RANGE[1],
+                        step=1, key=state.PROJ_N_NEIGHBORS, disabled=unused,
+                        help="How many neighbours UMAP keeps for each point: small values show local "
+                             f"structure, large values the global one (default {DEFAULT_N_NEIGHBORS}; at most "
+                             "the number of distinct points minus one is used)")
+        c2.number_input("UMAP min_dist", min_value=MIN_DIST_RANGE[0], max_value=MIN_DIST_RANGE[1], step=0.05,
+                        key=state.PROJ_MIN_DIST, format="%.2f", disabled=unused,
+                        help=f"How tightly UMAP packs neighbours together (default {DEFAULT_MIN_DIST})")
+    elif method == "tsne":
+        c1, note = st.columns([1, 3])
+        c1.number_input("t-SNE perplexity", min_value=PERPLEXITY_RANGE[0], max_value=PERPLEXITY_RANGE[1],
+                        step=1.0, key=state.PROJ_PERPLEXITY, placeholder="automatic", disabled=unused,
+                        help="About how many neighbours each point attends to. Empty: automatic, (m − 1) / 3 "
+                             "for m distinct points, within 2..30; below m in any case")
+    else:
+        return
+    if unused:
+        with note.container(key="proj-parameters-unused"):
+            st.caption(f"Not used: this plot is {METHOD_LABELS[proj.method]}, not {METHOD_LABELS[method]} (the "
+                       "notice below says why), so these parameters play no part in it.")
 
 
 def _search(emb: analysis.EmbeddingSet, shown: list[int]) -> tuple[str, list[int] | None]:
@@ -467,9 +485,10 @@ def _apply_chart_pick(picked: list[int], sel: int | None, n: int, chart_key: str
         st.rerun()  # draw the rings of the new selection
 
 
-def _fit_notes(proj, method: str, subset: list[int] | None, n: int) -> None:
-    """Say on screen what was fitted: a re-projection of a subset, and the parameters the fit used."""
-    name = METHOD_LABELS[method]
+def _fit_notes(proj, subset: list[int] | None, n: int) -> None:
+    """Say on screen what was fitted: a re-projection of a subset, and the parameters the fit used; both name the
+    method the fit used (``proj.method``: PCA when UMAP or t-SNE fell back to it), not the one asked for."""
+    name = METHOD_LABELS[proj.method]
     if subset is not None:
         with st.container(key="proj-isolated"):
             st.info(f"Re-projection of {len(subset)} sentences (of {n}): {name} fitted on these sentences only, "
@@ -489,7 +508,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
         st.info("This run has no embeddings.")
         return None
     method, pooling, by, k, metric = _projection_choices(run)
-    params = _method_parameters(method)
+    params = asked_parameters(method)
+    parameter_slot = st.container()  # the parameter widgets, drawn once the fit says whether it used them
     full = run.embeddings[pooling]
     n = len(full.sentences)
     subset = _isolated(n)
@@ -503,9 +523,11 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
         with st.spinner("Compiling UMAP (once per server start, about 10-15 s)..."):
             warm.done.wait(timeout=120)
     proj = _fit(run, emb, method, pooling, params, subset)
+    with parameter_slot:
+        _method_parameters(method, proj)
     if proj is None:
         return None
-    _fit_notes(proj, method, subset, n)
+    _fit_notes(proj, subset, n)
     colour = _shown_colouring(run, full, by, k, metric, shown)
     sel = _selection(full, key)  # in session state, so that it survives a redrawn chart
     local = shown.index(sel) if sel in shown else None
@@ -539,7 +561,7 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
     full_fit = None if subset else proj  # the 2-D coordinates go with the vectors when they are of all sentences
     st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, full_fit),
-                       f"sss-{run.editor}-{run.run_id}-{pooling}-vectors.npz", "application/octet-stream",
+                       f"{file_stem(run)}-{pooling}-vectors.npz", "application/octet-stream",
                        key=f"{key}-vectors-{run.run_id}", on_click="ignore",
                        help="Each sentence's embedding before and after (the model's last hidden state, "
                             f"{POOLING_LABELS.get(pooling, pooling)}), with its text and group, the run's id and "

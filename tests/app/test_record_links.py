@@ -51,6 +51,12 @@ def test_link_replays_settings_and_typed_probes_exactly(app, page):
     run = at.session_state["_run"]
     assert run.record.digest() == record.digest()
     assert run.config["steps"] == 3 and run.config["layer"] == 2
+    if page is None:  # the replay's caption names the same record as the original's, under another run id
+        replayed = next(m.value for m in at.markdown if m.value.startswith("**ft-l**"))
+        assert f"record `{record.digest()}`" in caption and f"record `{record.digest()}`" in replayed
+        assert run.run_id != app.session_state["_run"].run_id
+        from app.panels.common import file_stem
+        assert file_stem(run) == file_stem(app.session_state["_run"]) == f"sss-ft-l-{record.digest()}"
 
 
 def test_a_damaged_record_in_a_link_is_named_not_silently_dropped():
