@@ -124,6 +124,17 @@ def cached_projection(cache: dict, key, before: np.ndarray, after: np.ndarray, m
     return proj
 
 
+def signed_zero_free(value, spec: str) -> str:
+    """``format(value, spec)``, but a value that rounds to zero is written as zero itself: "+0.0000", never
+    "-0.0000" (a change of -3e-7 shown to four decimals is no change at that precision)."""
+    text = format(value, spec)
+    try:
+        zero = format(0.0, spec)
+    except (TypeError, ValueError):
+        return text
+    return zero if text.lstrip("+-−") == zero.lstrip("+-−") else text
+
+
 def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None,
                column_config: dict | None = None) -> None:
     """``st.dataframe`` with missing values as ``MISSING`` and lambda_max columns scientific.
@@ -135,7 +146,7 @@ def show_frame(df: pd.DataFrame, key: str, formats: dict[str, str] | None = None
     specs.update({c: f for c, f in (formats or {}).items() if c in df.columns})
 
     def formatter(spec: str):
-        return lambda v: MISSING if is_missing(v) else format(v, spec)
+        return lambda v: MISSING if is_missing(v) else signed_zero_free(v, spec)
 
     # in a keyed container ("st-key-<key>-box" in the page), so a browser test can find this table
     with st.container(key=f"{key}-box"):

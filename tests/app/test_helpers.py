@@ -107,3 +107,10 @@ def test_other_figures_and_html():
     assert all(isinstance(f, go.Figure) for f in figs)
     page = figures.figure_html(figs[0])
     assert page.lstrip().lower().startswith("<!doctype html>") and "plotly" in page.lower() and len(page) > 1_000_000  # plotly.js inlined
+
+
+def test_a_value_that_rounds_to_zero_is_shown_without_a_sign():
+    from app.panels.common import signed_zero_free
+    assert signed_zero_free(-3e-7, "+.4f") == "+0.0000" and signed_zero_free(2e-7, "+.4f") == "+0.0000"
+    assert signed_zero_free(-0.00012, "+.4f") == "-0.0001" and signed_zero_free(-4e-7, ".4f") == "0.0000"
+    assert signed_zero_free(-1e-7, ".3g") == "-1e-07" and signed_zero_free("text", "s") == "text"
