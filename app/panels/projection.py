@@ -284,7 +284,10 @@ def _search(emb: analysis.EmbeddingSet, shown: list[int]) -> tuple[str, list[int
     c1, c2 = st.columns([3, 1])
     text = c1.text_input("Find sentences", key=state.PROJ_SEARCH, placeholder="text in a sentence, e.g. Paris",
                          help="The sentences containing this text (ignoring case) are highlighted, the others dimmed")
-    c2.toggle("Text labels", key=state.PROJ_LABELS, help="Write each sentence beside its point after the edit")
+    c2.toggle("Text labels", key=state.PROJ_LABELS,
+              help="Write the edit's own probes (or, with a search, the matching sentences) beside their points "
+                   f"after the edit: the first {LABEL_CHARS} characters, where a label overlaps nothing; the full "
+                   "text is in each point's hover")
     query = text.strip().lower()
     if not query:
         return text, None
@@ -313,16 +316,22 @@ def isolate(indices) -> None:
         st.session_state.pop(state.PROJ_ISOLATED, None)
 
 
+def _sentences(count: int, what: str = "") -> str:
+    """"1 selected sentence", "3 selected sentences": a count of sentences in words."""
+    return f"{count} {what}sentence{'' if count == 1 else 's'}"
+
+
 def _isolation_controls(n: int, subset: list[int] | None, matches: list[int] | None, key: str) -> None:
     """Buttons: re-project the search's matches or the lassoed sentences on their own, or go back to all ``n``."""
     lasso = _lasso(n)
     c1, c2, c3 = st.columns(3)
     m = len(matches or ())
-    c1.button(f"Re-project the {m} matching sentences", key=f"{key}-iso-find", on_click=isolate, args=(matches,),
-              disabled=m < 2 or matches == subset, help="Fit the projection again on these sentences only")
-    c2.button(f"Re-project the {len(lasso)} selected sentences", key=f"{key}-iso-lasso", on_click=isolate,
+    c1.button(f"Re-project the {_sentences(m, 'matching ')}", key=f"{key}-iso-find", on_click=isolate,
+              args=(matches,), disabled=m < 2 or matches == subset,
+              help="Fit the projection again on these sentences only (at least two)")
+    c2.button(f"Re-project the {_sentences(len(lasso), 'selected ')}", key=f"{key}-iso-lasso", on_click=isolate,
               args=(lasso,), disabled=len(lasso) < 2 or sorted(lasso) == subset,
-              help="Box- or lasso-select points in the plot, then fit the projection again on them only")
+              help="Box- or lasso-select points in the plot (at least two), then fit the projection again on them only")
     c3.button(f"Back to all {n} sentences", key=f"{key}-iso-back", on_click=isolate, args=(None,),
               disabled=subset is None)
 
@@ -351,13 +360,17 @@ def _fit(run: analysis.EditRun, emb: analysis.EmbeddingSet, method: str, pooling
                              **{k: v for k, v in params.items() if PARAMETERS[k] == method})
 
 
-def _decorate(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: list[int] | None,
-              labels: bool) -> None:
-    """Make ``fig`` (drawn for the ``shown`` sentences, in their order) answer in run sentence indices (each
-    point's customdata), dim the sentences the search did not match (points, arrows and labels), and add the
-    sentences as text labels beside their after points when ``labels``."""
-    local = {g: j for j, g in enumerate(shown)}
-    keep = None if matches is None else {local[g] for g in matches}
+PLOT_WIDTH_PX = 920  # the plot area's width assumed when placing labels (the Projection page's at 1440 px: 926)
+PLOT_MARGIN_PX = 140  # figure height minus plot area height (legend below, margins), px
+LABEL_FONT_PX = 10  # text labels' font size
+LABEL_CHAR_PX = 6.0  # the width of one label character, px (plotly's default font at 10 px averages 5.5)
+LABEL_GAP_PX = 7  # from a point's centre to its label's nearest edge, px
+PAD = 0.06  # each axis range reaches this fraction of the points' span beyond them
+
+
+def _dim(fig, proj, shown: list[int], keep: set[int] | None) -> None:
+    """Make each point answer in run sentence indices (customdata), and dim the points and arrows of the sentences
+    outside ``keep`` (local indices; None: dim nothing) to opacity ``DIM``."""
     for trace in fig.data:
         if trace.customdata is not None and trace.meta and "when" in trace.meta:
             idx = [int(j) for j in trace.customdata]
@@ -370,19 +383,156 @@ def _decorate(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: 
             j = where.get((float(ann.x), float(ann.y)))
             if j is not None and j not in keep:
                 ann.opacity = DIM
-    if labels:
-        text = [s if len(s) <= LABEL_CHARS else s[:LABEL_CHARS - 1] + "…" for s in emb.sentences]
-        colours = ["#222222" if keep is None or j in keep else "#C8C8C8" for j in range(len(shown))]
-        fig.add_trace(go.Scatter(x=proj.after[:, 0], y=proj.after[:, 1], mode="text", text=text,
-                                 textposition="top center", textfont=dict(size=10, color=colours),
-                                 hoverinfo="skip", showlegend=False, meta={"labels": "sentence"}))
+
+
+def _legend_at_full_opacity(fig) -> None:
+    """A legend whose symbols are not dimmed with the points: each dimmed point trace leaves the legend to a
+    pointless twin (x = y = [None]) with the same name, legend group and marker at opacity 1, so clicking the
+    entry still hides the points; the twins keep the legend's order (legendrank 999, before the rings' 1000)."""
+    twins = []
+    for trace in fig.data:
+        meta = trace.meta or {}
+        if "when" in meta and trace.showlegend is not False and trace.marker.opacity is not None:
+            trace.showlegend = False
+            marker = trace.marker.to_plotly_json()
+            marker.pop("opacity", None)
+            twins.append(go.Scatter(x=[None], y=[None], mode="markers", name=trace.name, legendgroup=trace.legendgroup,
+                                    marker=marker, hoverinfo="skip", legendrank=999,
+                                    meta={"legend": meta.get("group", meta.get("colour"))}))
+    fig.add_traces(twins)
+
+
+def axis_ranges(proj, equal: bool, height: int) -> tuple[list[float], list[float]]:
+    """The x and y ranges of a projection's plot: the points' extent and ``PAD`` of it either side. ``equal`` (PCA:
+    distances in the plane mean something): one scale on both axes, the shorter range widened about its centre to
+    the plot's assumed shape (``PLOT_WIDTH_PX`` by ``height - PLOT_MARGIN_PX``); else each axis fills the plot (UMAP
+    and t-SNE: their axes have no units, and one scale squeezed them into a strip of a wide plot)."""
+    xy = np.concatenate([proj.before, proj.after])
+    lo, hi = xy.min(0), xy.max(0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    lo, hi = lo - PAD * span, hi + PAD * span
+    if equal:
+        w, h = PLOT_WIDTH_PX, max(height - PLOT_MARGIN_PX, 1)
+        scale = max((hi[0] - lo[0]) / w, (hi[1] - lo[1]) / h)  # data units per pixel
+        mid = (lo + hi) / 2
+        lo, hi = mid - scale * np.array([w, h]) / 2, mid + scale * np.array([w, h]) / 2
+    return [float(lo[0]), float(hi[0])], [float(lo[1]), float(hi[1])]
+
+
+LABEL_POSITIONS = {  # plotly textposition -> (x, y) of the label's box centre from the point, in box sizes and gaps
+    "top center": (0, 1), "bottom center": (0, -1), "middle right": (1, 0), "middle left": (-1, 0),
+    "top right": (1, 1), "top left": (-1, 1), "bottom right": (1, -1), "bottom left": (-1, -1)}
+
+
+def place_labels(points_px: np.ndarray, labelled: list[int], texts: list[str], size: tuple[float, float],
+                 marker_px: np.ndarray | float = 6.0) -> dict[int, tuple[str, tuple[float, float]]]:
+    """Where each labelled point's text goes so that no two labels overlap, none covers a point and none leaves the
+    plot: {point: (plotly textposition, (dx, dy) px from the point to the text's anchor)}; a point whose label fits
+    nowhere is left out (its text is in the hover).
+
+    points_px: (m, 2) every drawn point (markers, rings) in pixels from the plot's bottom-left corner; labelled: the
+    rows to label, the most important first (each tries ``LABEL_POSITIONS`` in order and takes the first free place,
+    ``LABEL_GAP_PX`` beyond its own marker); texts: their labels; size: the plot's (width, height) in px;
+    marker_px: half of each point's size (m,) or of all, px. Label boxes are estimated (``LABEL_CHAR_PX`` per
+    character, ``LABEL_FONT_PX`` + 3 high), so the test of the drawn plot is the browser's.
+    """
+    w, h = size
+    r = np.broadcast_to(np.asarray(marker_px, dtype=float), (len(points_px),))
+    points = [(x - q, y - q, x + q, y + q) for (x, y), q in zip(points_px, r)]
+    placed: list[tuple[float, float, float, float]] = []
+    out = {}
+
+    def free(box, own):
+        x0, y0, x1, y1 = box
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            return False
+        hits = [b for j, b in enumerate(points) if not np.array_equal(points_px[j], own)] + placed
+        return not any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in hits)
+
+    for i, text in zip(labelled, texts):
+        bw, bh = LABEL_CHAR_PX * len(text), LABEL_FONT_PX + 3
+        x, y = points_px[i]
+        gap = max(r[j] for j in range(len(points_px)) if np.array_equal(points_px[j], points_px[i])) + LABEL_GAP_PX
+        for name, (dx, dy) in LABEL_POSITIONS.items():
+            cx, cy = x + dx * (gap + bw / 2), y + dy * (gap + bh / 2)
+            box = (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
+            if free(box, points_px[i]):
+                placed.append(box)
+                out[i] = (name, (dx * gap, dy * gap))
+                break
+    return out
+
+
+def label_text(sentence: str) -> str:
+    """A sentence as a text label: its first ``LABEL_CHARS`` characters (an ellipsis where cut)."""
+    return sentence if len(sentence) <= LABEL_CHARS else sentence[:LABEL_CHARS - 1] + "…"
+
+
+def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: set[int] | None, ranges,
+                 height: int) -> str:
+    """Add text labels beside the after points: of the search's ``matches`` (local indices) when there is a search,
+    else of the edit's own probes (every group but the background), the edit prompt first; each where it overlaps
+    no other label and no point (``place_labels``); the text trace's meta "sentences" lists their run indices
+    (``shown``: the run index of each local one). Returns what was labelled, for a caption."""
+    n = len(emb.sentences)
+    chosen = sorted(matches) if matches is not None else [j for j in range(n) if emb.groups[j] != "background"]
+    chosen.sort(key=lambda j: emb.groups[j] != "rewrite")  # the edit prompt first (a stable sort)
+    (x0, x1), (y0, y1) = ranges
+    w, h = PLOT_WIDTH_PX, max(height - PLOT_MARGIN_PX, 1)
+    # rows 0..n-1: the after points, which are labelled; then every other marker drawn (before points, rings,
+    # the selection), each with half its size
+    xy, radius = [proj.after], [np.full(n, 5.0)]
+    for trace in fig.data:
+        if "markers" in (trace.mode or "") and trace.x is not None and len(trace.x) and trace.x[0] is not None:
+            size = np.broadcast_to(np.asarray(trace.marker.size if trace.marker.size is not None else 6, float),
+                                   (len(trace.x),))
+            xy.append(np.column_stack([trace.x, trace.y]).astype(float))
+            radius.append(size / 2 + 1)
+    xy, radius = np.concatenate(xy), np.concatenate(radius)
+    sx, sy = w / (x1 - x0), h / (y1 - y0)  # px per data unit
+    px = np.column_stack([(xy[:, 0] - x0) * sx, (xy[:, 1] - y0) * sy])
+    where = place_labels(px, chosen, [label_text(emb.sentences[j]) for j in chosen], (w, h), radius)
+    done = [j for j in chosen if j in where]
+    # each text is anchored off its point by the gap placed for (beyond the point's own marker and rings)
+    anchor = np.array([[proj.after[j, 0] + where[j][1][0] / sx, proj.after[j, 1] + where[j][1][1] / sy]
+                       for j in done]).reshape(-1, 2)
+    fig.add_trace(go.Scatter(x=anchor[:, 0], y=anchor[:, 1], mode="text", text=[label_text(emb.sentences[j]) for j in done],
+                             textposition=[where[j][0] for j in done],
+                             textfont=dict(size=LABEL_FONT_PX, color="#222222"), hoverinfo="skip", showlegend=False,
+                             cliponaxis=False, meta={"labels": "sentence", "sentences": [shown[j] for j in done]}))
+    whose = "sentences matching the search" if matches is not None else "the edit's own probes"
+    left = len(chosen) - len(done)
+    return (f"Text labels: {len(done)} of the {len(chosen)} {whose}" +
+            (f"; {left} more would overlap a label or a point (their text is in the hover and the table)."
+             if left else "."))
+
+
+def _decorate(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: list[int] | None,
+              labels: bool, height: int) -> str | None:
+    """Make ``fig`` (drawn for the ``shown`` sentences, in their order) answer in run sentence indices (each
+    point's customdata), dim the sentences the search did not match (points and arrows; the legend stays at full
+    opacity), fit the axes to the points (one scale for PCA only) and, when ``labels``, add text labels beside
+    chosen after points (``_text_labels``). Returns the labels' caption (None without labels)."""
+    local = {g: j for j, g in enumerate(shown)}
+    keep = None if matches is None else {local[g] for g in matches}
+    _dim(fig, proj, shown, keep)
+    if keep is not None:
+        _legend_at_full_opacity(fig)
+    equal = proj.method == "pca"
+    ranges = axis_ranges(proj, equal, height)
+    fig.update_xaxes(range=ranges[0], autorange=False)
+    fig.update_yaxes(range=ranges[1], autorange=False)
+    if not equal:
+        fig.layout.yaxis.scaleanchor = None
+    return _text_labels(fig, proj, emb, shown, keep, ranges, height) if labels else None
 
 
 def sentence_frame(emb: analysis.EmbeddingSet, shown: list[int], sel: int | None, rings: tuple,
                    matches: list[int] | None) -> pd.DataFrame:
     """The table of the sentences in the plot (run indices ``shown``), the selected one first: its number, text,
-    group, top-1 before and after, distance moved, and what marks it in the plot ("selected", "k nearest
-    before/after", "matches the search"). ``rings``: (before, after) run indices of the selected one's neighbours."""
+    group, top-1 before and after, distance moved, and what marks it in the plot ("selected"; "near before", "near
+    after", "near both": among the selected one's k nearest before / after / both; "match": the search's), joined by
+    ", ". ``rings``: (before, after) run indices of the selected one's neighbours."""
     order = ([sel] if sel in shown else []) + [i for i in shown if i != sel]
     moved = emb.moved
     marks = []
@@ -390,15 +540,31 @@ def sentence_frame(emb: analysis.EmbeddingSet, shown: list[int], sel: int | None
         mark = ["selected"] if i == sel else []
         near = [w for w, ring in zip(("before", "after"), rings) if i in ring]
         if near:
-            mark.append("k nearest " + " and ".join(near))
+            mark.append("near " + ("both" if len(near) == 2 else near[0]))
         if matches is not None and i in matches:
-            mark.append("matches the search")
-        marks.append("; ".join(mark))
+            mark.append("match")
+        marks.append(", ".join(mark))
     return pd.DataFrame({"#": order, "sentence": [emb.sentences[i] for i in order],
                          "group": [analysis.GROUP_LABELS.get(emb.groups[i], emb.groups[i]) for i in order],
                          "top-1 before": [emb.top1_before[i] for i in order],
                          "top-1 after": [emb.top1_after[i] for i in order],
                          "moved ‖Δh‖": [round(float(moved[i]), 4) for i in order], "in the plot": marks})
+
+
+# column widths (px) that put every column of the tables inside the page's 980 px at a 1440 px window (the grid's
+# row markers take about 33 px more); a longer cell ends in "…", its full text in the plot's hover
+SENTENCE_COLUMNS = {"#": st.column_config.NumberColumn(width=44), "sentence": st.column_config.TextColumn(width=280),
+                    "group": st.column_config.TextColumn(width=150),
+                    "top-1 before": st.column_config.TextColumn(width=125),
+                    "top-1 after": st.column_config.TextColumn(width=125),
+                    "moved ‖Δh‖": st.column_config.NumberColumn(width=80),
+                    "in the plot": st.column_config.TextColumn(width=130)}
+NEIGHBOUR_COLUMNS = {"rank": st.column_config.NumberColumn(width=50),
+                     "before": st.column_config.TextColumn(width=290),
+                     "distance before": st.column_config.NumberColumn(width=115),
+                     "kept": st.column_config.TextColumn(width=50), "after": st.column_config.TextColumn(width=290),
+                     "distance after": st.column_config.NumberColumn(width=115),
+                     "new": st.column_config.TextColumn(width=50)}
 
 
 def _sentence_table(df: pd.DataFrame, sel: int | None, key: str) -> None:
@@ -408,11 +574,13 @@ def _sentence_table(df: pd.DataFrame, sel: int | None, key: str) -> None:
         return ["background-color: #FFF3B0; font-weight: bold" if row["#"] == sel else "" for _ in row]
 
     st.markdown("**Sentences in the plot**: choose a row to select its point; a point clicked in the plot is the "
-                "first row here, highlighted.")
+                "first row here, highlighted. *In the plot*: near before / after / both: one of the selected "
+                "sentence's k nearest (full space) before / after the edit / both; match: it contains the search text.")
     with st.container(key=f"{key}-rows-box"):
         event = st.dataframe(df.style.apply(paint, axis=1).format({"moved ‖Δh‖": "{:.4f}"}), hide_index=True,
                              width="stretch", on_select="rerun", selection_mode="single-row",
-                             key=f"{key}-rows-{sel}-{len(df)}", height=min(38 + 35 * len(df), 320))
+                             key=f"{key}-rows-{sel}-{len(df)}", height=min(38 + 35 * len(df), 320),
+                             column_config=SENTENCE_COLUMNS)
     rows = event.selection.rows if event is not None else []
     if rows:
         picked = int(df["#"].iloc[rows[0]])
@@ -421,23 +589,36 @@ def _sentence_table(df: pd.DataFrame, sel: int | None, key: str) -> None:
             st.rerun()
 
 
-def embedding_vectors_npz(run: analysis.EditRun, pooling: str, proj=None) -> bytes:
+def embedding_vectors_npz(run: analysis.EditRun, pooling: str, proj=None, subset: list[int] | None = None) -> bytes:
     """The raw sentence embeddings of ``run`` under ``pooling`` as a NumPy .npz archive (``np.load`` reads it
     without pickle): ``before`` and ``after`` (n, d_model) exactly as measured (the model's last hidden state,
-    float32), ``sentence``, ``group``, ``top1_before``, ``top1_after`` (n,), ``pooling``, ``run_id``,
-    ``record_digest`` (the run record's id, ``RunRecord.digest``; "" without a record) and ``record_json``
-    (the record that replays the run; "" without one). With ``proj`` (the projection on screen, fitted on all
-    the sentences): ``projection_method``, ``projection_parameters`` (JSON of the values used), ``xy_before``,
-    ``xy_after`` (n, 2)."""
+    float32) for all n sentences, ``sentence``, ``group`` (as the app names it: "edit prompt", "paraphrase", ...),
+    ``group_key`` (the core's key: "rewrite", "paraphrase", ...), ``top1_before``, ``top1_after`` (n,),
+    ``pooling``, ``run_id``, ``record_digest`` (the run record's id, ``RunRecord.digest``; "" without a record) and
+    ``record_json`` (the record that replays the run; "" without one). With ``proj`` (the projection on screen, of
+    all the sentences, or of the re-projected ``subset``: run sentence indices in ``proj``'s order):
+    ``projected`` (n,) bool, the sentences the fit was of; ``projection_method`` (the method used),
+    ``projection_requested`` (the one asked for; they differ when UMAP or t-SNE fell back to PCA),
+    ``projection_parameters`` (JSON of the values used), ``xy_before``, ``xy_after`` (n, 2; NaN for a sentence
+    outside the subset)."""
     emb = run.embeddings[pooling]
+    n = len(emb.sentences)
     record = getattr(run, "record", None)
-    arrays = {"sentence": np.array(emb.sentences, dtype=str), "group": np.array(emb.groups, dtype=str),
+    arrays = {"sentence": np.array(emb.sentences, dtype=str),
+              "group": np.array([analysis.GROUP_LABELS.get(g, g) for g in emb.groups], dtype=str),
+              "group_key": np.array(emb.groups, dtype=str),
               "top1_before": np.array(emb.top1_before, dtype=str), "top1_after": np.array(emb.top1_after, dtype=str),
               "before": emb.before, "after": emb.after, "pooling": np.array(pooling), "run_id": np.array(run.run_id),
               "record_digest": np.array(record.digest() if record is not None else ""),
               "record_json": np.array(to_json(record.to_dict()) if record is not None else "")}
-    if proj is not None and len(proj.before) == len(emb.sentences):
-        arrays.update(projection_method=np.array(proj.method), xy_before=proj.before, xy_after=proj.after,
+    rows = list(range(n)) if subset is None else list(subset)
+    if proj is not None and len(proj.before) == len(rows):
+        projected = np.zeros(n, dtype=bool)
+        projected[rows] = True
+        xy_before, xy_after = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
+        xy_before[rows], xy_after[rows] = proj.before, proj.after
+        arrays.update(projected=projected, projection_method=np.array(proj.method),
+                      projection_requested=np.array(proj.requested), xy_before=xy_before, xy_after=xy_after,
                       projection_parameters=np.array(json.dumps(proj.parameters, sort_keys=True)))
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -538,12 +719,15 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb), labels=analysis.GROUP_LABELS,
                                     height=height, colour=colour, axis_titles=axis_titles(proj), neighbours=rings,
                                     highlight=() if local is None else (local,))
-    _decorate(fig, proj, emb, shown, matches, bool(st.session_state.get(state.PROJ_LABELS)))
+    label_note = _decorate(fig, proj, emb, shown, matches, bool(st.session_state.get(state.PROJ_LABELS)), height)
     chart_key = f"{key}-{run.run_id}-{method}-{pooling}" + ("" if subset is None else
                                                            f"-iso-{','.join(map(str, subset))}")
     event = st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             width="stretch")
     _apply_chart_pick(selected_points(event, fig), sel, n, chart_key)
+    if label_note:
+        with st.container(key="proj-labels-note"):
+            st.caption(label_note)
     variance = (f" The two PCA axes hold {sum(proj.explained_variance):.0%} of the variance."
                 if proj.explained_variance else "")
     st.caption("Hollow: before the edit; filled: after; arrows go from before to after. 2-D distances are "
@@ -559,13 +743,13 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     if local is not None:
         _neighbour_list(emb, local, k, metric, f"{key}-nn-{run.run_id}")
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
-    full_fit = None if subset else proj  # the 2-D coordinates go with the vectors when they are of all sentences
-    st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, full_fit),
+    st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, proj, subset),
                        f"{file_stem(run)}-{pooling}-vectors.npz", "application/octet-stream",
                        key=f"{key}-vectors-{run.run_id}", on_click="ignore",
                        help="Each sentence's embedding before and after (the model's last hidden state, "
                             f"{POOLING_LABELS.get(pooling, pooling)}), with its text and group, the run's id and "
-                            "its run record: numpy.load reads it")
+                            "its run record, and the 2-D coordinates on screen (field 'projected': the sentences "
+                            "of a re-projected subset): numpy.load reads it")
     return fig
 
 
@@ -576,4 +760,5 @@ def _neighbour_list(emb: analysis.EmbeddingSet, i: int, k: int, metric: str, key
                 "the kNN distance chosen above; "
                 f"marked in the plot: {figures.NEIGHBOUR_RINGS['before']['words']} before, "
                 f"{figures.NEIGHBOUR_RINGS['after']['words']} after)")
-    show_frame(pd.DataFrame(analysis.neighbour_table(emb, i, k, metric)), key=key)
+    show_frame(pd.DataFrame(analysis.neighbour_table(emb, i, k, metric)), key=key,
+               formats={"distance before": ".4f", "distance after": ".4f"}, column_config=NEIGHBOUR_COLUMNS)

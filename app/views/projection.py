@@ -18,9 +18,19 @@ if run is None and state.take_link_run():  # a shared link to this page: redo th
         run = inputs.run_and_keep(lm, inputs.editor_from_state(), inputs.request_from_state(), "edit",
                                   from_link=True)
 if run is None:
-    st.info("No edit yet in this session: run one on the Edit page, then come back.")
-    st.page_link("app/views/edit.py", label="Go to the Edit page", icon=":material/edit:")
-else:
+    choice, request = inputs.editor_from_state(), inputs.request_from_state()
+    with st.container(key="proj-no-edit"):
+        st.info(f"No edit yet in this session. Run the edit the Edit page holds, {choice.editor} on "
+                f"{request.describe()} (the first preset unless you chose another), and see its sentences here; or "
+                "choose another edit on the Edit page.", icon=":material/info:")
+        c1, c2 = st.columns(2)
+        go_run = c1.button(f"Run {choice.editor} on {request.describe()}", key="proj-run-default", type="primary")
+        c2.page_link("app/views/edit.py", label="Choose another edit on the Edit page", icon=":material/edit:")
+    if go_run:
+        lm = inputs.model_from_state()
+        if lm is not None and inputs.run_and_keep(lm, choice, request, "edit") is not None:
+            st.rerun()  # draw the page of the new run, without the notice above
+if run is not None:
     panels.earlier_run_notice("edit", run)
     st.markdown(panels.run_caption(run))
     fig = panels.projection_panel(run, key="proj-page", height=720)

@@ -12,7 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from apptest_support import _no_umap_warmup, _restore_torch_threads, assert_ok, open_link  # noqa: F401 (fixtures)
+from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok, open_link  # noqa: F401 (fixtures)
+from sss_core.analysis import GROUP_LABELS
 from sss_core.embeddings import nearest_neighbours
 from sss_core.projection import project
 
@@ -69,6 +70,15 @@ def test_a_link_sets_every_projection_control_and_the_page_shows_what_they_did(m
     assert spec["layout"]["xaxis"]["title"]["text"] == "t-SNE 1 (perplexity = 6)"
     proj = at.session_state["_projections"][(run.run_id, "tsne", "last")]
     assert proj.parameters == {"perplexity": 6.0}
+    assert at.number_input(key="proj_perplexity").disabled is False
+    assert not any(c.startswith("Not used") for c in _captions(at))
+    # t-SNE's axes have no units: no one scale for both (it squeezed the points into a strip); each axis spans
+    # the points and 6% of their extent either side
+    assert "scaleanchor" not in spec["layout"]["yaxis"]
+    xy = np.concatenate([proj.before, proj.after])
+    for axis, j in (("xaxis", 0), ("yaxis", 1)):
+        lo, hi, span = xy[:, j].min(), xy[:, j].max(), np.ptp(xy[:, j])
+        assert spec["layout"][axis]["range"] == pytest.approx([lo - 0.06 * span, hi + 0.06 * span])
     np.testing.assert_array_equal(proj.after, project(emb.before, emb.after, "tsne", perplexity=6).after)
     # the search: two matches, counted; every other point dimmed
     matches = [i for i, s in enumerate(emb.sentences) if "capital" in s.lower()]
@@ -84,13 +94,23 @@ def test_a_link_sets_every_projection_control_and_the_page_shows_what_they_did(m
     arrows = {at_point[(a["x"], a["y"])]: a["opacity"] for a in spec["layout"]["annotations"] if a.get("showarrow")}
     assert set(matches) <= set(arrows) and len(arrows) > 30
     assert all((opacity == 0.15) == (i not in matches) for i, opacity in arrows.items()), arrows
-    # the text labels: every sentence beside its after point, the matches dark
+    # the legend is not dimmed: each dimmed point trace leaves the legend to a twin at full opacity, same name
+    twins = {t["name"]: t for t in spec["data"] if "legend" in (t.get("meta") or {})}
+    assert sorted(twins) == sorted({t["name"] for t in traces})  # one entry per group, as without a search
+    assert all(t.get("showlegend") is False for t in traces)
+    for t in twins.values():
+        assert t["x"] == [None] and t["legendrank"] == 999 and "opacity" not in t["marker"]
+    # the text labels: with a search, only the matches, each off its after point, in the plot's range
     labels = [t for t in spec["data"] if (t.get("meta") or {}).get("labels") == "sentence"]
     assert len(labels) == 1 and labels[0]["mode"] == "text"
-    assert labels[0]["text"][0] == "Melbourne is a city in"
-    assert labels[0]["text"][12] == "The capital of the country …"
-    assert _values(labels[0]["x"]) == proj.after[:, 0].tolist() and _values(labels[0]["y"]) == proj.after[:, 1].tolist()
-    assert [c == "#222222" for c in labels[0]["textfont"]["color"]] == [i in matches for i in range(n)]
+    assert labels[0]["meta"]["sentences"] == matches
+    assert labels[0]["text"] == ["The capital of the country …", "Cairo is the capital of"]
+    assert set(labels[0]["textposition"]) <= {"top center", "bottom center", "middle right", "middle left",
+                                              "top right", "top left", "bottom right", "bottom left"}
+    (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
+    for i, x, y in zip(matches, _values(labels[0]["x"]), _values(labels[0]["y"])):
+        assert (x, y) != tuple(proj.after[i]) and x0 < x < x1 and y0 < y < y1
+    assert "Text labels: 2 of the 2 sentences matching the search." in _captions(at)
     # the selection of the link (point 0) with k = 3 euclidean neighbours: ringed, listed and marked in the table
     near_before = [i for i, _ in nearest_neighbours(emb.before, 0, 3, "euclidean")]
     near_after = [i for i, _ in nearest_neighbours(emb.after, 0, 3, "euclidean")]
@@ -102,8 +122,9 @@ def test_a_link_sets_every_projection_control_and_the_page_shows_what_they_did(m
     table = at.dataframe[0].value
     assert table["#"].iloc[0] == 0 and table["in the plot"].iloc[0] == "selected"
     for i in set(near_before) | set(near_after):
-        when = " and ".join(w for w, ring in (("before", near_before), ("after", near_after)) if i in ring)
-        expected = f"k nearest {when}" + ("; matches the search" if i in matches else "")
+        when = {(True, True): "both", (True, False): "before", (False, True): "after"}[i in near_before,
+                                                                                      i in near_after]
+        expected = f"near {when}" + (", match" if i in matches else "")
         assert table.loc[table["#"] == i, "in the plot"].item() == expected
     # the link written back carries the same values
     qp = dict(at.query_params)
@@ -166,7 +187,7 @@ def test_re_project_the_matches_then_go_back_to_all(melbourne):
     assert [xs[i] for i in subset] == refit.after[:, 0].tolist()
     table = at.dataframe[0].value
     assert table["#"].tolist() == [5] + [i for i in subset if i != 5]  # the selected sentence first
-    assert table["in the plot"].iloc[0] == "selected; matches the search"
+    assert table["in the plot"].iloc[0] == "selected, match"
     assert dict(at.query_params)["piso"] == ",".join(map(str, subset))
     at.button(key="proj-page-iso-back").click().run()
     assert_ok(at)
@@ -216,7 +237,9 @@ def test_raw_embedding_vectors_download_holds_the_numbers_and_the_run_record(mel
     np.testing.assert_array_equal(data["before"], emb.before)
     np.testing.assert_array_equal(data["after"], emb.after)
     assert data["before"].dtype == emb.before.dtype and data["before"].shape == (43, emb.before.shape[1])
-    assert data["sentence"].tolist() == list(emb.sentences) and data["group"].tolist() == list(emb.groups)
+    assert data["sentence"].tolist() == list(emb.sentences) and data["group_key"].tolist() == list(emb.groups)
+    assert data["group"].tolist() == [GROUP_LABELS[g] for g in emb.groups] and data["group"][0] == "edit prompt"
+    assert data["projected"].tolist() == [True] * 43 and str(data["projection_requested"]) == "pca"
     assert str(data["pooling"]) == "last" and str(data["run_id"]) == run.run_id
     assert str(data["record_digest"]) == run.record.digest()
     assert RunRecord.from_dict(json.loads(str(data["record_json"]))).digest() == run.record.digest()
@@ -225,3 +248,84 @@ def test_raw_embedding_vectors_download_holds_the_numbers_and_the_run_record(mel
     mean = np.load(io.BytesIO(embedding_vectors_npz(run, "mean")))
     np.testing.assert_array_equal(mean["after"], run.embeddings["mean"].after)
     assert str(mean["pooling"]) == "mean" and "xy_after" not in mean.files
+
+
+def test_a_re_projection_that_falls_back_to_pca_says_pca_everywhere_and_marks_the_perplexity_unused(melbourne):
+    at = open_link({**melbourne, "proj": "tsne", "pperp": "6", "piso": "0,1,2,3,4,5,6,7"}, page=PAGE)
+    assert_ok(at)
+    infos = [i.value for i in at.info]
+    assert "t-SNE needs at least 15 sentences to say anything about neighbourhoods; there are 8, so this is PCA" \
+        in infos
+    assert [i for i in infos if i.startswith("Re-projection")] == [
+        "Re-projection of 8 sentences (of 43): PCA fitted on these sentences only, before and after. Neighbours, "
+        "rings and the table are among them; colours keep the values measured over all 43."]
+    assert not any("t-SNE fitted" in text for text in infos + _captions(at))
+    # the perplexity asked for is kept (and in the link) but its control is disabled and said to be unused
+    assert at.number_input(key="proj_perplexity").value == 6.0 and at.number_input(key="proj_perplexity").disabled
+    assert "Not used: this plot is PCA, not t-SNE (the notice below says why), so these parameters play no part " \
+           "in it." in _captions(at)
+    spec = _spec(at)
+    emb = at.session_state["_run"].embeddings["last"]
+    refit = project(emb.before[:8], emb.after[:8], "pca")
+    assert (refit.method, refit.requested) == ("pca", "pca")
+    ev = refit.explained_variance
+    assert spec["layout"]["xaxis"]["title"]["text"] == f"PCA 1 ({ev[0]:.0%} of variance)"
+    assert spec["layout"]["yaxis"]["title"]["text"] == f"PCA 2 ({ev[1]:.0%} of variance)"
+    # PCA keeps one scale on both axes: the ranges have the plot's assumed shape
+    assert spec["layout"]["yaxis"]["scaleanchor"] == "x"
+    (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
+    assert (x1 - x0) / (y1 - y0) == pytest.approx(920 / (720 - 140))
+    assert dict(at.query_params)["pperp"] == "6"
+
+
+def test_one_selected_sentence_is_singular_and_the_vectors_say_which_sentences_were_re_projected(melbourne):
+    from app.panels.projection import embedding_vectors_npz
+
+    at = open_link(melbourne, page=PAGE)
+    assert_ok(at)
+    at.session_state["proj_selected"], at.session_state["_proj_lasso"] = 12, [12]  # what a click on a point sets
+    at.run()
+    assert at.button(key="proj-page-iso-lasso").proto.label == "Re-project the 1 selected sentence"
+    assert at.button(key="proj-page-iso-lasso").disabled
+    at.session_state["_proj_lasso"] = [1, 2, 12]
+    at.run()
+    assert at.button(key="proj-page-iso-lasso").proto.label == "Re-project the 3 selected sentences"
+    at.button(key="proj-page-iso-lasso").click().run()
+    assert_ok(at)
+    run = at.session_state["_run"]
+    proj = at.session_state["_proj_subset_fits"][(run.run_id, "pca", "last", (1, 2, 12))]
+    data = np.load(io.BytesIO(embedding_vectors_npz(run, "last", proj, [1, 2, 12])))
+    assert data["projected"].tolist() == [i in (1, 2, 12) for i in range(43)]
+    assert str(data["projection_method"]) == "pca" and str(data["projection_requested"]) == "pca"
+    np.testing.assert_array_equal(data["xy_after"][[1, 2, 12]], proj.after)
+    assert np.isnan(data["xy_after"][[0, 3, 42]]).all() and np.isnan(data["xy_before"][0]).all()
+    # every sentence's vectors are still there, the groups named as the app names them
+    emb = run.embeddings["last"]
+    np.testing.assert_array_equal(data["after"], emb.after)
+    assert data["group"][0] == "edit prompt" and data["group_key"][0] == "rewrite"
+    assert data["group"][12] == "one-hop" and data["group_key"][12] == "one_hop"
+
+
+def test_the_page_without_an_edit_runs_the_edit_pages_edit_in_one_click():
+    from streamlit.testing.v1 import AppTest
+
+    from app.resources import preset_cases
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.switch_page(PAGE)
+    at.run()
+    assert_ok(at)
+    r = preset_cases()[0].request
+    request = f"{r.prompt!r} -> {r.target_new!r}"
+    assert [i.value for i in at.info] == [
+        f"No edit yet in this session. Run the edit the Edit page holds, ft-l+sss on {request} (the first preset "
+        "unless you chose another), and see its sentences here; or choose another edit on the Edit page."]
+    button = at.button(key="proj-run-default")
+    assert button.proto.label == f"Run ft-l+sss on {request}"
+    button.click().run()
+    assert_ok(at)
+    run = at.session_state["_run"]
+    assert (run.editor, run.case.request.prompt, run.case.request.target_new) == ("ft-l+sss", r.prompt, r.target_new)
+    assert not any("No edit yet" in i.value for i in at.info)
+    traces = _point_traces(_spec(at))
+    assert sorted(i for t in traces if t["meta"]["when"] == "after" for i in t["customdata"]) == \
+        list(range(len(run.embeddings["last"].sentences)))
