@@ -34,6 +34,7 @@ PROJ_K_MAX = 30  # the most nearest neighbours the projection rings and lists
 PROJ_N_NEIGHBORS, PROJ_MIN_DIST, PROJ_PERPLEXITY = "proj_n_neighbors", "proj_min_dist", "proj_perplexity"
 PROJ_LABELS, PROJ_SEARCH, PROJ_ISOLATED = "proj_labels", "proj_search", "proj_isolated"
 STORY_PRESET, STORY_STEP = "story_preset", "story_step"  # the Class story's fact and the step on screen
+LINK_STORY_STEP, LINK_STORY = "_link_story_step", "_link_story_records"  # a story link's step (1-5) and run records
 PERSISTENT = (MODEL, EDITOR, C, REQ_SOURCE, PRESET, TYPED_PROMPT, TYPED_SUBJECT, TYPED_TARGET, TYPED_PARAPHRASES,
               TYPED_NEIGHBOURS, UPLOAD_CHOICE, PROJ_METHOD, PROJ_POOLING, PROJ_COLOUR, PROJ_K, PROJ_METRIC,
               PROJ_N_NEIGHBORS, PROJ_MIN_DIST, PROJ_PERPLEXITY, PROJ_LABELS, PROJ_SEARCH, STORY_PRESET, STORY_STEP, "cmp_editor_a", "cmp_c_a", "cmp_editor_b",
@@ -108,6 +109,8 @@ LINK_FIELDS = (
     LinkField("pnn", PROJ_N_NEIGHBORS, "n_neighbors"), LinkField("pmd", PROJ_MIN_DIST, "min_dist"),
     LinkField("pperp", PROJ_PERPLEXITY, "perplexity"), LinkField("plabels", PROJ_LABELS, "flag"),
     LinkField("pfind", PROJ_SEARCH, "text"), LinkField("piso", PROJ_ISOLATED, "indices"),
+    LinkField("story", STORY_PRESET, "text"), LinkField("sstep", LINK_STORY_STEP, "count"),
+    LinkField("srec", LINK_STORY, "records"),
 )
 REQUEST_KEYS = ("prompt", "subject", "target")
 QUERY_KEYS = REQUEST_KEYS + tuple(f.query for f in LINK_FIELDS) + ("run",)

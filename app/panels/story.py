@@ -1,10 +1,15 @@
-"""The Class story's panels: the paper's story told in five steps over one world fact, each step one screen
-with one thing on it and one line of help per number (the Edit page's ``METRIC_HELP``, ``LAMBDA_NEW_HELP`` and
-``P_HELP``, the Projection panel's ``COLOUR_BY``; ``OWN_LAMBDA_HELP`` for lambda_max against a sentence's own answer).
+"""The Class story's panels: the paper's claim, then its story told in five steps over one world fact, each step
+one screen with one main message in a few plain sentences, and its details (tables, technical terms) in a
+"More detail" expander; at the end, what this model showed for this fact against the claim, whatever the sign.
 
 Every run is an ordinary run of the app (``analysis.analyse_edit`` with the Edit page's background
-sentences, so the same run record as the Edit page makes), and "Open in the Edit view" / "Open in Compare"
-replay exactly those records there (``state.open_records``), so those views show the same numbers.
+sentences, so the same run record as the Edit page makes); the story's link carries those records
+(``pack_records``), so a link or a refresh replays exactly them (``replay_story``), and "Open in the Edit
+view" / "Open in Compare" replay them there (``state.open_records``), so those views show the same numbers.
+
+Two lambda_max measures appear, each named where it is shown: step 3's is the edit prompt's against a whole
+answer ("Czech Republic", every token: ``EditLambda``); step 4's is each sentence's against its own single most
+likely next token before the edit ("United" for the edit prompt: ``SentenceSparsity``, ``answer_rows``).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from app.messages import run_with_status
 from app.panels.common import cached_projection, fmt_lambda, fmt_number, show_frame, shown_c
 from app.panels.compare import delta_cosine_of, paired_probe_frame, same_edit_text, same_scores_text
 from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP, P_HELP, lambda_caption, probe_table, salience_panel
-from app.panels.projection import COLOUR_BY, axis_titles, hover_texts
+from app.panels.projection import COLOUR_BY, axis_titles, hover_texts, move_agreement
 from app.same_edits import SCORES, reason_for
 from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
+from sss_core.record import RunRecord
 from sss_core.types import EditCase
 
 STEPS = ("1. The fact", "2. The edit", "3. What λ_max measures", "4. Where the neighbours went",
@@ -33,6 +39,21 @@ STEPS = ("1. The fact", "2. The edit", "3. What λ_max measures", "4. Where the 
 MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the paper's)
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
+
+CLAIM = ("**What the paper claims.** λ_max measures how sharply the model's answer to a prompt reacts when the "
+         "prompt's inner representation is nudged. A small λ_max means the prompt sits in a *semantically sparse* "
+         "region, with few other facts close by. The paper adds an SSS term to the edit's training that keeps the "
+         "edited prompt in such a region, so the edit should damage its neighbours (other facts) less. This page "
+         "edits one fact and checks that claim on this model.")
+PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
+    "reliability": "Does the edited model now give the new answer to the edit question itself? 0 to 1",
+    "generality": "Does it give the new answer to the same question asked in other words? 0 to 1",
+    "locality": "Do the questions the edit should leave alone keep their answers? 1 = all kept",
+    "portability": "Does the edit carry over to what it implies (the reversed question)? 0 to 1",
+}
+SCORE_LINE = ("A score is the share of the expected answer's tokens (word pieces) the model gets right, reading "
+              "the answer one token at a time; for a question the edit should leave alone, the share it answers as "
+              "before. So a two-token answer whose first token stays the same can score 0.50.")
 
 
 @dataclass(frozen=True)
@@ -46,11 +67,10 @@ class StoryPair:
 
 
 PAIRS = (
-    StoryPair("Default settings: ft-l vs ft-l+sss", ("ft-l", {}), (MAIN_EDITOR, {})),
+    StoryPair("Default settings", ("ft-l", {}), (MAIN_EDITOR, {})),
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the difference is the SSS term's own
     # (docs/editors.md: the looser box alone changes FT-L's locality)
-    StoryPair(f"Looser box: ft-l (box ±{LOOSE_BOX:g}) vs {LOOSE}", ("ft-l", {"norm_constraint": LOOSE_BOX}),
-              (LOOSE, {})),
+    StoryPair("A looser limit on the weight change", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {})),
 )
 
 
@@ -63,6 +83,13 @@ class Story:
     pairs: tuple[tuple[analysis.EditRun, analysis.EditRun], ...]
     seconds: float
     projections: dict = field(default_factory=dict, compare=False)  # (run_id, method, pooling) -> Projection
+
+    def runs(self) -> list[analysis.EditRun]:
+        """The story's distinct runs in ``plan`` order (what its link carries)."""
+        out = [self.main]
+        for pair in self.pairs:
+            out += [r for r in pair if all(r is not o for o in out)]
+        return out
 
 
 def _overrides(editor: str, changed: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +112,13 @@ def plan() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _assemble(case_id: str, runs: list[analysis.EditRun]) -> Story:
+    """The Story of ``runs`` made in ``plan`` order."""
+    by_plan = dict(zip((repr(e) for e in plan()), runs))
+    pairs = tuple((by_plan[repr(p.without)], by_plan[repr(p.with_sss)]) for p in PAIRS)
+    return Story(case_id, runs[0], pairs, sum(r.seconds_total for r in runs))
+
+
 def run_story(lm, case: EditCase) -> Story | None:
     """Run the story's edits of ``case`` (``plan``) in one turn for the shared model; None after showing why
     when one fails (the model is restored either way)."""
@@ -95,14 +129,39 @@ def run_story(lm, case: EditCase) -> Story | None:
         for editor, changed in plan():
             progress(f"Editing with {edit_words(editor, changed)}...")
             runs.append(analysis.analyse_edit(lm, editor, _overrides(editor, changed), case, background))
-        by_plan = dict(zip((repr(e) for e in plan()), runs))
-        pairs = tuple((by_plan[repr(p.without)], by_plan[repr(p.with_sss)]) for p in PAIRS)
-        return Story(case.request.case_id, runs[0], pairs, sum(r.seconds_total for r in runs))
+        return _assemble(case.request.case_id, runs)
 
     return run_with_status(lm.model, f"Running the story's {len(plan())} edits...",
                            f"the class story, {case.request.prompt!r}", work,
                            lambda s: f"Done: the story's {len(plan())} edits ran in {s.seconds:.1f}s", None,
                            "The story's edits failed")
+
+
+def records_problem(recs: list[RunRecord], case_id: str) -> str | None:
+    """Why a link's run records are not this story's edits of preset ``case_id`` (None when they are): one record
+    per ``plan`` entry, in order, each of that editor with those settings changed and that fact."""
+    want = plan()
+    if len(recs) != len(want):
+        return (f"the link holds {len(recs)} run record{'' if len(recs) == 1 else 's'} where the story makes "
+                f"{len(want)}")
+    for rec, (editor, changed) in zip(recs, want):
+        spec = EDITORS.get(rec.editor)
+        got = {k: v for k, v in rec.overrides().items() if spec is None or k != spec.c_field}
+        if rec.editor != editor or got != changed or rec.case.request.case_id != case_id:
+            return f"the link's record of {rec.editor} is not the story's {edit_words(editor, changed)} of {case_id}"
+    return None
+
+
+def replay_story(lm, recs: list[RunRecord], case_id: str) -> Story | None:
+    """Replay a link's run records of the story exactly (``analysis.run_record``) in one turn; None after
+    showing why when one fails."""
+    def work(progress) -> Story:
+        return _assemble(case_id, [analysis.run_record(lm, r, progress=progress) for r in recs])
+
+    return run_with_status(lm.model, f"Replaying the story's {len(recs)} recorded edits...",
+                           f"the class story's replay, {case_id}", work,
+                           lambda s: f"Done: the story's {len(recs)} recorded edits replayed in {s.seconds:.1f}s",
+                           None, "The story's recorded edits could not be replayed")
 
 
 def _open(first, second=None) -> None:
@@ -114,12 +173,17 @@ def _open(first, second=None) -> None:
     state.open_records(first, second)
 
 
+BACK_NOTE = "It opens in this tab; 'Class story' in the sidebar brings you back to this step, with the same numbers."
+
+
 def open_button(label: str, page: str, runs: tuple, key: str) -> None:
-    """A button that opens ``runs`` (one for the Edit view, two for Compare) on ``page``, replaying their records."""
+    """A button that opens ``runs`` (one for the Edit view, two for Compare) on ``page``, replaying their records,
+    and a line saying how to come back."""
     recs = [r.record for r in runs]
     if any(r is None for r in recs):
         return
-    if st.button(label, key=key, icon=":material/open_in_new:", on_click=_open, args=tuple(recs)):
+    if st.button(label, key=key, icon=":material/open_in_new:", on_click=_open, args=tuple(recs),
+                 help=BACK_NOTE):
         st.switch_page(page)
 
 
@@ -128,54 +192,129 @@ def rewrite_row(run: analysis.EditRun) -> analysis.ProbeRow:
     return next(r for r in run.rows if r.group == "rewrite")
 
 
+def starts(token: str, answer: str | None) -> bool:
+    """Whether the top-1 token ``token`` begins ``answer`` (the model is on its way to saying it): "M" begins
+    "Morocco"; False for no answer."""
+    t = token.strip()
+    return answer is not None and bool(t) and answer.strip().startswith(t)
+
+
 def fact_step(run: analysis.EditRun) -> None:
-    """Step 1: what the unedited model believes now, read from the edit prompt's row."""
+    """Step 1: the paper's claim, then what the unedited model believes now, read from the edit prompt's row."""
     r, row = run.case.request, rewrite_row(run)
-    model = "The shipped model" if resources.is_shipped_model(run.model_name) else f"The model {run.model_name}"
-    st.markdown(f"{model} is asked to complete *“{r.prompt}”*. In its world the answer is "
-                f"**{r.ground_truth}**; its most likely next token now is **“{row.top1_before.strip()}”**.")
+    st.markdown(CLAIM)
+    knows = "and it knows it" if starts(row.top1_before, r.ground_truth) else "but it does not say so"
+    st.markdown(f"**The fact.** The model is asked to complete *“{r.prompt}”*. In its world the answer is "
+                f"**{r.ground_truth}**, {knows}: its most likely next word is "
+                f"**“{row.top1_before.strip()}”**, and the whole answer has probability "
+                f"{fmt_number(row.p_old_before, '.3f')}.")
     cols = st.columns(3)
     cols[0].metric("top-1 now", row.top1_before.strip(), help="The unedited model's most likely next token")
-    cols[1].metric(f"P({r.ground_truth}) now", fmt_number(row.p_old_before, ".3f"),
-                   help=P_HELP)
+    cols[1].metric(f"P({r.ground_truth}) now", fmt_number(row.p_old_before, ".3f"), help=P_HELP)
     cols[2].metric(f"P({r.target_new}) now", fmt_number(row.p_new_before, ".3g"),
                    help="The new target's probability before the edit: what the edit has to raise")
-    st.caption("The shipped model is a small GPT-2 trained on this project's generated world of facts: it knows "
-               "that world only, so every fact here is one of its own.")
+    with st.expander("More detail"):
+        model = ("the shipped model, a small GPT-2 trained on this project's generated world of facts: it knows "
+                 "that world only, so every fact here is one of its own"
+                 if resources.is_shipped_model(run.model_name) else f"the model {run.model_name}")
+        st.markdown(f"The model is {model}. It answers one token (word piece) at a time, so an answer can show "
+                    "as its first piece ('M' for Morocco).")
+
+
+def outcome(row: analysis.ProbeRow) -> str:
+    """What happened to one probe, in words: where its top-1 went, and whether that was wanted, damage, or a
+    change of an answer that was already not the expected one before the edit."""
+    before, after = row.top1_before.strip(), row.top1_after.strip()
+    if row.wanted_flip:
+        if starts(row.top1_after, row.new):
+            return "now gives the new answer" if row.flipped else "gave the new answer already"
+        return f"moved to “{after}”, not the new answer" if row.flipped else "unchanged: not the new answer"
+    if row.wanted_flip is False:
+        if not row.flipped:
+            return "kept its answer"
+        return (f"damaged: moved to “{after}”" if starts(row.top1_before, row.old)
+                else f"moved to “{after}” (its answer “{before}” was already wrong)")
+    if starts(row.top1_after, row.new):  # what the edit implies (e.g. the reversed relation)
+        return f"moved to “{after}”, as the edit implies" if row.flipped else f"gave “{after}” already"
+    return f"moved to “{after}”, not “{row.new}”" if row.flipped else f"unchanged: not “{row.new}” yet"
+
+
+def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
+    """One row per probe: kind, the full question, the expected answer before the edit, the model's top-1 before
+    and after, what happened (``outcome``), whether the unedited model already gave the expected answer, the
+    score."""
+    rows = []
+    for r in run.rows:
+        rows.append({"kind": analysis.GROUP_LABELS.get(r.group, r.group), "question": r.prompt,
+                     "expected before": r.old if r.old is not None else "n/a", "top-1 before": r.top1_before.strip(),
+                     "top-1 after": r.top1_after.strip(), "what happened": outcome(r),
+                     "knew it before": "n/a" if r.old is None else "yes" if starts(r.top1_before, r.old) else "no",
+                     "score": r.score})
+    return pd.DataFrame(rows)
+
+
+def not_known(run: analysis.EditRun) -> list[analysis.ProbeRow]:
+    """The probes whose unedited top-1 did not begin their answer before the edit (the unedited model did not know
+    it); probes without such an answer (the reversed relation) are left out."""
+    return [r for r in run.rows if r.old is not None and not starts(r.top1_before, r.old)]
 
 
 def edit_step(run: analysis.EditRun) -> None:
-    """Step 2: the request, the editor, the four scores, and each probe before and after."""
+    """Step 2: the request, the four scores, and each probe in words before and after."""
     r = run.case.request
-    st.markdown(f"We ask: *“{r.prompt}”* → **{r.target_new}** (was {r.ground_truth}), with "
-                f"**{run.editor}** at C = {fmt_number(shown_c(run.editor, run.c), 'g')}: "
-                f"{EDITORS[run.editor].description}.")
+    changed = sum(r_.flipped for r_ in run.rows)
+    unknown = not_known(run)
+    st.markdown(f"**The edit.** We train the model to answer *“{r.prompt}”* with **{r.target_new}**, using FT-L "
+                f"with the paper's SSS term. Then we ask {len(run.rows)} test questions: some the edit should "
+                f"change, some it should leave alone. {changed} of {len(run.rows)} changed their first word."
+                + (f" Even before the edit, the model did not give the expected answer to {len(unknown)} of them "
+                   "(“knew it before: no”): a change there is not damage, and a miss there is partly a fact it never "
+                   "held." if unknown else ""))
     cols = st.columns(4)
     for col, name in zip(cols, SCORES):
-        col.metric(name, fmt_number(run.result.metrics.get(name, math.nan), ".2f"), help=METRIC_HELP[name])
-    probe_table(run, key="story-probes", compact=True)
+        col.metric(name, fmt_number(run.result.metrics.get(name, math.nan), ".2f"), help=PLAIN_HELP[name])
+    df = probe_frame(run)
+    with st.container(key="story-probes-box"):
+        st.dataframe(df.style.format({"score": "{:.2f}"}), hide_index=True, width="stretch", key="story-probes",
+                     row_height=30, column_config={
+                         "question": st.column_config.TextColumn("question", width=420),
+                         "what happened": st.column_config.TextColumn("what happened", width=280),
+                         "score": st.column_config.Column("score", help=SCORE_LINE)})
+    st.caption(SCORE_LINE)
+    with st.expander("More detail"):
+        st.markdown(f"Editor **{run.editor}** at C = {fmt_number(shown_c(run.editor, run.c), 'g')}: "
+                    f"{EDITORS[run.editor].description}. The scores, as the paper defines them: "
+                    + " ".join(f"*{m}*: {METRIC_HELP[m]}." for m in SCORES))
+        probe_table(run, key="story-probes-full", compact=True)
     open_button("Open this edit in the Edit view", "app/views/edit.py", (run,), "story-open-edit")
 
 
 def lambda_step(story: Story) -> None:
-    """Step 3: lambda_max of the edit prompt against the NEW target only (the one definition on this screen),
-    each token's share of it, and what it does not measure: plain FT-L's lambda_max falls as well."""
+    """Step 3: lambda_max of the edit prompt against the NEW target (whole answer), and what it does not measure:
+    plain FT-L's lambda_max falls as well. The old answer's lambda_max and each token's share go in the detail."""
     run, plain = story.main, story.pairs[0][0]
-    st.markdown("**On this screen λ_max is the edit prompt's, against the new target** (paper Eq. 9 with y_e = "
-                f"“{run.case.request.target_new}”). Step 4 uses another λ_max.")
+    new = run.case.request.target_new
+    st.markdown(f"**On this screen λ_max is the edit prompt's, against the new answer “{new}”** (the whole answer, "
+                "every token). It is the paper's sparsity measure (small = sparse).")
     cols = st.columns(2)
     cols[0].metric("λ_max before (new target)", fmt_lambda(run.result.lambda_max_before), help=LAMBDA_NEW_HELP)
     cols[1].metric("λ_max after (new target)", fmt_lambda(run.result.lambda_max_after), help=LAMBDA_NEW_HELP)
-    salience_panel(run)
-    st.markdown("**What it does not measure.** " + lambda_caption(run))
-    st.markdown(f"Measured here: {plain.editor}, the same edit without the SSS term, takes it from "
-                f"{fmt_lambda(plain.result.lambda_max_before)} to {fmt_lambda(plain.result.lambda_max_after)}; "
-                f"{run.editor} from {fmt_lambda(run.result.lambda_max_before)} to "
-                f"{fmt_lambda(run.result.lambda_max_after)}.")
+    st.markdown(f"**What it does not measure.** It falls whenever an edit makes the new answer likely, with or "
+                f"without the SSS term. Measured here: {plain.editor}, the same edit without the SSS term, takes "
+                f"it from {fmt_lambda(plain.result.lambda_max_before)} to "
+                f"{fmt_lambda(plain.result.lambda_max_after)}; {run.editor} from "
+                f"{fmt_lambda(run.result.lambda_max_before)} to {fmt_lambda(run.result.lambda_max_after)}. "
+                "So a drop alone is not the SSS term's doing.")
+    with st.expander("More detail"):
+        st.markdown(lambda_caption(run) + " The old-answer measure is against the whole old answer (all its "
+                    "tokens), not its first token as in step 4.")
+        st.markdown(f"Formula: {LAMBDA_NEW_HELP}.")
+        salience_panel(run)
 
 
-OWN_LAMBDA_HELP = ("λ_max (paper Eq. 9) of the sentence against its own top answer before the edit, on the model "
-                   "before and after: how sensitive what it already says is (small = sparse)")
+OWN_LAMBDA_HELP = ("λ_max (paper Eq. 9) of the sentence against its own top answer before the edit (its single most "
+                   "likely next token), on the model before and after: how sensitive what it already says is "
+                   "(small = sparse)")
 
 
 def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
@@ -190,40 +329,69 @@ def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
 
 
 def neighbour_sentence(run: analysis.EditRun) -> str:
-    """How many of the probes the edit should leave alone changed their top answer, and which."""
+    """How many of the probes the edit should leave alone changed their top answer, and which; a change of an
+    answer that was already not the expected one before the edit is named as such, not as damage."""
     alone = [r for r in run.rows if r.wanted_flip is False]
-    hit = [r for r in alone if r.flipped]
     if not alone:
-        return "This fact has no probe the edit should leave alone."
-    names = "; ".join(f"“{r.prompt}” {r.top1_before.strip()} → {r.top1_after.strip()}" for r in hit)
-    return (f"{len(hit)} of the {len(alone)} probes the edit should leave alone changed their top answer"
-            + (f": {names}." if hit else "."))
+        return "This fact has no question the edit should leave alone."
+    hit = [r for r in alone if r.flipped]
+    damaged = [r for r in hit if starts(r.top1_before, r.old)]
+    wrong = [r for r in hit if r not in damaged]
+    text = (f"Of the {len(alone)} questions the edit should leave alone, {len(damaged)} lost "
+            f"{'its' if len(damaged) == 1 else 'their'} right answer")
+    text += (": " + "; ".join(f"“{r.prompt}” {r.top1_before.strip()} → {r.top1_after.strip()}" for r in damaged)
+             if damaged else "")
+    if wrong:
+        text += (f". {len(wrong)} more changed an answer that was already wrong before the edit: "
+                 + "; ".join(f"“{r.prompt}” {r.top1_before.strip()} → {r.top1_after.strip()} (expected "
+                             f"{r.old})" for r in wrong))
+    return text + "."
+
+
+def moves_sentence(run: analysis.EditRun, emb: analysis.EmbeddingSet, proj) -> str:
+    """Where the sentences went, in words: the probe sentences that moved most in the full space, and whether
+    the 2-D arrows follow the full-space moves (``projection.move_agreement``, the Projection view's measure)."""
+    frame = neighbour_frame(run)
+    top = "; ".join(f"“{s}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3]))
+    text = f"In the model's full hidden space, the sentences that moved most are {top} (distance moved ‖Δh‖)."
+    if proj is None:
+        return text
+    rho, _, _ = move_agreement(proj.before, proj.after, emb.moved)
+    if math.isnan(rho):
+        return text
+    verdict = ("follow the real moves" if rho >= 0.8 else "follow the real moves only roughly" if rho >= 0.5
+               else "do not follow the real moves")
+    kept = f", and the picture keeps {sum(proj.explained_variance[:2]):.0%} of the variance" \
+        if proj.explained_variance else ""
+    return (text + f" The arrows in the 2-D picture {verdict} (Spearman ρ = {rho:.2f} between arrow length and "
+            f"full-space move over {len(emb.sentences)} sentences{kept}): read the distances, not the arrow lengths.")
 
 
 def neighbours_step(story: Story) -> None:
-    """Step 4: the sentences around the edit before and after (PCA), and a table of where each probe went, with
-    lambda_max against each sentence's OWN answer (the one definition on this screen)."""
+    """Step 4: where the sentences went, in words; the 2-D picture; the probe table of moves and lambda_max
+    against each sentence's OWN first answer token (the one definition on this screen) in the detail."""
     run = story.main
-    st.markdown("**On this screen λ_max is each sentence's own, against its own top answer before the edit** "
-                "(not the new target, as in step 3): it asks how easily what the sentence already says could be "
-                "disturbed.")
     pooling = run.knn.pooling if run.knn.pooling in run.embeddings else next(iter(run.embeddings))
     emb = run.embeddings[pooling]
     proj = cached_projection(story.projections, (run.run_id, "pca", pooling), emb.before, emb.after, "pca", "")
+    st.markdown(moves_sentence(run, emb, proj))
+    st.markdown(neighbour_sentence(run))
     if proj is not None:
         fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
-                                        labels=analysis.GROUP_LABELS, height=460, axis_titles=axis_titles(proj))
+                                        labels=analysis.GROUP_LABELS, height=400, axis_titles=axis_titles(proj))
         st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
-        st.caption("PCA of the last hidden states: hollow before the edit, filled after, an arrow from each "
-                   "before to its after; grey points are other facts of the world.")
-    st.markdown(neighbour_sentence(run))
-    df = neighbour_frame(run)
-    show_frame(df, key=f"story-neigh-{run.run_id}", formats={
-        "moved ‖Δh‖": ".3g", "λ_max own before": ".2e", "λ_max own after": ".2e"}, column_config={
-        "sentence": st.column_config.TextColumn("sentence", width=300),
-        "moved ‖Δh‖": st.column_config.Column(help=COLOUR_BY["moved"]),
-        "λ_max own before": st.column_config.Column(help=OWN_LAMBDA_HELP),
-        "λ_max own after": st.column_config.Column(help=OWN_LAMBDA_HELP)})
+    with st.expander("More detail"):
+        st.markdown("The picture is a PCA of the last hidden states: hollow before the edit, filled after, an arrow "
+                    "from each before to its after; grey points are other facts of the world. **In this table λ_max "
+                    "is each sentence's own, against its own top answer before the edit** — its single most likely "
+                    "next token (for the edit prompt the first token of the old answer alone), not the whole "
+                    "answer as in step 3, and not the new target.")
+        show_frame(neighbour_frame(run), key=f"story-neigh-{run.run_id}", formats={
+            "moved ‖Δh‖": ".3g", "λ_max own before": ".2e", "λ_max own after": ".2e"}, column_config={
+            "sentence": st.column_config.TextColumn("sentence", width=300),
+            "moved ‖Δh‖": st.column_config.Column(help=COLOUR_BY["moved"]),
+            "λ_max own before": st.column_config.Column(help=OWN_LAMBDA_HELP),
+            "λ_max own after": st.column_config.Column(help=OWN_LAMBDA_HELP)})
 
 
 def score_changes(a: analysis.EditRun, b: analysis.EditRun) -> list[str]:
@@ -266,34 +434,91 @@ def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
     return pd.DataFrame([ra, rb, {"run": "B − A", **{m: rb[m] - ra[m] for m in SCORES}}])
 
 
+def _direction(x: float, y: float, higher: str, lower: str) -> str:
+    """"unchanged", or the caller's word for y above / below x."""
+    return "unchanged" if x == y else higher if y > x else lower
+
+
+def pair_changes(a: analysis.EditRun, b: analysis.EditRun) -> list[str]:
+    """What the SSS term changed from A to B, in plain words and exact numbers: locality (the questions left
+    alone), λ_max after the edit (against the new target) and generality (paraphrases)."""
+    ma, mb = a.result.metrics, b.result.metrics
+    la, lb = a.result.lambda_max_after, b.result.lambda_max_after
+    return [f"questions left alone: locality {ma['locality']:.2f} → {mb['locality']:.2f} "
+            f"({_direction(ma['locality'], mb['locality'], 'less damage', 'more damage')})",
+            f"λ_max after the edit {fmt_lambda(la)} → {fmt_lambda(lb)} "
+            f"({_direction(la, lb, 'higher: less sparse, not what the SSS term aims for', 'lower: sparser')})",
+            f"paraphrases: generality {ma['generality']:.2f} → {mb['generality']:.2f} "
+            f"({_direction(ma['generality'], mb['generality'], 'better', 'worse')})"]
+
+
+def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
+    """What the SSS term did on this pair, in plain words against the claim, whatever the sign: nothing (the same
+    or alike edits), or ``pair_changes`` and whether neighbour damage fell, A without the SSS term against B."""
+    if kind != "changed":
+        return ("Adding the SSS term changed nothing here: the same answers and the same scores on every question. "
+                "This pair can neither support the claim nor go against it.")
+    la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
+    claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la else
+             "no less damage to neighbours, which the claim predicts")
+    text = "; ".join(pair_changes(a, b))
+    return f"Adding the SSS term changed the edit. {text[0].upper()}{text[1:]}. In short: {claim}."
+
 def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str) -> str:
-    """One pair of step 5: A (without the SSS term) and B (with it), the verdict, the scores, and a button that
-    opens the pair in Compare. Returns the verdict's kind."""
+    """One pair of step 5: A (without the SSS term) and B (with it) in plain words; the measured verdict, scores
+    and settings in the pair's detail, and a button that opens the pair in Compare. Returns the verdict's kind."""
     a, b = runs
     st.markdown(f"#### {pair.title}")
-    st.caption(f"A: {a.editor}{records.caption_settings(a.record)}. B: {b.editor}, C = "
-               f"{fmt_number(shown_c(b.editor, b.c), 'g')}: {EDITORS[b.editor].description}.")
     kind, sentence, reason = pair_verdict(a, b)
-    {"same": st.success, "alike": st.info, "changed": st.warning}[kind](sentence)
-    if reason:
-        with st.expander("Why the SSS term changes nothing here (measured)"):
+    {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))
+    with st.expander("More detail"):
+        st.markdown(f"A: {a.editor}{records.caption_settings(a.record)}. B: {b.editor}, C = "
+                    f"{fmt_number(shown_c(b.editor, b.c), 'g')}: {EDITORS[b.editor].description}.")
+        st.markdown(sentence)
+        if reason:
             st.markdown(reason)
-    df = pair_frame(a, b)
-    show_frame(df, key=f"{key}-scores", formats={m: ".2f" for m in SCORES},
-               column_config={m: st.column_config.Column(help=METRIC_HELP[m]) for m in SCORES})
-    st.caption(f"λ_max after (new target): A {fmt_lambda(a.result.lambda_max_after)}, B "
-               f"{fmt_lambda(b.result.lambda_max_after)} ({LAMBDA_NEW_HELP}).")
+        show_frame(pair_frame(a, b), key=f"{key}-scores", formats={m: ".2f" for m in SCORES},
+                   column_config={m: st.column_config.Column(help=METRIC_HELP[m]) for m in SCORES})
+        st.caption(f"λ_max after (new target): A {fmt_lambda(a.result.lambda_max_after)}, B "
+                   f"{fmt_lambda(b.result.lambda_max_after)} ({LAMBDA_NEW_HELP}).")
     open_button("Open this pair in Compare", "app/views/compare.py", runs, f"{key}-open")
     return kind
 
 
-def sss_step(story: Story) -> None:
-    """Step 5: each ``PAIRS`` entry side by side: what the SSS term changed in the edit, and what it did not."""
-    st.markdown("The same fact edited twice per pair, A without the SSS term and B with it, every other setting "
-                "equal: the difference is the SSS term's own.")
+def conclusion(story: Story, kinds: list[str]) -> str:
+    """The story's last words: what this model showed for this fact against the claim, from the pairs' measured
+    verdicts (``pair_changes``), whatever the sign."""
+    parts, better, worse = [], False, False
+    for pair, (a, b), kind in zip(PAIRS, story.pairs, kinds):
+        if kind != "changed":
+            parts.append(f"with {pair.title.lower()} the SSS term did nothing")
+            continue
+        la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
+        better, worse = better or lb > la, worse or lb < la
+        parts.append(f"with {pair.title.lower()} it changed the edit, and locality went {la:.2f} → {lb:.2f}")
+    verdict = ("the SSS term damaged the neighbours less, as the paper claims" if better and not worse else
+               "the SSS term damaged the neighbours more, against the paper's claim" if worse and not better else
+               "the SSS term helped in one setting and hurt in another" if better else
+               "the SSS term did not reduce the damage to neighbours: the paper's claim does not show here")
+    return ("**What this model showed for this fact:** " + "; ".join(parts) + f". **So on this fact {verdict}.** "
+            "One fact is one example: the pages below measure many edits.")
+
+def sss_step(story: Story) -> list[str]:
+    """Step 5: each ``PAIRS`` entry side by side, in plain words, then the conclusion against the claim and links
+    to the pages that test it over many edits. Returns the pairs' verdict kinds."""
+    st.markdown("Each pair edits the same fact twice, **A without the SSS term and B with it**, every other "
+                "setting equal, so any difference is the SSS term's doing. The claim predicts that B damages "
+                "the questions left alone less.")
     cols = st.columns(len(PAIRS))
+    kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):
         with col:
-            pair_panel(pair, runs, key=f"story-pair{i}")
-    st.caption("One fact tells one story; over hundreds of world edits, the About page's 'What SSS did on the "
-               "shipped model (measured)' has the paired effects, and the Hypothesis view tests the paper's claim.")
+            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}"))
+    st.markdown(conclusion(story, kinds))
+    links = st.columns(3)
+    links[0].page_link("app/views/about.py", label="About: what SSS did over many edits", icon=":material/school:")
+    links[1].page_link("app/views/hypothesis.py", label="Hypothesis: test the claim yourself",
+                       icon=":material/query_stats:")
+    links[2].page_link("app/views/compare.py", label="Compare: any two edits side by side",
+                       icon=":material/compare_arrows:")
+    return kinds

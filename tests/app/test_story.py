@@ -1,6 +1,9 @@
-"""The Class story (app/views/story.py) on the shipped model: each step shows the numbers the core gives for the
-same edits, one lambda_max definition per screen, one line of help on every metric, the two pairs' verdicts as
-measured, and "Open in the Edit view" / "Open in Compare" replay exactly the story's runs there."""
+"""The Class story (app/views/story.py) on the shipped model: the paper's claim first; each step shows the numbers
+the core gives for the same edits, in plain words, with each lambda_max named by what it is measured against (the
+whole new or old answer in step 3, each sentence's first answer token in step 4); probe rows say where each top-1
+went and flag answers that were already wrong before the edit; step 5 says what the SSS term did against the claim,
+whatever the sign; the story's fact, step and run records are in the URL, so a link replays the same numbers; "Open in
+the Edit view" / "Open in Compare" replay exactly the story's runs there, and the sidebar brings the step back."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP
-from app.panels.story import OWN_LAMBDA_HELP, STEPS
+from app.panels.story import CLAIM, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE, STEPS
 from app.same_edits import FTL_REASON
 from story_support import story_edits
 
@@ -71,9 +74,25 @@ def test_steps_in_order_and_next_walks_through_them(story):
     assert not [b for b in story.button if b.key == "story_next"]  # the last step has no next
 
 
-def test_the_fact_and_the_edit_show_the_cores_numbers(story, expected):
+def _expander_text(at) -> str:
+    """The markdown of the step's "More detail" boxes."""
+    return "\n".join(m.value for e in at.expander if e.label == "More detail" for m in e.markdown)
+
+
+def _texts(at) -> list[str]:
+    """The page's markdown in order, less the run's progress lines (in its status box)."""
+    progress = {m.value for b in at.main.children.values() if type(b).__name__ == "Status" for m in b.markdown}
+    return [m.value for m in at.markdown if m.value not in progress]
+
+
+def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     main = expected["main"]
     row = next(r for r in main.rows if r.group == "rewrite")
+    texts = _texts(story)
+    assert texts[0] == CLAIM
+    assert texts[0].startswith("**What the paper claims.**")
+    assert "A small λ_max means the prompt sits in a *semantically sparse* region" in texts[0]
+    assert "so the edit should damage its neighbours (other facts) less" in texts[0]
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert cards == {
         "top-1 now": (row.top1_before.strip(), "The unedited model's most likely next token"),
@@ -81,104 +100,218 @@ def test_the_fact_and_the_edit_show_the_cores_numbers(story, expected):
                                  "P(·) is the probability of the whole answer given the prompt (teacher forced)"),
         "P(Czech Republic) now": (format(row.p_new_before, ".3g"),
                                   "The new target's probability before the edit: what the edit has to raise")}
-    fact = ("The shipped model is asked to complete *“Washington is the capital of”*. In its world the answer is "
-            "**United States**; its most likely next token now is **“United”**.")
-    assert fact in [m.value for m in story.markdown]
+    assert texts[1] == ("**The fact.** The model is asked to complete *“Washington is the capital of”*. In its world "
+                        "the answer is **United States**, and it knows it: its most likely next word is **“United”**, "
+                        f"and the whole answer has probability {row.p_old_before:.3f}.")
+    assert [e.label for e in story.expander if e.label == "More detail"] == ["More detail"]
+    assert "shipped model" in _expander_text(story) and "shipped model" not in "\n".join(texts[:2])
+
+
+# what happened to each probe of the default fact, as measured on the shipped model (the core's rows give the tokens)
+OUTCOMES = ["now gives the new answer", "moved to “{after}”, not the new answer", "unchanged: not the new answer",
+            "kept its answer", "kept its answer", "kept its answer",
+            "moved to “{after}” (its answer “{before}” was already wrong)", "damaged: moved to “{after}”",
+            "unchanged: not “Washington” yet"]
+KNEW = ["yes", "no", "no", "yes", "yes", "yes", "no", "yes", "n/a"]
+
+
+def test_the_edit_says_where_each_top1_went_and_which_answers_were_already_wrong(story, expected):
+    main = expected["main"]
     _step(story, 1)
     cards = {m.label: (m.value, m.help) for m in story.metric}
-    assert cards == {m: (format(main.result.metrics[m], ".2f"), METRIC_HELP[m])
+    assert cards == {m: (format(main.result.metrics[m], ".2f"), PLAIN_HELP[m])
                      for m in ("reliability", "generality", "locality", "portability")}
-    probes = story.dataframe[0].value
-    assert list(probes["prompt"]) == [r.prompt for r in main.rows]
-    assert list(probes["P(new) after"]) == pytest.approx([r.p_new_after for r in main.rows], rel=1e-6)
+    probes = story.dataframe[0].value  # the Styler's frame
+    assert list(probes.columns) == ["kind", "question", "expected before", "top-1 before", "top-1 after",
+                                    "what happened", "knew it before", "score"]
+    assert list(probes["question"]) == [r.prompt for r in main.rows]  # whole, never cut
+    assert list(probes["top-1 before"]) == [r.top1_before.strip() for r in main.rows]
+    assert list(probes["top-1 after"]) == [r.top1_after.strip() for r in main.rows]
+    assert list(probes["what happened"]) == [o.format(before=r.top1_before.strip(), after=r.top1_after.strip())
+                                             for o, r in zip(OUTCOMES, main.rows)]
+    assert list(probes["knew it before"]) == KNEW
+    assert list(probes["expected before"]) == [r.old if r.old is not None else "n/a" for r in main.rows]
+    assert list(probes["score"]) == pytest.approx([r.score for r in main.rows])
+    distract = next(r for r in main.rows if r.group == "distract_neighbour")
+    assert (distract.top1_before.strip(), distract.old) == ("United", "Morocco")  # wrong before the edit
+    assert SCORE_LINE in [c.value for c in story.caption]
+    assert SCORE_LINE.endswith("So a two-token answer whose first token stays the same can score 0.50.")
+    text = _texts(story)[0]
+    changed = sum(r.flipped for r in main.rows)
+    assert text.endswith(f"{changed} of 9 changed their first word. Even before the edit, the model did not give "
+                         "the expected answer to 3 of them (“knew it before: no”): a change there is not damage, and a "
+                         "miss there is partly a fact it never held.")
+    # the paper's definitions and the full probe table are in the detail, not on the screen's first lines
+    assert "teacher forced" not in text and "teacher forced" in _expander_text(story)
+    assert [d.value["prompt"].tolist() if hasattr(d.value, "data") else list(d.value["prompt"])
+            for d in story.dataframe[1:]] == [[r.prompt for r in main.rows]]
 
 
-def test_lambda_step_shows_only_the_new_target_measure(story, expected):
+def test_lambda_step_names_what_each_lambda_is_measured_against(story, expected):
     main, plain = expected["main"], expected["pairs"][0][0]
     _step(story, 2)
     assert {m.label: (m.value, m.help) for m in story.metric} == {
         "λ_max before (new target)": (format(main.result.lambda_max_before, ".2e"), LAMBDA_NEW_HELP),
         "λ_max after (new target)": (format(main.result.lambda_max_after, ".2e"), LAMBDA_NEW_HELP)}
-    text = _screen_text(story)
-    assert "**On this screen λ_max is the edit prompt's, against the new target**" in text
-    assert "own top answer" not in text and "own answer" not in text
-    assert (f"Measured here: ft-l, the same edit without the SSS term, takes it from "
-            f"{main.result.lambda_max_before:.2e} to {plain.result.lambda_max_after:.2e}; ft-l+sss from "
-            f"{main.result.lambda_max_before:.2e} to {main.result.lambda_max_after:.2e}.") in text
+    texts = _texts(story)
+    assert texts[0] == ("**On this screen λ_max is the edit prompt's, against the new answer “Czech Republic”** (the "
+                        "whole answer, every token). It is the paper's sparsity measure (small = sparse).")
+    assert texts[1] == (f"**What it does not measure.** It falls whenever an edit makes the new answer likely, with "
+                        f"or without the SSS term. Measured here: ft-l, the same edit without the SSS term, takes it "
+                        f"from {plain.result.lambda_max_before:.2e} to {plain.result.lambda_max_after:.2e}; ft-l+sss "
+                        f"from {main.result.lambda_max_before:.2e} to {main.result.lambda_max_after:.2e}. So a drop "
+                        "alone is not the SSS term's doing.")
     assert plain.result.lambda_max_after < main.result.lambda_max_before / 100  # the drop needs no SSS term
+    el = main.edit_lambda
+    assert (f"Against the old target 'United States': {el.old_before:.2e} before, {el.old_after:.2e} after. "
+            in _expander_text(story))
+    assert ("The old-answer measure is against the whole old answer (all its tokens), not its first token as in "
+            "step 4.") in _expander_text(story)
+    assert "own top answer" not in "\n".join(texts)
 
 
-def test_neighbours_step_shows_only_the_own_answer_measure(story, expected):
+def test_neighbours_step_says_in_words_where_they_went(story, expected):
+    from app.panels.projection import move_agreement
+    from sss_core.projection import project
     main = expected["main"]
     _step(story, 3)
-    text = _screen_text(story)
-    assert "**On this screen λ_max is each sentence's own, against its own top answer before the edit**" in text
-    assert "new target)" not in text and not story.metric
+    probes = sorted((s for s in main.sparsity if s.group != "background"), key=lambda s: -s.moved)
+    emb = main.embeddings[main.knn.pooling]
+    proj = project(emb.before, emb.after, "pca")
+    rho, _, _ = move_agreement(proj.before, proj.after, emb.moved)
+    top = "; ".join(f"“{s.sentence}” ({s.moved:.1f})" for s in probes[:3])
+    texts = _texts(story)
+    assert probes[0].sentence == "Washington is the capital of"  # the edit prompt moved furthest
+    assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
+    assert texts[0] == (f"In the model's full hidden space, the sentences that moved most are {top} (distance moved "
+                        f"‖Δh‖). The arrows in the 2-D picture follow the real moves only roughly (Spearman ρ = "
+                        f"{rho:.2f} between arrow length and full-space move over {len(emb.sentences)} sentences, and "
+                        f"the picture keeps {sum(proj.explained_variance[:2]):.0%} of the variance): read the "
+                        "distances, not the arrow lengths.")
+    assert texts[1] == ("Of the 5 questions the edit should leave alone, 1 lost its right answer: “Washington is a "
+                        "city in” United → Czech. 1 more changed an answer that was already wrong before the edit: "
+                        "“Washington is the capital of Czech Republic. Rabat is the capital of” United → Czech "
+                        "(expected Morocco).")
+    # the own-answer lambda_max and its table are in the detail, named as the first answer token's
+    assert "its single most likely next token (for the edit prompt the first token of the old answer alone), not " \
+           "the whole answer as in step 3" in _expander_text(story)
+    assert "new target)" not in "\n".join(texts) and not story.metric
     table = story.dataframe[0].value
     assert list(table.columns) == ["group", "sentence", "answer before", "answer after", "moved ‖Δh‖",
                                    "λ_max own before", "λ_max own after"]
-    own = {s.sentence: s for s in main.sparsity if s.group != "background"}
-    assert sorted(table["sentence"]) == sorted(own)
+    own = {s.sentence: s for s in probes}
+    assert list(table["sentence"]) == [s.sentence for s in probes]
     for _, r in table.iterrows():
         s = own[r["sentence"]]
         assert (r["answer before"], r["answer after"]) == (s.answer.strip(), s.answer_after.strip())
         assert r["λ_max own before"] == pytest.approx(s.lambda_max_before, rel=1e-6)
         assert r["λ_max own after"] == pytest.approx(s.lambda_max_after, rel=1e-6)
-    assert list(table["moved ‖Δh‖"]) == sorted(table["moved ‖Δh‖"], reverse=True)
-    damaged = [r for r in main.rows if r.wanted_flip is False and r.flipped]
-    alone = [r for r in main.rows if r.wanted_flip is False]
-    assert any(m.value.startswith(f"{len(damaged)} of the {len(alone)} probes the edit should leave alone changed "
-                                  "their top answer") for m in story.markdown)
-    assert OWN_LAMBDA_HELP.startswith("λ_max (paper Eq. 9) of the sentence against its own top answer")
+    assert OWN_LAMBDA_HELP.startswith("λ_max (paper Eq. 9) of the sentence against its own top answer before the "
+                                      "edit (its single most likely next token)")
 
 
-def test_sss_step_says_what_each_pair_measured(story, expected):
+def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, expected):
     (a0, b0), (a1, b1) = expected["pairs"]
     _step(story, 4)
-    # default settings: the same top-1 and scores on every probe (measured on the shipped model)
-    assert all(a0.result.metrics[m] == b0.result.metrics[m] for m in ("reliability", "generality", "locality",
-                                                                       "portability"))
-    alike = [i.value for i in story.info] + [s.value for s in story.success]
-    assert len(alike) == 1
-    assert alike[0].startswith(f"A and B score alike: the same top-1 prediction and the same score on all "
-                               f"{len(a0.rows)} probes") or alike[0].startswith("A and B made the same edit")
-    assert [e.label for e in story.expander] == ["Why the SSS term changes nothing here (measured)"]
-    assert story.expander[0].markdown[0].value == FTL_REASON  # only under the pair where nothing moved
-    # the looser box: the SSS term changes a score, whatever its sign, and the page says which and how
-    changed = [m for m in ("reliability", "generality", "locality", "portability")
-               if a1.result.metrics[m] != b1.result.metrics[m]]
-    assert changed, "the loose preset no longer changes a score on the default fact: the story's pair 2 is stale"
-    words = ", ".join(f"{m} {a1.result.metrics[m]:.2f} (A) → {b1.result.metrics[m]:.2f} (B)" for m in changed)
-    warnings = [w.value for w in story.warning]
-    assert len(warnings) == 1 and warnings[0].startswith(f"The SSS term changed the edit: {words}; the top-1 "
-                                                         f"prediction differs on ")
+    scores = ("reliability", "generality", "locality", "portability")
+    assert all(a0.result.metrics[m] == b0.result.metrics[m] for m in scores)  # default settings: alike (measured)
+    m1a, m1b = a1.result.metrics, b1.result.metrics
+    assert [m for m in scores if m1a[m] != m1b[m]] == ["generality"]  # the loose box: only generality moved
+    assert m1a["locality"] == m1b["locality"] and a1.result.lambda_max_after < b1.result.lambda_max_after
+    assert m1b["generality"] < m1a["generality"]
+    assert [i.value for i in story.info] == [
+        "Adding the SSS term changed nothing here: the same answers and the same scores on every question. This pair "
+        "can neither support the claim nor go against it."]
+    assert [w.value for w in story.warning] == [
+        f"Adding the SSS term changed the edit. Questions left alone: locality {m1a['locality']:.2f} → "
+        f"{m1b['locality']:.2f} (unchanged); λ_max after the edit {a1.result.lambda_max_after:.2e} → "
+        f"{b1.result.lambda_max_after:.2e} (higher: less sparse, not what the SSS term aims for); paraphrases: "
+        f"generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse). In short: no less damage to "
+        "neighbours, which the claim predicts."]
+    texts = _texts(story)
+    assert texts[-1] == (
+        "**What this model showed for this fact:** with default settings the SSS term did nothing; with a looser "
+        f"limit on the weight change it changed the edit, and locality went {m1a['locality']:.2f} → "
+        f"{m1b['locality']:.2f}. **So on this fact the SSS term did not reduce the damage to neighbours: the paper's "
+        "claim does not show here.** One fact is one example: the pages below measure many edits.")
+    links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
+    assert [(label, page) for label, page in links if page in ("about", "hypothesis", "compare")] == [
+        ("About: what SSS did over many edits", "about"), ("Hypothesis: test the claim yourself", "hypothesis"),
+        ("Compare: any two edits side by side", "compare")]
+    # the jargon (settings, cosines, the measured reason) is in each pair's detail, not on the screen
+    screen = "\n".join(texts[:1] + texts[-1:] + [w.value for w in story.warning] + [i.value for i in story.info])
+    for word in ("norm_constraint", "cos(", "docs/", "teacher forced", "ft-l+sss-loose-sum"):
+        assert word not in screen
+    detail = _expander_text(story)
+    assert FTL_REASON in detail and "A: ft-l; settings changed from the defaults: norm_constraint = 0.05." in detail
+    assert [e.label for e in story.expander] == ["More detail", "More detail"]
     tables = [d.value for d in story.dataframe]
     assert [list(t["run"]) for t in tables] == [["A", "B", "B − A"]] * 2
-    captions = [c.value for c in story.caption]
-    assert "A: ft-l. B: ft-l+sss, C = 0.9: FT-L with the SSS loss term." in captions
-    assert any(c.startswith("A: ft-l; settings changed from the defaults: norm_constraint = 0.05. B: "
-                            "ft-l+sss-loose-sum, C = 0.9: ") for c in captions)
     for t, (a, b) in zip(tables, expected["pairs"]):
-        for m in ("reliability", "generality", "locality", "portability"):
+        for m in scores:
             assert list(t[m]) == pytest.approx([a.result.metrics[m], b.result.metrics[m],
                                                 b.result.metrics[m] - a.result.metrics[m]])
-        assert (f"λ_max after (new target): A {a.result.lambda_max_after:.2e}, B {b.result.lambda_max_after:.2e} "
-                f"({LAMBDA_NEW_HELP}).") in captions
 
 
-def test_open_in_edit_replays_the_story_edit(story):
+def test_the_url_holds_the_fact_the_step_and_the_runs_and_a_link_replays_them(story, expected):
+    from streamlit.testing.v1 import AppTest
+    from sss_core.record import unpack_records
+    _step(story, 3)
+    qp = dict(story.query_params)
+    held = story.session_state["_story"]
+    assert (qp["story"], qp["sstep"], qp["run"]) == ("world-372", "4", "1")
+    srec = qp["srec"]
+    assert [r.digest() for r in unpack_records(srec)] == [r.record.digest() for r in held.runs()]
+    shown = _texts(story)[:2]
+    # the link in a fresh session (a refresh, or a class opening a shared link): the same step, the same numbers
+    fresh = AppTest.from_file(str(APP), default_timeout=300)
+    fresh.switch_page(STORY)
+    fresh.query_params.update({"story": "world-372", "sstep": "4", "srec": srec, "run": "1"})
+    fresh.run()
+    assert_ok(fresh)
+    assert fresh.subheader[0].value == STEPS[3]
+    assert _texts(fresh)[:2] == shown
+    replayed = fresh.session_state["_story"]
+    assert [r.record.digest() for r in replayed.runs()] == [r.record.digest() for r in held.runs()]
+    assert replayed.main.result.metrics == expected["main"].result.metrics
+
+
+def test_a_link_whose_records_are_not_the_storys_is_refused_with_the_reason(story):
+    from streamlit.testing.v1 import AppTest
+    from sss_core.record import pack_records
+    main = story.session_state["_story"].main
+    fresh = AppTest.from_file(str(APP), default_timeout=300)
+    fresh.switch_page(STORY)
+    fresh.query_params.update({"story": "world-372", "sstep": "2", "srec": pack_records([main.record])})
+    fresh.run()
+    assert_ok(fresh)
+    assert [w.value for w in fresh.warning] == ["The link's edits cannot be replayed: the link holds 1 run record "
+                                                "where the story makes 4. Press 'Run the story'."]
+    assert "_story" not in fresh.session_state
+    assert not fresh.radio  # no step without results
+
+
+def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_back(story):
     _step(story, 1)
     shown = {m.label: m.value for m in story.metric}
+    table = story.dataframe[0].value.copy()
     record = story.session_state["_story"].main.record
+    assert story.button(key="story-open-edit").proto.help == (
+        "It opens in this tab; 'Class story' in the sidebar brings you back to this step, with the same numbers.")
     story.button(key="story-open-edit").click().run()
     assert_ok(story)
     assert story.title[0].value == "Edit a fact"
     run = story.session_state["_run"]
     assert run.record.digest() == record.digest()
     cards = {m.label: m.value for m in story.metric}
-    assert {k: cards[k] for k in shown} == shown  # the same numbers on the Edit page
+    assert {k: cards[k] for k in ("reliability", "generality", "locality", "portability")} == shown
     assert story.selectbox(key="editor").value == "ft-l+sss"
     assert not [a.value for kind in (story.info, story.warning) for a in kind if a.value.startswith("Earlier run")]
+    story.switch_page(STORY).run()  # the sidebar's 'Class story'
+    assert_ok(story)
+    assert story.subheader[0].value == STEPS[1]
+    assert {m.label: m.value for m in story.metric} == shown
+    assert story.dataframe[0].value.equals(table)
 
 
 def test_open_pair_in_compare_replays_both_runs(story):
