@@ -472,7 +472,7 @@ def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matche
                  height: int) -> str:
     """Add text labels beside the after points: of the search's ``matches`` (local indices) when there is a search,
     else of the edit's own probes (every group but the background), the edit prompt first; each where it overlaps
-    no other label and no point (``place_labels``); the text trace's meta "sentences" lists their run indices
+    no other label and no point not dimmed (``place_labels``); the text trace's meta "sentences" lists their run indices
     (``shown``: the run index of each local one). Returns what was labelled, for a caption."""
     n = len(emb.sentences)
     chosen = sorted(matches) if matches is not None else [j for j in range(n) if emb.groups[j] != "background"]
@@ -480,14 +480,16 @@ def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matche
     (x0, x1), (y0, y1) = ranges
     w, h = PLOT_WIDTH_PX, max(height - PLOT_MARGIN_PX, 1)
     # rows 0..n-1: the after points, which are labelled; then every other marker drawn (before points, rings,
-    # the selection), each with half its size
+    # the selection), each with half its size; a point the search dimmed may lie under a label
     xy, radius = [proj.after], [np.full(n, 5.0)]
     for trace in fig.data:
         if "markers" in (trace.mode or "") and trace.x is not None and len(trace.x) and trace.x[0] is not None:
             size = np.broadcast_to(np.asarray(trace.marker.size if trace.marker.size is not None else 6, float),
                                    (len(trace.x),))
-            xy.append(np.column_stack([trace.x, trace.y]).astype(float))
-            radius.append(size / 2 + 1)
+            shown_px = np.broadcast_to(np.asarray(trace.marker.opacity if trace.marker.opacity is not None else 1.0,
+                                                  float), (len(trace.x),)) > DIM
+            xy.append(np.column_stack([trace.x, trace.y]).astype(float)[shown_px])
+            radius.append(size[shown_px] / 2 + 1)
     xy, radius = np.concatenate(xy), np.concatenate(radius)
     sx, sy = w / (x1 - x0), h / (y1 - y0)  # px per data unit
     px = np.column_stack([(xy[:, 0] - x0) * sx, (xy[:, 1] - y0) * sy])
@@ -500,9 +502,9 @@ def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matche
                              textposition=[where[j][0] for j in done],
                              textfont=dict(size=LABEL_FONT_PX, color="#222222"), hoverinfo="skip", showlegend=False,
                              cliponaxis=False, meta={"labels": "sentence", "sentences": [shown[j] for j in done]}))
-    whose = "sentences matching the search" if matches is not None else "the edit's own probes"
+    whose = "sentences matching the search" if matches is not None else "probes of the edit (all but the background)"
     left = len(chosen) - len(done)
-    return (f"Text labels: {len(done)} of the {len(chosen)} {whose}" +
+    return (f"Text labels: {len(done)} of {len(chosen)} {whose}" +
             (f"; {left} more would overlap a label or a point (their text is in the hover and the table)."
              if left else "."))
 

@@ -110,7 +110,7 @@ def test_a_link_sets_every_projection_control_and_the_page_shows_what_they_did(m
     (x0, x1), (y0, y1) = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
     for i, x, y in zip(matches, _values(labels[0]["x"]), _values(labels[0]["y"])):
         assert (x, y) != tuple(proj.after[i]) and x0 < x < x1 and y0 < y < y1
-    assert "Text labels: 2 of the 2 sentences matching the search." in _captions(at)
+    assert "Text labels: 2 of 2 sentences matching the search." in _captions(at)
     # the selection of the link (point 0) with k = 3 euclidean neighbours: ringed, listed and marked in the table
     near_before = [i for i, _ in nearest_neighbours(emb.before, 0, 3, "euclidean")]
     near_after = [i for i, _ in nearest_neighbours(emb.after, 0, 3, "euclidean")]

@@ -33,6 +33,30 @@ CHART = """el => {
     return {points: points, selected: selected};
 }"""
 ROW = 35  # height of a header or a row of st.dataframe's grid, px
+# Each legend entry's name and its symbol's computed opacity.
+LEGEND = """el => Array.from(el.querySelectorAll('.legend .traces')).map(t => [
+    t.querySelector('.legendtext').textContent,
+    parseFloat(getComputedStyle(t.querySelector('.legendpoints path')).opacity)])"""
+GROUPS_SHOWN = ["background (other facts)", "edit prompt", "paraphrase", "neighbour", "pre-neighbour",
+                "post-neighbour", "distract-neighbour", "one-hop"]
+# The plot area's box, every drawn point's box (markers and rings) and every text label's box and text, px.
+BOXES = """el => {
+    const box = e => { const b = e.getBoundingClientRect(); return {x0: b.left, y0: b.top, x1: b.right, y1: b.bottom}; };
+    return {plot: box(el.querySelector('.nsewdrag')),
+            points: Array.from(el.querySelectorAll('.scatterlayer .point')).map(box),
+            labels: Array.from(el.querySelectorAll('.scatterlayer .textpoint text')).map(
+                t => Object.assign(box(t), {text: t.textContent}))};
+}"""
+# A table's grid: its header texts (the accessible table's), its box's width and its columns' total width (the
+# scrolled content's: wider than the box when a column is cut off or hidden to the right).
+GRID = """g => { const s = g.querySelector('.dvn-scroller');
+    return {headers: Array.from(g.querySelectorAll('table thead th')).map(h => h.textContent.trim()),
+            box: g.getBoundingClientRect().width, client: s.clientWidth, content: s.scrollWidth}; }"""
+WIDE = {"width": 1440, "height": 900}  # the window the tables and the plot must fit
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"] and b["y0"] < a["y1"]
 
 
 def _open(page, server, **extra) -> str:
@@ -106,10 +130,62 @@ def test_search_counts_the_matches_and_dims_the_other_points(server, new_page):
     assert len(drawn) == 86
     for (when, i), opacity in drawn.items():
         assert opacity == (1.0 if i in (12, 38) else 0.15), (when, i, opacity)
+    # the legend is not dimmed with the points: every entry's symbol is drawn at full opacity
+    legend = chart.evaluate(LEGEND)
+    assert [name for name, _ in legend] == GROUPS_SHOWN and all(o == 1.0 for _, o in legend), legend
     page.get_by_text("Text labels", exact=True).click()
     chart.locator(".scatterlayer .trace .textpoint").first.wait_for()
     wait_idle(page)
     labels = chart.locator(".scatterlayer .trace .textpoint text").all_text_contents()
-    assert len(labels) == 43 and labels[0] == "Melbourne is a city in" and "Cairo is the capital of" in labels
+    assert labels == ["The capital of the country …", "Cairo is the capital of"]  # the matches only
+    page.locator(".st-key-proj-labels-note").get_by_text(
+        "Text labels: 2 of 2 sentences matching the search.", exact=True).wait_for()
     screenshot(page, "projection-search-and-labels")
     assert_no_traceback(page)
+
+
+def test_tsne_fills_the_plot_its_labels_overlap_nothing_and_both_tables_show_every_column(server, browser):
+    from app.panels.projection import label_text
+    from app.resources import preset_cases
+
+    context = browser.new_context(viewport=WIDE)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(180_000)
+        run = _open(page, server, proj="tsne", plabels="1", sel="0")
+        chart = page.locator(f'.st-key-proj-page-{run}-tsne-last [data-testid="stPlotlyChart"]')
+        drawn = chart.evaluate(BOXES)
+        plot = drawn["plot"]
+        width, height = plot["x1"] - plot["x0"], plot["y1"] - plot["y0"]
+        assert width > 900 and height > 550, plot
+        # the points fill the plot: their centres span at least 80% of its width and of its height (one scale on
+        # both axes had squeezed them into 56% of its width)
+        cx = [(p["x0"] + p["x1"]) / 2 for p in drawn["points"]]
+        cy = [(p["y0"] + p["y1"]) / 2 for p in drawn["points"]]
+        assert (max(cx) - min(cx)) / width > 0.8 and (max(cy) - min(cy)) / height > 0.8
+        # the labels: the edit prompt's first, each in full as label_text cuts it, inside the plot, over no other
+        # label and no point
+        labels = drawn["labels"]
+        emb_prompt = preset_cases()[2].request.prompt
+        assert labels[0]["text"] == label_text(emb_prompt) and len(labels) >= 8
+        for i, a in enumerate(labels):
+            assert plot["x0"] <= a["x0"] and a["x1"] <= plot["x1"] and plot["y0"] <= a["y0"] and a["y1"] <= plot["y1"]
+            assert not any(_overlap(a, b) for b in labels[i + 1:]), a
+            assert not any(_overlap(a, p) for p in drawn["points"]), a
+        note = page.locator(".st-key-proj-labels-note").inner_text()
+        assert note.startswith(f"Text labels: {len(labels)} of 13 probes of the edit (all but the background)")
+        # every column of the sentences table and of the nearest-neighbours table inside the table's box
+        tables = {f"proj-page-{run}-rows-box": ["#", "sentence", "group", "top-1 before", "top-1 after",
+                                                "moved ‖Δh‖", "in the plot"],
+                  f"proj-page-nn-{run}-box": ["rank", "before", "distance before", "kept", "after", "distance after",
+                                              "new"]}
+        for key, headers in tables.items():
+            grid = page.locator(f'.st-key-{key} [data-testid="stDataFrame"]').first
+            grid.locator("table").first.wait_for(state="attached")
+            shape = grid.evaluate(GRID)
+            assert [h for h in shape["headers"] if h] == headers, shape
+            assert shape["content"] <= shape["client"] <= shape["box"], (key, shape)
+        screenshot(page, "projection-tsne-labels-1440")
+        assert_no_traceback(page)
+    finally:
+        context.close()
