@@ -51,9 +51,12 @@ PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has
     "locality": "Do the questions the edit should leave alone keep their answers? 1 = all kept",
     "portability": "Does the edit carry over to what it implies (the reversed question)? 0 to 1",
 }
-SCORE_LINE = ("A score is the share of the expected answer's tokens (word pieces) the model gets right, reading "
-              "the answer one token at a time; for a question the edit should leave alone, the share it answers as "
-              "before. So a two-token answer whose first token stays the same can score 0.50.")
+SCORE_LINE = ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: answered "
+              "as before), so a two-token answer can score 0.50.")
+# the story's probe table, compact enough for one screen (rows of one line, wrapped where a question is long)
+PROBE_TABLE_CSS = ("<style>.st-key-story-probes-box th, .st-key-story-probes-box td {padding: 0.1rem 0.45rem; "
+                   "line-height: 1.35; font-size: 0.875rem;} .st-key-story-probes-box td {white-space: nowrap;} "
+                   ".st-key-story-probes-box td:nth-child(2) {white-space: normal;}</style>")
 
 
 @dataclass(frozen=True)
@@ -222,32 +225,31 @@ def fact_step(run: analysis.EditRun) -> None:
 
 
 def outcome(row: analysis.ProbeRow) -> str:
-    """What happened to one probe, in words: where its top-1 went, and whether that was wanted, damage, or a
-    change of an answer that was already not the expected one before the edit."""
-    before, after = row.top1_before.strip(), row.top1_after.strip()
+    """What happened to one probe, in words (the table's "top-1 before → after" shows where its top-1 went): wanted,
+    damage, or a change of an answer that was already not the expected one before the edit."""
     if row.wanted_flip:
         if starts(row.top1_after, row.new):
-            return "now gives the new answer" if row.flipped else "gave the new answer already"
-        return f"moved to “{after}”, not the new answer" if row.flipped else "unchanged: not the new answer"
+            return "now the new answer" if row.flipped else "the new answer already"
+        return "moved, not to the new answer" if row.flipped else "unchanged: not the new answer"
     if row.wanted_flip is False:
         if not row.flipped:
             return "kept its answer"
-        return (f"damaged: moved to “{after}”" if starts(row.top1_before, row.old)
-                else f"moved to “{after}” (its answer “{before}” was already wrong)")
+        return "damaged: lost its answer" if starts(row.top1_before, row.old) else "changed, but was already wrong"
     if starts(row.top1_after, row.new):  # what the edit implies (e.g. the reversed relation)
-        return f"moved to “{after}”, as the edit implies" if row.flipped else f"gave “{after}” already"
-    return f"moved to “{after}”, not “{row.new}”" if row.flipped else f"unchanged: not “{row.new}” yet"
+        return "moved to what the edit implies" if row.flipped else "what the edit implies already"
+    return f"moved, not to “{row.new}”" if row.flipped else f"unchanged: not “{row.new}” yet"
 
 
 def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
     """One row per probe: kind, the full question, the expected answer before the edit, the model's top-1 before
-    and after, what happened (``outcome``), whether the unedited model already gave the expected answer, the
-    score."""
+    and after ("United → Czech"), what happened (``outcome``), whether the unedited model already gave the expected
+    answer ("n/a" where there is none), the score."""
     rows = []
     for r in run.rows:
         rows.append({"kind": analysis.GROUP_LABELS.get(r.group, r.group), "question": r.prompt,
-                     "expected before": r.old if r.old is not None else "n/a", "top-1 before": r.top1_before.strip(),
-                     "top-1 after": r.top1_after.strip(), "what happened": outcome(r),
+                     "expected before": r.old if r.old is not None else "n/a",
+                     "top-1 before → after": f"{r.top1_before.strip()} → {r.top1_after.strip()}",
+                     "what happened": outcome(r),
                      "knew it before": "n/a" if r.old is None else "yes" if starts(r.top1_before, r.old) else "no",
                      "score": r.score})
     return pd.DataFrame(rows)
@@ -264,29 +266,24 @@ def edit_step(run: analysis.EditRun) -> None:
     r = run.case.request
     changed = sum(r_.flipped for r_ in run.rows)
     unknown = not_known(run)
-    st.markdown(f"**The edit.** We train the model to answer *“{r.prompt}”* with **{r.target_new}**, using FT-L "
-                f"with the paper's SSS term. Then we ask {len(run.rows)} test questions: some the edit should "
-                f"change, some it should leave alone. {changed} of {len(run.rows)} changed their first word."
-                + (f" Even before the edit, the model did not give the expected answer to {len(unknown)} of them "
-                   "(“knew it before: no”): a change there is not damage, and a miss there is partly a fact it never "
-                   "held." if unknown else ""))
+    st.markdown(f"**The edit.** We train the model to answer *“{r.prompt}”* with **{r.target_new}** (FT-L with the "
+                f"paper's SSS term), then ask {len(run.rows)} test questions: {changed} changed their first word."
+                + (f" The unedited model already missed {len(unknown)} (“knew it before: no”): a change there is not "
+                   "damage." if unknown else ""))
     cols = st.columns(4)
     for col, name in zip(cols, SCORES):
         col.metric(name, fmt_number(run.result.metrics.get(name, math.nan), ".2f"), help=PLAIN_HELP[name])
-    df = probe_frame(run)
-    with st.container(key="story-probes-box"):
-        st.dataframe(df.style.format({"score": "{:.2f}"}), hide_index=True, width="stretch", key="story-probes",
-                     row_height=30, column_config={
-                         "question": st.column_config.TextColumn("question", width=420),
-                         "what happened": st.column_config.TextColumn("what happened", width=280),
-                         "score": st.column_config.Column("score", help=SCORE_LINE)})
+    with st.container(key="story-probes-box"):  # a static table: every question whole, wrapped if need be
+        st.html(PROBE_TABLE_CSS)
+        st.table(probe_frame(run).style.format({"score": "{:.2f}"}).hide(axis="index"))
     st.caption(SCORE_LINE)
     with st.expander("More detail"):
         st.markdown(f"Editor **{run.editor}** at C = {fmt_number(shown_c(run.editor, run.c), 'g')}: "
                     f"{EDITORS[run.editor].description}. The scores, as the paper defines them: "
                     + " ".join(f"*{m}*: {METRIC_HELP[m]}." for m in SCORES))
         probe_table(run, key="story-probes-full", compact=True)
-    open_button("Open this edit in the Edit view", "app/views/edit.py", (run,), "story-open-edit")
+        open_button("Open this edit in the Edit view", "app/views/edit.py", (run,), "story-open-edit")
+        st.caption(BACK_NOTE)
 
 
 def lambda_step(story: Story) -> None:
@@ -378,7 +375,7 @@ def neighbours_step(story: Story) -> None:
     st.markdown(neighbour_sentence(run))
     if proj is not None:
         fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
-                                        labels=analysis.GROUP_LABELS, height=400, axis_titles=axis_titles(proj))
+                                        labels=analysis.GROUP_LABELS, height=330, axis_titles=axis_titles(proj))
         st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
     with st.expander("More detail"):
         st.markdown("The picture is a PCA of the last hidden states: hollow before the edit, filled after, an arrow "
@@ -481,7 +478,7 @@ def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun],
                    column_config={m: st.column_config.Column(help=METRIC_HELP[m]) for m in SCORES})
         st.caption(f"λ_max after (new target): A {fmt_lambda(a.result.lambda_max_after)}, B "
                    f"{fmt_lambda(b.result.lambda_max_after)} ({LAMBDA_NEW_HELP}).")
-    open_button("Open this pair in Compare", "app/views/compare.py", runs, f"{key}-open")
+        open_button("Open this pair in Compare", "app/views/compare.py", runs, f"{key}-open")
     return kind
 
 
@@ -506,9 +503,8 @@ def conclusion(story: Story, kinds: list[str]) -> str:
 def sss_step(story: Story) -> list[str]:
     """Step 5: each ``PAIRS`` entry side by side, in plain words, then the conclusion against the claim and links
     to the pages that test it over many edits. Returns the pairs' verdict kinds."""
-    st.markdown("Each pair edits the same fact twice, **A without the SSS term and B with it**, every other "
-                "setting equal, so any difference is the SSS term's doing. The claim predicts that B damages "
-                "the questions left alone less.")
+    st.markdown("Each pair edits the fact twice, **A without the SSS term, B with it**, all else equal. The claim "
+                "predicts that B damages the questions left alone less.")
     cols = st.columns(len(PAIRS))
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):

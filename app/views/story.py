@@ -21,12 +21,15 @@ if linked_fact not in cases:
 linked_step = st.session_state.pop(state.LINK_STORY_STEP, None)
 if isinstance(linked_step, int) and 1 <= linked_step <= len(story.STEPS):
     st.session_state[state.STORY_STEP] = story.STEPS[linked_step - 1]
-left, right = st.columns([4, 1], vertical_alignment="bottom")
+lm = inputs.model_from_state()
+held = state.story()
+shown = held is not None or bool(st.session_state.get(state.LINK_STORY))  # results on screen in this run
+chooser = st.expander("The fact, and running the story again" if shown else "The fact", expanded=not shown,
+                      icon=":material/tune:")
+left, right = chooser.columns([4, 1], vertical_alignment="bottom")
 cid = left.selectbox("Fact from the built-in world", list(cases), key=state.STORY_PRESET,
                      format_func=lambda i: f"{cases[i].request.prompt} -> {cases[i].request.target_new} "
                                            f"(was {cases[i].request.ground_truth})")
-lm = inputs.model_from_state()
-held = state.story()
 if right.button("Run the story", type="primary", disabled=lm is None, key="story_run", width="stretch"):
     held = story.run_story(lm, cases[cid])
     if held is not None:
@@ -53,14 +56,15 @@ else:
     if held.case_id != cid:
         st.warning(f"These results are of {held.case_id}, not of the fact chosen above: press 'Run the story'.")
     state.setdefault(state.STORY_STEP, story.STEPS[0])
-    step = st.radio("Step", story.STEPS, key=state.STORY_STEP, horizontal=True, label_visibility="collapsed")
+    nav, forward = st.columns([5, 1], vertical_alignment="center")
+    step = nav.radio("Step", story.STEPS, key=state.STORY_STEP, horizontal=True, label_visibility="collapsed")
     n = story.STEPS.index(step)
+    if n + 1 < len(story.STEPS):  # at the top, in the same place on every step: the class clicks through
+        forward.button("Next step", key="story_next", icon=":material/arrow_forward:", type="primary",
+                       width="stretch", help=f"Next: {story.STEPS[n + 1]}",
+                       on_click=st.session_state.__setitem__, args=(state.STORY_STEP, story.STEPS[n + 1]))
     state.write_link(None, None, None, {"story": held.case_id, "sstep": n + 1,
                                         "srec": pack_records([r.record for r in held.runs()])}, ran=True)
-    st.subheader(step)
     {0: lambda: story.fact_step(held.main), 1: lambda: story.edit_step(held.main),
      2: lambda: story.lambda_step(held), 3: lambda: story.neighbours_step(held),
      4: lambda: story.sss_step(held)}[n]()
-    if n + 1 < len(story.STEPS):
-        st.button(f"Next: {story.STEPS[n + 1]}", key="story_next", icon=":material/arrow_forward:",
-                  on_click=st.session_state.__setitem__, args=(state.STORY_STEP, story.STEPS[n + 1]))

@@ -66,8 +66,9 @@ def test_steps_in_order_and_next_walks_through_them(story):
     assert story.radio(key="story_step").options == list(STEPS)
     seen = []
     for n in range(len(STEPS)):
-        seen.append(story.subheader[0].value)
+        seen.append(story.radio(key="story_step").value)
         if n < len(STEPS) - 1:
+            assert story.button(key="story_next").proto.help == f"Next: {STEPS[n + 1]}"
             story.button(key="story_next").click().run()
             assert_ok(story)
     assert seen == list(STEPS)
@@ -107,11 +108,10 @@ def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     assert "shipped model" in _expander_text(story) and "shipped model" not in "\n".join(texts[:2])
 
 
-# what happened to each probe of the default fact, as measured on the shipped model (the core's rows give the tokens)
-OUTCOMES = ["now gives the new answer", "moved to “{after}”, not the new answer", "unchanged: not the new answer",
-            "kept its answer", "kept its answer", "kept its answer",
-            "moved to “{after}” (its answer “{before}” was already wrong)", "damaged: moved to “{after}”",
-            "unchanged: not “Washington” yet"]
+# what happened to each probe of the default fact, as measured on the shipped model
+OUTCOMES = ["now the new answer", "moved, not to the new answer", "unchanged: not the new answer",
+            "kept its answer", "kept its answer", "kept its answer", "changed, but was already wrong",
+            "damaged: lost its answer", "unchanged: not “Washington” yet"]
 KNEW = ["yes", "no", "no", "yes", "yes", "yes", "no", "yes", "n/a"]
 
 
@@ -121,30 +121,30 @@ def test_the_edit_says_where_each_top1_went_and_which_answers_were_already_wrong
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert cards == {m: (format(main.result.metrics[m], ".2f"), PLAIN_HELP[m])
                      for m in ("reliability", "generality", "locality", "portability")}
-    probes = story.dataframe[0].value  # the Styler's frame
-    assert list(probes.columns) == ["kind", "question", "expected before", "top-1 before", "top-1 after",
-                                    "what happened", "knew it before", "score"]
+    probes = story.table[0].value
+    assert list(probes.columns) == ["kind", "question", "expected before", "top-1 before → after", "what happened",
+                                    "knew it before", "score"]
     assert list(probes["question"]) == [r.prompt for r in main.rows]  # whole, never cut
-    assert list(probes["top-1 before"]) == [r.top1_before.strip() for r in main.rows]
-    assert list(probes["top-1 after"]) == [r.top1_after.strip() for r in main.rows]
-    assert list(probes["what happened"]) == [o.format(before=r.top1_before.strip(), after=r.top1_after.strip())
-                                             for o, r in zip(OUTCOMES, main.rows)]
+    assert list(probes["top-1 before → after"]) == [f"{r.top1_before.strip()} → {r.top1_after.strip()}"
+                                                    for r in main.rows]
+    assert list(probes["what happened"]) == OUTCOMES
     assert list(probes["knew it before"]) == KNEW
     assert list(probes["expected before"]) == [r.old if r.old is not None else "n/a" for r in main.rows]
     assert list(probes["score"]) == pytest.approx([r.score for r in main.rows])
     distract = next(r for r in main.rows if r.group == "distract_neighbour")
     assert (distract.top1_before.strip(), distract.old) == ("United", "Morocco")  # wrong before the edit
     assert SCORE_LINE in [c.value for c in story.caption]
-    assert SCORE_LINE.endswith("So a two-token answer whose first token stays the same can score 0.50.")
+    assert SCORE_LINE == ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: "
+                          "answered as before), so a two-token answer can score 0.50.")
     text = _texts(story)[0]
     changed = sum(r.flipped for r in main.rows)
-    assert text.endswith(f"{changed} of 9 changed their first word. Even before the edit, the model did not give "
-                         "the expected answer to 3 of them (“knew it before: no”): a change there is not damage, and a "
-                         "miss there is partly a fact it never held.")
+    assert text == ("**The edit.** We train the model to answer *“Washington is the capital of”* with **Czech "
+                    f"Republic** (FT-L with the paper's SSS term), then ask 9 test questions: {changed} changed their "
+                    "first word. The unedited model already missed 3 (“knew it before: no”): a change there is not "
+                    "damage.")
     # the paper's definitions and the full probe table are in the detail, not on the screen's first lines
     assert "teacher forced" not in text and "teacher forced" in _expander_text(story)
-    assert [d.value["prompt"].tolist() if hasattr(d.value, "data") else list(d.value["prompt"])
-            for d in story.dataframe[1:]] == [[r.prompt for r in main.rows]]
+    assert [list(d.value["prompt"]) for d in story.dataframe] == [[r.prompt for r in main.rows]]
 
 
 def test_lambda_step_names_what_each_lambda_is_measured_against(story, expected):
@@ -244,7 +244,8 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
         assert word not in screen
     detail = _expander_text(story)
     assert FTL_REASON in detail and "A: ft-l; settings changed from the defaults: norm_constraint = 0.05." in detail
-    assert [e.label for e in story.expander] == ["More detail", "More detail"]
+    assert [e.label for e in story.expander] == ["The fact, and running the story again", "More detail",
+                                                 "More detail"]
     tables = [d.value for d in story.dataframe]
     assert [list(t["run"]) for t in tables] == [["A", "B", "B − A"]] * 2
     for t, (a, b) in zip(tables, expected["pairs"]):
@@ -269,7 +270,7 @@ def test_the_url_holds_the_fact_the_step_and_the_runs_and_a_link_replays_them(st
     fresh.query_params.update({"story": "world-372", "sstep": "4", "srec": srec, "run": "1"})
     fresh.run()
     assert_ok(fresh)
-    assert fresh.subheader[0].value == STEPS[3]
+    assert fresh.radio(key="story_step").value == STEPS[3]
     assert _texts(fresh)[:2] == shown
     replayed = fresh.session_state["_story"]
     assert [r.record.digest() for r in replayed.runs()] == [r.record.digest() for r in held.runs()]
@@ -294,7 +295,7 @@ def test_a_link_whose_records_are_not_the_storys_is_refused_with_the_reason(stor
 def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_back(story):
     _step(story, 1)
     shown = {m.label: m.value for m in story.metric}
-    table = story.dataframe[0].value.copy()
+    table = story.table[0].value.copy()
     record = story.session_state["_story"].main.record
     assert story.button(key="story-open-edit").proto.help == (
         "It opens in this tab; 'Class story' in the sidebar brings you back to this step, with the same numbers.")
@@ -309,9 +310,9 @@ def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_bac
     assert not [a.value for kind in (story.info, story.warning) for a in kind if a.value.startswith("Earlier run")]
     story.switch_page(STORY).run()  # the sidebar's 'Class story'
     assert_ok(story)
-    assert story.subheader[0].value == STEPS[1]
+    assert story.radio(key="story_step").value == STEPS[1]
     assert {m.label: m.value for m in story.metric} == shown
-    assert story.dataframe[0].value.equals(table)
+    assert story.table[0].value.equals(table)
 
 
 def test_open_pair_in_compare_replays_both_runs(story):

@@ -1,21 +1,27 @@
-"""The Class story in a real browser, as a newcomer walks it: from the Edit page's link, "Run the story", then
-"Next" through the five steps; each step's cards, definitions and verdicts read exactly, and "Open this pair
-in Compare" shows the pair's numbers. The seconds from opening the app to the last step, and the words on each
-screen, are written to test-artifacts/story-timing.json (measured, not asserted)."""
+"""The Class story in a real browser at 1440x900, as a newcomer walks it: from the Edit page's link, "Run the
+story", then "Next" through the five steps; each step's claim, cards, sentences and verdicts read exactly, and each
+step fits one 1440x900 screen (its details folded in "More detail"). The step and the story's runs are in the URL:
+the same link in a fresh session, and a refresh, bring back the same step with the same numbers; from "Open this
+edit in the Edit view" the sidebar's "Class story" brings the step back. The seconds from opening the app to each
+step, the words on each screen and each page's height are written to test-artifacts/story-timing.json (measured)."""
 
 from __future__ import annotations
 
 import json
 import time
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from browser_support import ARTIFACTS, assert_no_traceback, grid_text, screenshot, wait_idle
+from playwright.sync_api import expect
+
+from browser_support import ARTIFACTS, assert_no_traceback, screenshot, wait_idle
 from story_support import story_edits
 
 pytestmark = pytest.mark.e2e
 
 SCORES = ("reliability", "generality", "locality", "portability")
+SCREEN = {"width": 1440, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +39,37 @@ def _main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
 
 
-def _next(page, label: str) -> None:
-    page.get_by_role("button", name=f"Next: {label}").click()
-    page.get_by_role("heading", name=label, exact=True).wait_for()
+def _page_height(page) -> int:
+    """How far down the page its content reaches, in px from the top of the page: the lowest bottom edge of the
+    main block's elements, scrolled to the top (the block's own bottom padding left out)."""
+    return page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]');
+        main.scrollTop = 0;
+        const kids = document.querySelectorAll('[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]');
+        const shown = [...kids].filter(k => k.offsetHeight > 0 && !k.closest('details:not([open])'));
+        return Math.max(...shown.map(k => k.getBoundingClientRect().bottom));
+    }""")
+
+
+def _at_step(page, label: str) -> None:
+    expect(page.get_by_role("radio", name=label, exact=True)).to_be_checked()
     wait_idle(page)
     assert_no_traceback(page)
+
+
+def _next(page, label: str) -> None:
+    page.get_by_role("button", name="Next step").click()
+    _at_step(page, label)
+
+
+def _query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
 def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     main, (plain, with_sss), (loose_a, loose_b) = expected["main"], *expected["pairs"]
     page = new_page()
+    page.set_viewport_size(SCREEN)
     start = time.perf_counter()
     page.goto(server.url + "/")
     link = page.get_by_role("link", name="Teaching? The Class story tells the paper's story in five steps")
@@ -50,70 +77,118 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     page.get_by_role("heading", name="Class story", exact=True).wait_for()
     wait_idle(page)
     page.get_by_role("button", name="Run the story").click()
-    page.get_by_role("heading", name="1. The fact", exact=True).wait_for()
-    wait_idle(page)
-    assert_no_traceback(page)
-    marks, words = {"1. The fact": time.perf_counter() - start}, {}
+    page.get_by_text("The fact. The model is asked to complete").wait_for()
+    _at_step(page, "1. The fact")
+    marks, words, heights = {"1. The fact": time.perf_counter() - start}, {}, {}
     row = next(r for r in main.rows if r.group == "rewrite")
     assert _cards(page) == {"top-1 now": "United", "P(United States) now": format(row.p_old_before, ".3f"),
                             "P(Czech Republic) now": format(row.p_new_before, ".3g")}
-    words["1. The fact"] = len(_main_text(page).split())
+    text = _main_text(page)
+    assert "What the paper claims. λ_max measures how sharply the model's answer" in text
+    assert text.index("What the paper claims.") < text.index("The fact. The model is asked to complete")
+    words["1. The fact"], heights["1. The fact"] = len(text.split()), _page_height(page)
     screenshot(page, "story-1-fact")
 
     _next(page, "2. The edit")
     assert _cards(page) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
-    # one line of help per card: hover the first card's help icon and read its tooltip
     page.locator('[data-testid="stMetric"]').first.locator('[data-testid="stTooltipIcon"]').hover()
     tip = page.locator('[data-testid="stTooltipContent"]')
     tip.wait_for()
-    assert tip.inner_text().strip() == ("Does the edited model give the new answer for the edit prompt itself? Share "
-                                        "of the answer's tokens predicted top-1, teacher forced (paper Eq. 1)")
+    assert tip.inner_text().strip() == ("Does the edited model now give the new answer to the edit question itself? "
+                                        "0 to 1")
     page.mouse.move(0, 0)
-    marks["2. The edit"], words["2. The edit"] = time.perf_counter() - start, len(_main_text(page).split())
+    screenshot(page, "story-2-edit")
+    grid = page.locator(".st-key-story-probes-box table").first
+    grid.wait_for(state="attached")
+    cells = [[c.text_content().strip() for c in r.locator("th, td").all()] for r in grid.locator("tr").all()]
+    rows = {r[1]: dict(zip(cells[0], r)) for r in cells[1:]}
+    distract = rows["Washington is the capital of Czech Republic. Rabat is the capital of"]  # the whole question
+    assert cells[0] == ["kind", "question", "expected before", "top-1 before → after", "what happened",
+                        "knew it before", "score"]  # every column in view: the table fits the page
+    assert (distract["expected before"], distract["top-1 before → after"], distract["what happened"],
+            distract["knew it before"]) == ("Morocco", "United → Czech", "changed, but was already wrong", "no")
+    assert rows["The nation governed from Washington is"]["top-1 before → after"] == "the → a"
+    assert rows["Washington is a city in"]["what happened"] == "damaged: lost its answer"
+    text = _main_text(page)
+    assert ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: answered as "
+            "before), so a two-token answer can score 0.50.") in text
+    marks["2. The edit"], words["2. The edit"] = time.perf_counter() - start, len(text.split())
+    heights["2. The edit"] = _page_height(page)
 
     _next(page, "3. What λ_max measures")
     assert _cards(page) == {"λ_max before (new target)": format(main.result.lambda_max_before, ".2e"),
                             "λ_max after (new target)": format(main.result.lambda_max_after, ".2e")}
     text = _main_text(page)
-    assert "On this screen λ_max is the edit prompt's, against the new target" in text
-    assert "own top answer" not in text
+    assert "On this screen λ_max is the edit prompt's, against the new answer “Czech Republic” (the whole answer, " \
+           "every token)." in text
     assert (f"Measured here: ft-l, the same edit without the SSS term, takes it from "
             f"{plain.result.lambda_max_before:.2e} to {plain.result.lambda_max_after:.2e}") in text
     marks["3. What λ_max measures"], words["3. What λ_max measures"] = time.perf_counter() - start, len(text.split())
+    heights["3. What λ_max measures"] = _page_height(page)
 
     _next(page, "4. Where the neighbours went")
     text = _main_text(page)
-    assert "On this screen λ_max is each sentence's own, against its own top answer before the edit" in text
+    assert ("In the model's full hidden space, the sentences that moved most are “Washington is the capital of” "
+            "(16.0)") in text
+    assert "1 lost its right answer: “Washington is a city in” United → Czech." in text
     assert "(new target)" not in text
     points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point')
     points.first.wait_for()  # plotly draws after the script run ends
     assert points.count() == 2 * len(main.embeddings[main.knn.pooling].sentences)  # before and after, each sentence
-    cells = grid_text(page.locator('[data-testid="stDataFrame"]').first)
-    assert "Washington is a city in" in cells and "λ_max own before" in cells
     marks["4. Where the neighbours went"] = time.perf_counter() - start
-    words["4. Where the neighbours went"] = len(text.split())
+    words["4. Where the neighbours went"], heights["4. Where the neighbours went"] = len(text.split()), _page_height(page)
     screenshot(page, "story-4-neighbours")
+    # the step is in the URL with the story's runs: a refresh and the same link in a fresh session show it again
+    query = _query(page)
+    assert (query["story"], query["sstep"], query["run"]) == ("world-372", "4", "1") and query["srec"]
+    shown = text
+    page.reload()
+    page.get_by_text("In the model's full hidden space").wait_for()
+    _at_step(page, "4. Where the neighbours went")
+    def words_of_step(t: str) -> str:  # the step's two sentences (every number of it), after any status line
+        return "In the model's full hidden space" + t.split("In the model's full hidden space")[1].split("Morocco).")[0]
+
+    assert words_of_step(_main_text(page)) == words_of_step(shown)
+    other = new_page()
+    other.set_viewport_size(SCREEN)
+    other.goto(page.url)
+    other.get_by_text("In the model's full hidden space").wait_for()
+    _at_step(other, "4. Where the neighbours went")
+    assert words_of_step(_main_text(other)) == words_of_step(shown)
 
     _next(page, "5. What SSS changed")
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
-    changed = [m for m in SCORES if loose_a.result.metrics[m] != loose_b.result.metrics[m]]
-    words_changed = ", ".join(f"{m} {loose_a.result.metrics[m]:.2f} (A) → {loose_b.result.metrics[m]:.2f} (B)"
-                              for m in changed)
-    assert changed and any(a.startswith(f"The SSS term changed the edit: {words_changed}; ") for a in alerts)
-    assert any(a.startswith("A and B score alike: the same top-1 prediction and the same score on all "
-                            f"{len(plain.rows)} probes") for a in alerts)
+    m1a, m1b = loose_a.result.metrics, loose_b.result.metrics
+    assert alerts == [
+        "Adding the SSS term changed nothing here: the same answers and the same scores on every question. This pair "
+        "can neither support the claim nor go against it.",
+        f"Adding the SSS term changed the edit. Questions left alone: locality {m1a['locality']:.2f} → "
+        f"{m1b['locality']:.2f} (unchanged); λ_max after the edit {loose_a.result.lambda_max_after:.2e} → "
+        f"{loose_b.result.lambda_max_after:.2e} (higher: less sparse, not what the SSS term aims for); paraphrases: "
+        f"generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse). In short: no less damage to "
+        "neighbours, which the claim predicts."]
     text = _main_text(page)
+    assert ("So on this fact the SSS term did not reduce the damage to neighbours: the paper's claim does not show "
+            "here.") in text
+    for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
+                  "Compare: any two edits side by side"):
+        assert page.locator('[data-testid="stMain"]').get_by_role("link", name=label).count() == 1
     marks["5. What SSS changed"], words["5. What SSS changed"] = time.perf_counter() - start, len(text.split())
+    heights["5. What SSS changed"] = _page_height(page)
     screenshot(page, "story-5-sss")
-    assert page.get_by_role("button", name="Next:").count() == 0
+    assert page.get_by_role("button", name="Next step").count() == 0
 
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "story-timing.json").write_text(json.dumps(
-        {"seconds_from_opening_to_step": {k: round(v, 2) for k, v in marks.items()}, "words_on_screen": words},
-        indent=2))
-    print("story timing:", json.dumps(marks), "words:", json.dumps(words))
+        {"seconds_from_opening_to_step": {k: round(v, 2) for k, v in marks.items()}, "words_on_screen": words,
+         "page_height_px": heights}, indent=2))
+    print("story timing:", json.dumps(marks), "words:", json.dumps(words), "heights:", json.dumps(heights))
+    # one screen each: nothing to scroll at 1440x900 with the details folded
+    assert {k: h <= SCREEN["height"] for k, h in heights.items()} == {k: True for k in heights}, heights
 
-    page.get_by_role("button", name="Open this pair in Compare").nth(1).click()
+    loose = page.locator('[data-testid="stExpander"]').filter(has_text="ft-l+sss-loose-sum")  # the 2nd pair's detail
+    loose.locator("summary").click()
+    loose.get_by_role("button", name="Open this pair in Compare").click()
     page.get_by_role("heading", name="Compare two edits", exact=True).wait_for()
     wait_idle(page)
     assert_no_traceback(page)
@@ -123,6 +198,11 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     rows = [dict(zip(cells[0], r)) for r in cells[1:]]
     assert [r["editor"] for r in rows] == ["ft-l", "ft-l+sss-loose-sum"]
     shown = [m for m in SCORES if m in cells[0]]  # the grid mirrors the columns in view (portability is off it)
-    assert "generality" in shown and changed[0] in shown
+    assert "generality" in shown
     assert [float(r[m]) for r in rows for m in shown] == pytest.approx(
         [x.result.metrics[m] for x in (loose_a, loose_b) for m in shown], abs=5e-3)  # the grid rounds to 2 places
+    # and back: the sidebar's Class story shows the step it was left on, with the same numbers
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Class story").click()
+    page.get_by_text("What this model showed for this fact").wait_for()
+    _at_step(page, "5. What SSS changed")
+    assert _main_text(page) == text
