@@ -186,7 +186,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     # one screen each: nothing to scroll at 1440x900 with the details folded
     assert {k: h <= SCREEN["height"] for k, h in heights.items()} == {k: True for k in heights}, heights
 
-    loose = page.locator('[data-testid="stExpander"]').filter(has_text="ft-l+sss-loose-sum")  # the 2nd pair's detail
+    loose = page.locator('[data-testid="stExpander"]').filter(has_text="A: ft-l; settings changed from")  # pair 2
     loose.locator("summary").click()
     loose.get_by_role("button", name="Open this pair in Compare").click()
     page.get_by_role("heading", name="Compare two edits", exact=True).wait_for()
