@@ -1,14 +1,15 @@
 """Text label placement and axis ranges of the projection plot (app.panels.projection): labels go where they
-overlap no other label and no point and stay inside the plot, a label with no free place is left out, and the
-axes span the points (one scale on both for PCA only)."""
+overlap no other label and no point and stay inside the plot, a label with no free place is left out, the
+axes span the points (one scale on both for PCA only), and the tables' column widths fit their column."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app.panels.projection import (LABEL_CHAR_PX, LABEL_FONT_PX, LABEL_GAP_PX, PAD, PLOT_MARGIN_PX, PLOT_WIDTH_PX,
-                                   axis_ranges, label_text, place_labels)
+from app.panels.projection import (LABEL_CHAR_PX, LABEL_FONT_PX, LABEL_GAP_PX, NEIGHBOUR_COLUMNS, PAD,
+                                   PAGE_WIDTH_PX, PLOT_MARGIN_PX, PLOT_WIDTH_PX, ROW_MARKERS_PX, SENTENCE_COLUMNS,
+                                   axis_ranges, column_widths, label_text, place_labels)
 from sss_core.projection import Projection
 
 
@@ -59,11 +60,21 @@ def _projection(before, after, method):
 
 def test_umap_and_tsne_axes_each_span_the_points_and_pca_keeps_one_scale():
     before, after = [[0, 0], [10, 1]], [[2, 0], [8, 2]]  # 10 wide, 2 high
-    x, y = axis_ranges(_projection(before, after, "tsne"), equal=False, height=720)
+    x, y = axis_ranges(_projection(before, after, "tsne"), equal=False, size=(PLOT_WIDTH_PX, 720 - PLOT_MARGIN_PX))
     assert x == pytest.approx([-PAD * 10, 10 + PAD * 10]) and y == pytest.approx([-PAD * 2, 2 + PAD * 2])
-    x, y = axis_ranges(_projection(before, after, "pca"), equal=True, height=720)
+    x, y = axis_ranges(_projection(before, after, "pca"), equal=True, size=(PLOT_WIDTH_PX, 720 - PLOT_MARGIN_PX))
     assert (x[1] - x[0]) / (y[1] - y[0]) == pytest.approx(PLOT_WIDTH_PX / (720 - PLOT_MARGIN_PX))
     assert x == pytest.approx([-PAD * 10, 10 + PAD * 10])  # the wide axis keeps its range, the other widens
     assert (y[0] + y[1]) / 2 == pytest.approx(1.0)
-    x, y = axis_ranges(_projection([[1, 1]], [[1, 1]], "pca"), equal=True, height=720)  # one point: a range
+    x, y = axis_ranges(_projection([[1, 1]], [[1, 1]], "pca"), equal=True, size=(590, 380))  # one point: a range
     assert x[0] < 1 < x[1] and y[0] < 1 < y[1]
+
+
+def test_table_columns_fit_the_page_and_shrink_with_a_narrower_column():
+    for widths, markers in ((SENTENCE_COLUMNS, ROW_MARKERS_PX), (NEIGHBOUR_COLUMNS, 0)):
+        assert sum(widths.values()) + markers <= PAGE_WIDTH_PX
+        full = {c: cfg["width"] for c, cfg in column_widths(widths, PAGE_WIDTH_PX).items()}
+        assert full == widths  # the Projection page: the widths as given
+        narrow = {c: cfg["width"] for c, cfg in column_widths(widths, 628).items()}  # the Edit page's column
+        assert list(narrow) == list(widths) and sum(narrow.values()) + markers <= 628
+        assert all(30 <= narrow[c] < widths[c] for c in widths)

@@ -360,7 +360,8 @@ def _fit(run: analysis.EditRun, emb: analysis.EmbeddingSet, method: str, pooling
                              **{k: v for k, v in params.items() if PARAMETERS[k] == method})
 
 
-PLOT_WIDTH_PX = 920  # the plot area's width assumed when placing labels (the Projection page's at 1440 px: 926)
+PLOT_WIDTH_PX = 920  # the plot area's width, px, on the Projection page at a 1440 px window (measured: 926)
+PAGE_WIDTH_PX = 980  # the page's width there, px: the tables' (a table in a narrower column scales its columns)
 PLOT_MARGIN_PX = 140  # figure height minus plot area height (legend below, margins), px
 LABEL_FONT_PX = 10  # text labels' font size
 LABEL_CHAR_PX = 6.0  # the width of one label character, px (plotly's default font at 10 px averages 5.5)
@@ -402,17 +403,17 @@ def _legend_at_full_opacity(fig) -> None:
     fig.add_traces(twins)
 
 
-def axis_ranges(proj, equal: bool, height: int) -> tuple[list[float], list[float]]:
+def axis_ranges(proj, equal: bool, size: tuple[float, float]) -> tuple[list[float], list[float]]:
     """The x and y ranges of a projection's plot: the points' extent and ``PAD`` of it either side. ``equal`` (PCA:
     distances in the plane mean something): one scale on both axes, the shorter range widened about its centre to
-    the plot's assumed shape (``PLOT_WIDTH_PX`` by ``height - PLOT_MARGIN_PX``); else each axis fills the plot (UMAP
+    the plot area's ``size`` (width, height) px; else each axis fills the plot (UMAP
     and t-SNE: their axes have no units, and one scale squeezed them into a strip of a wide plot)."""
     xy = np.concatenate([proj.before, proj.after])
     lo, hi = xy.min(0), xy.max(0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     lo, hi = lo - PAD * span, hi + PAD * span
     if equal:
-        w, h = PLOT_WIDTH_PX, max(height - PLOT_MARGIN_PX, 1)
+        w, h = size
         scale = max((hi[0] - lo[0]) / w, (hi[1] - lo[1]) / h)  # data units per pixel
         mid = (lo + hi) / 2
         lo, hi = mid - scale * np.array([w, h]) / 2, mid + scale * np.array([w, h]) / 2
@@ -469,7 +470,7 @@ def label_text(sentence: str) -> str:
 
 
 def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: set[int] | None, ranges,
-                 height: int) -> str:
+                 size: tuple[float, float]) -> str:
     """Add text labels beside the after points: of the search's ``matches`` (local indices) when there is a search,
     else of the edit's own probes (every group but the background), the edit prompt first; each where it overlaps
     no other label and no point not dimmed (``place_labels``); the text trace's meta "sentences" lists their run indices
@@ -478,7 +479,7 @@ def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matche
     chosen = sorted(matches) if matches is not None else [j for j in range(n) if emb.groups[j] != "background"]
     chosen.sort(key=lambda j: emb.groups[j] != "rewrite")  # the edit prompt first (a stable sort)
     (x0, x1), (y0, y1) = ranges
-    w, h = PLOT_WIDTH_PX, max(height - PLOT_MARGIN_PX, 1)
+    w, h = size
     # rows 0..n-1: the after points, which are labelled; then every other marker drawn (before points, rings,
     # the selection), each with half its size; a point the search dimmed may lie under a label
     xy, radius = [proj.after], [np.full(n, 5.0)]
@@ -498,7 +499,8 @@ def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matche
     # each text is anchored off its point by the gap placed for (beyond the point's own marker and rings)
     anchor = np.array([[proj.after[j, 0] + where[j][1][0] / sx, proj.after[j, 1] + where[j][1][1] / sy]
                        for j in done]).reshape(-1, 2)
-    fig.add_trace(go.Scatter(x=anchor[:, 0], y=anchor[:, 1], mode="text", text=[label_text(emb.sentences[j]) for j in done],
+    fig.add_trace(go.Scatter(x=anchor[:, 0], y=anchor[:, 1], mode="text",
+                             text=[label_text(emb.sentences[j]) for j in done],
                              textposition=[where[j][0] for j in done],
                              textfont=dict(size=LABEL_FONT_PX, color="#222222"), hoverinfo="skip", showlegend=False,
                              cliponaxis=False, meta={"labels": "sentence", "sentences": [shown[j] for j in done]}))
@@ -510,23 +512,24 @@ def _text_labels(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matche
 
 
 def _decorate(fig, proj, emb: analysis.EmbeddingSet, shown: list[int], matches: list[int] | None,
-              labels: bool, height: int) -> str | None:
+              labels: bool, size: tuple[float, float]) -> str | None:
     """Make ``fig`` (drawn for the ``shown`` sentences, in their order) answer in run sentence indices (each
     point's customdata), dim the sentences the search did not match (points and arrows; the legend stays at full
     opacity), fit the axes to the points (one scale for PCA only) and, when ``labels``, add text labels beside
-    chosen after points (``_text_labels``). Returns the labels' caption (None without labels)."""
+    chosen after points (``_text_labels``); ``size``: the plot area's (width, height), px. Returns the labels'
+    caption (None without labels)."""
     local = {g: j for j, g in enumerate(shown)}
     keep = None if matches is None else {local[g] for g in matches}
     _dim(fig, proj, shown, keep)
     if keep is not None:
         _legend_at_full_opacity(fig)
     equal = proj.method == "pca"
-    ranges = axis_ranges(proj, equal, height)
+    ranges = axis_ranges(proj, equal, size)
     fig.update_xaxes(range=ranges[0], autorange=False)
     fig.update_yaxes(range=ranges[1], autorange=False)
     if not equal:
         fig.layout.yaxis.scaleanchor = None
-    return _text_labels(fig, proj, emb, shown, keep, ranges, height) if labels else None
+    return _text_labels(fig, proj, emb, shown, keep, ranges, size) if labels else None
 
 
 def sentence_frame(emb: analysis.EmbeddingSet, shown: list[int], sel: int | None, rings: tuple,
@@ -553,23 +556,25 @@ def sentence_frame(emb: analysis.EmbeddingSet, shown: list[int], sel: int | None
                          "moved ‖Δh‖": [round(float(moved[i]), 4) for i in order], "in the plot": marks})
 
 
-# column widths (px) that put every column of the tables inside the page's 980 px at a 1440 px window (the grid's
-# row markers take about 33 px more); a longer cell ends in "…", its full text in the plot's hover
-SENTENCE_COLUMNS = {"#": st.column_config.NumberColumn(width=44), "sentence": st.column_config.TextColumn(width=280),
-                    "group": st.column_config.TextColumn(width=150),
-                    "top-1 before": st.column_config.TextColumn(width=125),
-                    "top-1 after": st.column_config.TextColumn(width=125),
-                    "moved ‖Δh‖": st.column_config.NumberColumn(width=80),
-                    "in the plot": st.column_config.TextColumn(width=130)}
-NEIGHBOUR_COLUMNS = {"rank": st.column_config.NumberColumn(width=50),
-                     "before": st.column_config.TextColumn(width=290),
-                     "distance before": st.column_config.NumberColumn(width=115),
-                     "kept": st.column_config.TextColumn(width=50), "after": st.column_config.TextColumn(width=290),
-                     "distance after": st.column_config.NumberColumn(width=115),
-                     "new": st.column_config.TextColumn(width=50)}
+# column widths (px) that put every column of the tables inside the page's PAGE_WIDTH_PX at a 1440 px window (the
+# sentences table's row markers take about 33 px more); a longer cell ends in "…", its full text in the plot's hover
+SENTENCE_COLUMNS = {"#": 44, "sentence": 280, "group": 150, "top-1 before": 125, "top-1 after": 125,
+                    "moved ‖Δh‖": 80, "in the plot": 130}
+NEIGHBOUR_COLUMNS = {"rank": 50, "before": 290, "distance before": 115, "kept": 50, "after": 290,
+                     "distance after": 115, "new": 50}
 
 
-def _sentence_table(df: pd.DataFrame, sel: int | None, key: str) -> None:
+ROW_MARKERS_PX = 40  # the sentences table's row markers (check boxes), about 33 px, not scaled
+
+
+def column_widths(widths: dict[str, int], table_px: float) -> dict:
+    """st.dataframe's column_config giving each column its width in ``widths`` (px at ``PAGE_WIDTH_PX``), scaled to a
+    table ``table_px`` wide (a table in a narrower column, e.g. the Edit page's two thirds, keeps every column)."""
+    scale = min(1.0, (table_px - ROW_MARKERS_PX) / (PAGE_WIDTH_PX - ROW_MARKERS_PX))
+    return {c: st.column_config.Column(width=max(30, int(w * scale))) for c, w in widths.items()}
+
+
+def _sentence_table(df: pd.DataFrame, sel: int | None, key: str, table_px: float = PAGE_WIDTH_PX) -> None:
     """The sentences table, linked both ways with the plot: the selected point's row comes first and is
     highlighted; choosing a row selects its point (ringed, with its neighbours listed)."""
     def paint(row):
@@ -582,7 +587,7 @@ def _sentence_table(df: pd.DataFrame, sel: int | None, key: str) -> None:
         event = st.dataframe(df.style.apply(paint, axis=1).format({"moved ‖Δh‖": "{:.4f}"}), hide_index=True,
                              width="stretch", on_select="rerun", selection_mode="single-row",
                              key=f"{key}-rows-{sel}-{len(df)}", height=min(38 + 35 * len(df), 320),
-                             column_config=SENTENCE_COLUMNS)
+                             column_config=column_widths(SENTENCE_COLUMNS, table_px))
     rows = event.selection.rows if event is not None else []
     if rows:
         picked = int(df["#"].iloc[rows[0]])
@@ -683,10 +688,12 @@ def _fit_notes(proj, subset: list[int] | None, n: int) -> None:
                        f"({len(proj.before)} sentences, before and after).")
 
 
-def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
+def projection_panel(run: analysis.EditRun, key: str, height: int = 560, plot_width: int = PLOT_WIDTH_PX):
     """Method, its parameters, embedding and colour choices, search and labels; the joint projection (of all the
     run's sentences, or of a re-projected subset) with arrows; the selected point's k nearest neighbours ringed
-    and listed; the sentences table linked both ways with the plot; the raw vectors as a download."""
+    and listed; the sentences table linked both ways with the plot; the raw vectors as a download. ``height``: the
+    figure's, px; ``plot_width``: its plot area's expected width at a 1440 px window, px (the Projection page's
+    ``PLOT_WIDTH_PX``; less in a narrower column): the text labels are placed, and the tables' columns sized, for it."""
     if not run.embeddings:
         st.info("This run has no embeddings.")
         return None
@@ -721,7 +728,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb), labels=analysis.GROUP_LABELS,
                                     height=height, colour=colour, axis_titles=axis_titles(proj), neighbours=rings,
                                     highlight=() if local is None else (local,))
-    label_note = _decorate(fig, proj, emb, shown, matches, bool(st.session_state.get(state.PROJ_LABELS)), height)
+    label_note = _decorate(fig, proj, emb, shown, matches, bool(st.session_state.get(state.PROJ_LABELS)),
+                           (plot_width, max(height - PLOT_MARGIN_PX, 1)))
     chart_key = f"{key}-{run.run_id}-{method}-{pooling}" + ("" if subset is None else
                                                            f"-iso-{','.join(map(str, subset))}")
     event = st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode=("points", "box", "lasso"),
@@ -740,10 +748,11 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     faithfulness_note(proj, emb)
     _isolation_controls(n, subset, matches, key)
     near = tuple([shown[j] for j in ring] for ring in rings)
+    table_px = plot_width * PAGE_WIDTH_PX / PLOT_WIDTH_PX  # the tables' width in the same column
     _sentence_table(sentence_frame(full, shown, sel if local is not None else None, near, matches),
-                    sel if local is not None else None, f"{key}-{run.run_id}")
+                    sel if local is not None else None, f"{key}-{run.run_id}", table_px)
     if local is not None:
-        _neighbour_list(emb, local, k, metric, f"{key}-nn-{run.run_id}")
+        _neighbour_list(emb, local, k, metric, f"{key}-nn-{run.run_id}", table_px)
         st.button("Clear selection", key=f"{key}-clear", on_click=clear_selection)
     st.download_button("Embedding vectors (.npz)", lambda: embedding_vectors_npz(run, pooling, proj, subset),
                        f"{file_stem(run)}-{pooling}-vectors.npz", "application/octet-stream",
@@ -755,7 +764,8 @@ def projection_panel(run: analysis.EditRun, key: str, height: int = 560):
     return fig
 
 
-def _neighbour_list(emb: analysis.EmbeddingSet, i: int, k: int, metric: str, key: str) -> None:
+def _neighbour_list(emb: analysis.EmbeddingSet, i: int, k: int, metric: str, key: str,
+                    table_px: float = PAGE_WIDTH_PX) -> None:
     """The k nearest neighbours of sentence ``i`` of ``emb``, before and after, in the full space."""
     distance = "1 − cos" if metric == "cosine" else "euclidean"
     st.markdown(f"**Nearest neighbours of** “{emb.sentences[i]}”: the {k} nearest (full space, {distance}, "
@@ -763,4 +773,5 @@ def _neighbour_list(emb: analysis.EmbeddingSet, i: int, k: int, metric: str, key
                 f"marked in the plot: {figures.NEIGHBOUR_RINGS['before']['words']} before, "
                 f"{figures.NEIGHBOUR_RINGS['after']['words']} after)")
     show_frame(pd.DataFrame(analysis.neighbour_table(emb, i, k, metric)), key=key,
-               formats={"distance before": ".4f", "distance after": ".4f"}, column_config=NEIGHBOUR_COLUMNS)
+               formats={"distance before": ".4f", "distance after": ".4f"},
+               column_config=column_widths(NEIGHBOUR_COLUMNS, table_px))

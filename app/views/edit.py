@@ -49,7 +49,7 @@ if run is not None:
     proj_col, delta_col = st.columns([2, 1])
     with proj_col:
         st.subheader("Projection of the sentences around the edit")
-        proj_fig = panels.projection_panel(run, key="edit-proj", height=520)
+        proj_fig = panels.projection_panel(run, key="edit-proj", height=520, plot_width=590)  # 2/3 of the page
     with delta_col:
         st.subheader("Which weights changed")
         delta_fig = panels.delta_panel(run)

@@ -41,7 +41,10 @@ GROUPS_SHOWN = ["background (other facts)", "edit prompt", "paraphrase", "neighb
                 "post-neighbour", "distract-neighbour", "one-hop"]
 # The plot area's box, every drawn point's box (markers and rings) and every text label's box and text, px.
 BOXES = """el => {
-    const box = e => { const b = e.getBoundingClientRect(); return {x0: b.left, y0: b.top, x1: b.right, y1: b.bottom}; };
+    const box = e => {
+        const b = e.getBoundingClientRect();
+        return {x0: b.left, y0: b.top, x1: b.right, y1: b.bottom};
+    };
     return {plot: box(el.querySelector('.nsewdrag')),
             points: Array.from(el.querySelectorAll('.scatterlayer .point')).map(box),
             labels: Array.from(el.querySelectorAll('.scatterlayer .textpoint text')).map(
@@ -144,6 +147,32 @@ def test_search_counts_the_matches_and_dims_the_other_points(server, new_page):
     assert_no_traceback(page)
 
 
+def _labels_overlap_nothing(chart) -> list[dict]:
+    """The chart's text labels, after checking that each lies inside the plot area and over no other label and no
+    drawn point (markers and rings), in the browser's own boxes."""
+    drawn = chart.evaluate(BOXES)
+    plot, labels = drawn["plot"], drawn["labels"]
+    for i, a in enumerate(labels):
+        assert plot["x0"] <= a["x0"] and a["x1"] <= plot["x1"] and plot["y0"] <= a["y0"] and a["y1"] <= plot["y1"]
+        assert not any(_overlap(a, b) for b in labels[i + 1:]), a
+        assert not any(_overlap(a, p) for p in drawn["points"]), a
+    return labels
+
+
+def _tables_show_every_column(page, tables: dict[str, list[str]]) -> None:
+    """Each table (its container's key -> its headers) has those headers and every column inside its box."""
+    for key, headers in tables.items():
+        grid = page.locator(f'.st-key-{key} [data-testid="stDataFrame"]').first
+        grid.locator("table").first.wait_for(state="attached")
+        shape = grid.evaluate(GRID)
+        assert [h for h in shape["headers"] if h] == headers, shape
+        assert shape["content"] <= shape["client"] <= shape["box"], (key, shape)
+
+
+SENTENCE_HEADERS = ["#", "sentence", "group", "top-1 before", "top-1 after", "moved ‖Δh‖", "in the plot"]
+NEIGHBOUR_HEADERS = ["rank", "before", "distance before", "kept", "after", "distance after", "new"]
+
+
 def test_tsne_fills_the_plot_its_labels_overlap_nothing_and_both_tables_show_every_column(server, browser):
     from app.panels.projection import label_text
     from app.resources import preset_cases
@@ -163,29 +192,25 @@ def test_tsne_fills_the_plot_its_labels_overlap_nothing_and_both_tables_show_eve
         cx = [(p["x0"] + p["x1"]) / 2 for p in drawn["points"]]
         cy = [(p["y0"] + p["y1"]) / 2 for p in drawn["points"]]
         assert (max(cx) - min(cx)) / width > 0.8 and (max(cy) - min(cy)) / height > 0.8
-        # the labels: the edit prompt's first, each in full as label_text cuts it, inside the plot, over no other
-        # label and no point
-        labels = drawn["labels"]
-        emb_prompt = preset_cases()[2].request.prompt
-        assert labels[0]["text"] == label_text(emb_prompt) and len(labels) >= 8
-        for i, a in enumerate(labels):
-            assert plot["x0"] <= a["x0"] and a["x1"] <= plot["x1"] and plot["y0"] <= a["y0"] and a["y1"] <= plot["y1"]
-            assert not any(_overlap(a, b) for b in labels[i + 1:]), a
-            assert not any(_overlap(a, p) for p in drawn["points"]), a
+        # the labels: the edit prompt's first, as label_text cuts it, inside the plot, over no label and no point
+        labels = _labels_overlap_nothing(chart)
+        assert labels[0]["text"] == label_text(preset_cases()[2].request.prompt) and len(labels) >= 8
         note = page.locator(".st-key-proj-labels-note").inner_text()
         assert note.startswith(f"Text labels: {len(labels)} of 13 probes of the edit (all but the background)")
         # every column of the sentences table and of the nearest-neighbours table inside the table's box
-        tables = {f"proj-page-{run}-rows-box": ["#", "sentence", "group", "top-1 before", "top-1 after",
-                                                "moved ‖Δh‖", "in the plot"],
-                  f"proj-page-nn-{run}-box": ["rank", "before", "distance before", "kept", "after", "distance after",
-                                              "new"]}
-        for key, headers in tables.items():
-            grid = page.locator(f'.st-key-{key} [data-testid="stDataFrame"]').first
-            grid.locator("table").first.wait_for(state="attached")
-            shape = grid.evaluate(GRID)
-            assert [h for h in shape["headers"] if h] == headers, shape
-            assert shape["content"] <= shape["client"] <= shape["box"], (key, shape)
+        _tables_show_every_column(page, {f"proj-page-{run}-rows-box": SENTENCE_HEADERS,
+                                         f"proj-page-nn-{run}-box": NEIGHBOUR_HEADERS})
         screenshot(page, "projection-tsne-labels-1440")
+        assert_no_traceback(page)
+        # the same panel in the Edit page's two-thirds column: labels and tables fitted to it
+        page.goto(page.url.replace("/projection?", "/?"))  # a new session: the link's edit is run again
+        page.locator('[data-testid="stPlotlyChart"] .scatterlayer .textpoint').first.wait_for(state="attached")
+        wait_idle(page)
+        run = re.search(r"\(run ([0-9a-f]{12}),", page.inner_text("body")).group(1)
+        chart = page.locator(f'.st-key-edit-proj-{run}-tsne-last [data-testid="stPlotlyChart"]')
+        assert len(_labels_overlap_nothing(chart)) >= 5
+        _tables_show_every_column(page, {f"edit-proj-{run}-rows-box": SENTENCE_HEADERS,
+                                         f"edit-proj-nn-{run}-box": NEIGHBOUR_HEADERS})
         assert_no_traceback(page)
     finally:
         context.close()
