@@ -350,7 +350,8 @@ def moves_sentence(run: analysis.EditRun, emb: analysis.EmbeddingSet, proj) -> s
     the 2-D arrows follow the full-space moves (``projection.move_agreement``, the Projection view's measure)."""
     frame = neighbour_frame(run)
     top = "; ".join(f"“{s}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3]))
-    text = f"In the model's full hidden space, the sentences that moved most are {top} (distance moved ‖Δh‖)."
+    text = (f"**Where they went.** In the model's full hidden space, the sentences that moved most are {top} "
+            "(how far each moved, in the model's units).")
     if proj is None:
         return text
     rho, _, _ = move_agreement(proj.before, proj.after, emb.moved)
@@ -360,8 +361,9 @@ def moves_sentence(run: analysis.EditRun, emb: analysis.EmbeddingSet, proj) -> s
                else "do not follow the real moves")
     kept = f", and the picture keeps {sum(proj.explained_variance[:2]):.0%} of the variance" \
         if proj.explained_variance else ""
-    return (text + f" The arrows in the 2-D picture {verdict} (Spearman ρ = {rho:.2f} between arrow length and "
-            f"full-space move over {len(emb.sentences)} sentences{kept}): read the distances, not the arrow lengths.")
+    return (text + f" The arrows in the 2-D picture {verdict} (rank agreement between arrow length and real move: "
+            f"Spearman ρ = {rho:.2f} over {len(emb.sentences)} sentences{kept}): read the distances, not the arrow "
+            "lengths.")
 
 
 def neighbours_step(story: Story) -> None:

@@ -183,11 +183,12 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     texts = _texts(story)
     assert probes[0].sentence == "Washington is the capital of"  # the edit prompt moved furthest
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
-    assert texts[0] == (f"In the model's full hidden space, the sentences that moved most are {top} (distance moved "
-                        f"‖Δh‖). The arrows in the 2-D picture follow the real moves only roughly (Spearman ρ = "
-                        f"{rho:.2f} between arrow length and full-space move over {len(emb.sentences)} sentences, and "
-                        f"the picture keeps {sum(proj.explained_variance[:2]):.0%} of the variance): read the "
-                        "distances, not the arrow lengths.")
+    assert texts[0] == (f"**Where they went.** In the model's full hidden space, the sentences that moved most are "
+                        f"{top} (how far each moved, in the model's units). The arrows in the 2-D picture follow the "
+                        "real moves only roughly (rank agreement between arrow length and real move: Spearman ρ = "
+                        f"{rho:.2f} over {len(emb.sentences)} sentences, and the picture keeps "
+                        f"{sum(proj.explained_variance[:2]):.0%} of the variance): read the distances, not the arrow "
+                        "lengths.")
     assert texts[1] == ("Of the 5 questions the edit should leave alone, 1 lost its right answer: “Washington is a "
                         "city in” United → Czech. 1 more changed an answer that was already wrong before the edit: "
                         "“Washington is the capital of Czech Republic. Rabat is the capital of” United → Czech "

@@ -29,7 +29,10 @@ def expected():
     return story_edits()
 
 
-def _cards(page) -> dict[str, str]:
+def _cards(page, n: int) -> dict[str, str]:
+    """The step's metric cards (label -> value), once its n cards are drawn (they stream in after the text)."""
+    page.locator('[data-testid="stMetric"]').nth(n - 1).wait_for()
+    wait_idle(page)
     return {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
             m.locator('[data-testid="stMetricValue"]').inner_text().strip()
             for m in page.locator('[data-testid="stMetric"]').all()}
@@ -52,8 +55,12 @@ def _page_height(page) -> int:
 
 
 def _at_step(page, label: str) -> None:
-    expect(page.get_by_role("radio", name=label, exact=True)).to_be_checked()
+    """Wait until the step radio shows ``label`` chosen and the script run is over (its stale copy gone)."""
+    steps = page.locator(".st-key-story_step")
+    expect(steps.get_by_role("radio", name=label, exact=True).first).to_be_checked()
     wait_idle(page)
+    expect(steps).to_have_count(1)
+    expect(steps.get_by_role("radio", name=label, exact=True)).to_be_checked()
     assert_no_traceback(page)
 
 
@@ -81,7 +88,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     _at_step(page, "1. The fact")
     marks, words, heights = {"1. The fact": time.perf_counter() - start}, {}, {}
     row = next(r for r in main.rows if r.group == "rewrite")
-    assert _cards(page) == {"top-1 now": "United", "P(United States) now": format(row.p_old_before, ".3f"),
+    assert _cards(page, 3) == {"top-1 now": "United", "P(United States) now": format(row.p_old_before, ".3f"),
                             "P(Czech Republic) now": format(row.p_new_before, ".3g")}
     text = _main_text(page)
     assert "What the paper claims. λ_max measures how sharply the model's answer" in text
@@ -90,7 +97,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     screenshot(page, "story-1-fact")
 
     _next(page, "2. The edit")
-    assert _cards(page) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
+    assert _cards(page, 4) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
     page.locator('[data-testid="stMetric"]').first.locator('[data-testid="stTooltipIcon"]').hover()
     tip = page.locator('[data-testid="stTooltipContent"]')
     tip.wait_for()
@@ -116,7 +123,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     heights["2. The edit"] = _page_height(page)
 
     _next(page, "3. What λ_max measures")
-    assert _cards(page) == {"λ_max before (new target)": format(main.result.lambda_max_before, ".2e"),
+    assert _cards(page, 2) == {"λ_max before (new target)": format(main.result.lambda_max_before, ".2e"),
                             "λ_max after (new target)": format(main.result.lambda_max_after, ".2e")}
     text = _main_text(page)
     assert "On this screen λ_max is the edit prompt's, against the new answer “Czech Republic” (the whole answer, " \
@@ -128,8 +135,8 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
 
     _next(page, "4. Where the neighbours went")
     text = _main_text(page)
-    assert ("In the model's full hidden space, the sentences that moved most are “Washington is the capital of” "
-            "(16.0)") in text
+    assert ("Where they went. In the model's full hidden space, the sentences that moved most are “Washington is the "
+            "capital of” (16.0)") in text
     assert "1 lost its right answer: “Washington is a city in” United → Czech." in text
     assert "(new target)" not in text
     points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point')
