@@ -54,9 +54,11 @@ PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has
 SCORE_LINE = ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: answered "
               "as before), so a two-token answer can score 0.50.")
 # the story's probe table, compact enough for one screen (rows of one line, wrapped where a question is long)
-PROBE_TABLE_CSS = ("<style>.st-key-story-probes-box th, .st-key-story-probes-box td {padding: 0.1rem 0.45rem; "
-                   "line-height: 1.35; font-size: 0.875rem;} .st-key-story-probes-box td {white-space: nowrap;} "
-                   ".st-key-story-probes-box td:nth-child(2) {white-space: normal;}</style>")
+PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own size and wrapping
+    "<style>.st-key-story-probes-box th, .st-key-story-probes-box td {padding: 0.1rem 0.45rem !important;} "
+    ".st-key-story-probes-box th *, .st-key-story-probes-box td * {font-size: 0.875rem !important; "
+    "line-height: 1.35 !important; white-space: nowrap !important;} "
+    ".st-key-story-probes-box td:nth-child(2) * {white-space: normal !important;}</style>")
 
 
 @dataclass(frozen=True)

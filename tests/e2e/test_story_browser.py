@@ -98,13 +98,15 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
 
     _next(page, "2. The edit")
     assert _cards(page, 4) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
+    # the compact table style (one line a row, the question wrapped where long) is drawn with the table
+    expect(page.locator(".st-key-story-probes-box td p").first).to_have_css("white-space", "nowrap")
+    screenshot(page, "story-2-edit")
     page.locator('[data-testid="stMetric"]').first.locator('[data-testid="stTooltipIcon"]').hover()
     tip = page.locator('[data-testid="stTooltipContent"]')
     tip.wait_for()
     assert tip.inner_text().strip() == ("Does the edited model now give the new answer to the edit question itself? "
                                         "0 to 1")
     page.mouse.move(0, 0)
-    screenshot(page, "story-2-edit")
     grid = page.locator(".st-key-story-probes-box table").first
     grid.wait_for(state="attached")
     cells = [[c.text_content().strip() for c in r.locator("th, td").all()] for r in grid.locator("tr").all()]
