@@ -309,6 +309,10 @@ def lambda_step(story: Story) -> None:
                     "tokens), not its first token as in step 4.")
         st.markdown(f"Formula: {LAMBDA_NEW_HELP}.")
         salience_panel(run)
+        st.page_link("app/views/compare.py", label="Compare: the same edit with and without the SSS term",
+                     icon=":material/compare_arrows:")
+        st.page_link("app/views/hypothesis.py", label="Hypothesis: λ_max against damage over many edits",
+                     icon=":material/query_stats:")
 
 
 OWN_LAMBDA_HELP = ("λ_max (paper Eq. 9) of the sentence against its own top answer before the edit (its single most "

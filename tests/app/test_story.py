@@ -168,6 +168,10 @@ def test_lambda_step_names_what_each_lambda_is_measured_against(story, expected)
     assert ("The old-answer measure is against the whole old answer (all its tokens), not its first token as in "
             "step 4.") in _expander_text(story)
     assert "own top answer" not in "\n".join(texts)
+    links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
+    assert [(label, page) for label, page in links if page in ("compare", "hypothesis")] == [
+        ("Compare: the same edit with and without the SSS term", "compare"),
+        ("Hypothesis: λ_max against damage over many edits", "hypothesis")]  # where the detail sends the class
 
 
 def test_neighbours_step_says_in_words_where_they_went(story, expected):
