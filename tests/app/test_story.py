@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
-from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP
+from app.panels.edit import LAMBDA_NEW_HELP
 from app.panels.story import CLAIM, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE, STEPS
 from app.same_edits import FTL_REASON
 from story_support import story_edits

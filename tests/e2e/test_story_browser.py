@@ -73,30 +73,32 @@ def _query(page) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
-def test_class_story_walked_from_the_edit_page(server, new_page, expected):
-    main, (plain, with_sss), (loose_a, loose_b) = expected["main"], *expected["pairs"]
-    page = new_page()
-    page.set_viewport_size(SCREEN)
-    start = time.perf_counter()
-    page.goto(server.url + "/")
-    link = page.get_by_role("link", name="Teaching? The Class story tells the paper's story in five steps")
-    link.click()
-    page.get_by_role("heading", name="Class story", exact=True).wait_for()
-    wait_idle(page)
-    page.get_by_role("button", name="Run the story").click()
-    page.get_by_text("The fact. The model is asked to complete").wait_for()
-    _at_step(page, "1. The fact")
-    marks, words, heights = {"1. The fact": time.perf_counter() - start}, {}, {}
-    row = next(r for r in main.rows if r.group == "rewrite")
-    assert _cards(page, 3) == {"top-1 now": "United", "P(United States) now": format(row.p_old_before, ".3f"),
-                            "P(Czech Republic) now": format(row.p_new_before, ".3g")}
-    text = _main_text(page)
-    assert "What the paper claims. λ_max measures how sharply the model's answer" in text
-    assert text.index("What the paper claims.") < text.index("The fact. The model is asked to complete")
-    words["1. The fact"], heights["1. The fact"] = len(text.split()), _page_height(page)
-    screenshot(page, "story-1-fact")
+def _step_4_sentences(t: str) -> str:
+    """Step 4's two sentences (every number of the step) from the page's text, after any status line."""
+    here = "In the model's full hidden space"
+    return here + t.split(here)[1].split("Morocco).")[0]
 
-    _next(page, "2. The edit")
+
+def _same_step_after_refresh_and_in_a_fresh_session(page, new_page, shown: str) -> None:
+    """Step 4 is in the URL with the story's runs: a refresh, and the same link in a fresh session, show it again
+    with the same sentences (the runs replayed from their records)."""
+    query = _query(page)
+    assert (query["story"], query["sstep"], query["run"]) == ("world-372", "4", "1") and query["srec"]
+    page.reload()
+    page.get_by_text("In the model's full hidden space").wait_for()
+    _at_step(page, "4. Where the neighbours went")
+    assert _step_4_sentences(_main_text(page)) == _step_4_sentences(shown)
+    other = new_page()
+    other.set_viewport_size(SCREEN)
+    other.goto(page.url)
+    other.get_by_text("In the model's full hidden space").wait_for()
+    _at_step(other, "4. Where the neighbours went")
+    assert _step_4_sentences(_main_text(other)) == _step_4_sentences(shown)
+
+
+def _edit_step(page, main) -> str:
+    """Step 2 read on screen: the four cards and a tooltip, the probe table with every column in view and each
+    question whole, where each top-1 went and which answers were already wrong; returns the step's text."""
     assert _cards(page, 4) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
     # the compact table style (one line a row, the question wrapped where long) is drawn with the table
     expect(page.locator(".st-key-story-probes-box td p").first).to_have_css("white-space", "nowrap")
@@ -121,6 +123,34 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     text = _main_text(page)
     assert ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: answered as "
             "before), so a two-token answer can score 0.50.") in text
+    return text
+
+
+def test_class_story_walked_from_the_edit_page(server, new_page, expected):
+    main, (plain, with_sss), (loose_a, loose_b) = expected["main"], *expected["pairs"]
+    page = new_page()
+    page.set_viewport_size(SCREEN)
+    start = time.perf_counter()
+    page.goto(server.url + "/")
+    link = page.get_by_role("link", name="Teaching? The Class story tells the paper's story in five steps")
+    link.click()
+    page.get_by_role("heading", name="Class story", exact=True).wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Run the story").click()
+    page.get_by_text("The fact. The model is asked to complete").wait_for()
+    _at_step(page, "1. The fact")
+    marks, words, heights = {"1. The fact": time.perf_counter() - start}, {}, {}
+    row = next(r for r in main.rows if r.group == "rewrite")
+    assert _cards(page, 3) == {"top-1 now": "United", "P(United States) now": format(row.p_old_before, ".3f"),
+                            "P(Czech Republic) now": format(row.p_new_before, ".3g")}
+    text = _main_text(page)
+    assert "What the paper claims. λ_max measures how sharply the model's answer" in text
+    assert text.index("What the paper claims.") < text.index("The fact. The model is asked to complete")
+    words["1. The fact"], heights["1. The fact"] = len(text.split()), _page_height(page)
+    screenshot(page, "story-1-fact")
+
+    _next(page, "2. The edit")
+    text = _edit_step(page, main)
     marks["2. The edit"], words["2. The edit"] = time.perf_counter() - start, len(text.split())
     heights["2. The edit"] = _page_height(page)
 
@@ -147,23 +177,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     marks["4. Where the neighbours went"] = time.perf_counter() - start
     words["4. Where the neighbours went"], heights["4. Where the neighbours went"] = len(text.split()), _page_height(page)
     screenshot(page, "story-4-neighbours")
-    # the step is in the URL with the story's runs: a refresh and the same link in a fresh session show it again
-    query = _query(page)
-    assert (query["story"], query["sstep"], query["run"]) == ("world-372", "4", "1") and query["srec"]
-    shown = text
-    page.reload()
-    page.get_by_text("In the model's full hidden space").wait_for()
-    _at_step(page, "4. Where the neighbours went")
-    def words_of_step(t: str) -> str:  # the step's two sentences (every number of it), after any status line
-        return "In the model's full hidden space" + t.split("In the model's full hidden space")[1].split("Morocco).")[0]
-
-    assert words_of_step(_main_text(page)) == words_of_step(shown)
-    other = new_page()
-    other.set_viewport_size(SCREEN)
-    other.goto(page.url)
-    other.get_by_text("In the model's full hidden space").wait_for()
-    _at_step(other, "4. Where the neighbours went")
-    assert words_of_step(_main_text(other)) == words_of_step(shown)
+    _same_step_after_refresh_and_in_a_fresh_session(page, new_page, text)
 
     _next(page, "5. What SSS changed")
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
@@ -195,6 +209,12 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     # one screen each: nothing to scroll at 1440x900 with the details folded
     assert {k: h <= SCREEN["height"] for k, h in heights.items()} == {k: True for k in heights}, heights
 
+    _compare_and_back(page, loose_a, loose_b, text)
+
+
+def _compare_and_back(page, loose_a, loose_b, text: str) -> None:
+    """"Open this pair in Compare" (the looser pair's detail) shows the pair's numbers there; the sidebar's Class
+    story then brings back step 5 with the same ``text``."""
     loose = page.locator('[data-testid="stExpander"]').filter(has_text="A: ft-l; settings changed from")  # pair 2
     loose.locator("summary").click()
     loose.get_by_role("button", name="Open this pair in Compare").click()
