@@ -297,6 +297,19 @@ def test_a_link_whose_records_are_not_the_storys_is_refused_with_the_reason(stor
     assert not fresh.radio  # no step without results
 
 
+def test_a_link_with_an_unknown_fact_says_so_and_starts_on_the_first():
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.switch_page(STORY)
+    at.query_params.update({"story": "world-99999"})
+    at.run()
+    assert_ok(at)
+    assert [w.value for w in at.warning] == ["The link's fact 'world-99999' is not one of the built-in world's "
+                                             "presets here: the story starts on the first one."]
+    assert at.selectbox(key="story_preset").value == "world-372" and not at.radio  # no step before a run
+    assert at.query_params["story"] == "world-372"  # the URL now names the fact on screen
+
+
 def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_back(story):
     _step(story, 1)
     shown = {m.label: m.value for m in story.metric}
