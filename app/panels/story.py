@@ -357,7 +357,7 @@ def moves_sentence(run: analysis.EditRun, emb: analysis.EmbeddingSet, proj) -> s
     frame = neighbour_frame(run)
     top = "; ".join(f"“{s}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3]))
     text = (f"**Where they went.** In the model's full hidden space, the sentences that moved most are {top} "
-            "(how far each moved, in the model's units).")
+            "(how far each moved, in the model's units; each ringed in the picture).")
     if proj is None:
         return text
     rho, _, _ = move_agreement(proj.before, proj.after, emb.moved)
@@ -382,8 +382,10 @@ def neighbours_step(story: Story) -> None:
     st.markdown(moves_sentence(run, emb, proj))
     st.markdown(neighbour_sentence(run))
     if proj is not None:
+        named = list(neighbour_frame(run)["sentence"][:3])  # the three named above, ringed where they ended up
         fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
-                                        labels=analysis.GROUP_LABELS, height=330, axis_titles=axis_titles(proj))
+                                        labels=analysis.GROUP_LABELS, height=330, axis_titles=axis_titles(proj),
+                                        highlight=[emb.sentences.index(t) for t in named])
         st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
     with st.expander("More detail"):
         st.markdown("The picture is a PCA of the last hidden states: hollow before the edit, filled after, an arrow "

@@ -188,7 +188,8 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     assert probes[0].sentence == "Washington is the capital of"  # the edit prompt moved furthest
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
     assert texts[0] == (f"**Where they went.** In the model's full hidden space, the sentences that moved most are "
-                        f"{top} (how far each moved, in the model's units). The arrows in the 2-D picture follow the "
+                        f"{top} (how far each moved, in the model's units; each ringed in the picture). The "
+                        "arrows in the 2-D picture follow the "
                         "real moves only roughly (rank agreement between arrow length and real move: Spearman ρ = "
                         f"{rho:.2f} over {len(emb.sentences)} sentences, and the picture keeps "
                         f"{sum(proj.explained_variance[:2]):.0%} of the variance): read the distances, not the arrow "
@@ -197,6 +198,12 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
                         "city in” United → Czech. 1 more changed an answer that was already wrong before the edit: "
                         "“Washington is the capital of Czech Republic. Rabat is the capital of” United → Czech "
                         "(expected Morocco).")
+    import json
+    spec = json.loads(story.get("plotly_chart")[0].proto.spec)
+    rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
+    assert [emb.sentences[t["meta"]["selected"]] for t in rings] == [s.sentence for s in probes[:3]]
+    for t in rings:  # each ring sits on its sentence's point after the edit
+        assert (t["x"][0], t["y"][0]) == pytest.approx(tuple(proj.after[t["meta"]["selected"]]), abs=1e-6)
     # the own-answer lambda_max and its table are in the detail, named as the first answer token's
     assert "its single most likely next token (for the edit prompt the first token of the old answer alone), not " \
            "the whole answer as in step 3" in _expander_text(story)
