@@ -64,7 +64,7 @@ def lambda_caption(run: analysis.EditRun) -> str:
     el = run.edit_lambda
     old = ""
     if el is not None and el.old_target is not None and not is_missing(el.old_before):
-        old = (f"Against the old target {el.old_target!r}: {fmt_lambda(el.old_before)} before, "
+        old = (f"Against the old target {el.old_target!r} (the whole answer): {fmt_lambda(el.old_before)} before, "
                f"{fmt_lambda(el.old_after)} after. ")
     return (old + "λ_max against the new target falls whenever an edit makes that target likely, with or "
             "without the SSS term (it is mostly the target's confidence); what the SSS term adds shows in "

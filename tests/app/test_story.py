@@ -163,7 +163,7 @@ def test_lambda_step_names_what_each_lambda_is_measured_against(story, expected)
                         "alone is not the SSS term's doing.")
     assert plain.result.lambda_max_after < main.result.lambda_max_before / 100  # the drop needs no SSS term
     el = main.edit_lambda
-    assert (f"Against the old target 'United States': {el.old_before:.2e} before, {el.old_after:.2e} after. "
+    assert (f"Against the old target 'United States' (the whole answer): {el.old_before:.2e} before, {el.old_after:.2e} after. "
             in _expander_text(story))
     assert ("The old-answer measure is against the whole old answer (all its tokens), not its first token as in "
             "step 4.") in _expander_text(story)
