@@ -416,6 +416,40 @@ def _hypothesis_frame(frame: pd.DataFrame, cfg, lm, cases_by_seed: dict[int, lis
                        target_nll=rows["target_nll"].where(~todo, nll))
 
 
+def _single_sections(frame: pd.DataFrame, cfg, hypothesis_rows, out: Path) -> tuple[list[str], CsvRows]:
+    """The report's sections of single edits (Tables 1, 3 and 5, the hypothesis, lambda_max, world locality, what
+    SSS changes) as Markdown lines and their summary.csv rows; writes hypothesis.csv into ``out``."""
+    parts: list[str] = []
+    csv: CsvRows = []
+    for title, (md, rows) in (("Table 1: overall performance (single edits, reverted after each)", table1(frame)),
+                              ("Table 3: locality levels", table3(frame)),
+                              ("Table 5: portability (each block over the cases that have that probe)",
+                               table5(frame))):
+        note = portability_note(frame) if title.startswith("Table 1") else None
+        parts += [f"## {title}", "", md, "", *([note, ""] if note else [])]
+        csv += rows
+    section, rows = hypothesis_section(correlations(hypothesis_rows), cfg)
+    pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
+    parts += [section, "",
+              "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
+    md, rows = world_table(frame)
+    if rows:
+        parts += ["## World locality", "",
+                  "Every fact of the built-in world read before and after each edit: the share of the facts "
+                  "that should not change (all but the edited fact) whose top-1 answer did not change, beside "
+                  "the sampled locality of the case's neighbour probes, over the same edits. Each edit's "
+                  "damaged facts, by relation and by subject, are in `results.jsonl` (`world_damage`).",
+                  "", md, ""]
+        csv += rows
+    md, rows = sss_effect_table(frame)
+    parts += ["## What SSS changes, paired", "",
+              "Same seed, same case, editor with SSS minus without, in percentage points, with a 95% bootstrap "
+              "CI over cases; and how often adding SSS changed any teacher-forced prediction of the case at all.",
+              "", md, ""]
+    csv += rows
+    return parts, csv
+
+
 def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]], lm=None) -> Path:
     """Write report.md, summary.csv, cases.csv, hypothesis.csv and the plots from the results in ``out``.
 
@@ -451,31 +485,8 @@ def write_bench_report(out: Path, cfg, cases_by_seed: dict[int, list[EditCase]],
              "over cases; locality = agreement of post- with pre-edit argmax on neighbour prompts.", ""]
     csv: list[dict] = []
     if "single" in set(frame["mode"]):
-        for title, (md, rows) in (("Table 1: overall performance (single edits, reverted after each)", table1(frame)),
-                                  ("Table 3: locality levels", table3(frame)),
-                                  ("Table 5: portability (each block over the cases that have that probe)",
-                                   table5(frame))):
-            note = portability_note(frame) if title.startswith("Table 1") else None
-            parts += [f"## {title}", "", md, "", *([note, ""] if note else [])]
-            csv += rows
-        section, rows = hypothesis_section(correlations(hypothesis_rows), cfg)
-        pd.DataFrame(rows).to_csv(out / "hypothesis.csv", index=False)
-        parts += [section, "",
-                  "lambda_max of the edit (prompt + new target) before and after editing:", "", lambda_table(frame), ""]
-        md, rows = world_table(frame)
-        if rows:
-            parts += ["## World locality", "",
-                      "Every fact of the built-in world read before and after each edit: the share of the facts "
-                      "that should not change (all but the edited fact) whose top-1 answer did not change, beside "
-                      "the sampled locality of the case's neighbour probes, over the same edits. Each edit's "
-                      "damaged facts, by relation and by subject, are in `results.jsonl` (`world_damage`).",
-                      "", md, ""]
-            csv += rows
-        md, rows = sss_effect_table(frame)
-        parts += ["## What SSS changes, paired", "",
-                  "Same seed, same case, editor with SSS minus without, in percentage points, with a 95% bootstrap "
-                  "CI over cases; and how often adding SSS changed any teacher-forced prediction of the case at all.",
-                  "", md, ""]
+        more, rows = _single_sections(frame, cfg, hypothesis_rows, out)
+        parts += more
         csv += rows
     for final in (False, True):
         md, rows = table2(frame, final)
