@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.panels.projection import (LABEL_CHAR_PX, LABEL_FONT_PX, LABEL_GAP_PX, NEIGHBOUR_COLUMNS, PAD,
-                                   PAGE_WIDTH_PX, PLOT_MARGIN_PX, PLOT_WIDTH_PX, ROW_MARKERS_PX, SENTENCE_COLUMNS,
-                                   axis_ranges, column_widths, label_text, place_labels)
+from app.panels.projection import (NEIGHBOUR_COLUMNS, PAGE_WIDTH_PX, PLOT_WIDTH_PX, ROW_MARKERS_PX, SENTENCE_COLUMNS,
+                                   column_widths)
+from app.panels.projection_plot import (LABEL_CHAR_PX, LABEL_FONT_PX, LABEL_GAP_PX, PAD, PLOT_MARGIN_PX, axis_ranges,
+                                        label_text, place_labels)
 from sss_core.projection import Projection
 
 

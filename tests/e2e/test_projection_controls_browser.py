@@ -174,7 +174,7 @@ NEIGHBOUR_HEADERS = ["rank", "before", "distance before", "kept", "after", "dist
 
 
 def test_tsne_fills_the_plot_its_labels_overlap_nothing_and_both_tables_show_every_column(server, browser):
-    from app.panels.projection import label_text
+    from app.panels.projection_plot import label_text
     from app.resources import preset_cases
 
     context = browser.new_context(viewport=WIDE)
