@@ -24,7 +24,7 @@ import streamlit as st
 from app import figures, records, resources, state
 from app.hypothesis import settings_text
 from app.messages import run_with_status
-from app.panels.common import cached_projection, fmt_lambda, fmt_number, show_frame, shown_c
+from app.panels.common import MISSING, cached_projection, fmt_lambda, fmt_number, is_missing, show_frame, shown_c
 from app.panels.compare import delta_cosine_of, paired_probe_frame, same_edit_text, same_scores_text
 from app.panels.edit import LAMBDA_NEW_HELP, METRIC_HELP, P_HELP, lambda_caption, probe_table, salience_panel
 from app.panels.projection import COLOUR_BY, axis_titles, hover_texts, move_agreement
@@ -40,19 +40,24 @@ MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
 
-CLAIM = ("**What the paper claims.** λ_max measures how sharply the model's answer to a prompt reacts when the "
-         "prompt's inner representation is nudged. A small λ_max means the prompt sits in a *semantically sparse* "
-         "region, with few other facts close by. The paper adds an SSS term to the edit's training that keeps the "
-         "edited prompt in such a region, so the edit should damage its neighbours (other facts) less. This page "
-         "edits one fact and checks that claim on this model.")
+CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller "
+         "when the edited question sits in a quiet, *sparse* spot of the model, and its *SSS term* keeps the edit "
+         "there. So edits with the SSS term should spoil fewer answers.")
+INTRO = ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one fact, with and "
+         "without the SSS term, and tells what happened in five steps.")
 PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
     "reliability": "Does the edited model now give the new answer to the edit question itself? 0 to 1",
     "generality": "Does it give the new answer to the same question asked in other words? 0 to 1",
     "locality": "Do the questions the edit should leave alone keep their answers? 1 = all kept",
     "portability": "Does the edit carry over to what it implies (the reversed question)? 0 to 1",
 }
-SCORE_LINE = ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: answered "
-              "as before), so a two-token answer can score 0.50.")
+SCORE_LINE = "Score: the share of the answer's pieces right, one at a time (half = 0.50)."
+PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail's table)
+    "rewrite": "the edit question", "paraphrase": "same, other words", "neighbour": "other fact",
+    "pre_neighbour": "other fact with the old answer", "post_neighbour": "other fact with the new answer",
+    "distract_neighbour": "other fact, after the new fact", "unrelated_attribute": "other fact, same subject",
+    "subject_replace": "same subject, other name", "reversed_relation": "implied: asked backwards",
+    "one_hop": "implied: one step on"}
 # the story's probe table, compact enough for one screen (rows of one line, wrapped where a question is long)
 PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own size and wrapping
     "<style>.st-key-story-probes-box th, .st-key-story-probes-box td {padding: 0.1rem 0.45rem !important;} "
@@ -63,19 +68,23 @@ PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own siz
 
 @dataclass(frozen=True)
 class StoryPair:
-    """Two edits of the story's fact that differ only by the SSS term: ``without`` (editor, settings changed
-    from its defaults) and ``with_sss``; ``title`` names the pair on screen."""
+    """Two edits of the story's fact, ``without`` the SSS term (editor, settings changed from its defaults) and
+    ``with_sss``; ``title`` names the pair on screen in plain words, ``note`` says in plain words what else B changes
+    and how the pair's settings differ from steps 2-3 ("" when nothing else differs; ``{locality}``: A's)."""
 
     title: str
     without: tuple[str, dict[str, Any]]
     with_sss: tuple[str, dict[str, Any]]
+    note: str = ""
 
 
 PAIRS = (
-    StoryPair("Default settings", ("ft-l", {}), (MAIN_EDITOR, {})),
-    # the loose preset against FT-L in the same ±LOOSE_BOX box: the difference is the SSS term's own
-    # (docs/editors.md: the looser box alone changes FT-L's locality)
-    StoryPair("A looser limit on the weight change", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {})),
+    StoryPair("The same edit", ("ft-l", {}), (MAIN_EDITOR, {})),
+    # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
+    # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
+    StoryPair("A looser limit on how far the weights may move", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
+              "Other settings than steps 2-3 (so locality is {locality} here), and B changes two things: it adds the "
+              "SSS term, summed over the words."),
 )
 
 
@@ -204,31 +213,74 @@ def starts(token: str, answer: str | None) -> bool:
     return answer is not None and bool(t) and answer.strip().startswith(t)
 
 
-def fact_step(run: analysis.EditRun) -> None:
-    """Step 1: the paper's claim, then what the unedited model believes now, read from the edit prompt's row."""
+def _round_sig(x: float, digits: int) -> int:
+    """``x`` (> 0) rounded to ``digits`` significant digits, as an int: 709_220 -> 700_000 at 1 digit."""
+    return int(round(x, digits - 1 - int(math.floor(math.log10(x)))))
+
+
+def plain_chance(p: float | None) -> str:
+    """A probability as a class reads it: "over 99%", "34%", "about 1 in 700,000" (below 1%: 1/p to one
+    significant digit), "0%"; ``MISSING`` for None or NaN. The exact value stays in the step's detail."""
+    if is_missing(p):
+        return MISSING
+    if p >= 0.995:
+        return "over 99%"
+    if p >= 0.01:
+        return f"{p:.0%}"
+    return "0%" if p <= 0 else f"about 1 in {_round_sig(1 / p, 1):,}"
+
+
+def fold(before: float, after: float) -> str:
+    """How a lambda_max moved, as a class reads it: "fell about 12,000-fold" (a ratio of 10 or more, 2 significant
+    digits), "rose about 1.1 times", "stayed the same"; the exact values stay in the step's detail."""
+    if is_missing(before) or is_missing(after) or before <= 0 or after <= 0:
+        return MISSING
+    if before == after:
+        return "stayed the same"
+    verb, r = ("fell", before / after) if after < before else ("rose", after / before)
+    return f"{verb} about {_round_sig(r, 2):,}-fold" if r >= 10 else f"{verb} about {r:.1f} times"
+
+
+def shown_word(token: str, answers: tuple[str | None, ...]) -> str:
+    """A top-1 token as a class reads it: the token when it is a whole word; a piece that begins a word of one of
+    ``answers`` with that word's rest in brackets ("M(orocco)"); a lone capital that begins none of them marked as a
+    piece ("P…")."""
+    t = token.strip()
+    for a in answers:
+        if a and t and a.strip().startswith(t):
+            word = a.strip().split()[0]
+            return t if len(t) >= len(word) else f"{t}({word[len(t):]})"
+    return f"{t}…" if len(t) == 1 and t.isupper() and t not in "AI" else t
+
+
+def fact_step(story: Story) -> None:
+    """Step 1: the paper's claim (said once, here), then what the unedited model answers now, read from the edit
+    prompt's row; probabilities as a class reads them (``plain_chance``), the exact values in the detail."""
+    run = story.main
     r, row = run.case.request, rewrite_row(run)
     st.markdown(CLAIM)
-    knows = "and it knows it" if starts(row.top1_before, r.ground_truth) else "but it does not say so"
-    st.markdown(f"**The fact.** The model is asked to complete *“{r.prompt}”*. In its world the answer is "
-                f"**{r.ground_truth}**, {knows}: its most likely next word is "
-                f"**“{row.top1_before.strip()}”**, and the whole answer has probability "
-                f"{fmt_number(row.p_old_before, '.3f')}.")
+    says = (f"the model answers **{r.ground_truth}**" if starts(row.top1_before, r.ground_truth) else
+            f"the made-up world says **{r.ground_truth}**, but the model's first word is “{row.top1_before.strip()}”")
+    st.markdown(f"**The fact.** Asked to complete *“{r.prompt}”*, {says}. We will change it to **{r.target_new}**.")
     cols = st.columns(3)
-    cols[0].metric("top-1 now", row.top1_before.strip(), help="The unedited model's most likely next token")
-    cols[1].metric(f"P({r.ground_truth}) now", fmt_number(row.p_old_before, ".3f"), help=P_HELP)
-    cols[2].metric(f"P({r.target_new}) now", fmt_number(row.p_new_before, ".3g"),
-                   help="The new target's probability before the edit: what the edit has to raise")
+    cols[0].metric(f"{r.ground_truth} now", plain_chance(row.p_old_before), help=P_HELP)
+    cols[1].metric(f"{r.target_new} now", plain_chance(row.p_new_before),
+                   help="How likely the new answer is before the edit: what the edit has to raise")
     with st.expander("More detail"):
         model = ("the shipped model, a small GPT-2 trained on this project's generated world of facts: it knows "
                  "that world only, so every fact here is one of its own"
                  if resources.is_shipped_model(run.model_name) else f"the model {run.model_name}")
-        st.markdown(f"The model is {model}. It answers one token (word piece) at a time, so an answer can show "
-                    "as its first piece ('M' for Morocco).")
+        st.markdown(f"The model is {model}. It answers one token (word piece) at a time; its most likely next token "
+                    f"now is “{row.top1_before.strip()}”. Exactly: "
+                    f"P({r.ground_truth}) = {fmt_number(row.p_old_before, '.3g')}, P({r.target_new}) = "
+                    f"{fmt_number(row.p_new_before, '.3g')} ({P_HELP}).")
+        st.markdown(f"The story's {len(plan())} edits, each on the unedited model: "
+                    + ", ".join(edit_words(*e) for e in plan()) + f" ({story.seconds:.1f}s in all).")
 
 
 def outcome(row: analysis.ProbeRow) -> str:
-    """What happened to one probe, in words (the table's "top-1 before → after" shows where its top-1 went): wanted,
-    damage, or a change of an answer that was already not the expected one before the edit."""
+    """What happened to one probe, in words (the table's "first word before → after" shows where its top-1 went):
+    wanted, damage, or a change of an answer that was already not the expected one before the edit."""
     if row.wanted_flip:
         if starts(row.top1_after, row.new):
             return "now the new answer" if row.flipped else "the new answer already"
@@ -242,18 +294,26 @@ def outcome(row: analysis.ProbeRow) -> str:
     return f"moved, not to “{row.new}”" if row.flipped else f"unchanged: not “{row.new}” yet"
 
 
+def scored_against(row: analysis.ProbeRow) -> str:
+    """What a probe's score is measured against: the new answer (the edit's questions), the probe's own answers
+    before the edit (the questions left alone: locality), or what the edit implies (portability)."""
+    return "its answer before" if row.wanted_flip is False else row.new
+
+
 def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
-    """One row per probe: kind, the full question, the expected answer before the edit, the model's top-1 before
-    and after ("United → Czech"), what happened (``outcome``), whether the unedited model already gave the expected
-    answer ("n/a" where there is none), the score."""
+    """One row per probe: kind in plain words (``PLAIN_KINDS``), the full question, the world's answer before the
+    edit ("n/a" where there is none), whether the unedited model knew it, the model's first word before and after
+    as a class reads it (``shown_word``: "M(orocco)"), what happened (``outcome``), what the score is measured
+    against, the score."""
     rows = []
     for r in run.rows:
-        rows.append({"kind": analysis.GROUP_LABELS.get(r.group, r.group), "question": r.prompt,
-                     "expected before": r.old if r.old is not None else "n/a",
-                     "top-1 before → after": f"{r.top1_before.strip()} → {r.top1_after.strip()}",
-                     "what happened": outcome(r),
-                     "knew it before": "n/a" if r.old is None else "yes" if starts(r.top1_before, r.old) else "no",
-                     "score": r.score})
+        answers = (r.old, r.new)
+        rows.append({"kind": PLAIN_KINDS.get(r.group, analysis.GROUP_LABELS.get(r.group, r.group)),
+                     "question": r.prompt, "world's answer": r.old if r.old is not None else "n/a",
+                     "knew it": "n/a" if r.old is None else "yes" if starts(r.top1_before, r.old) else "no",
+                     "first word before → after": f"{shown_word(r.top1_before, answers)} → "
+                                                  f"{shown_word(r.top1_after, answers)}",
+                     "what happened": outcome(r), "scored against": scored_against(r), "score": r.score})
     return pd.DataFrame(rows)
 
 
@@ -263,15 +323,29 @@ def not_known(run: analysis.EditRun) -> list[analysis.ProbeRow]:
     return [r for r in run.rows if r.old is not None and not starts(r.top1_before, r.old)]
 
 
+def locality_sentence(run: analysis.EditRun) -> str:
+    """The questions the edit should leave alone, as locality scores them: how many lost their answer, and how
+    many changed where the model was already wrong, which the score counts as damage too."""
+    alone = [r for r in run.rows if r.wanted_flip is False]
+    if not alone:
+        return "This fact has no question the edit should leave alone."
+    hit = [r for r in alone if r.flipped]
+    damaged = [r for r in hit if starts(r.top1_before, r.old)]
+    wrong = [r for r in hit if r not in damaged]
+    text = (f"Of the {len(alone)} it should leave alone, {len(damaged) or 'none'} lost "
+            f"{'its' if len(damaged) == 1 else 'their'} answer")
+    if wrong:
+        text += (f" and {len(wrong)} changed where the model was already wrong: the score counts "
+                 f"{'that' if len(wrong) == 1 else 'those'} as damage too")
+    return text + f". So locality is {fmt_number(run.result.metrics.get('locality', math.nan), '.2f')}."
+
+
 def edit_step(run: analysis.EditRun) -> None:
-    """Step 2: the request, the four scores, and each probe in words before and after."""
+    """Step 2: the request, the four scores, each probe in words before and after, and what each score is
+    measured against; the paper's names and definitions in the detail."""
     r = run.case.request
-    changed = sum(r_.flipped for r_ in run.rows)
-    unknown = not_known(run)
-    st.markdown(f"**The edit.** We train the model to answer *“{r.prompt}”* with **{r.target_new}** (FT-L with the "
-                f"paper's SSS term), then ask {len(run.rows)} test questions: {changed} changed their first word."
-                + (f" The unedited model already missed {len(unknown)} (“knew it before: no”): a change there is not "
-                   "damage." if unknown else ""))
+    st.markdown(f"**The edit.** We teach the model **{r.target_new}**, then ask {len(run.rows)} test questions. "
+                + locality_sentence(run))
     cols = st.columns(4)
     for col, name in zip(cols, SCORES):
         col.metric(name, fmt_number(run.result.metrics.get(name, math.nan), ".2f"), help=PLAIN_HELP[name])
@@ -283,28 +357,37 @@ def edit_step(run: analysis.EditRun) -> None:
         st.markdown(f"Editor **{run.editor}** at C = {fmt_number(shown_c(run.editor, run.c), 'g')}: "
                     f"{EDITORS[run.editor].description}. The scores, as the paper defines them: "
                     + " ".join(f"*{m}*: {METRIC_HELP[m]}." for m in SCORES))
+        st.markdown("Kinds, as the paper names them: " + "; ".join(
+            f"{PLAIN_KINDS[g]} = *{analysis.GROUP_LABELS[g]}*" for g in dict.fromkeys(x.group for x in run.rows)
+            if g in PLAIN_KINDS) + ". " + neighbour_sentence(run))
         probe_table(run, key="story-probes-full", compact=True)
         open_button("Open this edit in the Edit view", "app/views/edit.py", (run,), "story-open-edit")
         st.caption(BACK_NOTE)
 
 
+LAMBDA_PLAIN = ("**What λ_max measures:** how strongly the answer's loss reacts to small changes of the sentence's "
+                "hidden states (small = a quiet, sparse neighbourhood).")
+
+
 def lambda_step(story: Story) -> None:
-    """Step 3: lambda_max of the edit prompt against the NEW target (whole answer), and what it does not measure:
-    plain FT-L's lambda_max falls as well. The old answer's lambda_max and each token's share go in the detail."""
+    """Step 3: what lambda_max measures, in one plain sentence; the edit prompt's against the NEW target (whole
+    answer) with and without the SSS term, as ``fold`` ratios (the exact values, the old answer's lambda_max and
+    each token's share in the detail): plain FT-L's falls as well, so a drop is not the SSS term's doing."""
     run, plain = story.main, story.pairs[0][0]
     new = run.case.request.target_new
-    st.markdown(f"**On this screen λ_max is the edit prompt's, against the new answer “{new}”** (the whole answer, "
-                "every token). It is the paper's sparsity measure (small = sparse).")
+    st.markdown(LAMBDA_PLAIN + f" Here, for the new answer **{new}**, it mostly tracks how sure the model is.")
     cols = st.columns(2)
-    cols[0].metric("λ_max before (new target)", fmt_lambda(run.result.lambda_max_before), help=LAMBDA_NEW_HELP)
-    cols[1].metric("λ_max after (new target)", fmt_lambda(run.result.lambda_max_after), help=LAMBDA_NEW_HELP)
-    st.markdown(f"**What it does not measure.** It falls whenever an edit makes the new answer likely, with or "
-                f"without the SSS term. Measured here: {plain.editor}, the same edit without the SSS term, takes "
-                f"it from {fmt_lambda(plain.result.lambda_max_before)} to "
-                f"{fmt_lambda(plain.result.lambda_max_after)}; {run.editor} from "
-                f"{fmt_lambda(run.result.lambda_max_before)} to {fmt_lambda(run.result.lambda_max_after)}. "
-                "So a drop alone is not the SSS term's doing.")
+    cols[0].metric("λ_max with the SSS term", fold(run.result.lambda_max_before, run.result.lambda_max_after),
+                   help=LAMBDA_NEW_HELP)
+    cols[1].metric("λ_max without it", fold(plain.result.lambda_max_before, plain.result.lambda_max_after),
+                   help=LAMBDA_NEW_HELP)
+    fell = plain.result.lambda_max_after < plain.result.lambda_max_before
+    st.markdown("So a drop alone is not the SSS term's doing." if fell else "Without the SSS term it did not fall.")
     with st.expander("More detail"):
+        st.markdown(f"λ_max of the edit prompt against the new target (the whole answer, every token): "
+                    f"{run.editor} {fmt_lambda(run.result.lambda_max_before)} → "
+                    f"{fmt_lambda(run.result.lambda_max_after)}; {plain.editor}, the same edit without the SSS term, "
+                    f"{fmt_lambda(plain.result.lambda_max_before)} → {fmt_lambda(plain.result.lambda_max_after)}.")
         st.markdown(lambda_caption(run) + " The old-answer measure is against the whole old answer (all its "
                     "tokens), not its first token as in step 4.")
         st.markdown(f"Formula: {LAMBDA_NEW_HELP}.")
@@ -318,6 +401,7 @@ def lambda_step(story: Story) -> None:
 OWN_LAMBDA_HELP = ("λ_max (paper Eq. 9) of the sentence against its own top answer before the edit (its single most "
                    "likely next token), on the model before and after: how sensitive what it already says is "
                    "(small = sparse)")
+TRUE_NEIGHBOURS = ("neighbour", "pre_neighbour", "post_neighbour")  # other facts, asked alone
 
 
 def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
@@ -333,7 +417,7 @@ def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
 
 def neighbour_sentence(run: analysis.EditRun) -> str:
     """How many of the probes the edit should leave alone changed their top answer, and which; a change of an
-    answer that was already not the expected one before the edit is named as such, not as damage."""
+    answer that was already not the expected one before the edit is named as such."""
     alone = [r for r in run.rows if r.wanted_flip is False]
     if not alone:
         return "This fact has no question the edit should leave alone."
@@ -351,36 +435,67 @@ def neighbour_sentence(run: analysis.EditRun) -> str:
     return text + "."
 
 
-def moves_sentence(run: analysis.EditRun, emb: analysis.EmbeddingSet, proj) -> str:
-    """Where the sentences went, in words: the probe sentences that moved most in the full space, and whether
-    the 2-D arrows follow the full-space moves (``projection.move_agreement``, the Projection view's measure)."""
+def moves_sentence(run: analysis.EditRun) -> str:
+    """Where the sentences went, in words: the three probe sentences that moved most in the full hidden space
+    (ringed in the picture), with how far each moved."""
     frame = neighbour_frame(run)
-    top = "; ".join(f"“{s}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3]))
-    text = (f"**Where they went.** In the model's full hidden space, the sentences that moved most are {top} "
-            "(how far each moved, in the model's units; each ringed in the picture).")
+    top = [f"“{short(s)}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3])]
+    named = ", ".join(top[:-1]) + (" and " if len(top) > 1 else "") + top[-1]
+    return ("**Where the sentences went.** Each dot is a sentence inside the model: hollow before the edit, filled "
+            f"after. Ringed, the {len(top)} that moved most: {named}.")
+
+
+def short(sentence: str) -> str:
+    """A probe sentence short enough to read aloud: its last sentence after "…" when it has two ("…Rabat is the
+    capital of"), else whole."""
+    head, dot, tail = sentence.rpartition(". ")
+    return f"…{tail}" if dot else sentence
+
+
+def true_neighbours_sentence(run: analysis.EditRun) -> str:
+    """Whether the true neighbours (other facts asked alone: ``TRUE_NEIGHBOURS``) barely moved, as a share of the
+    edit prompt's move in the full hidden space (under 20%: barely), and whether they kept their answers."""
+    moved = {s.sentence: s.moved for s in run.sparsity}
+    edit = moved.get(run.case.request.prompt)
+    rows = [r for r in run.rows if r.group in TRUE_NEIGHBOURS and r.prompt in moved]
+    if not rows or not edit:
+        return ""
+    shares = [moved[r.prompt] / edit for r in rows]
+    names = ", ".join(f"“{r.prompt.split()[0]}…”" for r in rows)
+    kept = sum(not r.flipped for r in rows)
+    how = (f"barely moved (at most {max(shares):.0%} as far as the edit question)" if max(shares) < 0.2 else
+           f"did not stay put: they moved {min(shares) * 100:.0f}–{max(shares):.0%} as far as the edit question")
+    keep = "all kept their answers" if kept == len(rows) else f"{kept} of {len(rows)} kept their answers"
+    return f"The true neighbours ({names}) {how}, but {keep}." if kept else \
+        f"The true neighbours ({names}) {how}, and none kept its answer."
+
+
+def arrows_detail(emb: analysis.EmbeddingSet, proj) -> str:
+    """Whether the 2-D arrows follow the full-space moves (``projection.move_agreement``, the Projection view's
+    measure: Spearman rank correlation) and the variance the picture keeps; "" without a picture."""
     if proj is None:
-        return text
+        return ""
     rho, _, _ = move_agreement(proj.before, proj.after, emb.moved)
     if math.isnan(rho):
-        return text
+        return ""
     verdict = ("follow the real moves" if rho >= 0.8 else "follow the real moves only roughly" if rho >= 0.5
                else "do not follow the real moves")
     kept = f", and the picture keeps {sum(proj.explained_variance[:2]):.0%} of the variance" \
         if proj.explained_variance else ""
-    return (text + f" The arrows in the 2-D picture {verdict} (rank agreement between arrow length and real move: "
+    return (f"The arrows in the 2-D picture {verdict} (rank agreement between arrow length and real move: "
             f"Spearman ρ = {rho:.2f} over {len(emb.sentences)} sentences{kept}): read the distances, not the arrow "
-            "lengths.")
+            "lengths. The distances are how far each sentence's last hidden state moved (‖Δh‖, the model's units).")
 
 
 def neighbours_step(story: Story) -> None:
-    """Step 4: where the sentences went, in words; the 2-D picture; the probe table of moves and lambda_max
-    against each sentence's OWN first answer token (the one definition on this screen) in the detail."""
+    """Step 4: where the sentences went and whether the true neighbours barely moved, in words; the 2-D picture;
+    the arrows' agreement, the damage and the table of moves and lambda_max against each sentence's OWN first
+    answer token in the detail."""
     run = story.main
     pooling = run.knn.pooling if run.knn.pooling in run.embeddings else next(iter(run.embeddings))
     emb = run.embeddings[pooling]
     proj = cached_projection(story.projections, (run.run_id, "pca", pooling), emb.before, emb.after, "pca", "")
-    st.markdown(moves_sentence(run, emb, proj))
-    st.markdown(neighbour_sentence(run))
+    st.markdown(moves_sentence(run) + " " + true_neighbours_sentence(run))
     if proj is not None:
         named = list(neighbour_frame(run)["sentence"][:3])  # the three named above, ringed where they ended up
         fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
@@ -388,6 +503,7 @@ def neighbours_step(story: Story) -> None:
                                         highlight=[emb.sentences.index(t) for t in named])
         st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
     with st.expander("More detail"):
+        st.markdown(arrows_detail(emb, proj) + " " + neighbour_sentence(run))
         st.markdown("The picture is a PCA of the last hidden states: hollow before the edit, filled after, an arrow "
                     "from each before to its after; grey points are other facts of the world. **In this table λ_max "
                     "is each sentence's own, against its own top answer before the edit** — its single most likely "
@@ -446,36 +562,31 @@ def _direction(x: float, y: float, higher: str, lower: str) -> str:
     return "unchanged" if x == y else higher if y > x else lower
 
 
-def pair_changes(a: analysis.EditRun, b: analysis.EditRun) -> list[str]:
-    """What the SSS term changed from A to B, in plain words and exact numbers: locality (the questions left
-    alone), λ_max after the edit (against the new target) and generality (paraphrases)."""
-    ma, mb = a.result.metrics, b.result.metrics
-    la, lb = a.result.lambda_max_after, b.result.lambda_max_after
-    return [f"questions left alone: locality {ma['locality']:.2f} → {mb['locality']:.2f} "
-            f"({_direction(ma['locality'], mb['locality'], 'less damage', 'more damage')})",
-            f"λ_max after the edit {fmt_lambda(la)} → {fmt_lambda(lb)} "
-            f"({_direction(la, lb, 'higher: less sparse, not what the SSS term aims for', 'lower: sparser')})",
-            f"paraphrases: generality {ma['generality']:.2f} → {mb['generality']:.2f} "
-            f"({_direction(ma['generality'], mb['generality'], 'better', 'worse')})"]
-
-
 def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
-    """What the SSS term did on this pair, in plain words against the claim, whatever the sign: nothing (the same
-    or alike edits), or ``pair_changes`` and whether neighbour damage fell, A without the SSS term against B."""
+    """What the SSS term did on this pair, in plain words against the claim, whatever the sign: no answer or score
+    changed (the same or alike edits), or locality against the claim, generality and lambda_max against the new
+    answer after the edit (``fold``), A without the SSS term against B."""
     if kind != "changed":
-        return ("Adding the SSS term changed nothing here: the same answers and the same scores on every question. "
-                "This pair can neither support the claim nor go against it.")
-    la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
+        how = "the very same edit" if kind == "same" else "the weights moved slightly differently"
+        return f"The SSS term changed no answer or score ({how}): no evidence either way."
+    ma, mb = a.result.metrics, b.result.metrics
+    la, lb = ma["locality"], mb["locality"]
     claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la else
-             "no less damage to neighbours, which the claim predicts")
-    text = "; ".join(pair_changes(a, b))
-    return f"Adding the SSS term changed the edit. {text[0].upper()}{text[1:]}. In short: {claim}."
+             "no less damage, although the claim predicts less")
+    gen = _direction(ma["generality"], mb["generality"], "better", "worse")
+    xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
+    sparse = " (less sparse)" if xb > xa else " (sparser)" if xb < xa else ""
+    return (f"Locality {la:.2f} → {lb:.2f}: {claim}. Generality {ma['generality']:.2f} → "
+            f"{mb['generality']:.2f} ({gen}); λ_max for the new answer {fold(xa, xb)}{sparse}.")
+
 
 def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str) -> str:
-    """One pair of step 5: A (without the SSS term) and B (with it) in plain words; the measured verdict, scores
-    and settings in the pair's detail, and a button that opens the pair in Compare. Returns the verdict's kind."""
+    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note; the
+    measured verdict, scores, exact lambda_max and settings in the pair's detail, and a button that opens the pair in
+    Compare. Returns the verdict's kind."""
     a, b = runs
-    st.markdown(f"#### {pair.title}")
+    note = pair.note.format(locality=fmt_number(a.result.metrics.get("locality", math.nan), ".2f"))
+    st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))
     with st.expander("More detail"):
@@ -493,28 +604,24 @@ def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun],
 
 
 def conclusion(story: Story, kinds: list[str]) -> str:
-    """The story's last words: what this model showed for this fact against the claim, from the pairs' measured
-    verdicts (``pair_changes``), whatever the sign."""
-    parts, better, worse = [], False, False
-    for pair, (a, b), kind in zip(PAIRS, story.pairs, kinds):
-        if kind != "changed":
-            parts.append(f"with {pair.title.lower()} the SSS term did nothing")
-            continue
-        la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
-        better, worse = better or lb > la, worse or lb < la
-        parts.append(f"with {pair.title.lower()} it changed the edit, and locality went {la:.2f} → {lb:.2f}")
-    verdict = ("the SSS term damaged the neighbours less, as the paper claims" if better and not worse else
-               "the SSS term damaged the neighbours more, against the paper's claim" if worse and not better else
+    """The story's last words, in one plain line: whether the SSS term reduced the damage to other facts on this
+    fact, from the pairs' measured locality (no change where the verdict is same/alike), whatever the sign."""
+    better = worse = False
+    for (a, b), kind in zip(story.pairs, kinds):
+        if kind == "changed":
+            la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
+            better, worse = better or lb > la, worse or lb < la
+    verdict = ("the SSS term spoilt fewer other answers, as the paper claims" if better and not worse else
+               "the SSS term spoilt more other answers, against the paper's claim" if worse and not better else
                "the SSS term helped in one setting and hurt in another" if better else
-               "the SSS term did not reduce the damage to neighbours: the paper's claim does not show here")
-    return ("**What this model showed for this fact:** " + "; ".join(parts) + f". **So on this fact {verdict}.** "
-            "One fact is one example: the pages below measure many edits.")
+               "the SSS term did not reduce the damage: the claim does not show here")
+    return f"**So on this fact {verdict}.** One fact is one example."
+
 
 def sss_step(story: Story) -> list[str]:
     """Step 5: each ``PAIRS`` entry side by side, in plain words, then the conclusion against the claim and links
     to the pages that test it over many edits. Returns the pairs' verdict kinds."""
-    st.markdown("Each pair edits the fact twice, **A without the SSS term, B with it**, all else equal. The claim "
-                "predicts that B damages the questions left alone less.")
+    st.markdown("Each pair edits the fact twice: **A without the SSS term, B with it.**")
     cols = st.columns(len(PAIRS))
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):

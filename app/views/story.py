@@ -35,6 +35,7 @@ if right.button("Run the story", type="primary", disabled=lm is None, key="story
     if held is not None:
         state.set_story(held)
         st.session_state[state.STORY_STEP] = story.STEPS[0]
+        st.rerun()  # the chooser folds and the run's status box goes: "Next step" sits where it does on every step
 linked = st.session_state.pop(state.LINK_STORY, None)
 if linked:
     state.take_link_run()  # a story link replays its records here; no other view takes this link's run
@@ -46,11 +47,10 @@ if held is None and linked and lm is not None:
         held = story.replay_story(lm, linked, cid)
         if held is not None:
             state.set_story(held)
+            st.rerun()  # as after a run: no status box above the step (a linked step fits the screen as it did)
 
 if held is None:
-    st.markdown(story.CLAIM)
-    st.info("Press 'Run the story': it edits the fact with " + ", ".join(story.edit_words(*e) for e in story.plan())
-            + " (each on the unedited model) and then tells what happened, step by step.")
+    st.info(story.INTRO)
     state.write_link(None, None, None, {"story": cid})
 else:
     if held.case_id != cid:
@@ -59,12 +59,15 @@ else:
     nav, forward = st.columns([5, 1], vertical_alignment="center")
     step = nav.radio("Step", story.STEPS, key=state.STORY_STEP, horizontal=True, label_visibility="collapsed")
     n = story.STEPS.index(step)
-    if n + 1 < len(story.STEPS):  # at the top, in the same place on every step: the class clicks through
-        forward.button("Next step", key="story_next", icon=":material/arrow_forward:", type="primary",
-                       width="stretch", help=f"Next: {story.STEPS[n + 1]}",
-                       on_click=st.session_state.__setitem__, args=(state.STORY_STEP, story.STEPS[n + 1]))
+    # at the top, in the same place on every step: the class clicks through, and from the last step back to the
+    # first (no tooltip: it would cover the bar above)
+    last = n + 1 == len(story.STEPS)
+    forward.button("Back to step 1" if last else "Next step", key="story_back" if last else "story_next",
+                   icon=":material/first_page:" if last else ":material/arrow_forward:", type="primary",
+                   width="stretch", on_click=st.session_state.__setitem__,
+                   args=(state.STORY_STEP, story.STEPS[0 if last else n + 1]))
     state.write_link(None, None, None, {"story": held.case_id, "sstep": n + 1,
                                         "srec": pack_records([r.record for r in held.runs()])}, ran=True)
-    {0: lambda: story.fact_step(held.main), 1: lambda: story.edit_step(held.main),
+    {0: lambda: story.fact_step(held), 1: lambda: story.edit_step(held.main),
      2: lambda: story.lambda_step(held), 3: lambda: story.neighbours_step(held),
      4: lambda: story.sss_step(held)}[n]()

@@ -7,11 +7,13 @@ the Edit view" / "Open in Compare" replay exactly the story's runs there, and th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.panels.edit import LAMBDA_NEW_HELP
-from app.panels.story import CLAIM, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE, STEPS
+from app.panels.story import CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE, STEPS
 from app.same_edits import FTL_REASON
 from story_support import story_edits
 
@@ -31,12 +33,44 @@ def story():
     at.switch_page(STORY)
     at.run()
     assert_ok(at)
-    assert [i.value for i in at.info] == [
-        "Press 'Run the story': it edits the fact with ft-l+sss, ft-l, ft-l (norm_constraint = 0.05), "
-        "ft-l+sss-loose-sum (each on the unedited model) and then tells what happened, step by step."]
+    assert [i.value for i in at.info] == [INTRO] and not at.markdown  # the claim is step 1's, said once
+    assert INTRO == ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one fact, "
+                     "with and without the SSS term, and tells what happened in five steps.")
     at.button(key="story_run").click().run()
     assert_ok(at)
     return at
+
+
+# what a teacher reads aloud on each screen: markdown, captions, alerts and metric cards outside the "More detail"
+# boxes and the fact chooser (tables, the plot, buttons and the step bar left out), and the bound on its words
+MAIN_WORDS = {"intro": 30, "1. The fact": 81, "2. The edit": 66, "3. What λ_max measures": 64,
+              "4. Where the neighbours went": 67, "5. What SSS changed": 118}
+CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
+                "Spearman", "variance", "token")
+
+
+def _main_texts(at) -> list[str]:
+    """The texts of the screen outside its expanders and status boxes, in order (``MAIN_WORDS``)."""
+    out = []
+
+    def walk(node) -> None:
+        for child in node.children.values():
+            kind = type(child).__name__
+            if kind in ("Expander", "Status"):
+                continue
+            if kind == "Metric":
+                out.append(f"{child.label} {child.value}")
+            elif kind in ("Markdown", "Caption", "Info", "Success", "Warning", "Error"):
+                out.append(child.value)
+            elif hasattr(child, "children"):
+                walk(child)
+    walk(at.main)
+    return out
+
+
+def _words(texts: list[str]) -> int:
+    """Words read aloud: markdown marks and lone symbols ("→", "–") not counted."""
+    return sum(len([w for w in re.sub(r"[*#_]", " ", t).split() if re.search(r"\w", w)]) for t in texts)
 
 
 def _step(at, n: int):
@@ -62,17 +96,23 @@ def test_the_edit_page_links_to_the_class_story():
     assert ("Teaching? The Class story tells the paper's story in five steps", "story") in links
 
 
-def test_steps_in_order_and_next_walks_through_them(story):
+def test_steps_in_order_and_next_walks_through_them_and_back_to_the_first(story):
     assert story.radio(key="story_step").options == list(STEPS)
+    assert [e.label for e in story.expander][0] == "The fact, and running the story again"  # folded after Run
+    assert not story.expander[0].proto.expanded and not story.get("status")  # no box above step 1's bar
     seen = []
     for n in range(len(STEPS)):
         seen.append(story.radio(key="story_step").value)
         if n < len(STEPS) - 1:
-            assert story.button(key="story_next").proto.help == f"Next: {STEPS[n + 1]}"
+            assert story.button(key="story_next").proto.help == ""  # no tooltip over the bar above
             story.button(key="story_next").click().run()
             assert_ok(story)
     assert seen == list(STEPS)
-    assert not [b for b in story.button if b.key == "story_next"]  # the last step has no next
+    assert not [b for b in story.button if b.key == "story_next"]  # the last step has no next: it goes back
+    assert story.button(key="story_back").label == "Back to step 1"
+    story.button(key="story_back").click().run()
+    assert_ok(story)
+    assert story.radio(key="story_step").value == STEPS[0]
 
 
 def _expander_text(at) -> str:
@@ -86,26 +126,55 @@ def _texts(at) -> list[str]:
     return [m.value for m in at.markdown if m.value not in progress]
 
 
+def test_each_screen_is_short_plain_and_says_the_claim_once(story):
+    screens = {"intro": [INTRO]}  # the fixture read the intro: this info alone
+    for n, step in enumerate(STEPS):
+        screens[step] = _main_texts(_step(story, n))
+    counts = {k: _words(v) for k, v in screens.items()}
+    print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
+    assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
+    assert sum(counts.values()) <= 430
+    shown = "\n".join(t for texts in screens.values() for t in texts)
+    assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
+    assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
+
+
+def test_numbers_for_a_class():
+    from app.panels.story import fold, plain_chance, shown_word
+    assert [plain_chance(p) for p in (0.992, 0.9951, 0.337, 0.0136, 0.00266, 1.41e-06, 5.36e-09, 0.0)] == [
+        "99%", "over 99%", "34%", "1%", "about 1 in 400", "about 1 in 700,000", "about 1 in 200,000,000", "0%"]
+    assert plain_chance(float("nan")) == plain_chance(None) != "0%"
+    assert [fold(0.0898, 7.77e-06), fold(0.0898, 8.37e-06), fold(2.12e-06, 2.38e-06), fold(1.0, 1.0)] == [
+        "fell about 12,000-fold", "fell about 11,000-fold", "rose about 1.1 times", "stayed the same"]
+    assert [shown_word(" M", ("Morocco", "Czech Republic")), shown_word(" United", ("United States", "Czech")),
+            shown_word(" P", (None, "Washington")), shown_word(" a", ("United States", "Czech Republic"))] == [
+        "M(orocco)", "United", "P…", "a"]
+
+
 def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     main = expected["main"]
     row = next(r for r in main.rows if r.group == "rewrite")
     texts = _texts(story)
-    assert texts[0] == CLAIM
-    assert texts[0].startswith("**What the paper claims.**")
-    assert "A small λ_max means the prompt sits in a *semantically sparse* region" in texts[0]
-    assert "so the edit should damage its neighbours (other facts) less" in texts[0]
+    assert texts[0] == CLAIM == (
+        "**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller when "
+        "the edited question sits in a quiet, *sparse* spot of the model, and its *SSS term* keeps the edit there. "
+        "So edits with the SSS term should spoil fewer answers.")
     cards = {m.label: (m.value, m.help) for m in story.metric}
+    assert (round(row.p_old_before, 2), f"{row.p_new_before:.3g}") == (0.99, "1.41e-06")  # measured
     assert cards == {
-        "top-1 now": (row.top1_before.strip(), "The unedited model's most likely next token"),
-        "P(United States) now": (format(row.p_old_before, ".3f"),
-                                 "P(·) is the probability of the whole answer given the prompt (teacher forced)"),
-        "P(Czech Republic) now": (format(row.p_new_before, ".3g"),
-                                  "The new target's probability before the edit: what the edit has to raise")}
-    assert texts[1] == ("**The fact.** The model is asked to complete *“Washington is the capital of”*. In its world "
-                        "the answer is **United States**, and it knows it: its most likely next word is **“United”**, "
-                        f"and the whole answer has probability {row.p_old_before:.3f}.")
+        "United States now": ("99%", "P(·) is the probability of the whole answer given the prompt (teacher forced)"),
+        "Czech Republic now": ("about 1 in 700,000",
+                               "How likely the new answer is before the edit: what the edit has to raise")}
+    assert texts[1] == ("**The fact.** Asked to complete *“Washington is the capital of”*, the model answers **United "
+                        "States**. We will change it to **Czech Republic**.")
+    assert row.top1_before.strip() == "United"  # the model answers it: its first word begins the answer
     assert [e.label for e in story.expander if e.label == "More detail"] == ["More detail"]
-    assert "shipped model" in _expander_text(story) and "shipped model" not in "\n".join(texts[:2])
+    detail = _expander_text(story)
+    assert "shipped model" in detail and "shipped model" not in "\n".join(texts[:2])
+    assert (f"Exactly: P(United States) = {row.p_old_before:.3g}, P(Czech Republic) = {row.p_new_before:.3g}"
+            in detail)  # the exact values stay available
+    assert ("The story's 4 edits, each on the unedited model: ft-l+sss, ft-l, ft-l (norm_constraint = 0.05), "
+            "ft-l+sss-loose-sum (") in detail
 
 
 # what happened to each probe of the default fact, as measured on the shipped model
@@ -113,61 +182,76 @@ OUTCOMES = ["now the new answer", "moved, not to the new answer", "unchanged: no
             "kept its answer", "kept its answer", "kept its answer", "changed, but was already wrong",
             "damaged: lost its answer", "unchanged: not “Washington” yet"]
 KNEW = ["yes", "no", "no", "yes", "yes", "yes", "no", "yes", "n/a"]
+KINDS = ["the edit question", "same, other words", "same, other words", "other fact", "other fact",
+         "other fact with the new answer", "other fact, after the new fact", "other fact, same subject",
+         "implied: asked backwards"]
+WORDS = ["United → Czech", "the → a", "New → New", "M(orocco) → M(orocco)", "United → United", "Czech → Czech",
+         "United → Czech", "United → Czech", "P… → P…"]  # whole words, or the word a piece begins
+AGAINST = ["Czech Republic"] * 3 + ["its answer before"] * 5 + ["Washington"]
 
 
-def test_the_edit_says_where_each_top1_went_and_which_answers_were_already_wrong(story, expected):
+def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_against(story, expected):
     main = expected["main"]
     _step(story, 1)
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert cards == {m: (format(main.result.metrics[m], ".2f"), PLAIN_HELP[m])
                      for m in ("reliability", "generality", "locality", "portability")}
     probes = story.table[0].value
-    assert list(probes.columns) == ["kind", "question", "expected before", "top-1 before → after", "what happened",
-                                    "knew it before", "score"]
+    assert list(probes.columns) == ["kind", "question", "world's answer", "knew it", "first word before → after",
+                                    "what happened", "scored against", "score"]
     assert list(probes["question"]) == [r.prompt for r in main.rows]  # whole, never cut
-    assert list(probes["top-1 before → after"]) == [f"{r.top1_before.strip()} → {r.top1_after.strip()}"
-                                                    for r in main.rows]
+    assert [(r.top1_before.strip(), r.top1_after.strip()) for r in main.rows][3] == ("M", "M")  # the core's tokens
+    assert list(probes["kind"]) == KINDS
+    assert list(probes["first word before → after"]) == WORDS
     assert list(probes["what happened"]) == OUTCOMES
-    assert list(probes["knew it before"]) == KNEW
-    assert list(probes["expected before"]) == [r.old if r.old is not None else "n/a" for r in main.rows]
+    assert list(probes["knew it"]) == KNEW
+    assert list(probes["scored against"]) == AGAINST
+    assert list(probes["world's answer"]) == [r.old if r.old is not None else "n/a" for r in main.rows]
     assert list(probes["score"]) == pytest.approx([r.score for r in main.rows])
     distract = next(r for r in main.rows if r.group == "distract_neighbour")
-    assert (distract.top1_before.strip(), distract.old) == ("United", "Morocco")  # wrong before the edit
+    assert (distract.top1_before.strip(), distract.old, distract.score) == ("United", "Morocco", 0.0)
+    # locality counts the distract-neighbour's change as damage although the model was already wrong there
+    alone = [r.score for r in main.rows if r.wanted_flip is False]
+    assert main.result.metrics["locality"] == pytest.approx(sum(alone) / len(alone)) == pytest.approx(0.70)
     assert SCORE_LINE in [c.value for c in story.caption]
-    assert SCORE_LINE == ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: "
-                          "answered as before), so a two-token answer can score 0.50.")
+    assert SCORE_LINE == "Score: the share of the answer's pieces right, one at a time (half = 0.50)."
     text = _texts(story)[0]
-    changed = sum(r.flipped for r in main.rows)
-    assert text == ("**The edit.** We train the model to answer *“Washington is the capital of”* with **Czech "
-                    f"Republic** (FT-L with the paper's SSS term), then ask 9 test questions: {changed} changed their "
-                    "first word. The unedited model already missed 3 (“knew it before: no”): a change there is not "
-                    "damage.")
-    # the paper's definitions and the full probe table are in the detail, not on the screen's first lines
-    assert "teacher forced" not in text and "teacher forced" in _expander_text(story)
+    assert text == ("**The edit.** We teach the model **Czech Republic**, then ask 9 test questions. Of the 5 it "
+                    "should leave alone, 1 lost its answer and 1 changed where the model was already wrong: the "
+                    "score counts that as damage too. So locality is 0.70.")
+    # the paper's definitions and group names and the full probe table are in the detail
+    detail = _expander_text(story)
+    assert "teacher forced" not in text and "teacher forced" in detail
+    assert ("Kinds, as the paper names them: the edit question = *edit prompt*; same, other words = *paraphrase*; "
+            "other fact = *neighbour*; other fact with the new answer = *post-neighbour*; other fact, after the new "
+            "fact = *distract-neighbour*; other fact, same subject = *unrelated attribute*; implied: asked backwards "
+            "= *reversed relation*.") in detail
     assert [list(d.value["prompt"]) for d in story.dataframe] == [[r.prompt for r in main.rows]]
 
 
-def test_lambda_step_names_what_each_lambda_is_measured_against(story, expected):
+def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(story, expected):
     main, plain = expected["main"], expected["pairs"][0][0]
     _step(story, 2)
+    (b0, a0), (b1, a1) = ((main.result.lambda_max_before, main.result.lambda_max_after),
+                          (plain.result.lambda_max_before, plain.result.lambda_max_after))
+    assert (round(b0 / a0, -3), round(b1 / a1, -3)) == (12000, 11000)  # measured ratios
     assert {m.label: (m.value, m.help) for m in story.metric} == {
-        "λ_max before (new target)": (format(main.result.lambda_max_before, ".2e"), LAMBDA_NEW_HELP),
-        "λ_max after (new target)": (format(main.result.lambda_max_after, ".2e"), LAMBDA_NEW_HELP)}
+        "λ_max with the SSS term": ("fell about 12,000-fold", LAMBDA_NEW_HELP),
+        "λ_max without it": ("fell about 11,000-fold", LAMBDA_NEW_HELP)}
     texts = _texts(story)
-    assert texts[0] == ("**On this screen λ_max is the edit prompt's, against the new answer “Czech Republic”** (the "
-                        "whole answer, every token). It is the paper's sparsity measure (small = sparse).")
-    assert texts[1] == (f"**What it does not measure.** It falls whenever an edit makes the new answer likely, with "
-                        f"or without the SSS term. Measured here: ft-l, the same edit without the SSS term, takes it "
-                        f"from {plain.result.lambda_max_before:.2e} to {plain.result.lambda_max_after:.2e}; ft-l+sss "
-                        f"from {main.result.lambda_max_before:.2e} to {main.result.lambda_max_after:.2e}. So a drop "
-                        "alone is not the SSS term's doing.")
-    assert plain.result.lambda_max_after < main.result.lambda_max_before / 100  # the drop needs no SSS term
+    assert texts[0] == ("**What λ_max measures:** how strongly the answer's loss reacts to small changes of the "
+                        "sentence's hidden states (small = a quiet, sparse neighbourhood). Here, for the new answer "
+                        "**Czech Republic**, it mostly tracks how sure the model is.")
+    assert texts[1] == "So a drop alone is not the SSS term's doing."
+    detail = _expander_text(story)
+    assert (f"λ_max of the edit prompt against the new target (the whole answer, every token): ft-l+sss {b0:.2e} → "
+            f"{a0:.2e}; ft-l, the same edit without the SSS term, {b1:.2e} → {a1:.2e}.") in detail
     el = main.edit_lambda
-    assert (f"Against the old target 'United States' (the whole answer): {el.old_before:.2e} before, {el.old_after:.2e} after. "
-            in _expander_text(story))
+    assert (f"Against the old target 'United States' (the whole answer): {el.old_before:.2e} before, "
+            f"{el.old_after:.2e} after. ") in detail
     assert ("The old-answer measure is against the whole old answer (all its tokens), not its first token as in "
-            "step 4.") in _expander_text(story)
-    assert "own top answer" not in "\n".join(texts)
+            "step 4.") in detail
+    assert "it is mostly the target's confidence" in detail
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
     assert [(label, page) for label, page in links if page in ("compare", "hypothesis")] == [
         ("Compare: the same edit with and without the SSS term", "compare"),
@@ -180,24 +264,31 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     main = expected["main"]
     _step(story, 3)
     probes = sorted((s for s in main.sparsity if s.group != "background"), key=lambda s: -s.moved)
+    moved = {s.sentence: s.moved for s in probes}
     emb = main.embeddings[main.knn.pooling]
     proj = project(emb.before, emb.after, "pca")
     rho, _, _ = move_agreement(proj.before, proj.after, emb.moved)
-    top = "; ".join(f"“{s.sentence}” ({s.moved:.1f})" for s in probes[:3])
     texts = _texts(story)
-    assert probes[0].sentence == "Washington is the capital of"  # the edit prompt moved furthest
+    assert [s.sentence for s in probes[:3]] == ["Washington is the capital of", "Washington is a city in",
+                                                "Washington is the capital of Czech Republic. Rabat is the capital of"]
+    shares = [moved[f"{c} is the capital of"] / moved["Washington is the capital of"]
+              for c in ("Rabat", "London", "Prague")]
+    assert (round(min(shares) * 100), round(max(shares) * 100)) == (29, 56)  # measured: not "barely"
+    assert texts[0] == ("**Where the sentences went.** Each dot is a sentence inside the model: hollow before the edit, "
+                        f"filled after. Ringed, the 3 that moved most: “Washington is the capital of” "
+                        f"({probes[0].moved:.1f}), “Washington is a city in” ({probes[1].moved:.1f}) and “…Rabat is "
+                        f"the capital of” ({probes[2].moved:.1f}). The true neighbours (“Rabat…”, “London…”, "
+                        "“Prague…”) did not stay put: they moved 29–56% as far as the edit question, but all kept "
+                        "their answers.")
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
-    assert texts[0] == (f"**Where they went.** In the model's full hidden space, the sentences that moved most are "
-                        f"{top} (how far each moved, in the model's units; each ringed in the picture). The "
-                        "arrows in the 2-D picture follow the "
-                        "real moves only roughly (rank agreement between arrow length and real move: Spearman ρ = "
-                        f"{rho:.2f} over {len(emb.sentences)} sentences, and the picture keeps "
-                        f"{sum(proj.explained_variance[:2]):.0%} of the variance): read the distances, not the arrow "
-                        "lengths.")
-    assert texts[1] == ("Of the 5 questions the edit should leave alone, 1 lost its right answer: “Washington is a "
-                        "city in” United → Czech. 1 more changed an answer that was already wrong before the edit: "
-                        "“Washington is the capital of Czech Republic. Rabat is the capital of” United → Czech "
-                        "(expected Morocco).")
+    detail = _expander_text(story)
+    assert ("The arrows in the 2-D picture follow the real moves only roughly (rank agreement between arrow length "
+            f"and real move: Spearman ρ = {rho:.2f} over {len(emb.sentences)} sentences, and the picture keeps "
+            f"{sum(proj.explained_variance[:2]):.0%} of the variance): read the distances, not the arrow lengths.") \
+        in detail
+    assert ("Of the 5 questions the edit should leave alone, 1 lost its right answer: “Washington is a city in” United "
+            "→ Czech. 1 more changed an answer that was already wrong before the edit: “Washington is the capital of "
+            "Czech Republic. Rabat is the capital of” United → Czech (expected Morocco).") in detail
     import json
     spec = json.loads(story.get("plotly_chart")[0].proto.spec)
     rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
@@ -206,8 +297,8 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
         assert (t["x"][0], t["y"][0]) == pytest.approx(tuple(proj.after[t["meta"]["selected"]]), abs=1e-6)
     # the own-answer lambda_max and its table are in the detail, named as the first answer token's
     assert "its single most likely next token (for the edit prompt the first token of the old answer alone), not " \
-           "the whole answer as in step 3" in _expander_text(story)
-    assert "new target)" not in "\n".join(texts) and not story.metric
+           "the whole answer as in step 3" in detail
+    assert "λ_max" not in "\n".join(_main_texts(story)) and not story.metric
     table = story.dataframe[0].value
     assert list(table.columns) == ["group", "sentence", "answer before", "answer after", "moved ‖Δh‖",
                                    "λ_max own before", "λ_max own after"]
@@ -226,36 +317,36 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     (a0, b0), (a1, b1) = expected["pairs"]
     _step(story, 4)
     scores = ("reliability", "generality", "locality", "portability")
-    assert all(a0.result.metrics[m] == b0.result.metrics[m] for m in scores)  # default settings: alike (measured)
+    assert all(a0.result.metrics[m] == b0.result.metrics[m] for m in scores)  # the same edit: alike (measured)
+    assert a0.result.lambda_max_after != b0.result.lambda_max_after  # alike, not the same: "no answer or score"
     m1a, m1b = a1.result.metrics, b1.result.metrics
     assert [m for m in scores if m1a[m] != m1b[m]] == ["generality"]  # the loose box: only generality moved
-    assert m1a["locality"] == m1b["locality"] and a1.result.lambda_max_after < b1.result.lambda_max_after
+    assert m1a["locality"] == m1b["locality"] != expected["main"].result.metrics["locality"]  # other settings
     assert m1b["generality"] < m1a["generality"]
+    ratio = b1.result.lambda_max_after / a1.result.lambda_max_after
+    assert round(ratio, 1) == 1.1
     assert [i.value for i in story.info] == [
-        "Adding the SSS term changed nothing here: the same answers and the same scores on every question. This pair "
-        "can neither support the claim nor go against it."]
+        "The SSS term changed no answer or score (the weights moved slightly differently): no evidence either way."]
     assert [w.value for w in story.warning] == [
-        f"Adding the SSS term changed the edit. Questions left alone: locality {m1a['locality']:.2f} → "
-        f"{m1b['locality']:.2f} (unchanged); λ_max after the edit {a1.result.lambda_max_after:.2e} → "
-        f"{b1.result.lambda_max_after:.2e} (higher: less sparse, not what the SSS term aims for); paraphrases: "
-        f"generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse). In short: no less damage to "
-        "neighbours, which the claim predicts."]
+        f"Locality {m1a['locality']:.2f} → {m1b['locality']:.2f}: no less damage, although the claim predicts less. "
+        f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
+        "1.1 times (less sparse)."]
     texts = _texts(story)
-    assert texts[-1] == (
-        "**What this model showed for this fact:** with default settings the SSS term did nothing; with a looser "
-        f"limit on the weight change it changed the edit, and locality went {m1a['locality']:.2f} → "
-        f"{m1b['locality']:.2f}. **So on this fact the SSS term did not reduce the damage to neighbours: the paper's "
-        "claim does not show here.** One fact is one example: the pages below measure many edits.")
+    assert texts[0] == "Each pair edits the fact twice: **A without the SSS term, B with it.**"
+    assert texts[1] == "#### The same edit"
+    assert f"#### A looser limit on how far the weights may move\n\nOther settings than steps 2-3 (so locality is " \
+           f"{m1a['locality']:.2f} here), and B changes two things: it adds the SSS term, summed over the words." \
+           in texts
+    assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
+                         "One fact is one example.")
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
     assert [(label, page) for label, page in links if page in ("about", "hypothesis", "compare")] == [
         ("About: what SSS did over many edits", "about"), ("Hypothesis: test the claim yourself", "hypothesis"),
         ("Compare: any two edits side by side", "compare")]
-    # the jargon (settings, cosines, the measured reason) is in each pair's detail, not on the screen
-    screen = "\n".join(texts[:1] + texts[-1:] + [w.value for w in story.warning] + [i.value for i in story.info])
-    for word in ("norm_constraint", "cos(", "docs/", "teacher forced", "ft-l+sss-loose-sum"):
-        assert word not in screen
     detail = _expander_text(story)
     assert FTL_REASON in detail and "A: ft-l; settings changed from the defaults: norm_constraint = 0.05." in detail
+    assert [c.value for c in story.caption if c.value.startswith("λ_max after (new target)")][1].startswith(
+        f"λ_max after (new target): A {a1.result.lambda_max_after:.2e}, B {b1.result.lambda_max_after:.2e}")
     assert [e.label for e in story.expander] == ["The fact, and running the story again", "More detail",
                                                  "More detail"]
     tables = [d.value for d in story.dataframe]

@@ -64,10 +64,19 @@ def _at_step(page, label: str) -> None:
     assert_no_traceback(page)
 
 
-def _next(page, label: str) -> None:
+def _next(page, label: str) -> float:
+    """Click "Next step" and wait for step ``label``; returns the button's top edge in px on the new step (the same
+    on every step). It has no tooltip to cover the bar above it."""
     page.get_by_role("button", name="Next step").click()
-    page.mouse.move(0, 0)  # the button's tooltip off the screen (and the screenshots)
     _at_step(page, label)
+    expect(page.locator('[data-testid="stTooltipContent"]')).to_have_count(0)
+    return _button_top(page, "Next step")
+
+
+def _button_top(page, name: str) -> float:
+    """The top edge of the step bar's button ``name``, in px from the top of the page."""
+    page.evaluate("() => { document.querySelector('[data-testid=\"stMain\"]').scrollTop = 0; }")
+    return page.get_by_role("button", name=name).bounding_box()["y"]
 
 
 def _query(page) -> dict[str, str]:
@@ -76,8 +85,8 @@ def _query(page) -> dict[str, str]:
 
 def _step_4_sentences(t: str) -> str:
     """Step 4's two sentences (every number of the step) from the page's text, after any status line."""
-    here = "In the model's full hidden space"
-    return here + t.split(here)[1].split("Morocco).")[0]
+    here = "Where the sentences went."
+    return here + t.split(here)[1].split("kept their answers.")[0]
 
 
 def _same_step_after_refresh_and_in_a_fresh_session(page, new_page, shown: str) -> None:
@@ -86,15 +95,18 @@ def _same_step_after_refresh_and_in_a_fresh_session(page, new_page, shown: str) 
     query = _query(page)
     assert (query["story"], query["sstep"], query["run"]) == ("world-372", "4", "1") and query["srec"]
     page.reload()
-    page.get_by_text("In the model's full hidden space").wait_for()
+    page.get_by_text("Where the sentences went.").wait_for()
     _at_step(page, "4. Where the neighbours went")
     assert _step_4_sentences(_main_text(page)) == _step_4_sentences(shown)
     other = new_page()
     other.set_viewport_size(SCREEN)
     other.goto(page.url)
-    other.get_by_text("In the model's full hidden space").wait_for()
+    other.get_by_text("Where the sentences went.").wait_for()
     _at_step(other, "4. Where the neighbours went")
     assert _step_4_sentences(_main_text(other)) == _step_4_sentences(shown)
+    other.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
+    height = _page_height(other)  # opened from the link: no replay box above the step, it still fits
+    assert "replayed" not in _main_text(other) and height <= SCREEN["height"], height
 
 
 def _edit_step(page, main) -> str:
@@ -115,15 +127,21 @@ def _edit_step(page, main) -> str:
     cells = [[c.text_content().strip() for c in r.locator("th, td").all()] for r in grid.locator("tr").all()]
     rows = {r[1]: dict(zip(cells[0], r)) for r in cells[1:]}
     distract = rows["Washington is the capital of Czech Republic. Rabat is the capital of"]  # the whole question
-    assert cells[0] == ["kind", "question", "expected before", "top-1 before → after", "what happened",
-                        "knew it before", "score"]  # every column in view: the table fits the page
-    assert (distract["expected before"], distract["top-1 before → after"], distract["what happened"],
-            distract["knew it before"]) == ("Morocco", "United → Czech", "changed, but was already wrong", "no")
-    assert rows["The nation governed from Washington is"]["top-1 before → after"] == "the → a"
+    assert cells[0] == ["kind", "question", "world's answer", "knew it", "first word before → after",
+                        "what happened", "scored against", "score"]  # every column in view: the table fits the page
+    box = grid.bounding_box()
+    assert box["x"] + box["width"] <= SCREEN["width"], box
+    assert (distract["world's answer"], distract["first word before → after"], distract["what happened"],
+            distract["knew it"], distract["scored against"], distract["score"]) == (
+        "Morocco", "United → Czech", "changed, but was already wrong", "no", "its answer before", "0.00")
+    assert rows["The nation governed from Washington is"]["first word before → after"] == "the → a"
+    assert rows["Rabat is the capital of"]["first word before → after"] == "M(orocco) → M(orocco)"
+    assert rows["The capital of Czech Republic is"]["first word before → after"] == "P… → P…"
     assert rows["Washington is a city in"]["what happened"] == "damaged: lost its answer"
     text = _main_text(page)
-    assert ("Score = the share of the answer's tokens the model gets right, one at a time (left alone: answered as "
-            "before), so a two-token answer can score 0.50.") in text
+    assert "Score: the share of the answer's pieces right, one at a time (half = 0.50)." in text
+    assert ("1 changed where the model was already wrong: the score counts that as damage too. So locality is "
+            "0.70.") in text
     return text
 
 
@@ -138,40 +156,40 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     page.get_by_role("heading", name="Class story", exact=True).wait_for()
     wait_idle(page)
     page.get_by_role("button", name="Run the story").click()
-    page.get_by_text("The fact. The model is asked to complete").wait_for()
+    page.get_by_text("The fact. Asked to complete").wait_for()
     _at_step(page, "1. The fact")
     marks, words, heights = {"1. The fact": time.perf_counter() - start}, {}, {}
-    row = next(r for r in main.rows if r.group == "rewrite")
-    assert _cards(page, 3) == {"top-1 now": "United", "P(United States) now": format(row.p_old_before, ".3f"),
-                            "P(Czech Republic) now": format(row.p_new_before, ".3g")}
+    assert _cards(page, 2) == {"United States now": "99%", "Czech Republic now": "about 1 in 700,000"}
     text = _main_text(page)
-    assert "What the paper claims. λ_max measures how sharply the model's answer" in text
-    assert text.index("What the paper claims.") < text.index("The fact. The model is asked to complete")
+    assert "The paper's claim. Changing one fact can spoil other answers." in text
+    assert text.index("The paper's claim.") < text.index("The fact. Asked to complete")
+    assert "Done:" not in text  # the run's status box is gone: the bar sits where it does on every step
+    expect(page.locator('[data-testid="stExpander"] details').first).not_to_have_attribute("open", "")
+    tops = [_button_top(page, "Next step")]
     words["1. The fact"], heights["1. The fact"] = len(text.split()), _page_height(page)
     screenshot(page, "story-1-fact")
 
-    _next(page, "2. The edit")
+    tops.append(_next(page, "2. The edit"))
     text = _edit_step(page, main)
     marks["2. The edit"], words["2. The edit"] = time.perf_counter() - start, len(text.split())
     heights["2. The edit"] = _page_height(page)
 
-    _next(page, "3. What λ_max measures")
-    assert _cards(page, 2) == {"λ_max before (new target)": format(main.result.lambda_max_before, ".2e"),
-                            "λ_max after (new target)": format(main.result.lambda_max_after, ".2e")}
+    tops.append(_next(page, "3. What λ_max measures"))
+    assert _cards(page, 2) == {"λ_max with the SSS term": "fell about 12,000-fold",
+                               "λ_max without it": "fell about 11,000-fold"}
+    assert round(main.result.lambda_max_before / main.result.lambda_max_after, -3) == 12000
+    assert round(plain.result.lambda_max_before / plain.result.lambda_max_after, -3) == 11000
     text = _main_text(page)
-    assert "On this screen λ_max is the edit prompt's, against the new answer “Czech Republic” (the whole answer, " \
-           "every token)." in text
-    assert (f"Measured here: ft-l, the same edit without the SSS term, takes it from "
-            f"{plain.result.lambda_max_before:.2e} to {plain.result.lambda_max_after:.2e}") in text
+    assert ("What λ_max measures: how strongly the answer's loss reacts to small changes of the sentence's hidden "
+            "states (small = a quiet, sparse neighbourhood).") in text
     marks["3. What λ_max measures"], words["3. What λ_max measures"] = time.perf_counter() - start, len(text.split())
     heights["3. What λ_max measures"] = _page_height(page)
 
-    _next(page, "4. Where the neighbours went")
+    tops.append(_next(page, "4. Where the neighbours went"))
     text = _main_text(page)
-    assert ("Where they went. In the model's full hidden space, the sentences that moved most are “Washington is the "
-            "capital of” (16.0)") in text
-    assert "1 lost its right answer: “Washington is a city in” United → Czech." in text
-    assert "(new target)" not in text
+    assert "Ringed, the 3 that moved most: “Washington is the capital of” (16.0)" in text
+    assert "The true neighbours (“Rabat…”, “London…”, “Prague…”) did not stay put" in text
+    assert "Spearman" not in text
     points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point')
     points.first.wait_for()  # plotly draws after the script run ends
     # before and after for each sentence, and a ring on each of the three that moved most
@@ -181,20 +199,19 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     screenshot(page, "story-4-neighbours")
     _same_step_after_refresh_and_in_a_fresh_session(page, new_page, text)
 
-    _next(page, "5. What SSS changed")
+    page.get_by_role("button", name="Next step").click()
+    _at_step(page, "5. What SSS changed")
+    tops.append(_button_top(page, "Back to step 1"))  # in the Next button's place
+    assert len(set(tops)) == 1, tops
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
     m1a, m1b = loose_a.result.metrics, loose_b.result.metrics
     assert alerts == [
-        "Adding the SSS term changed nothing here: the same answers and the same scores on every question. This pair "
-        "can neither support the claim nor go against it.",
-        f"Adding the SSS term changed the edit. Questions left alone: locality {m1a['locality']:.2f} → "
-        f"{m1b['locality']:.2f} (unchanged); λ_max after the edit {loose_a.result.lambda_max_after:.2e} → "
-        f"{loose_b.result.lambda_max_after:.2e} (higher: less sparse, not what the SSS term aims for); paraphrases: "
-        f"generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse). In short: no less damage to "
-        "neighbours, which the claim predicts."]
+        "The SSS term changed no answer or score (the weights moved slightly differently): no evidence either way.",
+        f"Locality {m1a['locality']:.2f} → {m1b['locality']:.2f}: no less damage, although the claim predicts less. "
+        f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
+        "1.1 times (less sparse)."]
     text = _main_text(page)
-    assert ("So on this fact the SSS term did not reduce the damage to neighbours: the paper's claim does not show "
-            "here.") in text
+    assert "So on this fact the SSS term did not reduce the damage: the claim does not show here." in text
     for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
                   "Compare: any two edits side by side"):
         assert page.locator('[data-testid="stMain"]').get_by_role("link", name=label).count() == 1
@@ -234,6 +251,9 @@ def _compare_and_back(page, loose_a, loose_b, text: str) -> None:
         [x.result.metrics[m] for x in (loose_a, loose_b) for m in shown], abs=5e-3)  # the grid rounds to 2 places
     # and back: the sidebar's Class story shows the step it was left on, with the same numbers
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Class story").click()
-    page.get_by_text("What this model showed for this fact").wait_for()
+    page.get_by_text("So on this fact the SSS term").wait_for()
     _at_step(page, "5. What SSS changed")
     assert _main_text(page) == text
+    page.get_by_role("button", name="Back to step 1").click()  # the finish: the class starts again
+    _at_step(page, "1. The fact")
+    assert "The paper's claim. Changing one fact can spoil other answers." in _main_text(page)
