@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_support import browser, chromium_path, start_server, stop_server  # noqa: F401 - fixtures
+from browser_support import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
