@@ -52,17 +52,18 @@ PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has
     "portability": "Does the edit carry over to what it implies (the reversed question)? 0 to 1",
 }
 SCORE_LINE = "Score: the share of the answer's pieces right, one at a time (half = 0.50)."
-PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail's table)
-    "rewrite": "the edit question", "paraphrase": "same, other words", "neighbour": "other fact",
-    "pre_neighbour": "other fact with the old answer", "post_neighbour": "other fact with the new answer",
-    "distract_neighbour": "other fact, after the new fact", "unrelated_attribute": "other fact, same subject",
-    "subject_replace": "same subject, other name", "reversed_relation": "implied: asked backwards",
-    "one_hop": "implied: one step on"}
+PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail)
+    "rewrite": "edit question", "paraphrase": "other words", "neighbour": "other fact",
+    "pre_neighbour": "other fact, old answer", "post_neighbour": "other fact, new answer",
+    "distract_neighbour": "other fact after the edit", "unrelated_attribute": "same subject",
+    "subject_replace": "subject's other name", "reversed_relation": "backwards", "one_hop": "one step on"}
 # the story's probe table, compact enough for one screen (rows of one line, wrapped where a question is long)
 PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own size and wrapping
-    "<style>.st-key-story-probes-box th, .st-key-story-probes-box td {padding: 0.1rem 0.45rem !important;} "
-    ".st-key-story-probes-box th *, .st-key-story-probes-box td * {font-size: 0.875rem !important; "
-    "line-height: 1.35 !important; white-space: nowrap !important;} "
+    "<style>.st-key-story-probes-box th, .st-key-story-probes-box td {padding: 0.1rem 0.4rem !important;} "
+    ".st-key-story-probes-box th *, .st-key-story-probes-box td * {font-size: 0.85rem !important; "
+    "line-height: 1.3 !important; white-space: nowrap !important;} "
+    ".st-key-story-probes-box td:nth-child(1) *, .st-key-story-probes-box td:nth-child(6) * "
+    "{white-space: normal !important;} .st-key-story-probes-box td:nth-child(2) {min-width: 15rem;} "
     ".st-key-story-probes-box td:nth-child(2) * {white-space: normal !important;}</style>")
 
 

@@ -182,9 +182,8 @@ OUTCOMES = ["now the new answer", "moved, not to the new answer", "unchanged: no
             "kept its answer", "kept its answer", "kept its answer", "changed, but was already wrong",
             "damaged: lost its answer", "unchanged: not “Washington” yet"]
 KNEW = ["yes", "no", "no", "yes", "yes", "yes", "no", "yes", "n/a"]
-KINDS = ["the edit question", "same, other words", "same, other words", "other fact", "other fact",
-         "other fact with the new answer", "other fact, after the new fact", "other fact, same subject",
-         "implied: asked backwards"]
+KINDS = ["edit question", "other words", "other words", "other fact", "other fact", "other fact, new answer",
+         "other fact after the edit", "same subject", "backwards"]
 WORDS = ["United → Czech", "the → a", "New → New", "M(orocco) → M(orocco)", "United → United", "Czech → Czech",
          "United → Czech", "United → Czech", "P… → P…"]  # whole words, or the word a piece begins
 AGAINST = ["Czech Republic"] * 3 + ["its answer before"] * 5 + ["Washington"]
@@ -222,10 +221,9 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     # the paper's definitions and group names and the full probe table are in the detail
     detail = _expander_text(story)
     assert "teacher forced" not in text and "teacher forced" in detail
-    assert ("Kinds, as the paper names them: the edit question = *edit prompt*; same, other words = *paraphrase*; "
-            "other fact = *neighbour*; other fact with the new answer = *post-neighbour*; other fact, after the new "
-            "fact = *distract-neighbour*; other fact, same subject = *unrelated attribute*; implied: asked backwards "
-            "= *reversed relation*.") in detail
+    assert ("Kinds, as the paper names them: edit question = *edit prompt*; other words = *paraphrase*; other fact "
+            "= *neighbour*; other fact, new answer = *post-neighbour*; other fact after the edit = "
+            "*distract-neighbour*; same subject = *unrelated attribute*; backwards = *reversed relation*.") in detail
     assert [list(d.value["prompt"]) for d in story.dataframe] == [[r.prompt for r in main.rows]]
 
 

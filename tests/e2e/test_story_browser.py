@@ -114,7 +114,7 @@ def _edit_step(page, main) -> str:
     question whole, where each top-1 went and which answers were already wrong; returns the step's text."""
     assert _cards(page, 4) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
     # the compact table style (one line a row, the question wrapped where long) is drawn with the table
-    expect(page.locator(".st-key-story-probes-box td p").first).to_have_css("white-space", "nowrap")
+    expect(page.locator(".st-key-story-probes-box td:nth-child(3) p").first).to_have_css("white-space", "nowrap")
     screenshot(page, "story-2-edit")
     page.locator('[data-testid="stMetric"]').first.locator('[data-testid="stTooltipIcon"]').hover()
     tip = page.locator('[data-testid="stTooltipContent"]')
@@ -236,7 +236,10 @@ def _compare_and_back(page, loose_a, loose_b, text: str) -> None:
     story then brings back step 5 with the same ``text``."""
     loose = page.locator('[data-testid="stExpander"]').filter(has_text="A: ft-l; settings changed from")  # pair 2
     loose.locator("summary").click()
-    loose.get_by_role("button", name="Open this pair in Compare").click()
+    wait_idle(page)
+    opener = loose.get_by_role("button", name="Open this pair in Compare")
+    expect(opener).to_be_visible()
+    opener.click()
     page.get_by_role("heading", name="Compare two edits", exact=True).wait_for()
     wait_idle(page)
     assert_no_traceback(page)
