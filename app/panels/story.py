@@ -500,7 +500,8 @@ def neighbours_step(story: Story) -> None:
     if proj is not None:
         named = list(neighbour_frame(run)["sentence"][:3])  # the three named above, ringed where they ended up
         fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
-                                        labels=analysis.GROUP_LABELS, height=330, axis_titles=axis_titles(proj),
+                                        labels={**analysis.GROUP_LABELS, **PLAIN_KINDS},  # step 2's kinds
+                                        height=330, axis_titles=axis_titles(proj),
                                         highlight=[emb.sentences.index(t) for t in named])
         st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
     with st.expander("More detail"):

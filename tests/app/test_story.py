@@ -290,6 +290,9 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     import json
     spec = json.loads(story.get("plotly_chart")[0].proto.spec)
     rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
+    legend = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("name")]
+    assert {"edit question", "other words", "other fact", "other fact after the edit", "same subject",
+            "backwards"} <= set(legend)  # the legend speaks step 2's words
     assert [emb.sentences[t["meta"]["selected"]] for t in rings] == [s.sentence for s in probes[:3]]
     for t in rings:  # each ring sits on its sentence's point after the edit
         assert (t["x"][0], t["y"][0]) == pytest.approx(tuple(proj.after[t["meta"]["selected"]]), abs=1e-6)
