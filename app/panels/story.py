@@ -43,8 +43,8 @@ LOOSE_BOX = editor_config(LOOSE).norm_constraint
 CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller "
          "when the edited question sits in a quiet, *sparse* spot of the model, and its *SSS term* keeps the edit "
          "there. So edits with the SSS term should spoil fewer answers.")
-INTRO = ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one fact, with and "
-         "without the SSS term, and tells what happened in five steps.")
+INTRO = ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one of them, with "
+         "and without the SSS term, and tells it in five steps.")
 PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
     "reliability": "Does the edited model now give the new answer to the edit question itself? 0 to 1",
     "generality": "Does it give the new answer to the same question asked in other words? 0 to 1",
@@ -84,8 +84,8 @@ PAIRS = (
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("A looser limit on how far the weights may move", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Other settings than steps 2-3 (so locality is {locality} here), and B changes two things: it adds the "
-              "SSS term, summed over the words."),
+              "Other settings than steps 2-3 (hence locality {locality}), and B changes two things: the SSS term, "
+              "summed over the words."),
 )
 
 
@@ -442,7 +442,7 @@ def moves_sentence(run: analysis.EditRun) -> str:
     frame = neighbour_frame(run)
     top = [f"“{short(s)}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3])]
     named = ", ".join(top[:-1]) + (" and " if len(top) > 1 else "") + top[-1]
-    return ("**Where the sentences went.** Each dot is a sentence inside the model: hollow before the edit, filled "
+    return ("**Where the sentences went.** Each dot is a sentence inside the model, hollow before the edit, filled "
             f"after. Ringed, the {len(top)} that moved most: {named}.")
 
 
@@ -623,7 +623,7 @@ def conclusion(story: Story, kinds: list[str]) -> str:
 def sss_step(story: Story) -> list[str]:
     """Step 5: each ``PAIRS`` entry side by side, in plain words, then the conclusion against the claim and links
     to the pages that test it over many edits. Returns the pairs' verdict kinds."""
-    st.markdown("Each pair edits the fact twice: **A without the SSS term, B with it.**")
+    st.markdown("**A: without the SSS term. B: with it.**")
     cols = st.columns(len(PAIRS))
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):

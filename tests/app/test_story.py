@@ -34,8 +34,8 @@ def story():
     at.run()
     assert_ok(at)
     assert [i.value for i in at.info] == [INTRO] and not at.markdown  # the claim is step 1's, said once
-    assert INTRO == ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one fact, "
-                     "with and without the SSS term, and tells what happened in five steps.")
+    assert INTRO == ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one of "
+                     "them, with and without the SSS term, and tells it in five steps.")
     at.button(key="story_run").click().run()
     assert_ok(at)
     return at
@@ -44,7 +44,7 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts and metric cards outside the "More detail"
 # boxes and the fact chooser (tables, the plot, buttons and the step bar left out), and the bound on its words
 MAIN_WORDS = {"intro": 30, "1. The fact": 81, "2. The edit": 66, "3. What λ_max measures": 64,
-              "4. Where the neighbours went": 67, "5. What SSS changed": 118}
+              "4. Where the neighbours went": 67, "5. What SSS changed": 108}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -133,7 +133,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 430
+    assert sum(counts.values()) <= 420
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -272,7 +272,7 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     shares = [moved[f"{c} is the capital of"] / moved["Washington is the capital of"]
               for c in ("Rabat", "London", "Prague")]
     assert (round(min(shares) * 100), round(max(shares) * 100)) == (29, 56)  # measured: not "barely"
-    assert texts[0] == ("**Where the sentences went.** Each dot is a sentence inside the model: hollow before the edit, "
+    assert texts[0] == ("**Where the sentences went.** Each dot is a sentence inside the model, hollow before the edit, "
                         f"filled after. Ringed, the 3 that moved most: “Washington is the capital of” "
                         f"({probes[0].moved:.1f}), “Washington is a city in” ({probes[1].moved:.1f}) and “…Rabat is "
                         f"the capital of” ({probes[2].moved:.1f}). The true neighbours (“Rabat…”, “London…”, "
@@ -333,10 +333,10 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
         f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
         "1.1 times (less sparse)."]
     texts = _texts(story)
-    assert texts[0] == "Each pair edits the fact twice: **A without the SSS term, B with it.**"
+    assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The same edit"
-    assert f"#### A looser limit on how far the weights may move\n\nOther settings than steps 2-3 (so locality is " \
-           f"{m1a['locality']:.2f} here), and B changes two things: it adds the SSS term, summed over the words." \
+    assert f"#### A looser limit on how far the weights may move\n\nOther settings than steps 2-3 (hence locality " \
+           f"{m1a['locality']:.2f}), and B changes two things: the SSS term, summed over the words." \
            in texts
     assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
                          "One fact is one example.")
