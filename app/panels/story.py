@@ -43,8 +43,8 @@ LOOSE_BOX = editor_config(LOOSE).norm_constraint
 CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller "
          "when the edited question sits in a quiet, *sparse* spot of the model, and its *SSS term* keeps the edit "
          "there. So edits with the SSS term should spoil fewer answers.")
-INTRO = ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one of them, with "
-         "and without the SSS term, and tells it in five steps.")
+INTRO = ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes one of "
+         "them, with and without the SSS term, and tells it in five steps.")
 PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
     "reliability": "Does the edited model now give the new answer to the edit question itself? 0 to 1",
     "generality": "Does it give the new answer to the same question asked in other words? 0 to 1",
@@ -84,8 +84,8 @@ PAIRS = (
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("A looser limit on how far the weights may move", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Other settings than steps 2-3 (hence locality {locality}), and B changes two things: the SSS term, "
-              "summed over the words."),
+              "Looser than steps 2-3 (so locality {locality} here); B adds the SSS term, summed not averaged "
+              "over the words: two changes."),
 )
 
 
@@ -261,7 +261,7 @@ def fact_step(story: Story) -> None:
     r, row = run.case.request, rewrite_row(run)
     st.markdown(CLAIM)
     says = (f"the model answers **{r.ground_truth}**" if starts(row.top1_before, r.ground_truth) else
-            f"the made-up world says **{r.ground_truth}**, but the model's first word is “{row.top1_before.strip()}”")
+            f"the world it learnt says **{r.ground_truth}**, but the model's first word is “{row.top1_before.strip()}”")
     st.markdown(f"**The fact.** Asked to complete *“{r.prompt}”*, {says}. We will change it to **{r.target_new}**.")
     cols = st.columns(3)
     cols[0].metric(f"{r.ground_truth} now", plain_chance(row.p_old_before), help=P_HELP)

@@ -34,8 +34,8 @@ def story():
     at.run()
     assert_ok(at)
     assert [i.value for i in at.info] == [INTRO] and not at.markdown  # the claim is step 1's, said once
-    assert INTRO == ("The model learnt a made-up world, so its facts are invented. 'Run the story' changes one of "
-                     "them, with and without the SSS term, and tells it in five steps.")
+    assert INTRO == ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes "
+                     "one of them, with and without the SSS term, and tells it in five steps.")
     at.button(key="story_run").click().run()
     assert_ok(at)
     return at
@@ -43,8 +43,8 @@ def story():
 
 # what a teacher reads aloud on each screen: markdown, captions, alerts and metric cards outside the "More detail"
 # boxes and the fact chooser (tables, the plot, buttons and the step bar left out), and the bound on its words
-MAIN_WORDS = {"intro": 30, "1. The fact": 81, "2. The edit": 66, "3. What λ_max measures": 64,
-              "4. Where the neighbours went": 67, "5. What SSS changed": 108}
+MAIN_WORDS = {"intro": 31, "1. The fact": 81, "2. The edit": 66, "3. What λ_max measures": 64,
+              "4. Where the neighbours went": 67, "5. What SSS changed": 109}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -335,8 +335,8 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The same edit"
-    assert f"#### A looser limit on how far the weights may move\n\nOther settings than steps 2-3 (hence locality " \
-           f"{m1a['locality']:.2f}), and B changes two things: the SSS term, summed over the words." \
+    assert f"#### A looser limit on how far the weights may move\n\nLooser than steps 2-3 (so locality " \
+           f"{m1a['locality']:.2f} here); B adds the SSS term, summed not averaged over the words: two changes." \
            in texts
     assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
                          "One fact is one example.")
