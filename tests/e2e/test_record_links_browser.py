@@ -34,6 +34,10 @@ def _open(page, server, view: str, query: dict) -> None:
 
 
 def _cards(page) -> dict[str, str]:
+    """The metric cards on screen, {label: value}, once a replayed run's cards are there (a link's replay may
+    start after the first idle marker on a busy machine)."""
+    page.locator('[data-testid="stMetricLabel"]', has_text="reliability").first.wait_for(timeout=120_000)
+    wait_idle(page)
     return {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
             m.locator('[data-testid="stMetricValue"]').inner_text().strip()
             for m in page.locator('[data-testid="stMetric"]').all()}
