@@ -324,15 +324,21 @@ def not_known(run: analysis.EditRun) -> list[analysis.ProbeRow]:
     return [r for r in run.rows if r.old is not None and not starts(r.top1_before, r.old)]
 
 
+def left_alone_changes(run: analysis.EditRun) -> tuple[list, list, list]:
+    """The probes the edit should leave alone; those of them whose top-1 changed from their answer (damaged); and
+    those whose top-1 changed where it was already not their answer (already wrong)."""
+    alone = [r for r in run.rows if r.wanted_flip is False]
+    hit = [r for r in alone if r.flipped]
+    damaged = [r for r in hit if starts(r.top1_before, r.old)]
+    return alone, damaged, [r for r in hit if r not in damaged]
+
+
 def locality_sentence(run: analysis.EditRun) -> str:
     """The questions the edit should leave alone, as locality scores them: how many lost their answer, and how
     many changed where the model was already wrong, which the score counts as damage too."""
-    alone = [r for r in run.rows if r.wanted_flip is False]
+    alone, damaged, wrong = left_alone_changes(run)
     if not alone:
         return "This fact has no question the edit should leave alone."
-    hit = [r for r in alone if r.flipped]
-    damaged = [r for r in hit if starts(r.top1_before, r.old)]
-    wrong = [r for r in hit if r not in damaged]
     text = (f"Of the {len(alone)} it should leave alone, {len(damaged) or 'none'} lost "
             f"{'its' if len(damaged) == 1 else 'their'} answer")
     if wrong:
@@ -419,12 +425,9 @@ def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
 def neighbour_sentence(run: analysis.EditRun) -> str:
     """How many of the probes the edit should leave alone changed their top answer, and which; a change of an
     answer that was already not the expected one before the edit is named as such."""
-    alone = [r for r in run.rows if r.wanted_flip is False]
+    alone, damaged, wrong = left_alone_changes(run)
     if not alone:
         return "This fact has no question the edit should leave alone."
-    hit = [r for r in alone if r.flipped]
-    damaged = [r for r in hit if starts(r.top1_before, r.old)]
-    wrong = [r for r in hit if r not in damaged]
     text = (f"Of the {len(alone)} questions the edit should leave alone, {len(damaged)} lost "
             f"{'its' if len(damaged) == 1 else 'their'} right answer")
     text += (": " + "; ".join(f"“{r.prompt}” {r.top1_before.strip()} → {r.top1_after.strip()}" for r in damaged)
