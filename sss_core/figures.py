@@ -481,11 +481,16 @@ TOP1_BADGE_HELP = ("same, or FLIPPED: ✓ to the new target (a flip the edit wan
                    "wanted the new target but the top-1 went elsewhere, ✗ damage where the edit should have left it")
 
 
+def token_begins(token: str, answer: str | None) -> bool:
+    """Does the top-1 ``token`` begin ``answer`` (the model is on its way to saying it)? Spaces around both are
+    ignored (" Czech" begins "Czech Republic", "M" begins "Morocco"); a blank token or no answer: False."""
+    t = token.strip()
+    return answer is not None and bool(t) and answer.strip().startswith(t)
+
+
 def reaches_new_target(row: Any) -> bool:
-    """Is the top-1 token after the edit the start of the row's new answer (``row.new``)? Spaces around both
-    are ignored (" Czech" starts "Czech Republic"); an empty or blank token reaches nothing."""
-    token = row.top1_after.strip()
-    return bool(token) and row.new.strip().startswith(token)
+    """Is the top-1 token after the edit the start of the row's new answer (``row.new``)? (``token_begins``)"""
+    return token_begins(row.top1_after, row.new)
 
 
 def top1_badge(row: Any) -> str:
@@ -536,7 +541,8 @@ def probe_display(df: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-COMPACT_BADGES = {"FLIPPED ✓": "✓", "FLIPPED off target": "off target", "FLIPPED ✗ damage": "✗", "FLIPPED": "flipped"}
+COMPACT_BADGES = {"FLIPPED ✓": "✓", "FLIPPED off target": "off target", "FLIPPED ✗ damage": "✗",
+                  "FLIPPED": "flipped"}
 
 
 def probe_compact(df: pd.DataFrame) -> pd.DataFrame:

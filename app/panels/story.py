@@ -31,6 +31,7 @@ from app.panels.projection import COLOUR_BY, axis_titles, hover_texts, move_agre
 from app.same_edits import SCORES, reason_for
 from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
+from sss_core.figures import token_begins
 from sss_core.record import RunRecord
 from sss_core.types import EditCase
 
@@ -207,13 +208,6 @@ def rewrite_row(run: analysis.EditRun) -> analysis.ProbeRow:
     return next(r for r in run.rows if r.group == "rewrite")
 
 
-def starts(token: str, answer: str | None) -> bool:
-    """Whether the top-1 token ``token`` begins ``answer`` (the model is on its way to saying it): "M" begins
-    "Morocco"; False for no answer."""
-    t = token.strip()
-    return answer is not None and bool(t) and answer.strip().startswith(t)
-
-
 def _round_sig(x: float, digits: int) -> int:
     """``x`` (> 0) rounded to ``digits`` significant digits, as an int: 709_220 -> 700_000 at 1 digit."""
     return int(round(x, digits - 1 - int(math.floor(math.log10(x)))))
@@ -260,7 +254,7 @@ def fact_step(story: Story) -> None:
     run = story.main
     r, row = run.case.request, rewrite_row(run)
     st.markdown(CLAIM)
-    says = (f"the model answers **{r.ground_truth}**" if starts(row.top1_before, r.ground_truth) else
+    says = (f"the model answers **{r.ground_truth}**" if token_begins(row.top1_before, r.ground_truth) else
             f"the world it learnt says **{r.ground_truth}**, but the model's first word is “{row.top1_before.strip()}”")
     st.markdown(f"**The fact.** Asked to complete *“{r.prompt}”*, {says}. We will change it to **{r.target_new}**.")
     cols = st.columns(3)
@@ -283,14 +277,15 @@ def outcome(row: analysis.ProbeRow) -> str:
     """What happened to one probe, in words (the table's "first word before → after" shows where its top-1 went):
     wanted, damage, or a change of an answer that was already not the expected one before the edit."""
     if row.wanted_flip:
-        if starts(row.top1_after, row.new):
+        if token_begins(row.top1_after, row.new):
             return "now the new answer" if row.flipped else "the new answer already"
         return "moved, not to the new answer" if row.flipped else "unchanged: not the new answer"
     if row.wanted_flip is False:
         if not row.flipped:
             return "kept its answer"
-        return "damaged: lost its answer" if starts(row.top1_before, row.old) else "changed, but was already wrong"
-    if starts(row.top1_after, row.new):  # what the edit implies (e.g. the reversed relation)
+        was_right = token_begins(row.top1_before, row.old)
+        return "damaged: lost its answer" if was_right else "changed, but was already wrong"
+    if token_begins(row.top1_after, row.new):  # what the edit implies (e.g. the reversed relation)
         return "moved to what the edit implies" if row.flipped else "what the edit implies already"
     return f"moved, not to “{row.new}”" if row.flipped else f"unchanged: not “{row.new}” yet"
 
@@ -311,7 +306,7 @@ def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
         answers = (r.old, r.new)
         rows.append({"kind": PLAIN_KINDS.get(r.group, analysis.GROUP_LABELS.get(r.group, r.group)),
                      "question": r.prompt, "world's answer": r.old if r.old is not None else "n/a",
-                     "knew it": "n/a" if r.old is None else "yes" if starts(r.top1_before, r.old) else "no",
+                     "knew it": "n/a" if r.old is None else "yes" if token_begins(r.top1_before, r.old) else "no",
                      "first word before → after": f"{shown_word(r.top1_before, answers)} → "
                                                   f"{shown_word(r.top1_after, answers)}",
                      "what happened": outcome(r), "scored against": scored_against(r), "score": r.score})
@@ -321,7 +316,7 @@ def probe_frame(run: analysis.EditRun) -> pd.DataFrame:
 def not_known(run: analysis.EditRun) -> list[analysis.ProbeRow]:
     """The probes whose unedited top-1 did not begin their answer before the edit (the unedited model did not know
     it); probes without such an answer (the reversed relation) are left out."""
-    return [r for r in run.rows if r.old is not None and not starts(r.top1_before, r.old)]
+    return [r for r in run.rows if r.old is not None and not token_begins(r.top1_before, r.old)]
 
 
 def left_alone_changes(run: analysis.EditRun) -> tuple[list, list, list]:
@@ -329,7 +324,7 @@ def left_alone_changes(run: analysis.EditRun) -> tuple[list, list, list]:
     those whose top-1 changed where it was already not their answer (already wrong)."""
     alone = [r for r in run.rows if r.wanted_flip is False]
     hit = [r for r in alone if r.flipped]
-    damaged = [r for r in hit if starts(r.top1_before, r.old)]
+    damaged = [r for r in hit if token_begins(r.top1_before, r.old)]
     return alone, damaged, [r for r in hit if r not in damaged]
 
 
