@@ -204,8 +204,12 @@ class MEMIT:
         ins, outs = R1.record(model, rows, list(modules.values()), [z_module])  # unedited
         z_before = R1.at_subject(outs[z_module], rows)  # (n, d_model)
 
+        solvers: dict[int, R1.CovarianceSolver] = {}  # one factorisation of C per layer
+
         def vectors(layer: int, ins: dict) -> torch.Tensor:  # (n, d_in): row i from request i's key alone
-            solver = R1.CovarianceSolver(moments[layer].to(base[pnames[layer]].device), cfg.mom2_ridge)
+            if layer not in solvers:
+                solvers[layer] = R1.CovarianceSolver(moments[layer].to(base[pnames[layer]].device), cfg.mom2_ridge)
+            solver = solvers[layer]
             keys = R1.at_subject(ins[modules[layer]], rows)
             return torch.stack([R1.rank_one_vector(solver, k, cfg.mom2_update_weight) for k in keys])
 
