@@ -103,6 +103,18 @@ def test_one_bad_request_fails_alone(default_lm, world_cases):
     assert out[0].info["batch"] == 2
 
 
+@pytest.mark.parametrize("editor", ["rome", "memit"])
+def test_a_rank_one_request_without_its_subject_fails_alone(default_lm, world_cases, editor):
+    model, tok = default_lm.model, default_lm.tok
+    good = [c.request for c in world_cases[:2]]
+    bad = EditRequest("The capital of France is", "Rome", subject="Spain")
+    saved = state_copy(model)
+    out = make_editor(editor).edit_each(model, tok, [good[0], bad, good[1]])
+    assert_bit_identical(model, saved)
+    assert isinstance(out[0], WeightEdit) and isinstance(out[2], WeightEdit) and out[0].info["batch"] == 2
+    assert isinstance(out[1], RequestError) and "Spain" in str(out[1])
+
+
 def test_a_diverging_edit_fails_alone(default_lm, world_cases):
     """lr = 1e30 without a clamp sends every edit's loss to inf or NaN: each fails with EditFailed."""
     out = make_editor("ft-l", lr=1e30, norm_constraint=None, early_stop_loss=0.0).edit_each(
