@@ -163,8 +163,9 @@ def _draw_projection(fig: go.Figure, before: np.ndarray, after: np.ndarray, grou
                                      meta={"neighbours": when}, **sub))
     for i in highlight:
         fig.add_trace(go.Scatter(x=[after[i, 0]], y=[after[i, 1]], mode="markers", showlegend=False,
-                                 hoverinfo="skip", marker=dict(size=24, symbol="circle-open",
-                                                               line=dict(width=3, color="black")),
+                                 hoverinfo="skip",  # an open symbol is stroked in marker.color
+                                 marker=dict(size=24, symbol="circle-open", color="black",
+                                             line=dict(width=3, color="black")),
                                  meta={"selected": int(i)}, **sub))
 
 

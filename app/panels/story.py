@@ -36,7 +36,7 @@ from sss_core.record import RunRecord
 from sss_core.types import EditCase
 
 STEPS = ("1. The fact", "2. The edit", "3. What λ_max measures", "4. Where the neighbours went",
-         "5. What SSS changed")
+         "5. Did SSS help?")
 MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the paper's)
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
@@ -52,7 +52,6 @@ PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has
     "locality": "Do the questions the edit should leave alone keep their answers? 1 = all kept",
     "portability": "Does the edit carry over to what it implies (the reversed question)? 0 to 1",
 }
-SCORE_LINE = "Score: the share of the answer's pieces right, one at a time (half = 0.50)."
 PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail)
     "rewrite": "edit question", "paraphrase": "other words", "neighbour": "other fact",
     "pre_neighbour": "other fact, old answer", "post_neighbour": "other fact, new answer",
@@ -72,7 +71,7 @@ PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own siz
 class StoryPair:
     """Two edits of the story's fact, ``without`` the SSS term (editor, settings changed from its defaults) and
     ``with_sss``; ``title`` names the pair on screen in plain words, ``note`` says in plain words what else B changes
-    and how the pair's settings differ from steps 2-3 ("" when nothing else differs; ``{locality}``: A's)."""
+    and how the pair's settings differ from steps 2-3 ("" when nothing else differs)."""
 
     title: str
     without: tuple[str, dict[str, Any]]
@@ -84,9 +83,9 @@ PAIRS = (
     StoryPair("The same edit", ("ft-l", {}), (MAIN_EDITOR, {})),
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
-    StoryPair("A looser limit on how far the weights may move", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Looser than steps 2-3 (so locality {locality} here); B adds the SSS term, summed not averaged "
-              "over the words: two changes."),
+    StoryPair("With a looser limit on the weights", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
+              "Both may move the weights further than in steps 2-3. B also sums the SSS term over the words: two "
+              "changes."),
 )
 
 
@@ -328,34 +327,58 @@ def left_alone_changes(run: analysis.EditRun) -> tuple[list, list, list]:
     return alone, damaged, [r for r in hit if r not in damaged]
 
 
-def locality_sentence(run: analysis.EditRun) -> str:
-    """The questions the edit should leave alone, as locality scores them: how many lost their answer, and how
-    many changed where the model was already wrong, which the score counts as damage too."""
+def new_answer_count(rows: list[analysis.ProbeRow]) -> int:
+    """How many of ``rows`` now begin the new answer (their top-1 after the edit begins it)."""
+    return sum(token_begins(r.top1_after, r.new) for r in rows)
+
+
+TESTS = (("reliability", "rewrite", "the edit question", "edit questions"),  # step 2: score, probe group, names
+         ("generality", "paraphrase", "asked in other words, it", "asked in other words"))
+
+
+def test_lines(run: analysis.EditRun) -> list[tuple[str, str]]:
+    """Step 2's three kinds of test question, each (score name, what happened in words): how many of the edit
+    question and its rewordings now give the new answer (reliability, generality), and how many of the questions
+    the edit should leave alone kept their answer, lost it, or changed where the model was already wrong (locality
+    counts each change as damage). A kind this fact lacks is left out; portability is in the step's detail."""
+    new, out = run.case.request.target_new, []
+    for name, group, one, many in TESTS:
+        rows = [r for r in run.rows if r.group == group]
+        k = new_answer_count(rows)
+        if len(rows) == 1:
+            out.append((name, f"{one[0].upper() + one[1:]} now {'gives' if k else 'does not give'} {new}."))
+        elif rows:
+            out.append((name, f"{many[0].upper() + many[1:]}: {k} of {len(rows)} now give {new}."))
     alone, damaged, wrong = left_alone_changes(run)
-    if not alone:
-        return "This fact has no question the edit should leave alone."
-    text = (f"Of the {len(alone)} it should leave alone, {len(damaged) or 'none'} lost "
-            f"{'its' if len(damaged) == 1 else 'their'} answer")
-    if wrong:
-        text += (f" and {len(wrong)} changed where the model was already wrong: the score counts "
-                 f"{'that' if len(wrong) == 1 else 'those'} as damage too")
-    return text + f". So locality is {fmt_number(run.result.metrics.get('locality', math.nan), '.2f')}."
+    if alone:
+        kept = len(alone) - len(damaged) - len(wrong)
+        text = f"{len(alone)} other facts: {kept} kept their answer"
+        text += f", {len(damaged)} lost it" if damaged else ""
+        text += f", {len(wrong)} was already wrong and changed (damage too)" if wrong else ""
+        out.append(("locality", text + "."))
+    return out
+
+
+SCORE_LINE = "Scores count the answer's pieces right, so 0.50 can mean half an answer."
 
 
 def edit_step(run: analysis.EditRun) -> None:
-    """Step 2: the request, the four scores, each probe in words before and after, and what each score is
-    measured against; the paper's names and definitions in the detail."""
+    """Step 2: the request, then the three kinds of test question in words (``test_lines``), each under its score;
+    the full probe table, portability, the paper's names and definitions in the detail."""
     r = run.case.request
-    st.markdown(f"**The edit.** We teach the model **{r.target_new}**, then ask {len(run.rows)} test questions. "
-                + locality_sentence(run))
-    cols = st.columns(4)
-    for col, name in zip(cols, SCORES):
+    st.markdown(f"**The edit.** We teach the model **{r.target_new}**, then test it three ways.")
+    lines = test_lines(run)
+    for col, (name, text) in zip(st.columns(len(lines)), lines):
         col.metric(name, fmt_number(run.result.metrics.get(name, math.nan), ".2f"), help=PLAIN_HELP[name])
-    with st.container(key="story-probes-box"):  # a static table: every question whole, wrapped if need be
-        st.html(PROBE_TABLE_CSS)
-        st.table(probe_frame(run).style.format({"score": "{:.2f}"}).hide(axis="index"))
+        col.markdown(text)
     st.caption(SCORE_LINE)
     with st.expander("More detail"):
+        st.markdown(f"Every test question, before and after the edit (portability: does the edit carry over to "
+                    f"the reversed question? "
+                    f"{fmt_number(run.result.metrics.get('portability', math.nan), '.2f')}):")
+        with st.container(key="story-probes-box"):  # a static table: every question whole, wrapped if need be
+            st.html(PROBE_TABLE_CSS)
+            st.table(probe_frame(run).style.format({"score": "{:.2f}"}).hide(axis="index"))
         st.markdown(f"Editor **{run.editor}** at C = {fmt_number(shown_c(run.editor, run.c), 'g')}: "
                     f"{EDITORS[run.editor].description}. The scores, as the paper defines them: "
                     + " ".join(f"*{m}*: {METRIC_HELP[m]}." for m in SCORES))
@@ -377,7 +400,7 @@ def lambda_step(story: Story) -> None:
     each token's share in the detail): plain FT-L's falls as well, so a drop is not the SSS term's doing."""
     run, plain = story.main, story.pairs[0][0]
     new = run.case.request.target_new
-    st.markdown(LAMBDA_PLAIN + f" Here, for the new answer **{new}**, it mostly tracks how sure the model is.")
+    st.markdown(LAMBDA_PLAIN + f" For the new answer **{new}** it mostly tracks how sure the model is.")
     cols = st.columns(2)
     cols[0].metric("λ_max with the SSS term", fold(run.result.lambda_max_before, run.result.lambda_max_after),
                    help=LAMBDA_NEW_HELP)
@@ -465,8 +488,8 @@ def true_neighbours_sentence(run: analysis.EditRun) -> str:
     how = (f"barely moved (at most {max(shares):.0%} as far as the edit question)" if max(shares) < 0.2 else
            f"did not stay put: they moved {min(shares) * 100:.0f}–{max(shares):.0%} as far as the edit question")
     keep = "all kept their answers" if kept == len(rows) else f"{kept} of {len(rows)} kept their answers"
-    return f"The true neighbours ({names}) {how}, but {keep}." if kept else \
-        f"The true neighbours ({names}) {how}, and none kept its answer."
+    return f"The other facts ({names}) {how}, but {keep}." if kept else \
+        f"The other facts ({names}) {how}, and none kept its answer."
 
 
 def arrows_detail(emb: analysis.EmbeddingSet, proj) -> str:
@@ -486,6 +509,9 @@ def arrows_detail(emb: analysis.EmbeddingSet, proj) -> str:
             "lengths. The distances are how far each sentence's last hidden state moved (‖Δh‖, the model's units).")
 
 
+PICTURE_HEIGHT = 500  # px, legend below included: step 4 fits a 1440x900 screen
+
+
 def neighbours_step(story: Story) -> None:
     """Step 4: where the sentences went and whether the true neighbours barely moved, in words; the 2-D picture;
     the arrows' agreement, the damage and the table of moves and lambda_max against each sentence's OWN first
@@ -494,14 +520,15 @@ def neighbours_step(story: Story) -> None:
     pooling = run.knn.pooling if run.knn.pooling in run.embeddings else next(iter(run.embeddings))
     emb = run.embeddings[pooling]
     proj = cached_projection(story.projections, (run.run_id, "pca", pooling), emb.before, emb.after, "pca", "")
-    st.markdown(moves_sentence(run) + " " + true_neighbours_sentence(run))
+    words, picture = st.columns([2, 3])  # a PCA picture keeps one scale on both axes: nearly square
+    words.markdown(moves_sentence(run) + " " + true_neighbours_sentence(run))
     if proj is not None:
         named = list(neighbour_frame(run)["sentence"][:3])  # the three named above, ringed where they ended up
         fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
                                         labels={**analysis.GROUP_LABELS, **PLAIN_KINDS},  # step 2's kinds
-                                        height=330, axis_titles=axis_titles(proj),
+                                        height=PICTURE_HEIGHT, axis_titles=axis_titles(proj),
                                         highlight=[emb.sentences.index(t) for t in named])
-        st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
+        picture.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
     with st.expander("More detail"):
         st.markdown(arrows_detail(emb, proj) + " " + neighbour_sentence(run))
         st.markdown("The picture is a PCA of the last hidden states: hollow before the edit, filled after, an arrow "
@@ -567,8 +594,7 @@ def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
     changed (the same or alike edits), or locality against the claim, generality and lambda_max against the new
     answer after the edit (``fold``), A without the SSS term against B."""
     if kind != "changed":
-        how = "the very same edit" if kind == "same" else "the weights moved slightly differently"
-        return f"The SSS term changed no answer or score ({how}): no evidence either way."
+        return "The SSS term changed no answer or score: no evidence either way."
     ma, mb = a.result.metrics, b.result.metrics
     la, lb = ma["locality"], mb["locality"]
     claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la else
@@ -585,7 +611,7 @@ def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun],
     measured verdict, scores, exact lambda_max and settings in the pair's detail, and a button that opens the pair in
     Compare. Returns the verdict's kind."""
     a, b = runs
-    note = pair.note.format(locality=fmt_number(a.result.metrics.get("locality", math.nan), ".2f"))
+    note = pair.note
     st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))

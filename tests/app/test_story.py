@@ -41,10 +41,11 @@ def story():
     return at
 
 
-# what a teacher reads aloud on each screen: markdown, captions, alerts and metric cards outside the "More detail"
-# boxes and the fact chooser (tables, the plot, buttons and the step bar left out), and the bound on its words
-MAIN_WORDS = {"intro": 31, "1. The fact": 81, "2. The edit": 66, "3. What λ_max measures": 64,
-              "4. Where the neighbours went": 67, "5. What SSS changed": 109}
+# what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
+# detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
+# screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
+MAIN_WORDS = {"intro": 31, "1. The fact": 81, "2. The edit": 68, "3. What λ_max measures": 63,
+              "4. Where the neighbours went": 67, "5. Did SSS help?": 101}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -62,6 +63,9 @@ def _main_texts(at) -> list[str]:
                 out.append(f"{child.label} {child.value}")
             elif kind in ("Markdown", "Caption", "Info", "Success", "Warning", "Error"):
                 out.append(child.value)
+            elif kind in ("Table", "Dataframe"):
+                frame = child.value.data if hasattr(child.value, "data") else child.value  # a Styler's frame
+                out.append(" ".join(map(str, [*frame.columns, *frame.to_numpy().ravel()])))
             elif hasattr(child, "children"):
                 walk(child)
     walk(at.main)
@@ -133,7 +137,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 420
+    assert sum(counts.values()) <= 415
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -194,7 +198,15 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     _step(story, 1)
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert cards == {m: (format(main.result.metrics[m], ".2f"), PLAIN_HELP[m])
-                     for m in ("reliability", "generality", "locality", "portability")}
+                     for m in ("reliability", "generality", "locality")}  # portability: in the detail
+    # under each score, what happened to its questions, counted from the rows (step 2's main screen: no table)
+    alone = [r for r in main.rows if r.wanted_flip is False]
+    assert [sum(r.flipped for r in alone), len(alone)] == [2, 5]
+    assert _texts(story)[:4] == [
+        "**The edit.** We teach the model **Czech Republic**, then test it three ways.",
+        "The edit question now gives Czech Republic.",
+        "Asked in other words: 0 of 2 now give Czech Republic.",
+        "5 other facts: 3 kept their answer, 1 lost it, 1 was already wrong and changed (damage too)."]
     probes = story.table[0].value
     assert list(probes.columns) == ["kind", "question", "world's answer", "knew it", "first word before → after",
                                     "what happened", "scored against", "score"]
@@ -213,13 +225,12 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     alone = [r.score for r in main.rows if r.wanted_flip is False]
     assert main.result.metrics["locality"] == pytest.approx(sum(alone) / len(alone)) == pytest.approx(0.70)
     assert SCORE_LINE in [c.value for c in story.caption]
-    assert SCORE_LINE == "Score: the share of the answer's pieces right, one at a time (half = 0.50)."
+    assert SCORE_LINE == "Scores count the answer's pieces right, so 0.50 can mean half an answer."
     text = _texts(story)[0]
-    assert text == ("**The edit.** We teach the model **Czech Republic**, then ask 9 test questions. Of the 5 it "
-                    "should leave alone, 1 lost its answer and 1 changed where the model was already wrong: the "
-                    "score counts that as damage too. So locality is 0.70.")
-    # the paper's definitions and group names and the full probe table are in the detail
+    # the paper's definitions and group names, portability and the full probe table are in the detail
     detail = _expander_text(story)
+    assert (f"Every test question, before and after the edit (portability: does the edit carry over to the "
+            f"reversed question? {main.result.metrics['portability']:.2f}):") in detail
     assert "teacher forced" not in text and "teacher forced" in detail
     assert ("Kinds, as the paper names them: edit question = *edit prompt*; other words = *paraphrase*; other fact "
             "= *neighbour*; other fact, new answer = *post-neighbour*; other fact after the edit = "
@@ -238,8 +249,8 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
         "λ_max without it": ("fell about 11,000-fold", LAMBDA_NEW_HELP)}
     texts = _texts(story)
     assert texts[0] == ("**What λ_max measures:** how strongly the answer's loss reacts to small changes of the "
-                        "sentence's hidden states (small = a quiet, sparse neighbourhood). Here, for the new answer "
-                        "**Czech Republic**, it mostly tracks how sure the model is.")
+                        "sentence's hidden states (small = a quiet, sparse neighbourhood). For the new answer "
+                        "**Czech Republic** it mostly tracks how sure the model is.")
     assert texts[1] == "So a drop alone is not the SSS term's doing."
     detail = _expander_text(story)
     assert (f"λ_max of the edit prompt against the new target (the whole answer, every token): ft-l+sss {b0:.2e} → "
@@ -275,7 +286,7 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     assert texts[0] == ("**Where the sentences went.** Each dot is a sentence inside the model, hollow before the edit, "
                         f"filled after. Ringed, the 3 that moved most: “Washington is the capital of” "
                         f"({probes[0].moved:.1f}), “Washington is a city in” ({probes[1].moved:.1f}) and “…Rabat is "
-                        f"the capital of” ({probes[2].moved:.1f}). The true neighbours (“Rabat…”, “London…”, "
+                        f"the capital of” ({probes[2].moved:.1f}). The other facts (“Rabat…”, “London…”, "
                         "“Prague…”) did not stay put: they moved 29–56% as far as the edit question, but all kept "
                         "their answers.")
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
@@ -294,6 +305,8 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     assert {"edit question", "other words", "other fact", "other fact after the edit", "same subject",
             "backwards"} <= set(legend)  # the legend speaks step 2's words
     assert [emb.sentences[t["meta"]["selected"]] for t in rings] == [s.sentence for s in probes[:3]]
+    # black rings: an open symbol is stroked in marker.color (without it plotly took its next colour: pale orange)
+    assert [(t["marker"]["symbol"], t["marker"]["color"]) for t in rings] == [("circle-open", "black")] * 3
     for t in rings:  # each ring sits on its sentence's point after the edit
         assert (t["x"][0], t["y"][0]) == pytest.approx(tuple(proj.after[t["meta"]["selected"]]), abs=1e-6)
     # the own-answer lambda_max and its table are in the detail, named as the first answer token's
@@ -327,7 +340,7 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     ratio = b1.result.lambda_max_after / a1.result.lambda_max_after
     assert round(ratio, 1) == 1.1
     assert [i.value for i in story.info] == [
-        "The SSS term changed no answer or score (the weights moved slightly differently): no evidence either way."]
+        "The SSS term changed no answer or score: no evidence either way."]
     assert [w.value for w in story.warning] == [
         f"Locality {m1a['locality']:.2f} → {m1b['locality']:.2f}: no less damage, although the claim predicts less. "
         f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
@@ -335,9 +348,8 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The same edit"
-    assert f"#### A looser limit on how far the weights may move\n\nLooser than steps 2-3 (so locality " \
-           f"{m1a['locality']:.2f} here); B adds the SSS term, summed not averaged over the words: two changes." \
-           in texts
+    assert ("#### With a looser limit on the weights\n\nBoth may move the weights further than in steps 2-3. B also "
+            "sums the SSS term over the words: two changes.") in texts
     assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
                          "One fact is one example.")
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
@@ -422,7 +434,7 @@ def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_bac
     run = story.session_state["_run"]
     assert run.record.digest() == record.digest()
     cards = {m.label: m.value for m in story.metric}
-    assert {k: cards[k] for k in ("reliability", "generality", "locality", "portability")} == shown
+    assert {k: cards[k] for k in ("reliability", "generality", "locality")} == shown  # step 2's three cards
     assert story.selectbox(key="editor").value == "ft-l+sss"
     assert not [a.value for kind in (story.info, story.warning) for a in kind if a.value.startswith("Earlier run")]
     story.switch_page(STORY).run()  # the sidebar's 'Class story'

@@ -110,11 +110,16 @@ def _same_step_after_refresh_and_in_a_fresh_session(page, new_page, shown: str) 
 
 
 def _edit_step(page, main) -> str:
-    """Step 2 read on screen: the four cards and a tooltip, the probe table with every column in view and each
-    question whole, where each top-1 went and which answers were already wrong; returns the step's text."""
-    assert _cards(page, 4) == {m: format(main.result.metrics[m], ".2f") for m in SCORES}
-    # the compact table style (one line a row, the question wrapped where long) is drawn with the table
-    expect(page.locator(".st-key-story-probes-box td:nth-child(3) p").first).to_have_css("white-space", "nowrap")
+    """Step 2 read on screen: three score cards and a tooltip, each with what happened to its questions in one line;
+    then, in "More detail", the probe table with every column in view and each question whole, where each top-1
+    went and which answers were already wrong; returns the step's text (read with the detail folded)."""
+    assert _cards(page, 3) == {m: format(main.result.metrics[m], ".2f") for m in SCORES[:3]}
+    text = _main_text(page)
+    for line in ("The edit question now gives Czech Republic.", "Asked in other words: 0 of 2 now give Czech Republic.",
+                 "5 other facts: 3 kept their answer, 1 lost it, 1 was already wrong and changed (damage too).",
+                 "Scores count the answer's pieces right, so 0.50 can mean half an answer."):
+        assert line in text
+    expect(page.locator(".st-key-story-probes-box table")).not_to_be_visible()  # folded: not on the main screen
     screenshot(page, "story-2-edit")
     page.locator('[data-testid="stMetric"]').first.locator('[data-testid="stTooltipIcon"]').hover()
     tip = page.locator('[data-testid="stTooltipContent"]')
@@ -122,8 +127,12 @@ def _edit_step(page, main) -> str:
     assert tip.inner_text().strip() == ("Does the edited model now give the new answer to the edit question itself? "
                                         "0 to 1")
     page.mouse.move(0, 0)
+    detail = page.locator('[data-testid="stExpander"]').filter(has_text="Every test question")
+    detail.locator("summary").click()
     grid = page.locator(".st-key-story-probes-box table").first
-    grid.wait_for(state="attached")
+    expect(grid).to_be_visible()
+    # the compact table style (one line a row, the question wrapped where long) is drawn with the table
+    expect(page.locator(".st-key-story-probes-box td:nth-child(3) p").first).to_have_css("white-space", "nowrap")
     cells = [[c.text_content().strip() for c in r.locator("th, td").all()] for r in grid.locator("tr").all()]
     rows = {r[1]: dict(zip(cells[0], r)) for r in cells[1:]}
     distract = rows["Washington is the capital of Czech Republic. Rabat is the capital of"]  # the whole question
@@ -138,10 +147,8 @@ def _edit_step(page, main) -> str:
     assert rows["Rabat is the capital of"]["first word before → after"] == "M(orocco) → M(orocco)"
     assert rows["The capital of Czech Republic is"]["first word before → after"] == "P… → P…"
     assert rows["Washington is a city in"]["what happened"] == "damaged: lost its answer"
-    text = _main_text(page)
-    assert "Score: the share of the answer's pieces right, one at a time (half = 0.50)." in text
-    assert ("1 changed where the model was already wrong: the score counts that as damage too. So locality is "
-            "0.70.") in text
+    detail.locator("summary").click()  # folded again: the step's height is measured as the class sees it
+    expect(grid).not_to_be_visible()
     return text
 
 
@@ -188,7 +195,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     tops.append(_next(page, "4. Where the neighbours went"))
     text = _main_text(page)
     assert "Ringed, the 3 that moved most: “Washington is the capital of” (16.0)" in text
-    assert "The true neighbours (“Rabat…”, “London…”, “Prague…”) did not stay put" in text
+    assert "The other facts (“Rabat…”, “London…”, “Prague…”) did not stay put" in text
     assert "Spearman" not in text
     points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point')
     points.first.wait_for()  # plotly draws after the script run ends
@@ -200,13 +207,13 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     _same_step_after_refresh_and_in_a_fresh_session(page, new_page, text)
 
     page.get_by_role("button", name="Next step").click()
-    _at_step(page, "5. What SSS changed")
+    _at_step(page, "5. Did SSS help?")
     tops.append(_button_top(page, "Back to step 1"))  # in the Next button's place
     assert len(set(tops)) == 1, tops
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
     m1a, m1b = loose_a.result.metrics, loose_b.result.metrics
     assert alerts == [
-        "The SSS term changed no answer or score (the weights moved slightly differently): no evidence either way.",
+        "The SSS term changed no answer or score: no evidence either way.",
         f"Locality {m1a['locality']:.2f} → {m1b['locality']:.2f}: no less damage, although the claim predicts less. "
         f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
         "1.1 times (less sparse)."]
@@ -215,8 +222,8 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
                   "Compare: any two edits side by side"):
         assert page.locator('[data-testid="stMain"]').get_by_role("link", name=label).count() == 1
-    marks["5. What SSS changed"], words["5. What SSS changed"] = time.perf_counter() - start, len(text.split())
-    heights["5. What SSS changed"] = _page_height(page)
+    marks["5. Did SSS help?"], words["5. Did SSS help?"] = time.perf_counter() - start, len(text.split())
+    heights["5. Did SSS help?"] = _page_height(page)
     screenshot(page, "story-5-sss")
     assert page.get_by_role("button", name="Next step").count() == 0
 
@@ -255,7 +262,7 @@ def _compare_and_back(page, loose_a, loose_b, text: str) -> None:
     # and back: the sidebar's Class story shows the step it was left on, with the same numbers
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Class story").click()
     page.get_by_text("So on this fact the SSS term").wait_for()
-    _at_step(page, "5. What SSS changed")
+    _at_step(page, "5. Did SSS help?")
     assert _main_text(page) == text
     page.get_by_role("button", name="Back to step 1").click()  # the finish: the class starts again
     _at_step(page, "1. The fact")
