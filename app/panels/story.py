@@ -390,8 +390,8 @@ def edit_step(run: analysis.EditRun) -> None:
         st.caption(BACK_NOTE)
 
 
-LAMBDA_PLAIN = ("**What λ_max measures:** how strongly the answer's loss reacts to small changes of the sentence's "
-                "hidden states (small = a quiet, sparse neighbourhood).")
+LAMBDA_PLAIN = ("**What λ_max measures:** how much a small nudge to the sentence's inner state changes the model's "
+                "error on the answer (small = a quiet, sparse spot).")
 
 
 def lambda_step(story: Story) -> None:

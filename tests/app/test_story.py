@@ -44,7 +44,7 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 81, "2. The edit": 68, "3. What λ_max measures": 63,
+MAIN_WORDS = {"intro": 31, "1. The fact": 81, "2. The edit": 68, "3. What λ_max measures": 66,
               "4. Where the neighbours went": 67, "5. Did SSS help?": 101}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
@@ -248,8 +248,8 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
         "λ_max with the SSS term": ("fell about 12,000-fold", LAMBDA_NEW_HELP),
         "λ_max without it": ("fell about 11,000-fold", LAMBDA_NEW_HELP)}
     texts = _texts(story)
-    assert texts[0] == ("**What λ_max measures:** how strongly the answer's loss reacts to small changes of the "
-                        "sentence's hidden states (small = a quiet, sparse neighbourhood). For the new answer "
+    assert texts[0] == ("**What λ_max measures:** how much a small nudge to the sentence's inner state changes the "
+                        "model's error on the answer (small = a quiet, sparse spot). For the new answer "
                         "**Czech Republic** it mostly tracks how sure the model is.")
     assert texts[1] == "So a drop alone is not the SSS term's doing."
     detail = _expander_text(story)

@@ -187,8 +187,8 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     assert round(main.result.lambda_max_before / main.result.lambda_max_after, -3) == 12000
     assert round(plain.result.lambda_max_before / plain.result.lambda_max_after, -3) == 11000
     text = _main_text(page)
-    assert ("What λ_max measures: how strongly the answer's loss reacts to small changes of the sentence's hidden "
-            "states (small = a quiet, sparse neighbourhood).") in text
+    assert ("What λ_max measures: how much a small nudge to the sentence's inner state changes the model's error on "
+            "the answer (small = a quiet, sparse spot).") in text
     marks["3. What λ_max measures"], words["3. What λ_max measures"] = time.perf_counter() - start, len(text.split())
     heights["3. What λ_max measures"] = _page_height(page)
 
