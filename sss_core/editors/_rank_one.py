@@ -303,6 +303,79 @@ class DeltaSettings:
     early_stop_nll: float
 
 
+def _subject_gain(spread: torch.Tensor, rows: EditRows) -> torch.Tensor:
+    """(n_requests,) the share of its own delta that lands on each request's subject token, averaged over its
+    prompt rows (1 for the paper's patch and ROME's exact update, below 1 for MEMIT's softened least squares):
+    the clamp bounds the change actually made there, gain * ||delta||. ``spread``: (rows, tokens, n_requests)."""
+    at = torch.arange(rows.n_rows, device=spread.device)
+    prompt_rows = ~rows.is_kl
+    own = spread[at, rows.lookup, rows.owner][prompt_rows]  # (prompt rows,)
+    return _mean_by(own, rows.owner[prompt_rows], rows.n_requests).abs().clamp(min=1e-3)
+
+
+def _target_nll(logits: torch.Tensor, ids: torch.Tensor, predict: torch.Tensor, cur: dict, n: int) -> torch.Tensor:
+    """(n,) mean target NLL (nats) per request over its prompt rows of this step; 0 for a request without rows.
+
+    logits: (rows, tokens, vocab); ids: (rows, tokens); predict: (rows, tokens - 1), True where position t
+    predicts a target token; ``cur``: the step's "owner" and "is_kl" per row. Cross-entropy only where a target
+    token is predicted: large vocabularies make the full log-softmax costly."""
+    label_row = predict.nonzero()[:, 0]
+    tok_nll = nn.functional.cross_entropy(logits[:, :-1][predict].float(), ids[:, 1:][predict], reduction="none")
+    row_nll = _mean_by(tok_nll, label_row, ids.shape[0])  # (rows,)
+    prompt = ~cur["is_kl"]
+    return _mean_by(row_nll[prompt], cur["owner"][prompt], n)
+
+
+def _kl_to_unedited(logits: torch.Tensor, last: torch.Tensor, cur: dict, kl_ref: torch.Tensor | None,
+                    n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,) KL(unedited || now) of the next-token distribution on each request's KL row of this step, and the
+    unedited log-probs (n, vocab): taken on the first call, which runs with delta = 0. ``last``: (rows,) each
+    row's last position."""
+    kl_at = cur["is_kl"].nonzero()[:, 0]
+    kl_owner = cur["owner"][kl_at]
+    lp = torch.log_softmax(logits[kl_at, last[kl_at]].float(), -1)  # (active, vocab)
+    if kl_ref is None:
+        kl_ref = torch.zeros((n, lp.shape[-1]), device=lp.device).index_copy(0, kl_owner, lp.detach())
+    ref = kl_ref[kl_owner]
+    return torch.zeros(n, device=lp.device).index_add(0, kl_owner, (ref.exp() * (ref - lp)).sum(-1)), kl_ref
+
+
+def _clamped_step(opt: torch.optim.Optimizer, delta: torch.Tensor, loss: torch.Tensor, active: torch.Tensor,
+                  limit: torch.Tensor) -> None:
+    """One Adam step of ``delta`` (n, d_out) on ``loss``; each row's norm then clamped to ``limit`` (n,), and the
+    rows of requests no longer ``active`` (n,) kept as they were."""
+    keep = delta.detach().clone()
+    (delta.grad,) = torch.autograd.grad(loss, [delta])
+    opt.step()
+    with torch.no_grad():
+        norm = delta.norm(dim=-1)
+        delta.mul_(torch.where(norm > limit, limit / norm.clamp(min=1e-12), torch.ones_like(norm))[:, None])
+        delta.copy_(torch.where(active[:, None], delta, keep))  # frozen requests keep their delta
+
+
+class _SubjectDelta:
+    """The output hook of ``optimise_deltas``: adds each request's delta (n, d_out) to the module's output
+    (rows, tokens, d_out), spread over the step's rows and positions by ``rows["spread"]`` (rows, tokens, n).
+    The first call (step 0, every request present) sizes ``delta`` (zeros, requires grad) and keeps ``ref_norm``
+    (n,), ||output|| at each request's subject token before the edit, averaged over its prompt rows."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.delta: torch.Tensor | None = None
+        self.ref_norm: torch.Tensor | None = None
+        self.rows: dict[str, torch.Tensor] = {}  # the step's spread, owner, lookup and is_kl per row
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        cur = self.rows
+        if self.delta is None:
+            at = torch.arange(out.shape[0], device=out.device)
+            prompt = ~cur["is_kl"]
+            norms = out[at, cur["lookup"]].float().norm(dim=-1)[prompt]
+            self.ref_norm = _mean_by(norms, cur["owner"][prompt], self.n).clamp(min=1e-6)
+            self.delta = torch.zeros((self.n, out.shape[-1]), device=out.device, requires_grad=True)
+        return out + torch.einsum("rtn,nd->rtd", cur["spread"], self.delta).to(out.dtype)
+
+
 def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSettings,
                     spread: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Find, per request, the change of ``module``'s output at the last subject token that makes
@@ -331,13 +404,7 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
         spread = torch.zeros((*rows.batch.input_ids.shape, n), device=device)
         spread[torch.arange(rows.n_rows, device=device), rows.lookup, rows.owner] = 1.0
     lengths = rows.batch.attention_mask.sum(1)  # (rows,)
-    # the share of its own delta that lands on each request's subject token (1 for the paper's
-    # patch and ROME's exact update, below 1 for MEMIT's softened least squares): the clamp bounds
-    # the change actually made there, gain * ||delta||
-    at = torch.arange(rows.n_rows, device=device)
-    prompt_rows = ~rows.is_kl
-    own = spread[at, rows.lookup, rows.owner][prompt_rows]  # (prompt rows,)
-    gain = _mean_by(own, rows.owner[prompt_rows], n).abs().clamp(min=1e-3)  # (n,)
+    gain = _subject_gain(spread, rows)  # (n,)
     use_rows = torch.ones_like(rows.is_kl) if s.kl_factor > 0 else ~rows.is_kl
     if s.kl_factor > 0 and int(rows.is_kl.sum()) != n:
         raise ValueError("kl_factor > 0 needs one KL row per request: build the rows with a kl_prompt")
@@ -345,24 +412,12 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
     steps_each = torch.zeros(n, dtype=torch.long)
     recheck = False  # this step only checks frozen requests again
     final_nll = torch.zeros(n, device=device)
-    delta: torch.Tensor | None = None
-    ref_norm: torch.Tensor | None = None  # (n,) ||output|| at the subject before the edit
     kl_ref: torch.Tensor | None = None  # (n, vocab) next-token log-probs of the KL rows before the edit
-    cur: dict[str, torch.Tensor] = {}  # the rows of this step: what the hook needs
-
-    def add_delta(out: torch.Tensor) -> torch.Tensor:  # (rows this step, tokens, d_out)
-        nonlocal delta, ref_norm
-        if delta is None:  # first pass, every request present: size delta, keep the original norms
-            at = torch.arange(out.shape[0], device=device)
-            prompt = ~cur["is_kl"]
-            norms = out[at, cur["lookup"]].float().norm(dim=-1)[prompt]
-            ref_norm = _mean_by(norms, cur["owner"][prompt], n).clamp(min=1e-6)
-            delta = torch.zeros((n, out.shape[-1]), device=out.device, requires_grad=True)
-        return out + torch.einsum("rtn,nd->rtd", cur["spread"], delta).to(out.dtype)
-
+    hook = _SubjectDelta(n)
+    cur = hook.rows  # the rows of this step: what the hook needs
     opt = None
     step = 0
-    with patch_output(model, module, add_delta), torch.enable_grad():
+    with patch_output(model, module, hook), torch.enable_grad():
         for step in range(s.steps):
             full_pass = bool(active.all())  # every request's rows are in this step
             if not recheck:
@@ -374,24 +429,11 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
             cur.update(spread=spread[idx, :width], owner=rows.owner[idx], lookup=rows.lookup[idx],
                        is_kl=rows.is_kl[idx])
             logits = forward(model, ids).logits  # (rows, tokens, vocab)
-            # cross-entropy only where a target token is predicted: large vocabularies make the
-            # full log-softmax costly
-            predict = rows.batch.predict_mask[idx, :width - 1]
-            label_row = predict.nonzero()[:, 0]
-            tok_nll = nn.functional.cross_entropy(logits[:, :-1][predict].float(), ids[:, 1:][predict],
-                                                  reduction="none")
-            row_nll = _mean_by(tok_nll, label_row, len(idx))  # (rows,)
-            prompt = ~cur["is_kl"]
-            nll = _mean_by(row_nll[prompt], cur["owner"][prompt], n)  # (n,), 0 for frozen requests
+            nll = _target_nll(logits, ids, rows.batch.predict_mask[idx, :width - 1], cur, n)  # 0: frozen
+            delta, ref_norm = hook.delta, hook.ref_norm
             loss_n = nll + s.weight_decay * (gain * delta.norm(dim=-1) / ref_norm).pow(2)
             if s.kl_factor > 0:
-                kl_at = cur["is_kl"].nonzero()[:, 0]
-                kl_owner = cur["owner"][kl_at]
-                lp = torch.log_softmax(logits[kl_at, rows.last[idx][kl_at]].float(), -1)  # (active, vocab)
-                if kl_ref is None:  # step 0 runs with delta = 0: the unedited distribution
-                    kl_ref = torch.zeros((n, lp.shape[-1]), device=device).index_copy(0, kl_owner, lp.detach())
-                ref = kl_ref[kl_owner]
-                kl = torch.zeros(n, device=device).index_add(0, kl_owner, (ref.exp() * (ref - lp)).sum(-1))
+                kl, kl_ref = _kl_to_unedited(logits, rows.last[idx], cur, kl_ref, n)
                 loss_n = loss_n + s.kl_factor * kl
             loss = loss_n[active].sum()
             check_finite(loss, step)
@@ -407,15 +449,8 @@ def optimise_deltas(model: nn.Module, rows: EditRows, module: str, s: DeltaSetti
                 continue
             if opt is None:
                 opt = torch.optim.Adam([delta], lr=s.lr)
-            keep = delta.detach().clone()
-            (delta.grad,) = torch.autograd.grad(loss, [delta])
-            opt.step()
-            with torch.no_grad():
-                limit = s.clamp_norm_factor * ref_norm / gain
-                norm = delta.norm(dim=-1)
-                delta.mul_(torch.where(norm > limit, limit / norm.clamp(min=1e-12), torch.ones_like(norm))[:, None])
-                delta.copy_(torch.where(active[:, None], delta, keep))  # frozen requests keep their delta
-    delta = delta.detach().float()
+            _clamped_step(opt, delta, loss, active, s.clamp_norm_factor * ref_norm / gain)
+    delta = hook.delta.detach().float()
     log.debug("delta optimisation: %d steps, final NLL %s", step + 1, final_nll.tolist())
     return delta, {"v_steps": step + 1, "v_steps_each": steps_each.tolist(), "v_nll": final_nll.tolist(),
                    "delta_norms": delta.norm(dim=-1).tolist()}
