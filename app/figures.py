@@ -14,7 +14,8 @@ from sss_core.evaluation.report import html_page
 from sss_core.figures import (COMPACT_COLUMNS, GROUP_COLOURS, HYPOTHESIS_X, METRIC_ORDER, MISSING,
                               NEIGHBOUR_RINGS, TOP1_BADGE_HELP,
                               Colouring, delta_norm_figure, hypothesis_scatter, joint_projection_figure,
-                              lambda_colouring, log_ticks, metrics_comparison_figure, paired_difference_figure,
+                              lambda_colouring, log_ticks, metrics_comparison_figure, moves_figure,
+                              paired_difference_figure,
                               probability_figure, probe_compact, probe_display, probe_frame, projection_figure,
                               sequential_figure,
                               sss_effect_figure, sweep_figure, trajectory_figure, trajectory_steps)
@@ -22,7 +23,8 @@ from sss_core.figures import (COMPACT_COLUMNS, GROUP_COLOURS, HYPOTHESIS_X, METR
 __all__ = ["COMPACT_COLUMNS", "GROUP_COLOURS", "HYPOTHESIS_X", "METRIC_ORDER", "MISSING", "NEIGHBOUR_RINGS",
            "TOP1_BADGE_HELP", "Colouring",
            "delta_norm_figure", "figure_html", "hypothesis_scatter", "joint_projection_figure", "lambda_colouring",
-           "log_ticks", "metrics_comparison_figure", "paired_difference_figure", "probability_figure",
+           "log_ticks", "metrics_comparison_figure", "moves_figure", "paired_difference_figure",
+           "probability_figure",
            "probe_compact", "probe_display", "probe_frame", "projection_figure", "sequential_figure",
            "sss_effect_figure",
            "sweep_figure", "trajectory_figure", "trajectory_steps"]

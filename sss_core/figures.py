@@ -198,6 +198,37 @@ def projection_figure(before: np.ndarray, after: np.ndarray, groups: Sequence[st
     return fig
 
 
+def moves_figure(names: Sequence[str], moved: Sequence[float], groups: Sequence[str], notes: Sequence[str],
+                 labels: Mapping[str, str] | None = None, height: int | None = None) -> go.Figure:
+    """How far each sentence's last hidden state moved with an edit: one horizontal bar per sentence, in the
+    order given (the first on top), coloured by group (named in the hover), with ``notes[i]`` (e.g. "kept its
+    answer") beside its bar.
+
+    names, moved, groups, notes: n each; ``moved`` is ||h_after - h_before|| in the model's units (the full hidden
+    space, not a projection). ``height`` in px (default: 34 px a bar and the axis). Raises ValueError when the
+    lengths differ.
+    """
+    n = len(names)
+    if not (len(moved) == len(groups) == len(notes) == n):
+        raise ValueError(f"expected {n} distances, groups and notes, one per sentence")
+    fig = go.Figure()
+    for group in dict.fromkeys(groups):
+        idx = [i for i in range(n) if groups[i] == group]
+        fig.add_trace(go.Bar(
+            y=[names[i] for i in idx], x=[float(moved[i]) for i in idx], orientation="h",
+            name=_label(group, labels), marker_color=_colour(group), text=[notes[i] for i in idx],
+            textposition="outside", cliponaxis=False, meta={"group": group},
+            hovertemplate="%{y}<br>moved %{x:.2f}<extra>%{fullData.name}</extra>"))
+    top = max((float(m) for m in moved), default=1.0)
+    # no legend: each bar is named by its sentence and note, its kind is in the hover (beside long sentence labels
+    # the plot area is narrow, and plotly stacked a legend one entry a row)
+    fig.update_layout(height=height or 34 * n + 70, barmode="overlay", bargap=0.25, hovermode="closest",
+                      margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
+                      xaxis=dict(title="how far it moved (the model's units)", range=[0, top * 1.6]),
+                      yaxis=dict(categoryorder="array", categoryarray=list(names)[::-1], automargin=True))
+    return fig
+
+
 def _projection_layout(fig: go.Figure, title: str, height: int, colour: Colouring | None,
                        axis_titles: tuple[str, str], columns: int) -> None:
     """Legend, colour bar, axis titles and equal axis scales of a projection figure with ``columns`` panels."""

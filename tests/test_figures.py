@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sss_core import figures
 
@@ -94,3 +95,18 @@ def test_the_compact_probe_table_says_where_a_flip_went():
     assert list(shown.columns) == list(COMPACT_COLUMNS)
     assert shown["top-1"].tolist() == ["✓ → ' Rome'", "off target → 'a'", "same"]
     assert df["top-1"].tolist() == ["FLIPPED ✓", "FLIPPED off target", "same"]  # the full frame is left as it was
+
+
+def test_moves_figure_draws_one_bar_per_sentence_in_order_with_its_note():
+    from sss_core.figures import GROUP_COLOURS, moves_figure
+    fig = moves_figure(["a far one", "a near one", "the middle"], [3.0, 0.5, 1.25],
+                       ["rewrite", "neighbour", "rewrite"], ["moved", "kept", "moved too"],
+                       labels={"rewrite": "edit question"})
+    bars = {y: (x, text, t.name, t.marker.color) for t in fig.data for y, x, text in zip(t.y, t.x, t.text)}
+    assert bars == {"a far one": (3.0, "moved", "edit question", GROUP_COLOURS["rewrite"]),
+                    "the middle": (1.25, "moved too", "edit question", GROUP_COLOURS["rewrite"]),
+                    "a near one": (0.5, "kept", "neighbour", GROUP_COLOURS["neighbour"])}
+    assert list(fig.layout.yaxis.categoryarray) == ["the middle", "a near one", "a far one"]  # the first on top
+    assert fig.layout.xaxis.range == (0, 3.0 * 1.6) and fig.layout.showlegend is False
+    with pytest.raises(ValueError, match="expected 2 distances"):
+        moves_figure(["a", "b"], [1.0], ["rewrite", "rewrite"], ["", ""])

@@ -35,22 +35,23 @@ from sss_core.figures import token_begins
 from sss_core.record import RunRecord
 from sss_core.types import EditCase
 
-STEPS = ("1. The fact", "2. The edit", "3. What λ_max measures", "4. Where the neighbours went",
+STEPS = ("1. The fact", "2. The edit", "3. What λ_max measures", "4. Where the sentences went",
          "5. Did SSS help?")
 MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the paper's)
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
 
 CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller "
-         "when the edited question sits in a quiet, *sparse* spot of the model, and its *SSS term* keeps the edit "
-         "there. So edits with the SSS term should spoil fewer answers.")
+         "when the edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes "
+         "the answer. Its *SSS term*, an extra penalty while the edit is learnt, pushes the edit there. So edits "
+         "with the SSS term should spoil fewer answers.")
 INTRO = ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes one of "
          "them, with and without the SSS term, and tells it in five steps.")
 PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
-    "reliability": "Does the edited model now give the new answer to the edit question itself? 0 to 1",
-    "generality": "Does it give the new answer to the same question asked in other words? 0 to 1",
-    "locality": "Do the questions the edit should leave alone keep their answers? 1 = all kept",
-    "portability": "Does the edit carry over to what it implies (the reversed question)? 0 to 1",
+    "reliability": "Does the edited model now give the new answer to the edit question itself?",
+    "generality": "Does it give the new answer to the same question asked in other words?",
+    "locality": "Do the questions the edit should leave alone keep their answers?",
+    "portability": "Does the edit carry over to what it implies (the reversed question)?",
 }
 PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail)
     "rewrite": "edit question", "paraphrase": "other words", "neighbour": "other fact",
@@ -71,7 +72,8 @@ PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own siz
 class StoryPair:
     """Two edits of the story's fact, ``without`` the SSS term (editor, settings changed from its defaults) and
     ``with_sss``; ``title`` names the pair on screen in plain words, ``note`` says in plain words what else B changes
-    and how the pair's settings differ from steps 2-3 ("" when nothing else differs)."""
+    and how the pair's settings differ from steps 2-4 ("" when nothing else differs; ``{locality}``: A's, ``{main}``:
+    step 2's)."""
 
     title: str
     without: tuple[str, dict[str, Any]]
@@ -84,8 +86,8 @@ PAIRS = (
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("With a looser limit on the weights", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Both may move the weights further than in steps 2-3. B also sums the SSS term over the words: two "
-              "changes."),
+              "Both edits may move the weights further than in steps 2-4 (locality {locality} here, {main} in step "
+              "2). B also uses a stronger SSS term (summed over the words, not averaged)."),
 )
 
 
@@ -226,12 +228,15 @@ def plain_chance(p: float | None) -> str:
 
 def fold(before: float, after: float) -> str:
     """How a lambda_max moved, as a class reads it: "fell about 12,000-fold" (a ratio of 10 or more, 2 significant
-    digits), "rose about 1.1 times", "stayed the same"; the exact values stay in the step's detail."""
+    digits), "rose about 3.4 times" (2 to 10), "rose about 12%" / "fell about 30%" (under 2: the change as a share
+    of ``before``), "stayed the same"; the exact values stay in the step's detail."""
     if is_missing(before) or is_missing(after) or before <= 0 or after <= 0:
         return MISSING
     if before == after:
         return "stayed the same"
     verb, r = ("fell", before / after) if after < before else ("rose", after / before)
+    if r < 2:
+        return f"{verb} about {abs(after / before - 1):.0%}"
     return f"{verb} about {_round_sig(r, 2):,}-fold" if r >= 10 else f"{verb} about {r:.1f} times"
 
 
@@ -327,55 +332,64 @@ def left_alone_changes(run: analysis.EditRun) -> tuple[list, list, list]:
     return alone, damaged, [r for r in hit if r not in damaged]
 
 
+SCORE_LINE = ("A score counts the answer's word pieces one at a time, each given the pieces before it: the pieces "
+              "now right for the edit's questions, the pieces unchanged for the other facts. So a question can score "
+              "0.50 while its first word is wrong.")
+
+
 def new_answer_count(rows: list[analysis.ProbeRow]) -> int:
     """How many of ``rows`` now begin the new answer (their top-1 after the edit begins it)."""
     return sum(token_begins(r.top1_after, r.new) for r in rows)
 
 
-TESTS = (("reliability", "rewrite", "the edit question", "edit questions"),  # step 2: score, probe group, names
-         ("generality", "paraphrase", "asked in other words, it", "asked in other words"))
-
-
-def test_lines(run: analysis.EditRun) -> list[tuple[str, str]]:
-    """Step 2's three kinds of test question, each (score name, what happened in words): how many of the edit
-    question and its rewordings now give the new answer (reliability, generality), and how many of the questions
-    the edit should leave alone kept their answer, lost it, or changed where the model was already wrong (locality
-    counts each change as damage). A kind this fact lacks is left out; portability is in the step's detail."""
+def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
+    """Step 2's three kinds of test question, each (kind, "k of n", what the count counts, the paper's score that
+    measures it): the edit question and its rewordings that now give the new answer (their top-1 after the edit
+    begins it: reliability, generality), and the questions the edit should leave alone that kept their top-1
+    (locality), saying how many of those that changed were already wrong before. A kind this fact lacks is left
+    out; portability is in the step's detail."""
     new, out = run.case.request.target_new, []
-    for name, group, one, many in TESTS:
+    for kind, group, name in (("The edit question", "rewrite", "reliability"),
+                              ("Asked in other words", "paraphrase", "generality")):
         rows = [r for r in run.rows if r.group == group]
-        k = new_answer_count(rows)
-        if len(rows) == 1:
-            out.append((name, f"{one[0].upper() + one[1:]} now {'gives' if k else 'does not give'} {new}."))
-        elif rows:
-            out.append((name, f"{many[0].upper() + many[1:]}: {k} of {len(rows)} now give {new}."))
+        if rows:
+            out.append((kind, f"{new_answer_count(rows)} of {len(rows)}",
+                        f"now give{'s' if len(rows) == 1 else ''} {new}", name))
     alone, damaged, wrong = left_alone_changes(run)
     if alone:
-        kept = len(alone) - len(damaged) - len(wrong)
-        text = f"{len(alone)} other facts: {kept} kept their answer"
-        text += f", {len(damaged)} lost it" if damaged else ""
-        text += f", {len(wrong)} was already wrong and changed (damage too)" if wrong else ""
-        out.append(("locality", text + "."))
+        changed = len(damaged) + len(wrong)
+        why = (f" ({len(wrong)} of the {changed} that changed {'was' if len(wrong) == 1 else 'were'} already wrong "
+               "before)" if wrong else "")
+        out.append(("Other facts", f"{len(alone) - changed} of {len(alone)}", "kept their answer" + why, "locality"))
     return out
 
 
-SCORE_LINE = "Scores count the answer's pieces right, so 0.50 can mean half an answer."
+def count_help(run: analysis.EditRun, name: str) -> str:
+    """A step-2 card's help: the question its count answers (``PLAIN_HELP``) and the paper's score of it."""
+    return (f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all): here "
+            f"{fmt_number(run.result.metrics.get(name, math.nan), '.2f')}.")
+
+
+def scores_line(run: analysis.EditRun, names: list[str]) -> str:
+    """The paper's scores of step 2's counts, in one line, and why they can differ from the counts."""
+    scores = ", ".join(f"{m} {fmt_number(run.result.metrics.get(m, math.nan), '.2f')}" for m in names)
+    return f"The paper's scores: {scores}. They also give credit for part of an answer (More detail)."
 
 
 def edit_step(run: analysis.EditRun) -> None:
-    """Step 2: the request, then the three kinds of test question in words (``test_lines``), each under its score;
-    the full probe table, portability, the paper's names and definitions in the detail."""
+    """Step 2: the request, then the three kinds of test question as counts (``question_counts``), and the paper's
+    scores in one line; the full probe table, portability, the paper's names and definitions in the detail."""
     r = run.case.request
     st.markdown(f"**The edit.** We teach the model **{r.target_new}**, then test it three ways.")
-    lines = test_lines(run)
-    for col, (name, text) in zip(st.columns(len(lines)), lines):
-        col.metric(name, fmt_number(run.result.metrics.get(name, math.nan), ".2f"), help=PLAIN_HELP[name])
-        col.markdown(text)
-    st.caption(SCORE_LINE)
+    counts = question_counts(run)
+    for col, (kind, value, what, name) in zip(st.columns(len(counts)), counts):
+        col.metric(kind, value, help=count_help(run, name))
+        col.markdown(what)
+    st.caption(scores_line(run, [c[3] for c in counts]))
     with st.expander("More detail"):
         st.markdown(f"Every test question, before and after the edit (portability: does the edit carry over to "
                     f"the reversed question? "
-                    f"{fmt_number(run.result.metrics.get('portability', math.nan), '.2f')}):")
+                    f"{fmt_number(run.result.metrics.get('portability', math.nan), '.2f')}). {SCORE_LINE}")
         with st.container(key="story-probes-box"):  # a static table: every question whole, wrapped if need be
             st.html(PROBE_TABLE_CSS)
             st.table(probe_frame(run).style.format({"score": "{:.2f}"}).hide(axis="index"))
@@ -394,6 +408,18 @@ LAMBDA_PLAIN = ("**What λ_max measures:** how much a small nudge to the sentenc
                 "error on the answer (small = a quiet, sparse spot).")
 
 
+def lambda_verdict(run: analysis.EditRun, plain: analysis.EditRun) -> str:
+    """Step 3's last line: whether lambda_max against the new answer fell without the SSS term too, and when both
+    fell within a factor of 2 of each other, that they fell about as much (the model became sure of the answer)."""
+    ra, rb = (r.result.lambda_max_before / r.result.lambda_max_after for r in (run, plain))
+    if not rb > 1:
+        return "Without the SSS term it did not fall."
+    if ra > 1 and max(ra, rb) / min(ra, rb) < 2:
+        return (f"Both fell about as much: the model became sure of {run.case.request.target_new}, with or without "
+                "the SSS term.")
+    return "It fell without the SSS term too, so a drop alone is not the SSS term's doing."
+
+
 def lambda_step(story: Story) -> None:
     """Step 3: what lambda_max measures, in one plain sentence; the edit prompt's against the NEW target (whole
     answer) with and without the SSS term, as ``fold`` ratios (the exact values, the old answer's lambda_max and
@@ -406,8 +432,7 @@ def lambda_step(story: Story) -> None:
                    help=LAMBDA_NEW_HELP)
     cols[1].metric("λ_max without it", fold(plain.result.lambda_max_before, plain.result.lambda_max_after),
                    help=LAMBDA_NEW_HELP)
-    fell = plain.result.lambda_max_after < plain.result.lambda_max_before
-    st.markdown("So a drop alone is not the SSS term's doing." if fell else "Without the SSS term it did not fall.")
+    st.markdown(lambda_verdict(run, plain))
     with st.expander("More detail"):
         st.markdown(f"λ_max of the edit prompt against the new target (the whole answer, every token): "
                     f"{run.editor} {fmt_lambda(run.result.lambda_max_before)} → "
@@ -458,13 +483,24 @@ def neighbour_sentence(run: analysis.EditRun) -> str:
 
 
 def moves_sentence(run: analysis.EditRun) -> str:
-    """Where the sentences went, in words: the three probe sentences that moved most in the full hidden space
-    (ringed in the picture), with how far each moved."""
+    """Where the sentences went, in words: what a bar is, and the probe sentence that moved most in the full hidden
+    space, with how far it moved."""
     frame = neighbour_frame(run)
-    top = [f"“{short(s)}” ({m:.1f})" for s, m in zip(frame["sentence"][:3], frame["moved ‖Δh‖"][:3])]
-    named = ", ".join(top[:-1]) + (" and " if len(top) > 1 else "") + top[-1]
-    return ("**Where the sentences went.** Each dot is a sentence inside the model, hollow before the edit, filled "
-            f"after. Ringed, the {len(top)} that moved most: {named}.")
+    first, moved = frame["sentence"][0], frame["moved ‖Δh‖"][0]
+    who = "The edit question" if first == run.case.request.prompt else f"“{short(first)}”"
+    return ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each bar is how "
+            f"far the edit moved it. {who} moved most ({moved:.1f}).")
+
+
+def moves_picture(run: analysis.EditRun):
+    """Step 4's bars: how far each probe sentence moved in the full hidden space (``SentenceSparsity.moved``), the
+    farthest on top, coloured by kind in step 2's words, each with what happened to its answer (``outcome``)."""
+    probes = sorted((x for x in run.sparsity if x.group != "background"), key=lambda x: -x.moved)
+    rows = {r.prompt: r for r in run.rows}
+    return figures.moves_figure([x.sentence.replace(". ", ".<br>") for x in probes], [x.moved for x in probes],
+                                [x.group for x in probes],
+                                [outcome(rows[x.sentence]) if x.sentence in rows else "" for x in probes],
+                                labels={**analysis.GROUP_LABELS, **PLAIN_KINDS})
 
 
 def short(sentence: str) -> str:
@@ -509,30 +545,33 @@ def arrows_detail(emb: analysis.EmbeddingSet, proj) -> str:
             "lengths. The distances are how far each sentence's last hidden state moved (‖Δh‖, the model's units).")
 
 
-PICTURE_HEIGHT = 500  # px, legend below included: step 4 fits a 1440x900 screen
+PICTURE_HEIGHT = 500  # px, legend below included: the PCA picture in step 4's detail
 
 
 def neighbours_step(story: Story) -> None:
-    """Step 4: where the sentences went and whether the true neighbours barely moved, in words; the 2-D picture;
-    the arrows' agreement, the damage and the table of moves and lambda_max against each sentence's OWN first
-    answer token in the detail."""
+    """Step 4: where the sentences went and whether the true neighbours barely moved, in words, beside bars of how
+    far each moved in the full hidden space (``moves_picture``: a 2-D picture's arrows follow those moves only
+    roughly); the PCA picture, the arrows' agreement, the damage and the table of moves and lambda_max against each
+    sentence's OWN first answer token in the detail."""
     run = story.main
     pooling = run.knn.pooling if run.knn.pooling in run.embeddings else next(iter(run.embeddings))
     emb = run.embeddings[pooling]
     proj = cached_projection(story.projections, (run.run_id, "pca", pooling), emb.before, emb.after, "pca", "")
-    words, picture = st.columns([2, 3])  # a PCA picture keeps one scale on both axes: nearly square
+    words, picture = st.columns([2, 3])
     words.markdown(moves_sentence(run) + " " + true_neighbours_sentence(run))
-    if proj is not None:
-        named = list(neighbour_frame(run)["sentence"][:3])  # the three named above, ringed where they ended up
-        fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
-                                        labels={**analysis.GROUP_LABELS, **PLAIN_KINDS},  # step 2's kinds
-                                        height=PICTURE_HEIGHT, axis_titles=axis_titles(proj),
-                                        highlight=[emb.sentences.index(t) for t in named])
-        picture.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
+    picture.plotly_chart(moves_picture(run), key=f"story-moves-{run.run_id}", width="stretch")
     with st.expander("More detail"):
+        if proj is not None:
+            named = list(neighbour_frame(run)["sentence"][:3])  # the three that moved most, ringed where they ended
+            fig = figures.projection_figure(proj.before, proj.after, emb.groups, hover_texts(emb),
+                                            labels={**analysis.GROUP_LABELS, **PLAIN_KINDS},  # step 2's kinds
+                                            height=PICTURE_HEIGHT, axis_titles=axis_titles(proj),
+                                            highlight=[emb.sentences.index(t) for t in named])
+            st.plotly_chart(fig, key=f"story-proj-{run.run_id}", width="stretch")
         st.markdown(arrows_detail(emb, proj) + " " + neighbour_sentence(run))
         st.markdown("The picture is a PCA of the last hidden states: hollow before the edit, filled after, an arrow "
-                    "from each before to its after; grey points are other facts of the world. **In this table λ_max "
+                    "from each before to its after, the three that moved most ringed; grey points are other facts of "
+                    "the world. The bars above are the same moves in the full space. **In this table λ_max "
                     "is each sentence's own, against its own top answer before the edit** — its single most likely "
                     "next token (for the edit prompt the first token of the old answer alone), not the whole "
                     "answer as in step 3, and not the new target.")
@@ -591,27 +630,31 @@ def _direction(x: float, y: float, higher: str, lower: str) -> str:
 
 def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
     """What the SSS term did on this pair, in plain words against the claim, whatever the sign: no answer or score
-    changed (the same or alike edits), or locality against the claim, generality and lambda_max against the new
-    answer after the edit (``fold``), A without the SSS term against B."""
-    if kind != "changed":
-        return "The SSS term changed no answer or score: no evidence either way."
+    changed (the same or alike edits: the locality both share), or the paper's locality against the claim,
+    generality and lambda_max against the new answer after the edit (``fold``), as "A x, B y" (A without the SSS
+    term, B with it)."""
     ma, mb = a.result.metrics, b.result.metrics
     la, lb = ma["locality"], mb["locality"]
+    if kind != "changed":
+        return f"The SSS term changed no answer or score (locality {la:.2f} both): no evidence either way."
     claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la else
              "no less damage, although the claim predicts less")
     gen = _direction(ma["generality"], mb["generality"], "better", "worse")
     xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
     sparse = " (less sparse)" if xb > xa else " (sparser)" if xb < xa else ""
-    return (f"Locality {la:.2f} → {lb:.2f}: {claim}. Generality {ma['generality']:.2f} → "
-            f"{mb['generality']:.2f} ({gen}); λ_max for the new answer {fold(xa, xb)}{sparse}.")
+    return (f"Locality A {la:.2f}, B {lb:.2f}: {claim}. Generality A {ma['generality']:.2f}, B "
+            f"{mb['generality']:.2f} ({gen}). λ_max for the new answer {fold(xa, xb)} from A to B{sparse}.")
 
 
-def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str) -> str:
-    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note; the
+def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str,
+               main_locality: float) -> str:
+    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note (with A's
+    and step 2's ``main_locality``); the
     measured verdict, scores, exact lambda_max and settings in the pair's detail, and a button that opens the pair in
     Compare. Returns the verdict's kind."""
     a, b = runs
-    note = pair.note
+    note = pair.note.format(locality=fmt_number(a.result.metrics.get("locality", math.nan), ".2f"),
+                            main=fmt_number(main_locality, ".2f"))
     st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))
@@ -652,7 +695,8 @@ def sss_step(story: Story) -> list[str]:
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):
         with col:
-            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}"))
+            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}",
+                                    main_locality=story.main.result.metrics.get("locality", math.nan)))
     st.markdown(conclusion(story, kinds))
     links = st.columns(3)
     links[0].page_link("app/views/about.py", label="About: what SSS did over many edits", icon=":material/school:")

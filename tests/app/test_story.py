@@ -13,7 +13,7 @@ import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.panels.edit import LAMBDA_NEW_HELP
-from app.panels.story import CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE, STEPS
+from app.panels.story import CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, PLAIN_KINDS, SCORE_LINE, STEPS, outcome
 from app.same_edits import FTL_REASON
 from story_support import story_edits
 
@@ -44,8 +44,8 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 81, "2. The edit": 68, "3. What λ_max measures": 66,
-              "4. Where the neighbours went": 67, "5. Did SSS help?": 101}
+MAIN_WORDS = {"intro": 31, "1. The fact": 96, "2. The edit": 72, "3. What λ_max measures": 74,
+              "4. Where the sentences went": 54, "5. Did SSS help?": 121}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -137,7 +137,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 415
+    assert sum(counts.values()) <= 450
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -148,11 +148,28 @@ def test_numbers_for_a_class():
     assert [plain_chance(p) for p in (0.992, 0.9951, 0.337, 0.0136, 0.00266, 1.41e-06, 5.36e-09, 0.0)] == [
         "99%", "over 99%", "34%", "1%", "about 1 in 400", "about 1 in 700,000", "about 1 in 200,000,000", "0%"]
     assert plain_chance(float("nan")) == plain_chance(None) != "0%"
-    assert [fold(0.0898, 7.77e-06), fold(0.0898, 8.37e-06), fold(2.12e-06, 2.38e-06), fold(1.0, 1.0)] == [
-        "fell about 12,000-fold", "fell about 11,000-fold", "rose about 1.1 times", "stayed the same"]
+    assert [fold(0.0898, 7.77e-06), fold(0.0898, 8.37e-06), fold(2.12e-06, 2.38e-06), fold(1.0, 1.0),
+            fold(1.0, 0.7), fold(1.0, 3.4)] == [
+        "fell about 12,000-fold", "fell about 11,000-fold", "rose about 12%", "stayed the same", "fell about 30%",
+        "rose about 3.4 times"]
     assert [shown_word(" M", ("Morocco", "Czech Republic")), shown_word(" United", ("United States", "Czech")),
             shown_word(" P", (None, "Washington")), shown_word(" a", ("United States", "Czech Republic"))] == [
         "M(orocco)", "United", "P…", "a"]
+
+
+def test_lambda_verdict_says_whether_the_drop_is_the_sss_terms_doing():
+    from types import SimpleNamespace
+
+    from app.panels.story import lambda_verdict
+
+    def run(before, after):
+        return SimpleNamespace(result=SimpleNamespace(lambda_max_before=before, lambda_max_after=after),
+                               case=SimpleNamespace(request=SimpleNamespace(target_new="Czech Republic")))
+    assert [lambda_verdict(run(1.0, 1e-4), run(1.0, 1.5e-4)), lambda_verdict(run(1.0, 1e-4), run(1.0, 0.1)),
+            lambda_verdict(run(1.0, 1e-4), run(1.0, 2.0))] == [
+        "Both fell about as much: the model became sure of Czech Republic, with or without the SSS term.",
+        "It fell without the SSS term too, so a drop alone is not the SSS term's doing.",
+        "Without the SSS term it did not fall."]
 
 
 def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
@@ -161,8 +178,9 @@ def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     texts = _texts(story)
     assert texts[0] == CLAIM == (
         "**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller when "
-        "the edited question sits in a quiet, *sparse* spot of the model, and its *SSS term* keeps the edit there. "
-        "So edits with the SSS term should spoil fewer answers.")
+        "the edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes the "
+        "answer. Its *SSS term*, an extra penalty while the edit is learnt, pushes the edit there. So edits with the "
+        "SSS term should spoil fewer answers.")  # the SSS term said once, on the first screen
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert (round(row.p_old_before, 2), f"{row.p_new_before:.3g}") == (0.99, "1.41e-06")  # measured
     assert cards == {
@@ -196,17 +214,25 @@ AGAINST = ["Czech Republic"] * 3 + ["its answer before"] * 5 + ["Washington"]
 def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_against(story, expected):
     main = expected["main"]
     _step(story, 1)
-    cards = {m.label: (m.value, m.help) for m in story.metric}
-    assert cards == {m: (format(main.result.metrics[m], ".2f"), PLAIN_HELP[m])
-                     for m in ("reliability", "generality", "locality")}  # portability: in the detail
-    # under each score, what happened to its questions, counted from the rows (step 2's main screen: no table)
+    # three kinds of test question, as counts from the rows (the paper's partial-credit scores in the help and one
+    # line: a trial class read "0 of 2" against "generality 0.25" as a contradiction); no table on the main screen
+    m = main.result.metrics
+    help_of = {name: f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all): here {m[name]:.2f}."
+               for name in ("reliability", "generality", "locality")}
+    assert {c.label: (c.value, c.help) for c in story.metric} == {
+        "The edit question": ("1 of 1", help_of["reliability"]), "Asked in other words": ("0 of 2", help_of["generality"]),
+        "Other facts": ("3 of 5", help_of["locality"])}
     alone = [r for r in main.rows if r.wanted_flip is False]
-    assert [sum(r.flipped for r in alone), len(alone)] == [2, 5]
+    paraphrases = [r for r in main.rows if r.group == "paraphrase"]
+    assert ([sum(r.flipped for r in alone), len(alone)], [r.top1_after.strip() for r in paraphrases]) == (
+        [2, 5], ["a", "New"])  # the counts, from the core's rows: none of the rewordings gives "Czech"
     assert _texts(story)[:4] == [
         "**The edit.** We teach the model **Czech Republic**, then test it three ways.",
-        "The edit question now gives Czech Republic.",
-        "Asked in other words: 0 of 2 now give Czech Republic.",
-        "5 other facts: 3 kept their answer, 1 lost it, 1 was already wrong and changed (damage too)."]
+        "now gives Czech Republic", "now give Czech Republic",
+        "kept their answer (1 of the 2 that changed was already wrong before)"]
+    assert [c.value for c in story.caption][0] == (
+        "The paper's scores: reliability 1.00, generality 0.25, locality 0.70. They also give credit for part of an "
+        "answer (More detail).")
     probes = story.table[0].value
     assert list(probes.columns) == ["kind", "question", "world's answer", "knew it", "first word before → after",
                                     "what happened", "scored against", "score"]
@@ -224,13 +250,14 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     # locality counts the distract-neighbour's change as damage although the model was already wrong there
     alone = [r.score for r in main.rows if r.wanted_flip is False]
     assert main.result.metrics["locality"] == pytest.approx(sum(alone) / len(alone)) == pytest.approx(0.70)
-    assert SCORE_LINE in [c.value for c in story.caption]
-    assert SCORE_LINE == "Scores count the answer's pieces right, so 0.50 can mean half an answer."
+    assert SCORE_LINE == ("A score counts the answer's word pieces one at a time, each given the pieces before it: "
+                          "the pieces now right for the edit's questions, the pieces unchanged for the other facts. "
+                          "So a question can score 0.50 while its first word is wrong.")
     text = _texts(story)[0]
     # the paper's definitions and group names, portability and the full probe table are in the detail
     detail = _expander_text(story)
     assert (f"Every test question, before and after the edit (portability: does the edit carry over to the "
-            f"reversed question? {main.result.metrics['portability']:.2f}):") in detail
+            f"reversed question? {main.result.metrics['portability']:.2f}). {SCORE_LINE}") in detail
     assert "teacher forced" not in text and "teacher forced" in detail
     assert ("Kinds, as the paper names them: edit question = *edit prompt*; other words = *paraphrase*; other fact "
             "= *neighbour*; other fact, new answer = *post-neighbour*; other fact after the edit = "
@@ -251,7 +278,8 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
     assert texts[0] == ("**What λ_max measures:** how much a small nudge to the sentence's inner state changes the "
                         "model's error on the answer (small = a quiet, sparse spot). For the new answer "
                         "**Czech Republic** it mostly tracks how sure the model is.")
-    assert texts[1] == "So a drop alone is not the SSS term's doing."
+    assert texts[1] == ("Both fell about as much: the model became sure of Czech Republic, with or without the SSS "
+                        "term.")  # 12,000- against 11,000-fold: not read as the SSS term's doing
     detail = _expander_text(story)
     assert (f"λ_max of the edit prompt against the new target (the whole answer, every token): ft-l+sss {b0:.2e} → "
             f"{a0:.2e}; ft-l, the same edit without the SSS term, {b1:.2e} → {a1:.2e}.") in detail
@@ -283,12 +311,10 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     shares = [moved[f"{c} is the capital of"] / moved["Washington is the capital of"]
               for c in ("Rabat", "London", "Prague")]
     assert (round(min(shares) * 100), round(max(shares) * 100)) == (29, 56)  # measured: not "barely"
-    assert texts[0] == ("**Where the sentences went.** Each dot is a sentence inside the model, hollow before the edit, "
-                        f"filled after. Ringed, the 3 that moved most: “Washington is the capital of” "
-                        f"({probes[0].moved:.1f}), “Washington is a city in” ({probes[1].moved:.1f}) and “…Rabat is "
-                        f"the capital of” ({probes[2].moved:.1f}). The other facts (“Rabat…”, “London…”, "
-                        "“Prague…”) did not stay put: they moved 29–56% as far as the edit question, but all kept "
-                        "their answers.")
+    assert texts[0] == ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each "
+                        f"bar is how far the edit moved it. The edit question moved most ({probes[0].moved:.1f}). The "
+                        "other facts (“Rabat…”, “London…”, “Prague…”) did not stay put: they moved 29–56% as far as "
+                        "the edit question, but all kept their answers.")
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
     detail = _expander_text(story)
     assert ("The arrows in the 2-D picture follow the real moves only roughly (rank agreement between arrow length "
@@ -299,7 +325,14 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
             "→ Czech. 1 more changed an answer that was already wrong before the edit: “Washington is the capital of "
             "Czech Republic. Rabat is the capital of” United → Czech (expected Morocco).") in detail
     import json
-    spec = json.loads(story.get("plotly_chart")[0].proto.spec)
+    bars, spec = (json.loads(c.proto.spec) for c in story.get("plotly_chart"))  # the bars, then the detail's PCA
+    rows = {r.prompt: r for r in main.rows}
+    drawn = {y.replace("<br>", " "): (x, text, trace["name"]) for trace in bars["data"]
+             for y, x, text in zip(trace["y"], trace["x"], trace["text"])}
+    assert drawn == {s.sentence: (pytest.approx(s.moved), outcome(rows[s.sentence]),
+                                  PLAIN_KINDS.get(s.group, s.group)) for s in probes}  # the full-space moves
+    assert bars["layout"]["yaxis"]["categoryarray"][-1] == "Washington is the capital of"  # the farthest on top
+    assert drawn["Washington is a city in"][1] == "damaged: lost its answer"
     rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
     legend = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("name")]
     assert {"edit question", "other words", "other fact", "other fact after the edit", "same subject",
@@ -338,18 +371,20 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     assert m1a["locality"] == m1b["locality"] != expected["main"].result.metrics["locality"]  # other settings
     assert m1b["generality"] < m1a["generality"]
     ratio = b1.result.lambda_max_after / a1.result.lambda_max_after
-    assert round(ratio, 1) == 1.1
+    assert round(ratio - 1, 2) == 0.12
     assert [i.value for i in story.info] == [
-        "The SSS term changed no answer or score: no evidence either way."]
-    assert [w.value for w in story.warning] == [
-        f"Locality {m1a['locality']:.2f} → {m1b['locality']:.2f}: no less damage, although the claim predicts less. "
-        f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
-        "1.1 times (less sparse)."]
+        f"The SSS term changed no answer or score (locality {a0.result.metrics['locality']:.2f} both): no evidence "
+        "either way."]
+    assert [w.value for w in story.warning] == [  # A and B named, not "→" (before → after elsewhere)
+        f"Locality A {m1a['locality']:.2f}, B {m1b['locality']:.2f}: no less damage, although the claim predicts "
+        f"less. Generality A {m1a['generality']:.2f}, B {m1b['generality']:.2f} (worse). λ_max for the new answer "
+        "rose about 12% from A to B (less sparse)."]
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The same edit"
-    assert ("#### With a looser limit on the weights\n\nBoth may move the weights further than in steps 2-3. B also "
-            "sums the SSS term over the words: two changes.") in texts
+    assert ("#### With a looser limit on the weights\n\nBoth edits may move the weights further than in steps 2-4 "
+            f"(locality {m1a['locality']:.2f} here, {expected['main'].result.metrics['locality']:.2f} in step 2). B "
+            "also uses a stronger SSS term (summed over the words, not averaged).") in texts
     assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
                          "One fact is one example.")
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
@@ -423,7 +458,9 @@ def test_a_link_with_an_unknown_fact_says_so_and_starts_on_the_first():
 
 def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_back(story):
     _step(story, 1)
-    shown = {m.label: m.value for m in story.metric}
+    scores = story.caption[0].value  # "The paper's scores: reliability 1.00, generality 0.25, locality 0.70. ..."
+    shown = dict(part.rsplit(" ", 1) for part in scores.split(": ", 1)[1].split(". ")[0].split(", "))
+    assert set(shown) == {"reliability", "generality", "locality"}
     table = story.table[0].value.copy()
     record = story.session_state["_story"].main.record
     assert story.button(key="story-open-edit").proto.help == (
@@ -434,13 +471,13 @@ def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_bac
     run = story.session_state["_run"]
     assert run.record.digest() == record.digest()
     cards = {m.label: m.value for m in story.metric}
-    assert {k: cards[k] for k in ("reliability", "generality", "locality")} == shown  # step 2's three cards
+    assert {k: cards[k] for k in ("reliability", "generality", "locality")} == shown  # step 2's three scores
     assert story.selectbox(key="editor").value == "ft-l+sss"
     assert not [a.value for kind in (story.info, story.warning) for a in kind if a.value.startswith("Earlier run")]
     story.switch_page(STORY).run()  # the sidebar's 'Class story'
     assert_ok(story)
     assert story.radio(key="story_step").value == STEPS[1]
-    assert {m.label: m.value for m in story.metric} == shown
+    assert story.caption[0].value == scores
     assert story.table[0].value.equals(table)
 
 

@@ -96,15 +96,15 @@ def _same_step_after_refresh_and_in_a_fresh_session(page, new_page, shown: str) 
     assert (query["story"], query["sstep"], query["run"]) == ("world-372", "4", "1") and query["srec"]
     page.reload()
     page.get_by_text("Where the sentences went.").wait_for()
-    _at_step(page, "4. Where the neighbours went")
+    _at_step(page, "4. Where the sentences went")
     assert _step_4_sentences(_main_text(page)) == _step_4_sentences(shown)
     other = new_page()
     other.set_viewport_size(SCREEN)
     other.goto(page.url)
     other.get_by_text("Where the sentences went.").wait_for()
-    _at_step(other, "4. Where the neighbours went")
+    _at_step(other, "4. Where the sentences went")
     assert _step_4_sentences(_main_text(other)) == _step_4_sentences(shown)
-    other.locator('[data-testid="stPlotlyChart"] .scatterlayer .point').first.wait_for()
+    other.locator('[data-testid="stPlotlyChart"] .barlayer .point').first.wait_for()
     height = _page_height(other)  # opened from the link: no replay box above the step, it still fits
     assert "replayed" not in _main_text(other) and height <= SCREEN["height"], height
 
@@ -113,11 +113,13 @@ def _edit_step(page, main) -> str:
     """Step 2 read on screen: three score cards and a tooltip, each with what happened to its questions in one line;
     then, in "More detail", the probe table with every column in view and each question whole, where each top-1
     went and which answers were already wrong; returns the step's text (read with the detail folded)."""
-    assert _cards(page, 3) == {m: format(main.result.metrics[m], ".2f") for m in SCORES[:3]}
+    assert _cards(page, 3) == {"The edit question": "1 of 1", "Asked in other words": "0 of 2", "Other facts": "3 of 5"}
     text = _main_text(page)
-    for line in ("The edit question now gives Czech Republic.", "Asked in other words: 0 of 2 now give Czech Republic.",
-                 "5 other facts: 3 kept their answer, 1 lost it, 1 was already wrong and changed (damage too).",
-                 "Scores count the answer's pieces right, so 0.50 can mean half an answer."):
+    m = main.result.metrics
+    for line in ("now gives Czech Republic", "now give Czech Republic",
+                 "kept their answer (1 of the 2 that changed was already wrong before)",
+                 f"The paper's scores: reliability {m['reliability']:.2f}, generality {m['generality']:.2f}, locality "
+                 f"{m['locality']:.2f}. They also give credit for part of an answer (More detail)."):
         assert line in text
     expect(page.locator(".st-key-story-probes-box table")).not_to_be_visible()  # folded: not on the main screen
     screenshot(page, "story-2-edit")
@@ -125,7 +127,8 @@ def _edit_step(page, main) -> str:
     tip = page.locator('[data-testid="stTooltipContent"]')
     tip.wait_for()
     assert tip.inner_text().strip() == ("Does the edited model now give the new answer to the edit question itself? "
-                                        "0 to 1")
+                                        f"The paper's reliability scores it from 0 to 1 (1 = all): here "
+                                        f"{m['reliability']:.2f}.")
     page.mouse.move(0, 0)
     detail = page.locator('[data-testid="stExpander"]').filter(has_text="Every test question")
     detail.locator("summary").click()
@@ -192,17 +195,22 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     marks["3. What λ_max measures"], words["3. What λ_max measures"] = time.perf_counter() - start, len(text.split())
     heights["3. What λ_max measures"] = _page_height(page)
 
-    tops.append(_next(page, "4. Where the neighbours went"))
+    tops.append(_next(page, "4. Where the sentences went"))
     text = _main_text(page)
-    assert "Ringed, the 3 that moved most: “Washington is the capital of” (16.0)" in text
+    assert "each bar is how far the edit moved it. The edit question moved most (16.0)." in text
     assert "The other facts (“Rabat…”, “London…”, “Prague…”) did not stay put" in text
     assert "Spearman" not in text
-    points = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .point')
-    points.first.wait_for()  # plotly draws after the script run ends
-    # before and after for each sentence, and a ring on each of the three that moved most
-    assert points.count() == 2 * len(main.embeddings[main.knn.pooling].sentences) + 3
-    marks["4. Where the neighbours went"] = time.perf_counter() - start
-    words["4. Where the neighbours went"], heights["4. Where the neighbours went"] = len(text.split()), _page_height(page)
+    bars = page.locator('[data-testid="stPlotlyChart"]').first.locator(".barlayer .point")
+    bars.first.wait_for()  # plotly draws after the script run ends
+    probes = [s for s in main.sparsity if s.group != "background"]
+    assert bars.count() == len(probes) == 9  # one bar per test sentence; the PCA picture is in the folded detail
+    notes = [n.text_content() for n in page.locator('[data-testid="stPlotlyChart"]').first.locator(".bartext").all()]
+    assert sorted(notes) == sorted(["now the new answer", "damaged: lost its answer", "changed, but was already wrong",
+                                    "kept its answer", "kept its answer", "kept its answer",
+                                    "moved, not to the new answer", "unchanged: not the new answer",
+                                    "unchanged: not “Washington” yet"])
+    marks["4. Where the sentences went"] = time.perf_counter() - start
+    words["4. Where the sentences went"], heights["4. Where the sentences went"] = len(text.split()), _page_height(page)
     screenshot(page, "story-4-neighbours")
     _same_step_after_refresh_and_in_a_fresh_session(page, new_page, text)
 
@@ -213,10 +221,11 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
     m1a, m1b = loose_a.result.metrics, loose_b.result.metrics
     assert alerts == [
-        "The SSS term changed no answer or score: no evidence either way.",
-        f"Locality {m1a['locality']:.2f} → {m1b['locality']:.2f}: no less damage, although the claim predicts less. "
-        f"Generality {m1a['generality']:.2f} → {m1b['generality']:.2f} (worse); λ_max for the new answer rose about "
-        "1.1 times (less sparse)."]
+        f"The SSS term changed no answer or score (locality {plain.result.metrics['locality']:.2f} both): no "
+        "evidence either way.",
+        f"Locality A {m1a['locality']:.2f}, B {m1b['locality']:.2f}: no less damage, although the claim predicts "
+        f"less. Generality A {m1a['generality']:.2f}, B {m1b['generality']:.2f} (worse). λ_max for the new answer "
+        "rose about 12% from A to B (less sparse)."]
     text = _main_text(page)
     assert "So on this fact the SSS term did not reduce the damage: the claim does not show here." in text
     for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
