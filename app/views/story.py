@@ -1,6 +1,6 @@
 """Class story: the paper's claim, then its story in five steps over one world fact, for a class with five minutes:
-the fact, the edit, what lambda_max measures (and does not), where the sentences went, whether SSS helped (and did
-not) and what that says about the claim. The fact, the step and the story's run records live in the URL
+the fact, the edit, what lambda_max measures (and does not), where the sentences went, whether the SSS term helped,
+and what that says about the claim. The fact, the step and the story's run records live in the URL
 (``story``, ``sstep``, ``srec``), so a link or a refresh replays the same edits and shows the same step."""
 
 import streamlit as st
