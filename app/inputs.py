@@ -368,6 +368,14 @@ def outside_world_hint(prompt: str, subject: str) -> None:
                 "model in the Model box.", icon=":material/public_off:")
 
 
+def probes_caption(case: EditCase) -> str:
+    """What a preset's probes are, each kind with its count in the order they come ("paraphrase ×2"), and that the
+    edit prompt is scored besides them (so the run's table has one row more)."""
+    counts = Counter(analysis.GROUP_LABELS.get(p.group, p.group) for p in case.probes if p.group != "rewrite")
+    kinds = ", ".join(f"{kind} ×{n}" if n > 1 else kind for kind, n in counts.items())
+    return f"{sum(counts.values())} probes come with it, besides the edit prompt itself: {kinds}."
+
+
 def request_picker() -> RequestChoice:
     """World preset, typed fact, or a record from an uploaded EasyEdit JSON file."""
     state.setdefault(state.REQ_SOURCE, state.SOURCES[0])
@@ -379,8 +387,7 @@ def request_picker() -> RequestChoice:
         cid = st.selectbox("Fact from the built-in world (test split)", list(cases), key=state.PRESET,
                            format_func=lambda i: _preset_label(cases[i]))
         case = cases[cid]
-        st.caption(f"{len(case.probes)} probes come with it: " + ", ".join(
-            sorted({analysis.GROUP_LABELS.get(p.group, p.group) for p in case.probes})))
+        st.caption(probes_caption(case))
         r = case.request
         return RequestChoice(source, r.prompt, r.subject, r.target_new, case)
     if source == state.SOURCES[1]:

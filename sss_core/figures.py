@@ -202,7 +202,7 @@ def moves_figure(names: Sequence[str], moved: Sequence[float], groups: Sequence[
                  labels: Mapping[str, str] | None = None, height: int | None = None) -> go.Figure:
     """How far each sentence's last hidden state moved with an edit: one horizontal bar per sentence, in the
     order given (the first on top), coloured by group (named in the hover), with ``notes[i]`` (e.g. "kept its
-    answer") beside its bar.
+    answer") in its bar, or beside it where it does not fit.
 
     names, moved, groups, notes: n each; ``moved`` is ||h_after - h_before|| in the model's units (the full hidden
     space, not a projection). ``height`` in px (default: 34 px a bar and the axis). Raises ValueError when the
@@ -217,7 +217,7 @@ def moves_figure(names: Sequence[str], moved: Sequence[float], groups: Sequence[
         fig.add_trace(go.Bar(
             y=[names[i] for i in idx], x=[float(moved[i]) for i in idx], orientation="h",
             name=_label(group, labels), marker_color=_colour(group), text=[notes[i] for i in idx],
-            textposition="outside", cliponaxis=False, meta={"group": group},
+            textposition="auto", insidetextanchor="start", cliponaxis=False, meta={"group": group},
             hovertemplate="%{y}<br>moved %{x:.2f}<extra>%{fullData.name}</extra>"))
     top = max((float(m) for m in moved), default=1.0)
     # no legend: each bar is named by its sentence and note, its kind is in the hover (beside long sentence labels

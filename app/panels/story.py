@@ -33,7 +33,7 @@ from sss_core import analysis
 from sss_core.editors import EDITORS, editor_config
 from sss_core.figures import token_begins
 from sss_core.record import RunRecord
-from sss_core.types import EditCase
+from sss_core.types import LOCALITY_GROUPS, EditCase
 
 STEPS = ("1. The fact", "2. The edit", "3. What λ_max measures", "4. Where the sentences went",
          "5. Did SSS help?")
@@ -41,10 +41,10 @@ MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
 
-CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller "
-         "when the edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes "
-         "the answer. Its *SSS term*, an extra penalty while the edit is learnt, pushes the edit there. So edits "
-         "with the SSS term should spoil fewer answers.")
+CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The damage should be smaller when the "
+         "edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes the "
+         "answer. The paper's *SSS term* (Semantic Sparse Space), an extra penalty while the edit is learnt, "
+         "pushes the edit there. So edits with the SSS term should spoil fewer answers.")
 INTRO = ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes one of "
          "them, with and without the SSS term, and tells it in five steps.")
 PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
@@ -72,8 +72,8 @@ PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own siz
 class StoryPair:
     """Two edits of the story's fact, ``without`` the SSS term (editor, settings changed from its defaults) and
     ``with_sss``; ``title`` names the pair on screen in plain words, ``note`` says in plain words what else B changes
-    and how the pair's settings differ from steps 2-4 ("" when nothing else differs; ``{locality}``: A's, ``{main}``:
-    step 2's)."""
+    and how the pair's settings differ from steps 2-4 ("" when nothing else differs; ``{kept}``: A's other facts that
+    kept their answer, ``{main}``: step 2's)."""
 
     title: str
     without: tuple[str, dict[str, Any]]
@@ -86,8 +86,8 @@ PAIRS = (
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("With a looser limit on the weights", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Both edits may move the weights further than in steps 2-4 (locality {locality} here, {main} in step "
-              "2). B also uses a stronger SSS term (summed over the words, not averaged)."),
+              "Both edits may change the weights more, and fewer other facts kept their answer ({kept}, not "
+              "{main}). B's SSS term is also stronger."),
 )
 
 
@@ -258,8 +258,10 @@ def fact_step(story: Story) -> None:
     run = story.main
     r, row = run.case.request, rewrite_row(run)
     st.markdown(CLAIM)
-    says = (f"the model answers **{r.ground_truth}**" if token_begins(row.top1_before, r.ground_truth) else
-            f"the world it learnt says **{r.ground_truth}**, but the model's first word is “{row.top1_before.strip()}”")
+    model = ("the model (a small one that learnt a world of facts, some real, most invented)"
+             if resources.is_shipped_model(run.model_name) else "the model")
+    says = (f"{model} answers **{r.ground_truth}**" if token_begins(row.top1_before, r.ground_truth) else
+            f"the world it learnt says **{r.ground_truth}**, but {model}'s first word is “{row.top1_before.strip()}”")
     st.markdown(f"**The fact.** Asked to complete *“{r.prompt}”*, {says}. We will change it to **{r.target_new}**.")
     cols = st.columns(3)
     cols[0].metric(f"{r.ground_truth} now", plain_chance(row.p_old_before), help=P_HELP)
@@ -332,6 +334,10 @@ def left_alone_changes(run: analysis.EditRun) -> tuple[list, list, list]:
     return alone, damaged, [r for r in hit if r not in damaged]
 
 
+# step 4's bar notes name each sentence by step 2's three kinds (the questions left alone are its "other facts")
+STEP_TWO_KINDS = {"rewrite": "edit question", "paraphrase": "other words", **{g: "other fact" for g in LOCALITY_GROUPS}}
+
+
 SCORE_LINE = ("A score counts the answer's word pieces one at a time, each given the pieces before it: the pieces "
               "now right for the edit's questions, the pieces unchanged for the other facts. So a question can score "
               "0.50 while its first word is wrong.")
@@ -346,8 +352,8 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
     """Step 2's three kinds of test question, each (kind, "k of n", what the count counts, the paper's score that
     measures it): the edit question and its rewordings that now give the new answer (their top-1 after the edit
     begins it: reliability, generality), and the questions the edit should leave alone that kept their top-1
-    (locality), saying how many of those that changed were already wrong before. A kind this fact lacks is left
-    out; portability is in the step's detail."""
+    (locality), naming those that lost their answer and those that changed where it was already wrong. A kind this
+    fact lacks is left out; portability is in the step's detail."""
     new, out = run.case.request.target_new, []
     for kind, group, name in (("The edit question", "rewrite", "reliability"),
                               ("Asked in other words", "paraphrase", "generality")):
@@ -357,11 +363,16 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
                         f"now give{'s' if len(rows) == 1 else ''} {new}", name))
     alone, damaged, wrong = left_alone_changes(run)
     if alone:
-        changed = len(damaged) + len(wrong)
-        why = (f" ({len(wrong)} of the {changed} that changed {'was' if len(wrong) == 1 else 'were'} already wrong "
-               "before)" if wrong else "")
-        out.append(("Other facts", f"{len(alone) - changed} of {len(alone)}", "kept their answer" + why, "locality"))
+        what = "kept their answer."
+        what += f" Lost it: {_quoted(damaged)}." if damaged else ""
+        what += f" Already wrong, and changed: {_quoted(wrong)}." if wrong else ""
+        out.append(("Other facts", f"{len(alone) - len(damaged) - len(wrong)} of {len(alone)}", what, "locality"))
     return out
+
+
+def _quoted(rows: list[analysis.ProbeRow]) -> str:
+    """The rows' questions, short (``short``) and quoted, joined with "and"."""
+    return " and ".join(f"“{short(r.prompt)}”" for r in rows)
 
 
 def count_help(run: analysis.EditRun, name: str) -> str:
@@ -373,20 +384,22 @@ def count_help(run: analysis.EditRun, name: str) -> str:
 def scores_line(run: analysis.EditRun, names: list[str]) -> str:
     """The paper's scores of step 2's counts, in one line, and why they can differ from the counts."""
     scores = ", ".join(f"{m} {fmt_number(run.result.metrics.get(m, math.nan), '.2f')}" for m in names)
-    return f"The paper's scores: {scores}. They also give credit for part of an answer (More detail)."
+    return (f"The paper's scores of these questions, from 0 to 1: {scores}. They also give credit for part of an "
+            "answer, so they can differ from the counts above.")
 
 
 def edit_step(run: analysis.EditRun) -> None:
-    """Step 2: the request, then the three kinds of test question as counts (``question_counts``), and the paper's
-    scores in one line; the full probe table, portability, the paper's names and definitions in the detail."""
+    """Step 2: the request, then the three kinds of test question as counts (``question_counts``), each card's help
+    giving its question and the paper's score; the scores in one line, the full probe table, portability, the
+    paper's names and definitions in the detail."""
     r = run.case.request
     st.markdown(f"**The edit.** We teach the model **{r.target_new}**, then test it three ways.")
     counts = question_counts(run)
     for col, (kind, value, what, name) in zip(st.columns(len(counts)), counts):
         col.metric(kind, value, help=count_help(run, name))
         col.markdown(what)
-    st.caption(scores_line(run, [c[3] for c in counts]))
     with st.expander("More detail"):
+        st.markdown(scores_line(run, [c[3] for c in counts]))
         st.markdown(f"Every test question, before and after the edit (portability: does the edit carry over to "
                     f"the reversed question? "
                     f"{fmt_number(run.result.metrics.get('portability', math.nan), '.2f')}). {SCORE_LINE}")
@@ -404,8 +417,8 @@ def edit_step(run: analysis.EditRun) -> None:
         st.caption(BACK_NOTE)
 
 
-LAMBDA_PLAIN = ("**What λ_max measures:** how much a small nudge to the sentence's inner state changes the model's "
-                "error on the answer (small = a quiet, sparse spot).")
+LAMBDA_PLAIN = ("**What λ_max measures:** the paper's number for how quiet a spot is (step 1): how much a small "
+                "nudge to the sentence's inner state changes the model's error on the answer. Small = quiet, sparse.")
 
 
 def lambda_verdict(run: analysis.EditRun, plain: analysis.EditRun) -> str:
@@ -426,7 +439,7 @@ def lambda_step(story: Story) -> None:
     each token's share in the detail): plain FT-L's falls as well, so a drop is not the SSS term's doing."""
     run, plain = story.main, story.pairs[0][0]
     new = run.case.request.target_new
-    st.markdown(LAMBDA_PLAIN + f" For the new answer **{new}** it mostly tracks how sure the model is.")
+    st.markdown(LAMBDA_PLAIN + f" Here it is measured for the new answer, **{new}**.")
     cols = st.columns(2)
     cols[0].metric("λ_max with the SSS term", fold(run.result.lambda_max_before, run.result.lambda_max_after),
                    help=LAMBDA_NEW_HELP)
@@ -451,7 +464,6 @@ def lambda_step(story: Story) -> None:
 OWN_LAMBDA_HELP = ("λ_max (paper Eq. 9) of the sentence against its own top answer before the edit (its single most "
                    "likely next token), on the model before and after: how sensitive what it already says is "
                    "(small = sparse)")
-TRUE_NEIGHBOURS = ("neighbour", "pre_neighbour", "post_neighbour")  # other facts, asked alone
 
 
 def neighbour_frame(run: analysis.EditRun) -> pd.DataFrame:
@@ -492,15 +504,29 @@ def moves_sentence(run: analysis.EditRun) -> str:
             f"far the edit moved it. {who} moved most ({moved:.1f}).")
 
 
+def step_two_rows(run: analysis.EditRun) -> list[analysis.ProbeRow]:
+    """The probes step 2 counts: the edit question, its rewordings and the questions the edit should leave alone
+    (the reversed question, scored by portability, is in the detail only)."""
+    return [r for r in run.rows if r.group in ("rewrite", "paraphrase") or r.wanted_flip is False]
+
+
+BAR_OUTCOMES = {  # ``outcome`` in the fewest words, for step 4's bars
+    "damaged: lost its answer": "lost its answer", "changed, but was already wrong": "was wrong, changed",
+    "kept its answer": "kept its answer", "moved, not to the new answer": "not the new answer",
+    "unchanged: not the new answer": "not the new answer"}
+
+
 def moves_picture(run: analysis.EditRun):
-    """Step 4's bars: how far each probe sentence moved in the full hidden space (``SentenceSparsity.moved``), the
-    farthest on top, coloured by kind in step 2's words, each with what happened to its answer (``outcome``)."""
-    probes = sorted((x for x in run.sparsity if x.group != "background"), key=lambda x: -x.moved)
-    rows = {r.prompt: r for r in run.rows}
+    """Step 4's bars: how far each of step 2's probe sentences moved in the full hidden space
+    (``SentenceSparsity.moved``), the farthest on top, coloured by kind, each with its kind in step 2's words and
+    what happened to its answer (``outcome``, shortened by ``BAR_OUTCOMES``)."""
+    rows = {r.prompt: r for r in step_two_rows(run)}
+    probes = sorted((x for x in run.sparsity if x.sentence in rows), key=lambda x: -x.moved)
     return figures.moves_figure([x.sentence.replace(". ", ".<br>") for x in probes], [x.moved for x in probes],
                                 [x.group for x in probes],
-                                [outcome(rows[x.sentence]) if x.sentence in rows else "" for x in probes],
-                                labels={**analysis.GROUP_LABELS, **PLAIN_KINDS})
+                                [f"{STEP_TWO_KINDS[rows[x.sentence].group]}: "
+                                 f"{BAR_OUTCOMES.get(outcome(rows[x.sentence]), outcome(rows[x.sentence]))}"
+                                 for x in probes], labels={**analysis.GROUP_LABELS, **PLAIN_KINDS})
 
 
 def short(sentence: str) -> str:
@@ -511,21 +537,22 @@ def short(sentence: str) -> str:
 
 
 def true_neighbours_sentence(run: analysis.EditRun) -> str:
-    """Whether the true neighbours (other facts asked alone: ``TRUE_NEIGHBOURS``) barely moved, as a share of the
-    edit prompt's move in the full hidden space (under 20%: barely), and whether they kept their answers."""
-    moved = {s.sentence: s.moved for s in run.sparsity}
+    """How far the questions the edit should leave alone (step 2's "other facts") moved, as a share of the edit
+    prompt's move in the full hidden space (under 20%: barely), and which kept, lost or (already wrong) changed
+    their answer, as step 2 counts them."""
+    moved = {x.sentence: x.moved for x in run.sparsity}
     edit = moved.get(run.case.request.prompt)
-    rows = [r for r in run.rows if r.group in TRUE_NEIGHBOURS and r.prompt in moved]
-    if not rows or not edit:
+    alone, damaged, wrong = left_alone_changes(run)
+    shares = [moved[r.prompt] / edit for r in alone if r.prompt in moved] if edit else []
+    if not shares:
         return ""
-    shares = [moved[r.prompt] / edit for r in rows]
-    names = ", ".join(f"“{r.prompt.split()[0]}…”" for r in rows)
-    kept = sum(not r.flipped for r in rows)
     how = (f"barely moved (at most {max(shares):.0%} as far as the edit question)" if max(shares) < 0.2 else
-           f"did not stay put: they moved {min(shares) * 100:.0f}–{max(shares):.0%} as far as the edit question")
-    keep = "all kept their answers" if kept == len(rows) else f"{kept} of {len(rows)} kept their answers"
-    return f"The other facts ({names}) {how}, but {keep}." if kept else \
-        f"The other facts ({names}) {how}, and none kept its answer."
+           f"moved {min(shares) * 100:.0f}–{max(shares):.0%} as far as the edit question")
+    kept = len(alone) - len(damaged) - len(wrong)
+    text = f"The {len(alone)} other facts {how}: {kept} kept their answer"
+    text += f", {_quoted(damaged)} lost it" if damaged else ""
+    text += f", {_quoted(wrong)} (already wrong) changed" if wrong else ""
+    return text + "."
 
 
 def arrows_detail(emb: analysis.EmbeddingSet, proj) -> str:
@@ -623,38 +650,48 @@ def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
     return pd.DataFrame([ra, rb, {"run": "B − A", **{m: rb[m] - ra[m] for m in SCORES}}])
 
 
-def _direction(x: float, y: float, higher: str, lower: str) -> str:
-    """"unchanged", or the caller's word for y above / below x."""
-    return "unchanged" if x == y else higher if y > x else lower
-
-
 def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
-    """What the SSS term did on this pair, in plain words against the claim, whatever the sign: no answer or score
-    changed (the same or alike edits: the locality both share), or the paper's locality against the claim,
-    generality and lambda_max against the new answer after the edit (``fold``), as "A x, B y" (A without the SSS
-    term, B with it)."""
+    """What the SSS term did on this pair, in plain words against the claim, whatever the sign, in step 2's counts
+    (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or score changed
+    (the same or alike edits), or the other facts kept, against the claim by the paper's locality, each other kind
+    whose count or score moved (a score only where its count did not), and lambda_max against the new answer."""
     ma, mb = a.result.metrics, b.result.metrics
-    la, lb = ma["locality"], mb["locality"]
+    counts = {k: (v, name) for k, v, _, name in question_counts(a)}
+    other = {k: v for k, v, _, _ in question_counts(b)}
     if kind != "changed":
-        return f"The SSS term changed no answer or score (locality {la:.2f} both): no evidence either way."
+        return (f"The SSS term changed no answer or score (other facts kept: {kept_count(a)} both): no evidence "
+                "either way.")
+    la, lb = ma["locality"], mb["locality"]
     claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la else
              "no less damage, although the claim predicts less")
-    gen = _direction(ma["generality"], mb["generality"], "better", "worse")
+    parts = []
+    for k, (va, name) in counts.items():
+        vb = other.get(k, MISSING)
+        if va != vb:
+            parts.append(f"{k}: A {va}, B {vb}")
+        elif ma[name] != mb[name] or name == "locality":
+            parts.append(f"{k}: {va} both" + (f", but the paper's {name} {'rose' if mb[name] > ma[name] else 'fell'} "
+                                             f"(A {ma[name]:.2f}, B {mb[name]:.2f})" if ma[name] != mb[name] else ""))
     xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
     sparse = " (less sparse)" if xb > xa else " (sparser)" if xb < xa else ""
-    return (f"Locality A {la:.2f}, B {lb:.2f}: {claim}. Generality A {ma['generality']:.2f}, B "
-            f"{mb['generality']:.2f} ({gen}). λ_max for the new answer {fold(xa, xb)} from A to B{sparse}.")
+    alone = next((p for p in parts if p.startswith("Other facts")), "")
+    rest = [p for p in parts if p is not alone]
+    head = f"{alone.replace('Other facts:', 'Other facts kept:')}, so {claim}. " if alone else ""
+    return head + "".join(f"{p}. " for p in rest) + f"λ_max for the new answer {fold(xa, xb)} from A to B{sparse}."
 
 
-def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str,
-               main_locality: float) -> str:
+def kept_count(run: analysis.EditRun) -> str:
+    """Step 2's count of the other facts that kept their answer ("3 of 5"; ``MISSING`` without such questions)."""
+    return next((v for k, v, _, _ in question_counts(run) if k == "Other facts"), MISSING)
+
+
+def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str, main_kept: str) -> str:
     """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note (with A's
-    and step 2's ``main_locality``); the
+    and step 2's ``main_kept``: other facts that kept their answer); the
     measured verdict, scores, exact lambda_max and settings in the pair's detail, and a button that opens the pair in
     Compare. Returns the verdict's kind."""
     a, b = runs
-    note = pair.note.format(locality=fmt_number(a.result.metrics.get("locality", math.nan), ".2f"),
-                            main=fmt_number(main_locality, ".2f"))
+    note = pair.note.format(kept=kept_count(a), main=main_kept)
     st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))
@@ -695,8 +732,7 @@ def sss_step(story: Story) -> list[str]:
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):
         with col:
-            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}",
-                                    main_locality=story.main.result.metrics.get("locality", math.nan)))
+            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}", main_kept=kept_count(story.main)))
     st.markdown(conclusion(story, kinds))
     links = st.columns(3)
     links[0].page_link("app/views/about.py", label="About: what SSS did over many edits", icon=":material/school:")

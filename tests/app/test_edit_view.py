@@ -28,6 +28,9 @@ def test_opens_on_the_default_model_without_setup(app):
     import dataclasses
     fields = {f.name for f in dataclasses.fields(EDITORS["ft-l+sss"].config_cls)} - {EDITORS["ft-l+sss"].c_field}
     assert fields <= labels
+    # the preset's probes, each kind with its count, and the edit prompt besides them (the run's table has 9 rows)
+    assert ("8 probes come with it, besides the edit prompt itself: paraphrase ×2, neighbour ×2, post-neighbour, "
+            "distract-neighbour, unrelated attribute, reversed relation.") in [c.value for c in app.caption]
 
 
 def test_ftl_edit_flips_the_prompts_top1_to_the_new_target(app):

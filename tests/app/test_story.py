@@ -13,7 +13,8 @@ import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.panels.edit import LAMBDA_NEW_HELP
-from app.panels.story import CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, PLAIN_KINDS, SCORE_LINE, STEPS, outcome
+from app.panels.story import (BAR_OUTCOMES, CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, PLAIN_KINDS, SCORE_LINE,
+                              STEP_TWO_KINDS, STEPS, outcome)
 from app.same_edits import FTL_REASON
 from story_support import story_edits
 
@@ -44,8 +45,8 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 96, "2. The edit": 72, "3. What λ_max measures": 74,
-              "4. Where the sentences went": 54, "5. Did SSS help?": 121}
+MAIN_WORDS = {"intro": 31, "1. The fact": 111, "2. The edit": 58, "3. What λ_max measures": 79,
+              "4. Where the sentences went": 61, "5. Did SSS help?": 135}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -137,7 +138,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 450
+    assert sum(counts.values()) <= 480
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -177,18 +178,19 @@ def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     row = next(r for r in main.rows if r.group == "rewrite")
     texts = _texts(story)
     assert texts[0] == CLAIM == (
-        "**The paper's claim.** Changing one fact can spoil other answers. The paper says the damage is smaller when "
-        "the edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes the "
-        "answer. Its *SSS term*, an extra penalty while the edit is learnt, pushes the edit there. So edits with the "
-        "SSS term should spoil fewer answers.")  # the SSS term said once, on the first screen
+        "**The paper's claim.** Changing one fact can spoil other answers. The damage should be smaller when the "
+        "edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes the answer. "
+        "The paper's *SSS term* (Semantic Sparse Space), an extra penalty while the edit is learnt, pushes the edit "
+        "there. So edits with the SSS term should spoil fewer answers.")  # the SSS term said once, on the first screen
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert (round(row.p_old_before, 2), f"{row.p_new_before:.3g}") == (0.99, "1.41e-06")  # measured
     assert cards == {
         "United States now": ("99%", "P(·) is the probability of the whole answer given the prompt (teacher forced)"),
         "Czech Republic now": ("about 1 in 700,000",
                                "How likely the new answer is before the edit: what the edit has to raise")}
-    assert texts[1] == ("**The fact.** Asked to complete *“Washington is the capital of”*, the model answers **United "
-                        "States**. We will change it to **Czech Republic**.")
+    assert texts[1] == ("**The fact.** Asked to complete *“Washington is the capital of”*, the model (a small one that "
+                        "learnt a world of facts, some real, most invented) answers **United States**. We will "
+                        "change it to **Czech Republic**.")  # the model said again after the run's intro is gone
     assert row.top1_before.strip() == "United"  # the model answers it: its first word begins the answer
     assert [e.label for e in story.expander if e.label == "More detail"] == ["More detail"]
     detail = _expander_text(story)
@@ -220,7 +222,8 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     help_of = {name: f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all): here {m[name]:.2f}."
                for name in ("reliability", "generality", "locality")}
     assert {c.label: (c.value, c.help) for c in story.metric} == {
-        "The edit question": ("1 of 1", help_of["reliability"]), "Asked in other words": ("0 of 2", help_of["generality"]),
+        "The edit question": ("1 of 1", help_of["reliability"]),
+        "Asked in other words": ("0 of 2", help_of["generality"]),
         "Other facts": ("3 of 5", help_of["locality"])}
     alone = [r for r in main.rows if r.wanted_flip is False]
     paraphrases = [r for r in main.rows if r.group == "paraphrase"]
@@ -229,10 +232,9 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     assert _texts(story)[:4] == [
         "**The edit.** We teach the model **Czech Republic**, then test it three ways.",
         "now gives Czech Republic", "now give Czech Republic",
-        "kept their answer (1 of the 2 that changed was already wrong before)"]
-    assert [c.value for c in story.caption][0] == (
-        "The paper's scores: reliability 1.00, generality 0.25, locality 0.70. They also give credit for part of an "
-        "answer (More detail).")
+        "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “…Rabat is the capital "
+        "of”."]
+    assert not [c.value for c in story.caption if c.value.startswith("The paper's scores")]  # in the detail
     probes = story.table[0].value
     assert list(probes.columns) == ["kind", "question", "world's answer", "knew it", "first word before → after",
                                     "what happened", "scored against", "score"]
@@ -250,6 +252,9 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     # locality counts the distract-neighbour's change as damage although the model was already wrong there
     alone = [r.score for r in main.rows if r.wanted_flip is False]
     assert main.result.metrics["locality"] == pytest.approx(sum(alone) / len(alone)) == pytest.approx(0.70)
+    assert ("The paper's scores of these questions, from 0 to 1: reliability 1.00, generality 0.25, locality "
+            "0.70. They also give credit for part of an answer, so they can differ from the counts above.") \
+        in _expander_text(story)
     assert SCORE_LINE == ("A score counts the answer's word pieces one at a time, each given the pieces before it: "
                           "the pieces now right for the edit's questions, the pieces unchanged for the other facts. "
                           "So a question can score 0.50 while its first word is wrong.")
@@ -275,9 +280,9 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
         "λ_max with the SSS term": ("fell about 12,000-fold", LAMBDA_NEW_HELP),
         "λ_max without it": ("fell about 11,000-fold", LAMBDA_NEW_HELP)}
     texts = _texts(story)
-    assert texts[0] == ("**What λ_max measures:** how much a small nudge to the sentence's inner state changes the "
-                        "model's error on the answer (small = a quiet, sparse spot). For the new answer "
-                        "**Czech Republic** it mostly tracks how sure the model is.")
+    assert texts[0] == ("**What λ_max measures:** the paper's number for how quiet a spot is (step 1): how much a "
+                        "small nudge to the sentence's inner state changes the model's error on the answer. Small = "
+                        "quiet, sparse. Here it is measured for the new answer, **Czech Republic**.")
     assert texts[1] == ("Both fell about as much: the model became sure of Czech Republic, with or without the SSS "
                         "term.")  # 12,000- against 11,000-fold: not read as the SSS term's doing
     detail = _expander_text(story)
@@ -308,13 +313,13 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     texts = _texts(story)
     assert [s.sentence for s in probes[:3]] == ["Washington is the capital of", "Washington is a city in",
                                                 "Washington is the capital of Czech Republic. Rabat is the capital of"]
-    shares = [moved[f"{c} is the capital of"] / moved["Washington is the capital of"]
-              for c in ("Rabat", "London", "Prague")]
-    assert (round(min(shares) * 100), round(max(shares) * 100)) == (29, 56)  # measured: not "barely"
+    alone = [r.prompt for r in main.rows if r.wanted_flip is False]
+    shares = [moved[s] / moved["Washington is the capital of"] for s in alone]
+    assert (len(alone), round(min(shares) * 100), round(max(shares) * 100)) == (5, 29, 83)  # measured: not "barely"
     assert texts[0] == ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each "
                         f"bar is how far the edit moved it. The edit question moved most ({probes[0].moved:.1f}). The "
-                        "other facts (“Rabat…”, “London…”, “Prague…”) did not stay put: they moved 29–56% as far as "
-                        "the edit question, but all kept their answers.")
+                        "5 other facts moved 29–83% as far as the edit question: 3 kept their answer, “Washington is "
+                        "a city in” lost it, “…Rabat is the capital of” (already wrong) changed.")  # step 2's five
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
     detail = _expander_text(story)
     assert ("The arrows in the 2-D picture follow the real moves only roughly (rank agreement between arrow length "
@@ -329,10 +334,13 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     rows = {r.prompt: r for r in main.rows}
     drawn = {y.replace("<br>", " "): (x, text, trace["name"]) for trace in bars["data"]
              for y, x, text in zip(trace["y"], trace["x"], trace["text"])}
-    assert drawn == {s.sentence: (pytest.approx(s.moved), outcome(rows[s.sentence]),
-                                  PLAIN_KINDS.get(s.group, s.group)) for s in probes}  # the full-space moves
-    assert bars["layout"]["yaxis"]["categoryarray"][-1] == "Washington is the capital of"  # the farthest on top
-    assert drawn["Washington is a city in"][1] == "damaged: lost its answer"
+    counted = [s for s in probes if s.group != "reversed_relation"]  # step 2's questions: the backwards one is not
+    said = {s.sentence: outcome(rows[s.sentence]) for s in counted}
+    assert drawn == {s.sentence: (pytest.approx(s.moved), f"{STEP_TWO_KINDS[s.group]}: "
+                                  f"{BAR_OUTCOMES.get(said[s.sentence], said[s.sentence])}",
+                                  PLAIN_KINDS.get(s.group, s.group)) for s in counted}  # the full-space moves
+    assert len(drawn) == 8 and bars["layout"]["yaxis"]["categoryarray"][-1] == "Washington is the capital of"
+    assert drawn["Washington is a city in"][1] == "other fact: lost its answer"
     rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
     legend = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("name")]
     assert {"edit question", "other words", "other fact", "other fact after the edit", "same subject",
@@ -373,18 +381,16 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     ratio = b1.result.lambda_max_after / a1.result.lambda_max_after
     assert round(ratio - 1, 2) == 0.12
     assert [i.value for i in story.info] == [
-        f"The SSS term changed no answer or score (locality {a0.result.metrics['locality']:.2f} both): no evidence "
-        "either way."]
+        "The SSS term changed no answer or score (other facts kept: 3 of 5 both): no evidence either way."]
     assert [w.value for w in story.warning] == [  # A and B named, not "→" (before → after elsewhere)
-        f"Locality A {m1a['locality']:.2f}, B {m1b['locality']:.2f}: no less damage, although the claim predicts "
-        f"less. Generality A {m1a['generality']:.2f}, B {m1b['generality']:.2f} (worse). λ_max for the new answer "
-        "rose about 12% from A to B (less sparse)."]
+        "Other facts kept: 1 of 5 both, so no less damage, although the claim predicts less. Asked in other words: "
+        f"1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B {m1b['generality']:.2f}). "
+        "λ_max for the new answer rose about 12% from A to B (less sparse)."]  # step 2's counts, A and B named
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The same edit"
-    assert ("#### With a looser limit on the weights\n\nBoth edits may move the weights further than in steps 2-4 "
-            f"(locality {m1a['locality']:.2f} here, {expected['main'].result.metrics['locality']:.2f} in step 2). B "
-            "also uses a stronger SSS term (summed over the words, not averaged).") in texts
+    assert ("#### With a looser limit on the weights\n\nBoth edits may change the weights more, and fewer other facts "
+            "kept their answer (1 of 5, not 3 of 5). B's SSS term is also stronger.") in texts
     assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
                          "One fact is one example.")
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
@@ -458,7 +464,7 @@ def test_a_link_with_an_unknown_fact_says_so_and_starts_on_the_first():
 
 def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_back(story):
     _step(story, 1)
-    scores = story.caption[0].value  # "The paper's scores: reliability 1.00, generality 0.25, locality 0.70. ..."
+    scores = next(m.value for m in story.markdown if m.value.startswith("The paper's scores"))  # in the detail
     shown = dict(part.rsplit(" ", 1) for part in scores.split(": ", 1)[1].split(". ")[0].split(", "))
     assert set(shown) == {"reliability", "generality", "locality"}
     table = story.table[0].value.copy()
@@ -477,7 +483,7 @@ def test_open_in_edit_replays_the_story_edit_and_the_sidebar_brings_the_step_bac
     story.switch_page(STORY).run()  # the sidebar's 'Class story'
     assert_ok(story)
     assert story.radio(key="story_step").value == STEPS[1]
-    assert story.caption[0].value == scores
+    assert scores in [m.value for m in story.markdown]
     assert story.table[0].value.equals(table)
 
 
