@@ -653,31 +653,32 @@ def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
 def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
     """What the SSS term did on this pair, in plain words against the claim, whatever the sign, in step 2's counts
     (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or score changed
-    (the same or alike edits), or the other facts kept, against the claim by the paper's locality, each other kind
-    whose count or score moved (a score only where its count did not), and lambda_max against the new answer."""
-    ma, mb = a.result.metrics, b.result.metrics
-    counts = {k: (v, name) for k, v, _, name in question_counts(a)}
-    other = {k: v for k, v, _, _ in question_counts(b)}
+    (the same or alike edits), or the other facts kept, against the claim by the paper's locality (named beside the
+    count whenever it moved, so the verdict never rests on a number not shown), each other kind whose count or
+    score moved (a score only where its count did not), and lambda_max against the new answer."""
     if kind != "changed":
         return (f"The SSS term changed no answer or score (other facts kept: {kept_count(a)} both): no evidence "
                 "either way.")
-    la, lb = ma["locality"], mb["locality"]
-    claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la else
-             "no less damage, although the claim predicts less")
-    parts = []
-    for k, (va, name) in counts.items():
-        vb = other.get(k, MISSING)
-        if va != vb:
-            parts.append(f"{k}: A {va}, B {vb}")
-        elif ma[name] != mb[name] or name == "locality":
-            parts.append(f"{k}: {va} both" + (f", but the paper's {name} {'rose' if mb[name] > ma[name] else 'fell'} "
-                                             f"(A {ma[name]:.2f}, B {mb[name]:.2f})" if ma[name] != mb[name] else ""))
+    ma, mb = a.result.metrics, b.result.metrics
+    count_b = {k: v for k, v, _, _ in question_counts(b)}
+    head, rest = "", []
+    for k, va, _, name in question_counts(a):
+        vb = count_b.get(k, MISSING)
+        moved = ma[name] != mb[name]
+        if name == "locality":
+            la, lb = ma[name], mb[name]
+            claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la
+                     else "no less damage, although the claim predicts less")
+            head = (f"Other facts kept: {f'{va} both' if va == vb else f'A {va}, B {vb}'}"
+                    + (f"; the paper's locality A {la:.2f}, B {lb:.2f}" if moved else "") + f", so {claim}. ")
+        elif va != vb:
+            rest.append(f"{k}: A {va}, B {vb}. ")
+        elif moved:
+            rest.append(f"{k}: {va} both, but the paper's {name} {'rose' if mb[name] > ma[name] else 'fell'} "
+                        f"(A {ma[name]:.2f}, B {mb[name]:.2f}). ")
     xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
     sparse = " (less sparse)" if xb > xa else " (sparser)" if xb < xa else ""
-    alone = next((p for p in parts if p.startswith("Other facts")), "")
-    rest = [p for p in parts if p is not alone]
-    head = f"{alone.replace('Other facts:', 'Other facts kept:')}, so {claim}. " if alone else ""
-    return head + "".join(f"{p}. " for p in rest) + f"λ_max for the new answer {fold(xa, xb)} from A to B{sparse}."
+    return head + "".join(rest) + f"λ_max for the new answer {fold(xa, xb)} from A to B{sparse}."
 
 
 def kept_count(run: analysis.EditRun) -> str:

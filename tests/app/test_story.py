@@ -510,3 +510,23 @@ def test_results_of_another_fact_are_named_as_such(story, expected):
     assert expected["case"].request.case_id == "world-372" != other
     assert [w.value for w in story.warning][0] == ("These results are of world-372, not of the fact chosen above: "
                                                    "press 'Run the story'.")
+
+
+def test_a_pairs_verdict_shows_the_papers_locality_whenever_it_moved(expected):
+    """The verdict on damage follows the paper's locality; where the counts alone do not show it (the same count, or
+    a count moving the other way), the locality is named beside them."""
+    import dataclasses
+
+    from app.panels.story import pair_plain
+    a, b = expected["pairs"][1]
+
+    def with_locality(run, value):
+        return dataclasses.replace(run, result=dataclasses.replace(
+            run.result, metrics={**run.result.metrics, "locality": value}))
+    assert pair_plain("changed", a, with_locality(b, 0.4)).startswith(
+        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.40, so more damage, against the claim. "
+        "Asked in other words: 1 of 2 both, but the paper's generality fell (A 0.50, B 0.25). ")
+    assert pair_plain("changed", a, with_locality(b, 0.6)).startswith(
+        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.60, so less damage, as the claim predicts. ")
+    assert pair_plain("alike", a, b) == ("The SSS term changed no answer or score (other facts kept: 1 of 5 both): "
+                                         "no evidence either way.")
