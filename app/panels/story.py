@@ -41,10 +41,10 @@ MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
 
-CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The damage should be smaller when the "
-         "edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes the "
-         "answer. The paper's *SSS term* (Semantic Sparse Space), an extra penalty while the edit is learnt, "
-         "pushes the edit there. So edits with the SSS term should spoil fewer answers.")
+CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper adds the *SSS term* (Semantic "
+         "Sparse Space), a penalty while the edit is learnt that keeps the edit in a quiet, *sparse* spot of the "
+         "model, where a small nudge barely changes the answer. So edits with the SSS term should spoil fewer "
+         "answers.")
 INTRO = ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes one of "
          "them, with and without the SSS term, and tells it in five steps.")
 PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
@@ -72,8 +72,7 @@ PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own siz
 class StoryPair:
     """Two edits of the story's fact, ``without`` the SSS term (editor, settings changed from its defaults) and
     ``with_sss``; ``title`` names the pair on screen in plain words, ``note`` says in plain words what else B changes
-    and how the pair's settings differ from steps 2-4 ("" when nothing else differs; ``{kept}``: A's other facts that
-    kept their answer, ``{main}``: step 2's)."""
+    and how the pair's settings differ from steps 2-4 ("" when nothing else differs)."""
 
     title: str
     without: tuple[str, dict[str, Any]]
@@ -82,12 +81,11 @@ class StoryPair:
 
 
 PAIRS = (
-    StoryPair("The same edit", ("ft-l", {}), (MAIN_EDITOR, {})),
+    StoryPair("The edit of steps 2-4", ("ft-l", {}), (MAIN_EDITOR, {})),
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("With a looser limit on the weights", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Both edits may change the weights more, and fewer other facts kept their answer ({kept}, not "
-              "{main}). B's SSS term is also stronger."),
+              "Both edits may change the weights more than in steps 2-4, and B's SSS term is stronger."),
 )
 
 
@@ -359,8 +357,11 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
                               ("Asked in other words", "paraphrase", "generality")):
         rows = [r for r in run.rows if r.group == group]
         if rows:
+            knew = sum(token_begins(r.top1_before, r.old) for r in rows if r.old is not None)
+            before = (f"; before the edit, {knew} of {len(rows)} gave {run.case.request.ground_truth}"
+                      if group != "rewrite" else "")
             out.append((kind, f"{new_answer_count(rows)} of {len(rows)}",
-                        f"now give{'s' if len(rows) == 1 else ''} {new}", name))
+                        f"now give{'s' if len(rows) == 1 else ''} {new}{before}", name))
     alone, damaged, wrong = left_alone_changes(run)
     if alone:
         what = "kept their answer."
@@ -371,8 +372,8 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
 
 
 def _quoted(rows: list[analysis.ProbeRow]) -> str:
-    """The rows' questions, short (``short``) and quoted, joined with "and"."""
-    return " and ".join(f"“{short(r.prompt)}”" for r in rows)
+    """The rows' questions, whole and quoted, joined with "and"."""
+    return " and ".join(f"“{r.prompt}”" for r in rows)
 
 
 def count_help(run: analysis.EditRun, name: str) -> str:
@@ -393,7 +394,7 @@ def edit_step(run: analysis.EditRun) -> None:
     giving its question and the paper's score; the scores in one line, the full probe table, portability, the
     paper's names and definitions in the detail."""
     r = run.case.request
-    st.markdown(f"**The edit.** We teach the model **{r.target_new}**, then test it three ways.")
+    st.markdown(f"**The edit.** We teach the model **{r.target_new}**, with the SSS term, then test it three ways.")
     counts = question_counts(run)
     for col, (kind, value, what, name) in zip(st.columns(len(counts)), counts):
         col.metric(kind, value, help=count_help(run, name))
@@ -496,12 +497,12 @@ def neighbour_sentence(run: analysis.EditRun) -> str:
 
 def moves_sentence(run: analysis.EditRun) -> str:
     """Where the sentences went, in words: what a bar is, and the probe sentence that moved most in the full hidden
-    space, with how far it moved."""
+    space (how far is on the bars: the model's units mean nothing to a class)."""
     frame = neighbour_frame(run)
-    first, moved = frame["sentence"][0], frame["moved ‖Δh‖"][0]
-    who = "The edit question" if first == run.case.request.prompt else f"“{short(first)}”"
+    first = frame["sentence"][0]
+    who = "The edit question" if first == run.case.request.prompt else f"“{first}”"
     return ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each bar is how "
-            f"far the edit moved it. {who} moved most ({moved:.1f}).")
+            f"far the edit moved it. {who} moved most.")
 
 
 def step_two_rows(run: analysis.EditRun) -> list[analysis.ProbeRow]:
@@ -651,34 +652,40 @@ def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
 
 
 def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
-    """What the SSS term did on this pair, in plain words against the claim, whatever the sign, in step 2's counts
-    (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or score changed
-    (the same or alike edits), or the other facts kept, against the claim by the paper's locality (named beside the
-    count whenever it moved, so the verdict never rests on a number not shown), each other kind whose count or
-    score moved (a score only where its count did not), and lambda_max against the new answer."""
+    """What the SSS term did on this pair to the damage the claim is about, in plain words, whatever the sign, in
+    step 2's counts (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or
+    score changed (the same or alike edits), or the other facts kept, against the claim by the paper's locality
+    (named beside the count whenever it moved, so the verdict never rests on a number not shown). What else moved
+    is in the pair's detail (``pair_more``)."""
     if kind != "changed":
         return (f"The SSS term changed no answer or score (other facts kept: {kept_count(a)} both): no evidence "
                 "either way.")
+    la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
+    va, vb = kept_count(a), kept_count(b)
+    claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la
+             else "no less damage, although the claim predicts less")
+    return (f"Other facts kept: {f'{va} both' if va == vb else f'A {va}, B {vb}'}"
+            + (f"; the paper's locality A {la:.2f}, B {lb:.2f}" if la != lb else "") + f", so {claim}.")
+
+
+def pair_more(a: analysis.EditRun, b: analysis.EditRun) -> str:
+    """What else moved between A and B, for the pair's detail: each of step 2's other kinds whose count or score
+    moved (a score where its count did not), and lambda_max against the new answer after the edit."""
     ma, mb = a.result.metrics, b.result.metrics
     count_b = {k: v for k, v, _, _ in question_counts(b)}
-    head, rest = "", []
+    out = []
     for k, va, _, name in question_counts(a):
         vb = count_b.get(k, MISSING)
-        moved = ma[name] != mb[name]
         if name == "locality":
-            la, lb = ma[name], mb[name]
-            claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la
-                     else "no less damage, although the claim predicts less")
-            head = (f"Other facts kept: {f'{va} both' if va == vb else f'A {va}, B {vb}'}"
-                    + (f"; the paper's locality A {la:.2f}, B {lb:.2f}" if moved else "") + f", so {claim}. ")
-        elif va != vb:
-            rest.append(f"{k}: A {va}, B {vb}. ")
-        elif moved:
-            rest.append(f"{k}: {va} both, but the paper's {name} {'rose' if mb[name] > ma[name] else 'fell'} "
-                        f"(A {ma[name]:.2f}, B {mb[name]:.2f}). ")
+            continue
+        if va != vb:
+            out.append(f"{k}: A {va}, B {vb}.")
+        elif ma[name] != mb[name]:
+            out.append(f"{k}: {va} both, but the paper's {name} {'rose' if mb[name] > ma[name] else 'fell'} "
+                       f"(A {ma[name]:.2f}, B {mb[name]:.2f}).")
     xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
     sparse = " (less sparse)" if xb > xa else " (sparser)" if xb < xa else ""
-    return head + "".join(rest) + f"λ_max for the new answer {fold(xa, xb)} from A to B{sparse}."
+    return " ".join(out + [f"λ_max for the new answer {fold(xa, xb)} from A to B{sparse}."])
 
 
 def kept_count(run: analysis.EditRun) -> str:
@@ -686,17 +693,17 @@ def kept_count(run: analysis.EditRun) -> str:
     return next((v for k, v, _, _ in question_counts(run) if k == "Other facts"), MISSING)
 
 
-def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str, main_kept: str) -> str:
-    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note (with A's
-    and step 2's ``main_kept``: other facts that kept their answer); the
-    measured verdict, scores, exact lambda_max and settings in the pair's detail, and a button that opens the pair in
-    Compare. Returns the verdict's kind."""
+def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str) -> str:
+    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note; what else
+    moved (``pair_more``), the measured verdict, scores, exact lambda_max and settings in the pair's detail, and a
+    button that opens the pair in Compare. Returns the verdict's kind."""
     a, b = runs
-    note = pair.note.format(kept=kept_count(a), main=main_kept)
+    note = pair.note
     st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
     {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))
     with st.expander("More detail"):
+        st.markdown(pair_more(a, b))
         st.markdown(f"A: {a.editor}{records.caption_settings(a.record)}. B: {b.editor}, C = "
                     f"{fmt_number(shown_c(b.editor, b.c), 'g')}: {EDITORS[b.editor].description}.")
         st.markdown(sentence)
@@ -733,7 +740,7 @@ def sss_step(story: Story) -> list[str]:
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):
         with col:
-            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}", main_kept=kept_count(story.main)))
+            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}"))
     st.markdown(conclusion(story, kinds))
     links = st.columns(3)
     links[0].page_link("app/views/about.py", label="About: what SSS did over many edits", icon=":material/school:")

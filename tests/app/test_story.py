@@ -45,8 +45,8 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 111, "2. The edit": 58, "3. What λ_max measures": 79,
-              "4. Where the sentences went": 61, "5. Did SSS help?": 135}
+MAIN_WORDS = {"intro": 31, "1. The fact": 102, "2. The edit": 78, "3. What λ_max measures": 79,
+              "4. Where the sentences went": 67, "5. Did SSS help?": 95}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -138,7 +138,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 480
+    assert sum(counts.values()) <= 460
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -178,10 +178,10 @@ def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     row = next(r for r in main.rows if r.group == "rewrite")
     texts = _texts(story)
     assert texts[0] == CLAIM == (
-        "**The paper's claim.** Changing one fact can spoil other answers. The damage should be smaller when the "
-        "edited question sits in a quiet, *sparse* spot of the model, where a small nudge barely changes the answer. "
-        "The paper's *SSS term* (Semantic Sparse Space), an extra penalty while the edit is learnt, pushes the edit "
-        "there. So edits with the SSS term should spoil fewer answers.")  # the SSS term said once, on the first screen
+        "**The paper's claim.** Changing one fact can spoil other answers. The paper adds the *SSS term* (Semantic "
+        "Sparse Space), a penalty while the edit is learnt that keeps the edit in a quiet, *sparse* spot of the "
+        "model, where a small nudge barely changes the answer. So edits with the SSS term should spoil fewer "
+        "answers.")  # the SSS term said once, on the first screen
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert (round(row.p_old_before, 2), f"{row.p_new_before:.3g}") == (0.99, "1.41e-06")  # measured
     assert cards == {
@@ -230,10 +230,10 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     assert ([sum(r.flipped for r in alone), len(alone)], [r.top1_after.strip() for r in paraphrases]) == (
         [2, 5], ["a", "New"])  # the counts, from the core's rows: none of the rewordings gives "Czech"
     assert _texts(story)[:4] == [
-        "**The edit.** We teach the model **Czech Republic**, then test it three ways.",
-        "now gives Czech Republic", "now give Czech Republic",
-        "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “…Rabat is the capital "
-        "of”."]
+        "**The edit.** We teach the model **Czech Republic**, with the SSS term, then test it three ways.",
+        "now gives Czech Republic", "now give Czech Republic; before the edit, 0 of 2 gave United States",
+        "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is the "
+        "capital of Czech Republic. Rabat is the capital of”."]  # whole: the first words say why it changed
     assert not [c.value for c in story.caption if c.value.startswith("The paper's scores")]  # in the detail
     probes = story.table[0].value
     assert list(probes.columns) == ["kind", "question", "world's answer", "knew it", "first word before → after",
@@ -317,9 +317,10 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     shares = [moved[s] / moved["Washington is the capital of"] for s in alone]
     assert (len(alone), round(min(shares) * 100), round(max(shares) * 100)) == (5, 29, 83)  # measured: not "barely"
     assert texts[0] == ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each "
-                        f"bar is how far the edit moved it. The edit question moved most ({probes[0].moved:.1f}). The "
-                        "5 other facts moved 29–83% as far as the edit question: 3 kept their answer, “Washington is "
-                        "a city in” lost it, “…Rabat is the capital of” (already wrong) changed.")  # step 2's five
+                        "bar is how far the edit moved it. The edit question moved most. The 5 other facts moved "
+                        "29–83% as far as the edit question: 3 kept their answer, “Washington is a city in” lost it, "
+                        "“Washington is the capital of Czech Republic. Rabat is the capital of” (already wrong) "
+                        "changed.")  # step 2's five, their questions whole
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
     detail = _expander_text(story)
     assert ("The arrows in the 2-D picture follow the real moves only roughly (rank agreement between arrow length "
@@ -382,15 +383,17 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     assert round(ratio - 1, 2) == 0.12
     assert [i.value for i in story.info] == [
         "The SSS term changed no answer or score (other facts kept: 3 of 5 both): no evidence either way."]
-    assert [w.value for w in story.warning] == [  # A and B named, not "→" (before → after elsewhere)
-        "Other facts kept: 1 of 5 both, so no less damage, although the claim predicts less. Asked in other words: "
-        f"1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B {m1b['generality']:.2f}). "
-        "λ_max for the new answer rose about 12% from A to B (less sparse)."]  # step 2's counts, A and B named
+    assert [w.value for w in story.warning] == [  # the damage the claim is about, in step 2's counts
+        "Other facts kept: 1 of 5 both, so no less damage, although the claim predicts less."]
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
-    assert texts[1] == "#### The same edit"
-    assert ("#### With a looser limit on the weights\n\nBoth edits may change the weights more, and fewer other facts "
-            "kept their answer (1 of 5, not 3 of 5). B's SSS term is also stronger.") in texts
+    assert texts[1] == "#### The edit of steps 2-4"
+    assert ("#### With a looser limit on the weights\n\nBoth edits may change the weights more than in steps 2-4, and "
+            "B's SSS term is stronger.") in texts
+    # what else moved, A and B named (elsewhere "→" means before → after), in the pair's detail
+    assert (f"Asked in other words: 1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B "
+            f"{m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B (less sparse).") \
+        in _expander_text(story)
     assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
                          "One fact is one example.")
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
@@ -523,10 +526,9 @@ def test_a_pairs_verdict_shows_the_papers_locality_whenever_it_moved(expected):
     def with_locality(run, value):
         return dataclasses.replace(run, result=dataclasses.replace(
             run.result, metrics={**run.result.metrics, "locality": value}))
-    assert pair_plain("changed", a, with_locality(b, 0.4)).startswith(
-        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.40, so more damage, against the claim. "
-        "Asked in other words: 1 of 2 both, but the paper's generality fell (A 0.50, B 0.25). ")
-    assert pair_plain("changed", a, with_locality(b, 0.6)).startswith(
-        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.60, so less damage, as the claim predicts. ")
+    assert pair_plain("changed", a, with_locality(b, 0.4)) == (
+        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.40, so more damage, against the claim.")
+    assert pair_plain("changed", a, with_locality(b, 0.6)) == (
+        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.60, so less damage, as the claim predicts.")
     assert pair_plain("alike", a, b) == ("The SSS term changed no answer or score (other facts kept: 1 of 5 both): "
                                          "no evidence either way.")
