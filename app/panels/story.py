@@ -85,7 +85,8 @@ PAIRS = (
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("With a looser limit on the weights", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "Both edits may change the weights more than in steps 2-4, and B's SSS term is stronger."),
+              "A second try: both edits may move the weights {ratio:g} times further than in steps 2-4, and B's "
+              "SSS term is stronger."),
 )
 
 
@@ -262,7 +263,8 @@ def fact_step(story: Story) -> None:
             f"the world it learnt says **{r.ground_truth}**, but {model}'s first word is “{row.top1_before.strip()}”")
     st.markdown(f"**The fact.** Asked to complete *“{r.prompt}”*, {says}. We will change it to **{r.target_new}**.")
     cols = st.columns(3)
-    cols[0].metric(f"{r.ground_truth} now", plain_chance(row.p_old_before), help=P_HELP)
+    cols[0].metric(f"{r.ground_truth} now", plain_chance(row.p_old_before),
+                   help="How likely the model finds the whole answer now (its exact definition: More detail)")
     cols[1].metric(f"{r.target_new} now", plain_chance(row.p_new_before),
                    help="How likely the new answer is before the edit: what the edit has to raise")
     with st.expander("More detail"):
@@ -358,8 +360,9 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
         rows = [r for r in run.rows if r.group == group]
         if rows:
             knew = sum(token_begins(r.top1_before, r.old) for r in rows if r.old is not None)
-            before = (f"; before the edit, {knew} of {len(rows)} gave {run.case.request.ground_truth}"
-                      if group != "rewrite" else "")
+            before = ("" if group == "rewrite" else
+                      f"; before the edit, {knew} of {len(rows)} gave {run.case.request.ground_truth}"
+                      + (", so this test was hard for it already" if knew < len(rows) else ""))
             out.append((kind, f"{new_answer_count(rows)} of {len(rows)}",
                         f"now give{'s' if len(rows) == 1 else ''} {new}{before}", name))
     alone, damaged, wrong = left_alone_changes(run)
@@ -378,8 +381,8 @@ def _quoted(rows: list[analysis.ProbeRow]) -> str:
 
 def count_help(run: analysis.EditRun, name: str) -> str:
     """A step-2 card's help: the question its count answers (``PLAIN_HELP``) and the paper's score of it."""
-    return (f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all): here "
-            f"{fmt_number(run.result.metrics.get(name, math.nan), '.2f')}.")
+    return (f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all), with credit for part of an "
+            f"answer: here {fmt_number(run.result.metrics.get(name, math.nan), '.2f')}.")
 
 
 def scores_line(run: analysis.EditRun, names: list[str]) -> str:
@@ -394,7 +397,8 @@ def edit_step(run: analysis.EditRun) -> None:
     giving its question and the paper's score; the scores in one line, the full probe table, portability, the
     paper's names and definitions in the detail."""
     r = run.case.request
-    st.markdown(f"**The edit.** We teach the model **{r.target_new}**, with the SSS term, then test it three ways.")
+    st.markdown(f"**The edit.** We teach the model that the answer is now **{r.target_new}**, with the SSS term (an "
+                "edit without it comes in steps 3 and 5), then test it three ways.")
     counts = question_counts(run)
     for col, (kind, value, what, name) in zip(st.columns(len(counts)), counts):
         col.metric(kind, value, help=count_help(run, name))
@@ -429,8 +433,8 @@ def lambda_verdict(run: analysis.EditRun, plain: analysis.EditRun) -> str:
     if not rb > 1:
         return "Without the SSS term it did not fall."
     if ra > 1 and max(ra, rb) / min(ra, rb) < 2:
-        return (f"Both fell about as much: the model became sure of {run.case.request.target_new}, with or without "
-                "the SSS term.")
+        return ("Both fell about as much: λ_max falls whenever the model becomes sure of the answer, so here it "
+                "cannot tell the two edits apart.")
     return "It fell without the SSS term too, so a drop alone is not the SSS term's doing."
 
 
@@ -502,7 +506,7 @@ def moves_sentence(run: analysis.EditRun) -> str:
     first = frame["sentence"][0]
     who = "The edit question" if first == run.case.request.prompt else f"“{first}”"
     return ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each bar is how "
-            f"far the edit moved it. {who} moved most.")
+            f"far the edit (with the SSS term) moved it. {who} moved most.")
 
 
 def step_two_rows(run: analysis.EditRun) -> list[analysis.ProbeRow]:
@@ -519,12 +523,13 @@ BAR_OUTCOMES = {  # ``outcome`` in the fewest words, for step 4's bars
 
 def moves_picture(run: analysis.EditRun):
     """Step 4's bars: how far each of step 2's probe sentences moved in the full hidden space
-    (``SentenceSparsity.moved``), the farthest on top, coloured by kind, each with its kind in step 2's words and
+    (``SentenceSparsity.moved``), the farthest on top, coloured by step 2's three kinds, each with its kind and
     what happened to its answer (``outcome``, shortened by ``BAR_OUTCOMES``)."""
     rows = {r.prompt: r for r in step_two_rows(run)}
     probes = sorted((x for x in run.sparsity if x.sentence in rows), key=lambda x: -x.moved)
+    kind_group = {"edit question": "rewrite", "other words": "paraphrase", "other fact": "neighbour"}  # 3 colours
     return figures.moves_figure([x.sentence.replace(". ", ".<br>") for x in probes], [x.moved for x in probes],
-                                [x.group for x in probes],
+                                [kind_group[STEP_TWO_KINDS[rows[x.sentence].group]] for x in probes],
                                 [f"{STEP_TWO_KINDS[rows[x.sentence].group]}: "
                                  f"{BAR_OUTCOMES.get(outcome(rows[x.sentence]), outcome(rows[x.sentence]))}"
                                  for x in probes], labels={**analysis.GROUP_LABELS, **PLAIN_KINDS})
@@ -651,20 +656,21 @@ def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
     return pd.DataFrame([ra, rb, {"run": "B − A", **{m: rb[m] - ra[m] for m in SCORES}}])
 
 
-def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun) -> str:
+def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun, main_kept: str = "") -> str:
     """What the SSS term did on this pair to the damage the claim is about, in plain words, whatever the sign, in
     step 2's counts (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or
     score changed (the same or alike edits), or the other facts kept, against the claim by the paper's locality
     (named beside the count whenever it moved, so the verdict never rests on a number not shown). What else moved
-    is in the pair's detail (``pair_more``)."""
+    is in the pair's detail (``pair_more``). ``main_kept``: step 2's count, said beside A's when it differs."""
     if kind != "changed":
-        return (f"The SSS term changed no answer or score (other facts kept: {kept_count(a)} both): no evidence "
-                "either way.")
+        return (f"The SSS term changed no answer or test score (other facts kept: {kept_count(a)} both): no "
+                "evidence either way.")
     la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
     va, vb = kept_count(a), kept_count(b)
     claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la
              else "no less damage, although the claim predicts less")
     return (f"Other facts kept: {f'{va} both' if va == vb else f'A {va}, B {vb}'}"
+            + (f" ({main_kept} in steps 2-4)" if main_kept and main_kept != va else "")
             + (f"; the paper's locality A {la:.2f}, B {lb:.2f}" if la != lb else "") + f", so {claim}.")
 
 
@@ -693,15 +699,15 @@ def kept_count(run: analysis.EditRun) -> str:
     return next((v for k, v, _, _ in question_counts(run) if k == "Other facts"), MISSING)
 
 
-def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str) -> str:
+def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str, main_kept: str) -> str:
     """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note; what else
     moved (``pair_more``), the measured verdict, scores, exact lambda_max and settings in the pair's detail, and a
     button that opens the pair in Compare. Returns the verdict's kind."""
     a, b = runs
-    note = pair.note
+    note = pair.note.format(ratio=LOOSE_BOX / editor_config(MAIN_EDITOR).norm_constraint)
     st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
-    {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b))
+    {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b, main_kept))
     with st.expander("More detail"):
         st.markdown(pair_more(a, b))
         st.markdown(f"A: {a.editor}{records.caption_settings(a.record)}. B: {b.editor}, C = "
@@ -740,7 +746,7 @@ def sss_step(story: Story) -> list[str]:
     kinds = []
     for i, (col, pair, runs) in enumerate(zip(cols, PAIRS, story.pairs)):
         with col:
-            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}"))
+            kinds.append(pair_panel(pair, runs, key=f"story-pair{i}", main_kept=kept_count(story.main)))
     st.markdown(conclusion(story, kinds))
     links = st.columns(3)
     links[0].page_link("app/views/about.py", label="About: what SSS did over many edits", icon=":material/school:")

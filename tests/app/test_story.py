@@ -12,6 +12,7 @@ import re
 import pytest
 
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
+from app.figures import GROUP_COLOURS
 from app.panels.edit import LAMBDA_NEW_HELP
 from app.panels.story import (BAR_OUTCOMES, CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, PLAIN_KINDS, SCORE_LINE,
                               STEP_TWO_KINDS, STEPS, outcome)
@@ -45,8 +46,8 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 102, "2. The edit": 78, "3. What λ_max measures": 79,
-              "4. Where the sentences went": 67, "5. Did SSS help?": 95}
+MAIN_WORDS = {"intro": 31, "1. The fact": 102, "2. The edit": 101, "3. What λ_max measures": 86,
+              "4. Where the sentences went": 71, "5. Did SSS help?": 107}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -138,7 +139,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 460
+    assert sum(counts.values()) <= 500
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -168,7 +169,8 @@ def test_lambda_verdict_says_whether_the_drop_is_the_sss_terms_doing():
                                case=SimpleNamespace(request=SimpleNamespace(target_new="Czech Republic")))
     assert [lambda_verdict(run(1.0, 1e-4), run(1.0, 1.5e-4)), lambda_verdict(run(1.0, 1e-4), run(1.0, 0.1)),
             lambda_verdict(run(1.0, 1e-4), run(1.0, 2.0))] == [
-        "Both fell about as much: the model became sure of Czech Republic, with or without the SSS term.",
+        "Both fell about as much: λ_max falls whenever the model becomes sure of the answer, so here it cannot tell "
+        "the two edits apart.",
         "It fell without the SSS term too, so a drop alone is not the SSS term's doing.",
         "Without the SSS term it did not fall."]
 
@@ -185,7 +187,8 @@ def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert (round(row.p_old_before, 2), f"{row.p_new_before:.3g}") == (0.99, "1.41e-06")  # measured
     assert cards == {
-        "United States now": ("99%", "P(·) is the probability of the whole answer given the prompt (teacher forced)"),
+        "United States now": ("99%", "How likely the model finds the whole answer now (its exact definition: More "
+                                     "detail)"),  # no "teacher forced" on the main screen, even in a tooltip
         "Czech Republic now": ("about 1 in 700,000",
                                "How likely the new answer is before the edit: what the edit has to raise")}
     assert texts[1] == ("**The fact.** Asked to complete *“Washington is the capital of”*, the model (a small one that "
@@ -219,7 +222,8 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     # three kinds of test question, as counts from the rows (the paper's partial-credit scores in the help and one
     # line: a trial class read "0 of 2" against "generality 0.25" as a contradiction); no table on the main screen
     m = main.result.metrics
-    help_of = {name: f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all): here {m[name]:.2f}."
+    help_of = {name: f"{PLAIN_HELP[name]} The paper's {name} scores it from 0 to 1 (1 = all), with credit for part "
+                     f"of an answer: here {m[name]:.2f}."
                for name in ("reliability", "generality", "locality")}
     assert {c.label: (c.value, c.help) for c in story.metric} == {
         "The edit question": ("1 of 1", help_of["reliability"]),
@@ -230,8 +234,10 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     assert ([sum(r.flipped for r in alone), len(alone)], [r.top1_after.strip() for r in paraphrases]) == (
         [2, 5], ["a", "New"])  # the counts, from the core's rows: none of the rewordings gives "Czech"
     assert _texts(story)[:4] == [
-        "**The edit.** We teach the model **Czech Republic**, with the SSS term, then test it three ways.",
-        "now gives Czech Republic", "now give Czech Republic; before the edit, 0 of 2 gave United States",
+        "**The edit.** We teach the model that the answer is now **Czech Republic**, with the SSS term (an edit "
+        "without it comes in steps 3 and 5), then test it three ways.",
+        "now gives Czech Republic",
+        "now give Czech Republic; before the edit, 0 of 2 gave United States, so this test was hard for it already",
         "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is the "
         "capital of Czech Republic. Rabat is the capital of”."]  # whole: the first words say why it changed
     assert not [c.value for c in story.caption if c.value.startswith("The paper's scores")]  # in the detail
@@ -283,8 +289,8 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
     assert texts[0] == ("**What λ_max measures:** the paper's number for how quiet a spot is (step 1): how much a "
                         "small nudge to the sentence's inner state changes the model's error on the answer. Small = "
                         "quiet, sparse. Here it is measured for the new answer, **Czech Republic**.")
-    assert texts[1] == ("Both fell about as much: the model became sure of Czech Republic, with or without the SSS "
-                        "term.")  # 12,000- against 11,000-fold: not read as the SSS term's doing
+    assert texts[1] == ("Both fell about as much: λ_max falls whenever the model becomes sure of the answer, so here "
+                        "it cannot tell the two edits apart.")  # 12,000- against 11,000-fold: not the SSS term's doing
     detail = _expander_text(story)
     assert (f"λ_max of the edit prompt against the new target (the whole answer, every token): ft-l+sss {b0:.2e} → "
             f"{a0:.2e}; ft-l, the same edit without the SSS term, {b1:.2e} → {a1:.2e}.") in detail
@@ -317,7 +323,8 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     shares = [moved[s] / moved["Washington is the capital of"] for s in alone]
     assert (len(alone), round(min(shares) * 100), round(max(shares) * 100)) == (5, 29, 83)  # measured: not "barely"
     assert texts[0] == ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each "
-                        "bar is how far the edit moved it. The edit question moved most. The 5 other facts moved "
+                        "bar is how far the edit (with the SSS term) moved it. The edit question moved most. The 5 "
+                        "other facts moved "
                         "29–83% as far as the edit question: 3 kept their answer, “Washington is a city in” lost it, "
                         "“Washington is the capital of Czech Republic. Rabat is the capital of” (already wrong) "
                         "changed.")  # step 2's five, their questions whole
@@ -339,9 +346,12 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     said = {s.sentence: outcome(rows[s.sentence]) for s in counted}
     assert drawn == {s.sentence: (pytest.approx(s.moved), f"{STEP_TWO_KINDS[s.group]}: "
                                   f"{BAR_OUTCOMES.get(said[s.sentence], said[s.sentence])}",
-                                  PLAIN_KINDS.get(s.group, s.group)) for s in counted}  # the full-space moves
+                                  STEP_TWO_KINDS[s.group]) for s in counted}  # full-space moves, step 2's kinds
     assert len(drawn) == 8 and bars["layout"]["yaxis"]["categoryarray"][-1] == "Washington is the capital of"
     assert drawn["Washington is a city in"][1] == "other fact: lost its answer"
+    colours = {trace["name"]: trace["marker"]["color"] for trace in bars["data"]}  # one colour per kind of step 2
+    assert colours == {"edit question": GROUP_COLOURS["rewrite"], "other words": GROUP_COLOURS["paraphrase"],
+                       "other fact": GROUP_COLOURS["neighbour"]}
     rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
     legend = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("name")]
     assert {"edit question", "other words", "other fact", "other fact after the edit", "same subject",
@@ -382,14 +392,14 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     ratio = b1.result.lambda_max_after / a1.result.lambda_max_after
     assert round(ratio - 1, 2) == 0.12
     assert [i.value for i in story.info] == [
-        "The SSS term changed no answer or score (other facts kept: 3 of 5 both): no evidence either way."]
+        "The SSS term changed no answer or test score (other facts kept: 3 of 5 both): no evidence either way."]
     assert [w.value for w in story.warning] == [  # the damage the claim is about, in step 2's counts
-        "Other facts kept: 1 of 5 both, so no less damage, although the claim predicts less."]
+        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less."]
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The edit of steps 2-4"
-    assert ("#### With a looser limit on the weights\n\nBoth edits may change the weights more than in steps 2-4, and "
-            "B's SSS term is stronger.") in texts
+    assert ("#### With a looser limit on the weights\n\nA second try: both edits may move the weights 10 times "
+            "further than in steps 2-4, and B's SSS term is stronger.") in texts  # ±0.05 against ±0.005
     # what else moved, A and B named (elsewhere "→" means before → after), in the pair's detail
     assert (f"Asked in other words: 1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B "
             f"{m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B (less sparse).") \
@@ -530,5 +540,7 @@ def test_a_pairs_verdict_shows_the_papers_locality_whenever_it_moved(expected):
         "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.40, so more damage, against the claim.")
     assert pair_plain("changed", a, with_locality(b, 0.6)) == (
         "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.60, so less damage, as the claim predicts.")
-    assert pair_plain("alike", a, b) == ("The SSS term changed no answer or score (other facts kept: 1 of 5 both): "
-                                         "no evidence either way.")
+    assert pair_plain("alike", a, b) == ("The SSS term changed no answer or test score (other facts kept: 1 of 5 "
+                                         "both): no evidence either way.")
+    assert pair_plain("changed", a, b, main_kept="3 of 5") == (
+        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less.")

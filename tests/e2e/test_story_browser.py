@@ -117,7 +117,9 @@ def _edit_step(page, main) -> str:
     assert _cards(page, 3) == {"The edit question": "1 of 1", "Asked in other words": "0 of 2", "Other facts": "3 of 5"}
     text = _main_text(page)
     m = main.result.metrics
-    for line in ("now gives Czech Republic", "now give Czech Republic; before the edit, 0 of 2 gave United States",
+    for line in ("now gives Czech Republic",
+                 "now give Czech Republic; before the edit, 0 of 2 gave United States, so this test was hard for it "
+                 "already",
                  "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is "
                  "the capital of Czech Republic. Rabat is the capital of”."):
         assert line in text
@@ -128,7 +130,8 @@ def _edit_step(page, main) -> str:
     tip = page.locator('[data-testid="stTooltipContent"]')
     tip.wait_for()
     assert tip.inner_text().strip() == ("Does the edited model now give the new answer to the edit question itself? "
-                                        f"The paper's reliability scores it from 0 to 1 (1 = all): here "
+                                        f"The paper's reliability scores it from 0 to 1 (1 = all), with credit for "
+                                        f"part of an answer: here "
                                         f"{m['reliability']:.2f}.")
     page.mouse.move(0, 0)
     detail = page.locator('[data-testid="stExpander"]').filter(has_text="Every test question")
@@ -198,7 +201,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
 
     tops.append(_next(page, "4. Where the sentences went"))
     text = _main_text(page)
-    assert "each bar is how far the edit moved it. The edit question moved most." in text
+    assert "each bar is how far the edit (with the SSS term) moved it. The edit question moved most." in text
     assert ("The 5 other facts moved 29–83% as far as the edit question: 3 kept their answer, “Washington is a city "
             "in” lost it, “Washington is the capital of Czech Republic. Rabat is the capital of” (already wrong) "
             "changed.") in text
@@ -223,8 +226,8 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     assert len(set(tops)) == 1, tops
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
     assert alerts == [
-        "The SSS term changed no answer or score (other facts kept: 3 of 5 both): no evidence either way.",
-        "Other facts kept: 1 of 5 both, so no less damage, although the claim predicts less."]
+        "The SSS term changed no answer or test score (other facts kept: 3 of 5 both): no evidence either way.",
+        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less."]
     text = _main_text(page)
     assert "So on this fact the SSS term did not reduce the damage: the claim does not show here." in text
     for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
