@@ -14,7 +14,7 @@ import pytest
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.figures import GROUP_COLOURS
 from app.panels.edit import LAMBDA_NEW_HELP
-from app.panels.story import (BAR_OUTCOMES, CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, PLAIN_KINDS, SCORE_LINE,
+from app.panels.story import (BAR_OUTCOMES, CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE,
                               STEP_TWO_KINDS, STEPS, outcome)
 from app.same_edits import FTL_REASON
 from story_support import story_edits
