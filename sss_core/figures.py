@@ -201,11 +201,11 @@ def projection_figure(before: np.ndarray, after: np.ndarray, groups: Sequence[st
 def moves_figure(names: Sequence[str], moved: Sequence[float], groups: Sequence[str], notes: Sequence[str],
                  labels: Mapping[str, str] | None = None, height: int | None = None) -> go.Figure:
     """How far each sentence's last hidden state moved with an edit: one horizontal bar per sentence, in the
-    order given (the first on top), coloured by group (named in the hover), with ``notes[i]`` (e.g. "kept its
-    answer") in its bar, or beside it where it does not fit.
+    order given (the first on top), coloured by group (named in the hover), each labelled with its sentence and,
+    under it, ``notes[i]`` (e.g. "kept its answer"; also each bar's ``text``, shown in the hover).
 
     names, moved, groups, notes: n each; ``moved`` is ||h_after - h_before|| in the model's units (the full hidden
-    space, not a projection). ``height`` in px (default: 34 px a bar and the axis). Raises ValueError when the
+    space, not a projection). ``height`` in px (default: 46 px a bar and the axis). Raises ValueError when the
     lengths differ.
     """
     n = len(names)
@@ -217,15 +217,19 @@ def moves_figure(names: Sequence[str], moved: Sequence[float], groups: Sequence[
         fig.add_trace(go.Bar(
             y=[names[i] for i in idx], x=[float(moved[i]) for i in idx], orientation="h",
             name=_label(group, labels), marker_color=_colour(group), text=[notes[i] for i in idx],
-            textposition="auto", insidetextanchor="start", cliponaxis=False, meta={"group": group},
-            hovertemplate="%{y}<br>moved %{x:.2f}<extra>%{fullData.name}</extra>"))
-    top = max((float(m) for m in moved), default=1.0)
+            textposition="none", meta={"group": group},
+            hovertemplate="%{y}<br>%{text}<br>moved %{x:.2f}<extra>%{fullData.name}</extra>"))
     # no legend: each bar is named by its sentence and note, its kind is in the hover (beside long sentence labels
-    # the plot area is narrow, and plotly stacked a legend one entry a row)
-    fig.update_layout(height=height or 34 * n + 70, barmode="overlay", bargap=0.25, hovermode="closest",
+    # the plot area is narrow, and plotly stacked a legend one entry a row); the notes sit under the sentences,
+    # where no bar length can clip them
+    order = list(names)[::-1]
+    ticks = {names[i]: f"{names[i]}<br><i>{notes[i]}</i>" for i in range(n)}
+    fig.update_layout(height=height or 46 * n + 70, barmode="overlay", bargap=0.3, hovermode="closest",
                       margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
-                      xaxis=dict(title="how far it moved (the model's units)", range=[0, top * 1.6]),
-                      yaxis=dict(categoryorder="array", categoryarray=list(names)[::-1], automargin=True))
+                      xaxis=dict(title="how far it moved (the model's units)", rangemode="tozero"),
+                      yaxis=dict(categoryorder="array", categoryarray=order, tickvals=order,
+                                 ticktext=[ticks[y] for y in order], automargin=True,
+                                 tickfont=dict(size=13)))  # read on a projector
     return fig
 
 

@@ -107,6 +107,8 @@ def test_moves_figure_draws_one_bar_per_sentence_in_order_with_its_note():
                     "the middle": (1.25, "moved too", "edit question", GROUP_COLOURS["rewrite"]),
                     "a near one": (0.5, "kept", "neighbour", GROUP_COLOURS["neighbour"])}
     assert list(fig.layout.yaxis.categoryarray) == ["the middle", "a near one", "a far one"]  # the first on top
-    assert fig.layout.xaxis.range == (0, 3.0 * 1.6) and fig.layout.showlegend is False
+    assert list(fig.layout.yaxis.ticktext) == ["the middle<br><i>moved too</i>", "a near one<br><i>kept</i>",
+                                               "a far one<br><i>moved</i>"]  # each note under its sentence
+    assert fig.layout.showlegend is False
     with pytest.raises(ValueError, match="expected 2 distances"):
         moves_figure(["a", "b"], [1.0], ["rewrite", "rewrite"], ["", ""])

@@ -661,7 +661,7 @@ def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun, main_kept: s
     step 2's counts (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or
     score changed (the same or alike edits), or the other facts kept, against the claim by the paper's locality
     (named beside the count whenever it moved, so the verdict never rests on a number not shown). What else moved
-    is in the pair's detail (``pair_more``). ``main_kept``: step 2's count, said beside A's when it differs."""
+    follows it on screen (``pair_more``). ``main_kept``: step 2's count, said beside A's when it differs."""
     if kind != "changed":
         return (f"The SSS term changed no answer or test score (other facts kept: {kept_count(a)} both): no "
                 "evidence either way.")
@@ -675,8 +675,8 @@ def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun, main_kept: s
 
 
 def pair_more(a: analysis.EditRun, b: analysis.EditRun) -> str:
-    """What else moved between A and B, for the pair's detail: each of step 2's other kinds whose count or score
-    moved (a score where its count did not), and lambda_max against the new answer after the edit."""
+    """What else moved between A and B, said after the damage verdict: each of step 2's other kinds whose count or
+    score moved (a score where its count did not), and lambda_max against the new answer after the edit."""
     ma, mb = a.result.metrics, b.result.metrics
     count_b = {k: v for k, v, _, _ in question_counts(b)}
     out = []
@@ -700,16 +700,18 @@ def kept_count(run: analysis.EditRun) -> str:
 
 
 def pair_panel(pair: StoryPair, runs: tuple[analysis.EditRun, analysis.EditRun], key: str, main_kept: str) -> str:
-    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, and the pair's note; what else
-    moved (``pair_more``), the measured verdict, scores, exact lambda_max and settings in the pair's detail, and a
-    button that opens the pair in Compare. Returns the verdict's kind."""
+    """One pair of step 5: A (without the SSS term) and B (with it) in plain words, the pair's note, the damage
+    verdict and what else moved (``pair_more``); the measured verdict, scores, exact lambda_max and settings in
+    the pair's detail, and a button that opens the pair in Compare. Returns the verdict's kind."""
     a, b = runs
     note = pair.note.format(ratio=LOOSE_BOX / editor_config(MAIN_EDITOR).norm_constraint)
     st.markdown(f"#### {pair.title}" + (f"\n\n{note}" if note else ""))
     kind, sentence, reason = pair_verdict(a, b)
-    {"same": st.success, "alike": st.info, "changed": st.warning}[kind](pair_plain(kind, a, b, main_kept))
+    verdict = pair_plain(kind, a, b, main_kept)
+    # whatever else the SSS term changed stays on screen, whatever its sign (it may be evidence against the claim)
+    {"same": st.success, "alike": st.info, "changed": st.warning}[kind](
+        verdict + (" " + pair_more(a, b) if kind == "changed" else ""))
     with st.expander("More detail"):
-        st.markdown(pair_more(a, b))
         st.markdown(f"A: {a.editor}{records.caption_settings(a.record)}. B: {b.editor}, C = "
                     f"{fmt_number(shown_c(b.editor, b.c), 'g')}: {EDITORS[b.editor].description}.")
         st.markdown(sentence)

@@ -210,7 +210,8 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     bars.first.wait_for()  # plotly draws after the script run ends
     probes = [s for s in main.sparsity if s.group != "background"]
     assert bars.count() == len(probes) - 1 == 8  # one bar per question of step 2 (not the backwards one)
-    notes = [n.text_content() for n in page.locator('[data-testid="stPlotlyChart"]').first.locator(".bartext").all()]
+    ticks = page.locator('[data-testid="stPlotlyChart"]').first.locator(".ytick text")
+    notes = [n.text_content() for n in ticks.locator("tspan[style*='italic']").all()]  # each under its sentence
     assert sorted(notes) == sorted([
         "edit question: now the new answer", "other fact: lost its answer", "other fact: was wrong, changed",
         "other fact: kept its answer", "other fact: kept its answer", "other fact: kept its answer",
@@ -225,9 +226,12 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     tops.append(_button_top(page, "Back to step 1"))  # in the Next button's place
     assert len(set(tops)) == 1, tops
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
+    m1a, m1b = loose_a.result.metrics, loose_b.result.metrics
     assert alerts == [
         "The SSS term changed no answer or test score (other facts kept: 3 of 5 both): no evidence either way.",
-        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less."]
+        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less. "
+        f"Asked in other words: 1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B "
+        f"{m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B (less sparse)."]
     text = _main_text(page)
     assert "So on this fact the SSS term did not reduce the damage: the claim does not show here." in text
     for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
