@@ -270,6 +270,9 @@ def test_edit_results_fit_at_1440_px_without_cut_labels_or_cells(browser, server
         page.get_by_role("button", name="Run edit").click()
         page.wait_for_function("() => /\\(run [0-9a-f]{12},/.test(document.body.innerText)", timeout=180_000)
         wait_idle(page)
+        # the caption comes before the cards in the same script run: wait for the six cards themselves (a clean-
+        # clone CI run read the labels between the two and found none)
+        page.locator('[data-testid="stMetricLabel"]').nth(5).wait_for()
         labels = page.locator('[data-testid="stMetricLabel"]').evaluate_all(METRIC_LABELS)
         assert [m["text"] for m in labels] == ["λ_max before (new target)", "λ_max after (new target)",
                                                "reliability", "generality", "locality", "portability"]
