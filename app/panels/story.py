@@ -360,9 +360,9 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
         rows = [r for r in run.rows if r.group == group]
         if rows:
             knew = sum(token_begins(r.top1_before, r.old) for r in rows if r.old is not None)
-            before = ("" if group == "rewrite" else
-                      f"; before the edit, {knew} of {len(rows)} gave {run.case.request.ground_truth}"
-                      + (", so this test was hard for it already" if knew < len(rows) else ""))
+            before = ("" if group == "rewrite" or knew == len(rows) else
+                      ". It got none of them right before the edit either." if knew == 0 else
+                      f". Before the edit it got {knew} of {len(rows)} right.")
             out.append((kind, f"{new_answer_count(rows)} of {len(rows)}",
                         f"now give{'s' if len(rows) == 1 else ''} {new}{before}", name))
     alone, damaged, wrong = left_alone_changes(run)

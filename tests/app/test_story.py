@@ -46,7 +46,7 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 102, "2. The edit": 101, "3. What λ_max measures": 86,
+MAIN_WORDS = {"intro": 31, "1. The fact": 102, "2. The edit": 94, "3. What λ_max measures": 86,
               "4. Where the sentences went": 71, "5. Did SSS help?": 139}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
@@ -237,7 +237,7 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
         "**The edit.** We teach the model that the answer is now **Czech Republic**, with the SSS term (an edit "
         "without it comes in steps 3 and 5), then test it three ways.",
         "now gives Czech Republic",
-        "now give Czech Republic; before the edit, 0 of 2 gave United States, so this test was hard for it already",
+        "now give Czech Republic. It got none of them right before the edit either.",
         "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is the "
         "capital of Czech Republic. Rabat is the capital of”."]  # whole: the first words say why it changed
     assert not [c.value for c in story.caption if c.value.startswith("The paper's scores")]  # in the detail

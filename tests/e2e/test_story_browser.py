@@ -118,8 +118,7 @@ def _edit_step(page, main) -> str:
     text = _main_text(page)
     m = main.result.metrics
     for line in ("now gives Czech Republic",
-                 "now give Czech Republic; before the edit, 0 of 2 gave United States, so this test was hard for it "
-                 "already",
+                 "now give Czech Republic. It got none of them right before the edit either.",
                  "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is "
                  "the capital of Czech Republic. Rabat is the capital of”."):
         assert line in text
