@@ -152,6 +152,7 @@ class RayExecutor:
         self.address, self.actors, self.threads, self.num_cpus = address, actors, threads, num_cpus
         self.gpus_per_actor, self.max_tries, self.max_restarts = gpus_per_actor, max_tries, max_restarts
         self.slots: list[_Slot] = []  # the actors of the run in progress
+        self._running: tuple[list, ResultFile | None] = ([], None)  # its jobs and result file
         self.stats: dict = {}
 
     def pids(self) -> list[int | None]:
@@ -161,6 +162,11 @@ class RayExecutor:
     def busy(self) -> dict[int, int]:
         """{actor index: job number} of the actors holding a job right now."""
         return {i: s.job for i, s in enumerate(self.slots) if s.state == "busy"}
+
+    def unstored(self, job: int) -> int:
+        """How many results of job ``job`` of the run in progress are not stored yet (0 outside a run)."""
+        jobs, results = self._running
+        return sum(not results.done(k) for k in jobs[job].keys) if jobs else 0
 
     def _connect(self, ray) -> bool:
         """Start or join the cluster; returns whether this call started Ray (and so shuts it down)."""
@@ -214,6 +220,7 @@ class RayExecutor:
         self.stats = {"address": self.address or os.environ.get("RAY_ADDRESS") or "local", "actor_deaths": 0,
                       "retried_jobs": [], "failed_jobs": []}
         cpu = 0.0
+        self._running = (jobs, results)  # for ``unstored``
         try:
             count, options = self._actor_options(ray, cfg)
             remote = ray.remote(BenchActor).options(**options)
@@ -230,6 +237,7 @@ class RayExecutor:
             note(ray={**self.stats, "actors": [{**s.info, "deaths": s.deaths} for s in self.slots]})
             if started:
                 ray.shutdown()
+            self._running = ([], None)
         return cpu
 
     def _cpu_seconds(self, ray) -> float:
