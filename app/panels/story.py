@@ -47,11 +47,10 @@ CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The 
          "answers.")
 INTRO = ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes one of "
          "them, with and without the SSS term, and tells it in five steps.")
-PLAIN_HELP = {  # the four scores in plain words, for the class (METRIC_HELP has the paper's equations)
+PLAIN_HELP = {  # step 2's three scores in plain words, for the class (METRIC_HELP has the paper's equations)
     "reliability": "Does the edited model now give the new answer to the edit question itself?",
     "generality": "Does it give the new answer to the same question asked in other words?",
     "locality": "Do the questions the edit should leave alone keep their answers?",
-    "portability": "Does the edit carry over to what it implies (the reversed question)?",
 }
 PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail)
     "rewrite": "edit question", "paraphrase": "other words", "neighbour": "other fact",
@@ -502,8 +501,7 @@ def neighbour_sentence(run: analysis.EditRun) -> str:
 def moves_sentence(run: analysis.EditRun) -> str:
     """Where the sentences went, in words: what a bar is, and the probe sentence that moved most in the full hidden
     space (how far is on the bars: the model's units mean nothing to a class)."""
-    frame = neighbour_frame(run)
-    first = frame["sentence"][0]
+    first = max((x for x in run.sparsity if x.group != "background"), key=lambda x: x.moved).sentence
     who = "The edit question" if first == run.case.request.prompt else f"“{first}”"
     return ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each bar is how "
             f"far the edit (with the SSS term) moved it. {who} moved most.")
@@ -512,12 +510,12 @@ def moves_sentence(run: analysis.EditRun) -> str:
 def step_two_rows(run: analysis.EditRun) -> list[analysis.ProbeRow]:
     """The probes step 2 counts: the edit question, its rewordings and the questions the edit should leave alone
     (the reversed question, scored by portability, is in the detail only)."""
-    return [r for r in run.rows if r.group in ("rewrite", "paraphrase") or r.wanted_flip is False]
+    return [r for r in run.rows if r.group in STEP_TWO_KINDS]
 
 
 BAR_OUTCOMES = {  # ``outcome`` in the fewest words, for step 4's bars
     "damaged: lost its answer": "lost its answer", "changed, but was already wrong": "was wrong, changed",
-    "kept its answer": "kept its answer", "moved, not to the new answer": "not the new answer",
+    "moved, not to the new answer": "not the new answer",
     "unchanged: not the new answer": "not the new answer"}
 
 
@@ -533,13 +531,6 @@ def moves_picture(run: analysis.EditRun):
                                 [f"{STEP_TWO_KINDS[rows[x.sentence].group]}: "
                                  f"{BAR_OUTCOMES.get(outcome(rows[x.sentence]), outcome(rows[x.sentence]))}"
                                  for x in probes], labels={**analysis.GROUP_LABELS, **PLAIN_KINDS})
-
-
-def short(sentence: str) -> str:
-    """A probe sentence short enough to read aloud: its last sentence after "…" when it has two ("…Rabat is the
-    capital of"), else whole."""
-    head, dot, tail = sentence.rpartition(". ")
-    return f"…{tail}" if dot else sentence
 
 
 def true_neighbours_sentence(run: analysis.EditRun) -> str:
