@@ -547,7 +547,7 @@ def true_neighbours_sentence(run: analysis.EditRun) -> str:
            f"moved {min(shares) * 100:.0f}–{max(shares):.0%} as far as the edit question")
     kept = len(alone) - len(damaged) - len(wrong)
     text = f"The {len(alone)} other facts {how}: {kept} kept their answer"
-    text += f", {_quoted(damaged)} lost it" if damaged else ""
+    text += f", {_quoted(damaged)} lost {'it' if len(damaged) == 1 else 'theirs'}" if damaged else ""
     text += f", {_quoted(wrong)} (already wrong) changed" if wrong else ""
     return text + "."
 
