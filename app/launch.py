@@ -88,7 +88,7 @@ def _preload() -> None:
     load instead of starting its own). A failure is only logged: the page loads and reports it itself.
     """
     try:
-        from app import resources
+        from app import panels, resources  # noqa: F401 - panels: the first page's modules before the model's
         resources.get_model("default")
         resources.prewarm("default")
     except Exception as exc:  # noqa: BLE001 - the page shows a load failure with its reason

@@ -20,17 +20,24 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers.pytorch_utils import Conv1D
 
 from ..errors import RequestError
 
-_KINDS = (nn.Linear, Conv1D)
 _LOCAL = ("weight", "bias")
+
+
+@functools.cache
+def _conv1d() -> type[nn.Module]:
+    """GPT-2's ``Conv1D`` class, imported on first use: importing transformers here would put about half a
+    second on the app's first page, which does not edit."""
+    from transformers.pytorch_utils import Conv1D
+    return Conv1D
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -42,7 +49,7 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 def supports(model: nn.Module, names: Sequence[str]) -> bool:
     """Whether every named parameter is a ``weight`` or ``bias`` of a Linear or Conv1D module."""
     try:
-        return all(local in _LOCAL and isinstance(mod, _KINDS)
+        return all(local in _LOCAL and isinstance(mod, (nn.Linear, _conv1d()))
                    for mod, local in (_owner(model, n) for n in names))
     except AttributeError:  # a name the model does not have
         return False
@@ -50,7 +57,7 @@ def supports(model: nn.Module, names: Sequence[str]) -> bool:
 
 def _project(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``module``'s map of ``x`` (rows, tokens, d_in) with the given weight and bias."""
-    if isinstance(module, Conv1D):  # weight (d_in, d_out)
+    if isinstance(module, _conv1d()):  # weight (d_in, d_out)
         out = x.reshape(-1, x.shape[-1]) @ weight
         out = out + bias if bias is not None else out
         return out.view(*x.shape[:-1], weight.shape[-1])

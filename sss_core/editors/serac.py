@@ -26,12 +26,14 @@ import time
 import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import CausalLMOutputWithPast
+
+if TYPE_CHECKING:
+    from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..errors import RequestError
 from ..models import arch_spec
@@ -275,6 +277,7 @@ class SERACModel(nn.Module):
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_hidden_states=False,
                 **kwargs) -> CausalLMOutputWithPast:
         """input_ids (b, t) or inputs_embeds (b, t, d) -> logits (b, t, vocab) [+ hidden_states]."""
+        from transformers.modeling_outputs import CausalLMOutputWithPast  # here: not on the app's first page
         kwargs.pop("return_dict", None)
         kwargs.pop("use_cache", None)
         out = self.base(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,

@@ -44,7 +44,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from ..embeddings import POOLINGS, embed_prompts, nearest_neighbours
@@ -189,6 +188,7 @@ def _ratio(num, den, axis=-1):
 def _percentile_ci(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval of sum(num) / sum(den) over units resampled with replacement
     (``scipy.stats.bootstrap``, paired); (estimate, estimate) when every unit gives the same value."""
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     estimate = float(num.sum() / den.sum())
     if len(num) < 2:
         return math.nan, math.nan
@@ -229,6 +229,7 @@ def damage_curve(damages: Sequence[EditDamage], edges: np.ndarray, n_boot: int =
     many edits a cluster bootstrap over edits, for one edit Wilson (share) and a bootstrap over facts
     (drop). A bin without facts gets NaN values. Raises ValueError for no edits or several editors.
     """
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     if not damages:
         raise ValueError("no edits")
     editors = {d.editor for d in damages}
@@ -322,6 +323,7 @@ def paired_difference(a: Sequence[EditDamage], b: Sequence[EditDamage], edges: n
     where every resample gives the same difference (se = 0) has no interval or p (NaN). Not adjusted:
     ``adjust_differences`` a whole table at once. Raises ValueError as ``_paired``.
     """
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     pa, pb = _paired(a, b)
     n, ka, sa = _units(pa, edges)
     _, kb, sb = _units(pb, edges)
@@ -350,6 +352,7 @@ def paired_difference(a: Sequence[EditDamage], b: Sequence[EditDamage], edges: n
 
 def adjust_differences(rows: Sequence[BinDifference]) -> list[BinDifference]:
     """``rows`` with ``p_adjusted`` (Benjamini-Hochberg over the rows that have a p) and ``tests`` set."""
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     from dataclasses import replace
 
     family = [i for i, r in enumerate(rows) if not math.isnan(r.p)]

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from ..editors.base import model_lock
@@ -260,6 +259,7 @@ def adjust(corrs: Sequence[Correlation], same_data: Sequence[Any] | None = None)
     the same numbers (e.g. two editors that made identical edits) and count as one test, with one adjusted
     p, and each repeat names the first in ``same_as``. None: every correlation is its own test.
     """
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     keys = list(range(len(corrs))) if same_data is None else list(same_data)
     family = [i for i, c in enumerate(corrs) if c.expected_sign != 0 and not math.isnan(c.p)]
     first: dict[Any, int] = {}
@@ -317,6 +317,7 @@ def spearman_rows(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> 
     ``scipy.stats.rankdata`` along each row; with z, each rank row's least-squares residual on
     [1, ranks of z] (the residual on the mean alone where z's ranks are constant, as ``lstsq`` gives).
     """
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
     if z is not None:
         rz = stats.rankdata(z, axis=1)
@@ -350,6 +351,7 @@ def spearman_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, control: np.
     ``MIN_CLUSTERS`` distinct clusters and a bootstrap with some spread (a perfectly monotone sample has
     none); NaN where they cannot be had.
     """
+    from scipy import stats  # here, not at the top: scipy.stats costs about 0.8 s of the app's start
     ok = np.isfinite(x) & np.isfinite(y) & (np.isfinite(control) if control is not None else True)
     x, y, clusters = x[ok], y[ok], clusters[ok]
     z = control[ok] if control is not None else None

@@ -65,3 +65,13 @@ def test_the_app_starts_and_answers(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_first_pages_modules_leave_scipy_and_transformers_for_later():
+    """The router's and the Edit page's modules import neither scipy (0.8 s) nor transformers (0.5 s, and
+    2.5 s with GPT-2's module): a fresh server's first page paints before the model's imports are done."""
+    modules = "app.panels, app.panels.edit, app.inputs, app.records, app.resources, app.state, sss_core.analysis"
+    code = (f"import sys, {modules}, sss_core.editors, sss_core.projection\n"
+            "print(sorted(m for m in ('scipy', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
