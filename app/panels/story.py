@@ -41,10 +41,10 @@ MAIN_EDITOR = "ft-l+sss"  # the app's default editor, at its default C (0.9, the
 LOOSE = "ft-l+sss-loose-sum"
 LOOSE_BOX = editor_config(LOOSE).norm_constraint
 
-CLAIM = ("**The paper's claim.** Changing one fact can spoil other answers. The paper adds the *SSS term* (Semantic "
-         "Sparse Space), a penalty while the edit is learnt that keeps the edit in a quiet, *sparse* spot of the "
-         "model, where a small nudge barely changes the answer. So edits with the SSS term should spoil fewer "
-         "answers.")
+CLAIM = ("**The paper's claim.** Editing a fact (nudging a model's weights until it gives a new answer) can spoil "
+         "other answers. The paper's *SSS term* (Semantic Sparse Space) is an extra cost, while the edit is learnt, "
+         "that steers it to a quiet, *sparse* spot of the model, where a small nudge barely changes an answer. So "
+         "edits with it should spoil fewer answers.")
 INTRO = ("The model learnt a small world of facts, some real, most invented. 'Run the story' changes one of "
          "them, with and without the SSS term, and tells it in five steps.")
 PLAIN_HELP = {  # step 2's three scores in plain words, for the class (METRIC_HELP has the paper's equations)
@@ -84,8 +84,8 @@ PAIRS = (
     # the loose preset against FT-L in the same ±LOOSE_BOX box: the looser box is on both sides (docs/editors.md:
     # the looser box alone changes FT-L's locality); B also sums the SSS term over the tokens (two changes)
     StoryPair("With a looser limit on the weights", ("ft-l", {"norm_constraint": LOOSE_BOX}), (LOOSE, {}),
-              "A second try: both edits may move the weights {ratio:g} times further than in steps 2-4, and B's "
-              "SSS term is stronger."),
+              "A second try: the editor's limit on each weight's change is {ratio:g} times looser for both edits, "
+              "and B's SSS term is stronger."),
 )
 
 
@@ -374,8 +374,10 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
 
 
 def _quoted(rows: list[analysis.ProbeRow]) -> str:
-    """The rows' questions, whole and quoted, joined with "and"."""
-    return " and ".join(f"“{r.prompt}”" for r in rows)
+    """The rows' questions, whole and quoted, joined with "and"; the paper's distract-neighbour (the new fact said
+    first, then another fact's question) is called the trick question it is."""
+    return " and ".join(("the trick question " if r.group == "distract_neighbour" else "") + f"“{r.prompt}”"
+                        for r in rows)
 
 
 def count_help(run: analysis.EditRun, name: str) -> str:
@@ -396,8 +398,8 @@ def edit_step(run: analysis.EditRun) -> None:
     giving its question and the paper's score; the scores in one line, the full probe table, portability, the
     paper's names and definitions in the detail."""
     r = run.case.request
-    st.markdown(f"**The edit.** We teach the model that the answer is now **{r.target_new}**, with the SSS term (an "
-                "edit without it comes in steps 3 and 5), then test it three ways.")
+    st.markdown(f"**The edit.** We teach the model that the answer is now **{r.target_new}**, with the SSS term, then "
+                "test it three ways.")
     counts = question_counts(run)
     for col, (kind, value, what, name) in zip(st.columns(len(counts)), counts):
         col.metric(kind, value, help=count_help(run, name))
@@ -421,8 +423,9 @@ def edit_step(run: analysis.EditRun) -> None:
         st.caption(BACK_NOTE)
 
 
-LAMBDA_PLAIN = ("**What λ_max measures:** the paper's number for how quiet a spot is (step 1): how much a small "
-                "nudge to the sentence's inner state changes the model's error on the answer. Small = quiet, sparse.")
+LAMBDA_PLAIN = ("**What λ_max measures:** how quiet a spot is (step 1). Nudge the sentence's "
+                "inner numbers a little: how much does the model's error on the answer (how unlikely it finds it) "
+                "change? Small = quiet, sparse.")
 
 
 def lambda_verdict(run: analysis.EditRun, plain: analysis.EditRun) -> str:
@@ -432,8 +435,8 @@ def lambda_verdict(run: analysis.EditRun, plain: analysis.EditRun) -> str:
     if not rb > 1:
         return "Without the SSS term it did not fall."
     if ra > 1 and max(ra, rb) / min(ra, rb) < 2:
-        return ("Both fell about as much: λ_max falls whenever the model becomes sure of the answer, so here it "
-                "cannot tell the two edits apart.")
+        return ("Both fell about as much: once the model is sure of an answer its error barely moves, so λ_max falls "
+                "for any edit that makes it sure; here it cannot tell the two edits apart.")
     return "It fell without the SSS term too, so a drop alone is not the SSS term's doing."
 
 
@@ -443,7 +446,7 @@ def lambda_step(story: Story) -> None:
     each token's share in the detail): plain FT-L's falls as well, so a drop is not the SSS term's doing."""
     run, plain = story.main, story.pairs[0][0]
     new = run.case.request.target_new
-    st.markdown(LAMBDA_PLAIN + f" Here it is measured for the new answer, **{new}**.")
+    st.markdown(LAMBDA_PLAIN + f" Here the answer is the new one, **{new}**.")
     cols = st.columns(2)
     cols[0].metric("λ_max with the SSS term", fold(run.result.lambda_max_before, run.result.lambda_max_after),
                    help=LAMBDA_NEW_HELP)
@@ -547,9 +550,9 @@ def true_neighbours_sentence(run: analysis.EditRun) -> str:
            f"moved {min(shares) * 100:.0f}–{max(shares):.0%} as far as the edit question")
     kept = len(alone) - len(damaged) - len(wrong)
     text = f"The {len(alone)} other facts {how}: {kept} kept their answer"
-    text += f", {_quoted(damaged)} lost {'it' if len(damaged) == 1 else 'theirs'}" if damaged else ""
-    text += f", {_quoted(wrong)} (already wrong) changed" if wrong else ""
-    return text + "."
+    text += f", {len(damaged)} lost {'it' if len(damaged) == 1 else 'theirs'}" if damaged else ""
+    text += f", {len(wrong)} that {'was' if len(wrong) == 1 else 'were'} already wrong changed" if wrong else ""
+    return text + " (each bar says which)."
 
 
 def arrows_detail(emb: analysis.EmbeddingSet, proj) -> str:
@@ -678,10 +681,12 @@ def pair_more(a: analysis.EditRun, b: analysis.EditRun) -> str:
         if va != vb:
             out.append(f"{k}: A {va}, B {vb}.")
         elif ma[name] != mb[name]:
-            out.append(f"{k}: {va} both, but the paper's {name} {'rose' if mb[name] > ma[name] else 'fell'} "
+            moved = "rose" if mb[name] > ma[name] else "fell"
+            out.append(f"{k}: {va} both, but the paper's partial-credit score {moved} "
                        f"(A {ma[name]:.2f}, B {mb[name]:.2f}).")
     xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
-    sparse = " (less sparse)" if xb > xa else " (sparser)" if xb < xa else ""
+    sparse = (" (less sparse: the opposite of the SSS term's aim)" if xb > xa else
+              " (sparser, as the SSS term aims)" if xb < xa else "")
     return " ".join(out + [f"λ_max for the new answer {fold(xa, xb)} from A to B{sparse}."])
 
 
@@ -727,8 +732,8 @@ def conclusion(story: Story, kinds: list[str]) -> str:
     verdict = ("the SSS term spoilt fewer other answers, as the paper claims" if better and not worse else
                "the SSS term spoilt more other answers, against the paper's claim" if worse and not better else
                "the SSS term helped in one setting and hurt in another" if better else
-               "the SSS term did not reduce the damage: the claim does not show here")
-    return f"**So on this fact {verdict}.** One fact is one example."
+               "the SSS term did not reduce the damage")
+    return f"**So on this fact {verdict}.** One fact is one example; the claim is about many edits."
 
 
 def sss_step(story: Story) -> list[str]:

@@ -46,8 +46,8 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 102, "2. The edit": 94, "3. What λ_max measures": 86,
-              "4. Where the sentences went": 71, "5. Did SSS help?": 139}
+MAIN_WORDS = {"intro": 31, "1. The fact": 109, "2. The edit": 87, "3. What λ_max measures": 97,
+              "4. Where the sentences went": 62, "5. Did SSS help?": 148}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -139,7 +139,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 530
+    assert sum(counts.values()) <= 540
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -169,8 +169,8 @@ def test_lambda_verdict_says_whether_the_drop_is_the_sss_terms_doing():
                                case=SimpleNamespace(request=SimpleNamespace(target_new="Czech Republic")))
     assert [lambda_verdict(run(1.0, 1e-4), run(1.0, 1.5e-4)), lambda_verdict(run(1.0, 1e-4), run(1.0, 0.1)),
             lambda_verdict(run(1.0, 1e-4), run(1.0, 2.0))] == [
-        "Both fell about as much: λ_max falls whenever the model becomes sure of the answer, so here it cannot tell "
-        "the two edits apart.",
+        "Both fell about as much: once the model is sure of an answer its error barely moves, so λ_max falls for any "
+        "edit that makes it sure; here it cannot tell the two edits apart.",
         "It fell without the SSS term too, so a drop alone is not the SSS term's doing.",
         "Without the SSS term it did not fall."]
 
@@ -180,10 +180,10 @@ def test_the_claim_then_the_fact_with_the_cores_numbers(story, expected):
     row = next(r for r in main.rows if r.group == "rewrite")
     texts = _texts(story)
     assert texts[0] == CLAIM == (
-        "**The paper's claim.** Changing one fact can spoil other answers. The paper adds the *SSS term* (Semantic "
-        "Sparse Space), a penalty while the edit is learnt that keeps the edit in a quiet, *sparse* spot of the "
-        "model, where a small nudge barely changes the answer. So edits with the SSS term should spoil fewer "
-        "answers.")  # the SSS term said once, on the first screen
+        "**The paper's claim.** Editing a fact (nudging a model's weights until it gives a new answer) can spoil "
+        "other answers. The paper's *SSS term* (Semantic Sparse Space) is an extra cost, while the edit is learnt, "
+        "that steers it to a quiet, *sparse* spot of the model, where a small nudge barely changes an answer. So "
+        "edits with it should spoil fewer answers.")  # the SSS term said once, on the first screen
     cards = {m.label: (m.value, m.help) for m in story.metric}
     assert (round(row.p_old_before, 2), f"{row.p_new_before:.3g}") == (0.99, "1.41e-06")  # measured
     assert cards == {
@@ -234,12 +234,12 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
     assert ([sum(r.flipped for r in alone), len(alone)], [r.top1_after.strip() for r in paraphrases]) == (
         [2, 5], ["a", "New"])  # the counts, from the core's rows: none of the rewordings gives "Czech"
     assert _texts(story)[:4] == [
-        "**The edit.** We teach the model that the answer is now **Czech Republic**, with the SSS term (an edit "
-        "without it comes in steps 3 and 5), then test it three ways.",
+        "**The edit.** We teach the model that the answer is now **Czech Republic**, with the SSS term, then test "
+        "it three ways.",
         "now gives Czech Republic",
         "now give Czech Republic. It got none of them right before the edit either.",
-        "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is the "
-        "capital of Czech Republic. Rabat is the capital of”."]  # whole: the first words say why it changed
+        "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: the trick question "
+        "“Washington is the capital of Czech Republic. Rabat is the capital of”."]  # whole: its first words say why
     assert not [c.value for c in story.caption if c.value.startswith("The paper's scores")]  # in the detail
     probes = story.table[0].value
     assert list(probes.columns) == ["kind", "question", "world's answer", "knew it", "first word before → after",
@@ -286,11 +286,11 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
         "λ_max with the SSS term": ("fell about 12,000-fold", LAMBDA_NEW_HELP),
         "λ_max without it": ("fell about 11,000-fold", LAMBDA_NEW_HELP)}
     texts = _texts(story)
-    assert texts[0] == ("**What λ_max measures:** the paper's number for how quiet a spot is (step 1): how much a "
-                        "small nudge to the sentence's inner state changes the model's error on the answer. Small = "
-                        "quiet, sparse. Here it is measured for the new answer, **Czech Republic**.")
-    assert texts[1] == ("Both fell about as much: λ_max falls whenever the model becomes sure of the answer, so here "
-                        "it cannot tell the two edits apart.")  # 12,000- against 11,000-fold: not the SSS term's doing
+    assert texts[0] == ("**What λ_max measures:** how quiet a spot is (step 1). Nudge the sentence's inner numbers a "
+                        "little: how much does the model's error on the answer (how unlikely it finds it) change? "
+                        "Small = quiet, sparse. Here the answer is the new one, **Czech Republic**.")
+    assert texts[1] == ("Both fell about as much: once the model is sure of an answer its error barely moves, so "
+                        "λ_max falls for any edit that makes it sure; here it cannot tell the two edits apart.")  # 12,000- against 11,000-fold
     detail = _expander_text(story)
     assert (f"λ_max of the edit prompt against the new target (the whole answer, every token): ft-l+sss {b0:.2e} → "
             f"{a0:.2e}; ft-l, the same edit without the SSS term, {b1:.2e} → {a1:.2e}.") in detail
@@ -325,9 +325,8 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
     assert texts[0] == ("**Where the sentences went.** Inside the model each sentence is a long list of numbers; each "
                         "bar is how far the edit (with the SSS term) moved it. The edit question moved most. The 5 "
                         "other facts moved "
-                        "29–83% as far as the edit question: 3 kept their answer, “Washington is a city in” lost it, "
-                        "“Washington is the capital of Czech Republic. Rabat is the capital of” (already wrong) "
-                        "changed.")  # step 2's five, their questions whole
+                        "29–83% as far as the edit question: 3 kept their answer, 1 lost it, 1 that was already "
+                        "wrong changed (each bar says which).")  # step 2's five, counted as step 2 counts them
     assert 0.5 <= rho < 0.8  # measured: the arrows follow the full-space moves only roughly
     detail = _expander_text(story)
     assert ("The arrows in the 2-D picture follow the real moves only roughly (rank agreement between arrow length "
@@ -396,15 +395,16 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     assert [w.value for w in story.warning] == [  # the damage the claim is about, in step 2's counts, then what else
         # moved, on screen whatever its sign (here against the claim: worse on rewordings, less sparse)
         "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less. "
-        f"Asked in other words: 1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B "
-        f"{m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B (less sparse)."]
+        f"Asked in other words: 1 of 2 both, but the paper's partial-credit score fell (A "
+        f"{m1a['generality']:.2f}, B {m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B "
+        "(less sparse: the opposite of the SSS term's aim)."]
     texts = _texts(story)
     assert texts[0] == "**A: without the SSS term. B: with it.**"
     assert texts[1] == "#### The edit of steps 2-4"
-    assert ("#### With a looser limit on the weights\n\nA second try: both edits may move the weights 10 times "
-            "further than in steps 2-4, and B's SSS term is stronger.") in texts  # ±0.05 against ±0.005
-    assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage: the claim does not show here.** "
-                         "One fact is one example.")
+    assert ("#### With a looser limit on the weights\n\nA second try: the editor's limit on each weight's change is 10 "
+            "times looser for both edits, and B's SSS term is stronger.") in texts  # ±0.05 against ±0.005
+    assert texts[-1] == ("**So on this fact the SSS term did not reduce the damage.** One fact is one example; the "
+                         "claim is about many edits.")
     links = [(p.proto.label, p.proto.page) for p in story.get("page_link")]
     assert [(label, page) for label, page in links if page in ("about", "hypothesis", "compare")] == [
         ("About: what SSS did over many edits", "about"), ("Hypothesis: test the claim yourself", "hypothesis"),
@@ -543,3 +543,29 @@ def test_a_pairs_verdict_shows_the_papers_locality_whenever_it_moved(expected):
                                          "both): no evidence either way.")
     assert pair_plain("changed", a, b, main_kept="3 of 5") == (
         "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less.")
+
+
+def test_step_four_counts_the_other_facts_as_step_two_does_and_names_the_trick_question():
+    """Step 4 gives counts (the bars name each sentence), in the plural too; step 2 names the paper's
+    distract-neighbour as a trick question; step 5 says which way lambda_max moved against the SSS term's aim."""
+    from types import SimpleNamespace as NS
+
+    from app.panels.story import _quoted, pair_more, true_neighbours_sentence
+
+    def row(prompt, group="neighbour", flipped=False, was_right=True):
+        return NS(prompt=prompt, group=group, wanted_flip=False, flipped=flipped, old="Paris",
+                  top1_before=" Paris" if was_right else " Rome")
+    rows = [row("A is in", flipped=True), row("B is in", flipped=True), row("C is in"),
+            row("X is in Spain. D is in", "distract_neighbour", flipped=True, was_right=False)]
+    moved = {"E is in": 1.0, "A is in": 0.9, "B is in": 0.5, "C is in": 0.3, "X is in Spain. D is in": 0.6}
+    run = NS(rows=rows, case=NS(request=NS(prompt="E is in")),
+             sparsity=[NS(sentence=s, moved=m) for s, m in moved.items()])
+    assert true_neighbours_sentence(run) == ("The 4 other facts moved 30–90% as far as the edit question: 1 kept "
+                                             "their answer, 2 lost theirs, 1 that was already wrong changed (each "
+                                             "bar says which).")
+    assert _quoted(rows[2:]) == "“C is in” and the trick question “X is in Spain. D is in”"
+
+    def lam(after):
+        return NS(result=NS(lambda_max_after=after, metrics={}), rows=[], case=NS(request=NS(target_new="Rome")))
+    assert pair_more(lam(2e-6), lam(1e-6)) == ("λ_max for the new answer fell about 2.0 times from A to B (sparser, "
+                                               "as the SSS term aims).")

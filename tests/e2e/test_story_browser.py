@@ -119,8 +119,8 @@ def _edit_step(page, main) -> str:
     m = main.result.metrics
     for line in ("now gives Czech Republic",
                  "now give Czech Republic. It got none of them right before the edit either.",
-                 "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: “Washington is "
-                 "the capital of Czech Republic. Rabat is the capital of”."):
+                 "kept their answer. Lost it: “Washington is a city in”. Already wrong, and changed: the trick "
+                 "question “Washington is the capital of Czech Republic. Rabat is the capital of”."):
         assert line in text
     assert "The paper's scores" not in text  # in the detail: a class read counts beside scores as a contradiction
     expect(page.locator(".st-key-story-probes-box table")).not_to_be_visible()  # folded: not on the main screen
@@ -174,7 +174,7 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     marks, words, heights = {"1. The fact": time.perf_counter() - start}, {}, {}
     assert _cards(page, 2) == {"United States now": "99%", "Czech Republic now": "about 1 in 700,000"}
     text = _main_text(page)
-    assert "The paper's claim. Changing one fact can spoil other answers." in text
+    assert "The paper's claim. Editing a fact (nudging a model's weights until it gives a new answer) can spoil" in text
     assert text.index("The paper's claim.") < text.index("The fact. Asked to complete")
     assert "Done:" not in text  # the run's status box is gone: the bar sits where it does on every step
     expect(page.locator('[data-testid="stExpander"] details').first).not_to_have_attribute("open", "")
@@ -193,17 +193,17 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     assert round(main.result.lambda_max_before / main.result.lambda_max_after, -3) == 12000
     assert round(plain.result.lambda_max_before / plain.result.lambda_max_after, -3) == 11000
     text = _main_text(page)
-    assert ("What λ_max measures: the paper's number for how quiet a spot is (step 1): how much a small nudge to the "
-            "sentence's inner state changes the model's error on the answer. Small = quiet, sparse.") in text
+    assert ("What λ_max measures: how quiet a spot is (step 1). Nudge the sentence's inner numbers a little: how "
+            "much does the model's error on the answer (how unlikely it finds it) change? Small = quiet, "
+            "sparse.") in text
     marks["3. What λ_max measures"], words["3. What λ_max measures"] = time.perf_counter() - start, len(text.split())
     heights["3. What λ_max measures"] = _page_height(page)
 
     tops.append(_next(page, "4. Where the sentences went"))
     text = _main_text(page)
     assert "each bar is how far the edit (with the SSS term) moved it. The edit question moved most." in text
-    assert ("The 5 other facts moved 29–83% as far as the edit question: 3 kept their answer, “Washington is a city "
-            "in” lost it, “Washington is the capital of Czech Republic. Rabat is the capital of” (already wrong) "
-            "changed.") in text
+    assert ("The 5 other facts moved 29–83% as far as the edit question: 3 kept their answer, 1 lost it, 1 that was "
+            "already wrong changed (each bar says which).") in text
     assert "Spearman" not in text
     bars = page.locator('[data-testid="stPlotlyChart"]').first.locator(".barlayer .point")
     bars.first.wait_for()  # plotly draws after the script run ends
@@ -229,10 +229,12 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     assert alerts == [
         "The SSS term changed no answer or test score (other facts kept: 3 of 5 both): no evidence either way.",
         "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less. "
-        f"Asked in other words: 1 of 2 both, but the paper's generality fell (A {m1a['generality']:.2f}, B "
-        f"{m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B (less sparse)."]
+        f"Asked in other words: 1 of 2 both, but the paper's partial-credit score fell (A "
+        f"{m1a['generality']:.2f}, B {m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B "
+        "(less sparse: the opposite of the SSS term's aim)."]
     text = _main_text(page)
-    assert "So on this fact the SSS term did not reduce the damage: the claim does not show here." in text
+    assert ("So on this fact the SSS term did not reduce the damage. One fact is one example; the claim is about "
+            "many edits.") in text
     for label in ("About: what SSS did over many edits", "Hypothesis: test the claim yourself",
                   "Compare: any two edits side by side"):
         assert page.locator('[data-testid="stMain"]').get_by_role("link", name=label).count() == 1
@@ -280,4 +282,4 @@ def _compare_and_back(page, loose_a, loose_b, text: str) -> None:
     assert _main_text(page) == text
     page.get_by_role("button", name="Back to step 1").click()  # the finish: the class starts again
     _at_step(page, "1. The fact")
-    assert "The paper's claim. Changing one fact can spoil other answers." in _main_text(page)
+    assert "The paper's claim. Editing a fact (nudging a model's weights until it gives a new answer)" in _main_text(page)
