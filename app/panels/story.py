@@ -55,7 +55,7 @@ PLAIN_HELP = {  # step 2's three scores in plain words, for the class (METRIC_HE
 PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail)
     "rewrite": "edit question", "paraphrase": "other words", "neighbour": "other fact",
     "pre_neighbour": "other fact, old answer", "post_neighbour": "other fact, new answer",
-    "distract_neighbour": "other fact after the edit", "unrelated_attribute": "same subject",
+    "distract_neighbour": "other fact, trick question", "unrelated_attribute": "other fact, same subject",
     "subject_replace": "subject's other name", "reversed_relation": "backwards", "one_hop": "one step on"}
 # the story's probe table, compact enough for one screen (rows of one line, wrapped where a question is long)
 PROBE_TABLE_CSS = (  # the cells hold markdown (div > p), which sets its own size and wrapping
@@ -446,7 +446,8 @@ def lambda_step(story: Story) -> None:
     each token's share in the detail): plain FT-L's falls as well, so a drop is not the SSS term's doing."""
     run, plain = story.main, story.pairs[0][0]
     new = run.case.request.target_new
-    st.markdown(LAMBDA_PLAIN + f" Here the answer is the new one, **{new}**.")
+    st.markdown(LAMBDA_PLAIN + f" Here: the edit question's, for the new answer **{new}**, before and after the edit. "
+                "It does not measure damage to other facts.")
     cols = st.columns(2)
     cols[0].metric("λ_max with the SSS term", fold(run.result.lambda_max_before, run.result.lambda_max_after),
                    help=LAMBDA_NEW_HELP)
@@ -524,14 +525,15 @@ BAR_OUTCOMES = {  # ``outcome`` in the fewest words, for step 4's bars
 
 def moves_picture(run: analysis.EditRun):
     """Step 4's bars: how far each of step 2's probe sentences moved in the full hidden space
-    (``SentenceSparsity.moved``), the farthest on top, coloured by step 2's three kinds, each with its kind and
-    what happened to its answer (``outcome``, shortened by ``BAR_OUTCOMES``)."""
+    (``SentenceSparsity.moved``), the farthest on top, coloured by step 2's three kinds, each with its kind
+    (``PLAIN_KINDS``, as in step 2's detail) and what happened to its answer (``outcome``, shortened by
+    ``BAR_OUTCOMES``)."""
     rows = {r.prompt: r for r in step_two_rows(run)}
     probes = sorted((x for x in run.sparsity if x.sentence in rows), key=lambda x: -x.moved)
     kind_group = {"edit question": "rewrite", "other words": "paraphrase", "other fact": "neighbour"}  # 3 colours
     return figures.moves_figure([x.sentence.replace(". ", ".<br>") for x in probes], [x.moved for x in probes],
                                 [kind_group[STEP_TWO_KINDS[rows[x.sentence].group]] for x in probes],
-                                [f"{STEP_TWO_KINDS[rows[x.sentence].group]}: "
+                                [f"{PLAIN_KINDS[rows[x.sentence].group]}: "
                                  f"{BAR_OUTCOMES.get(outcome(rows[x.sentence]), outcome(rows[x.sentence]))}"
                                  for x in probes], labels={**analysis.GROUP_LABELS, **PLAIN_KINDS})
 
@@ -652,18 +654,18 @@ def pair_frame(a: analysis.EditRun, b: analysis.EditRun) -> pd.DataFrame:
 
 def pair_plain(kind: str, a: analysis.EditRun, b: analysis.EditRun, main_kept: str = "") -> str:
     """What the SSS term did on this pair to the damage the claim is about, in plain words, whatever the sign, in
-    step 2's counts (``question_counts``) as "A x, B y" or "x both" (A without the SSS term, B with it): no answer or
-    score changed (the same or alike edits), or the other facts kept, against the claim by the paper's locality
-    (named beside the count whenever it moved, so the verdict never rests on a number not shown). What else moved
-    follows it on screen (``pair_more``). ``main_kept``: step 2's count, said beside A's when it differs."""
+    step 2's counts (``question_counts``) as "A x, B y" or "x in A and B" (A without the SSS term, B with it): no
+    answer or score changed (the same or alike edits), or the other facts kept, against the claim by the paper's
+    locality (named beside the count whenever it moved, so the verdict never rests on a number not shown). What else
+    moved follows it on screen (``pair_more``). ``main_kept``: step 2's count, said beside A's when it differs."""
     if kind != "changed":
-        return (f"The SSS term changed no answer or test score (other facts kept: {kept_count(a)} both): no "
-                "evidence either way.")
+        return (f"The SSS term changed no answer or test score (other facts kept: {kept_count(a)} in A and B): "
+                "no evidence either way.")
     la, lb = a.result.metrics["locality"], b.result.metrics["locality"]
     va, vb = kept_count(a), kept_count(b)
     claim = ("less damage, as the claim predicts" if lb > la else "more damage, against the claim" if lb < la
              else "no less damage, although the claim predicts less")
-    return (f"Other facts kept: {f'{va} both' if va == vb else f'A {va}, B {vb}'}"
+    return (f"Other facts kept: {f'{va} in A and B' if va == vb else f'A {va}, B {vb}'}"
             + (f" ({main_kept} in steps 2-4)" if main_kept and main_kept != va else "")
             + (f"; the paper's locality A {la:.2f}, B {lb:.2f}" if la != lb else "") + f", so {claim}.")
 
@@ -682,7 +684,7 @@ def pair_more(a: analysis.EditRun, b: analysis.EditRun) -> str:
             out.append(f"{k}: A {va}, B {vb}.")
         elif ma[name] != mb[name]:
             moved = "rose" if mb[name] > ma[name] else "fell"
-            out.append(f"{k}: {va} both, but the paper's partial-credit score {moved} "
+            out.append(f"{k}: {va} in A and B, but the paper's partial-credit score {moved} "
                        f"(A {ma[name]:.2f}, B {mb[name]:.2f}).")
     xa, xb = a.result.lambda_max_after, b.result.lambda_max_after
     sparse = (" (less sparse: the opposite of the SSS term's aim)" if xb > xa else

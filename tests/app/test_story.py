@@ -14,7 +14,7 @@ import pytest
 from apptest_support import APP, _no_umap_warmup, _restore_torch_threads, assert_ok  # noqa: F401
 from app.figures import GROUP_COLOURS
 from app.panels.edit import LAMBDA_NEW_HELP
-from app.panels.story import (BAR_OUTCOMES, CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, SCORE_LINE,
+from app.panels.story import (BAR_OUTCOMES, CLAIM, INTRO, OWN_LAMBDA_HELP, PLAIN_HELP, PLAIN_KINDS, SCORE_LINE,
                               STEP_TWO_KINDS, STEPS, outcome)
 from app.same_edits import FTL_REASON
 from story_support import story_edits
@@ -46,8 +46,8 @@ def story():
 # what a teacher reads aloud on each screen: markdown, captions, alerts, metric cards and tables outside the "More
 # detail" boxes and the fact chooser (the plot, buttons and the step bar left out), and the bound on its words. No main
 # screen holds a table: step 2's probe table (9 rows of 8 columns) took a trial class 2-4 minutes and is in its detail
-MAIN_WORDS = {"intro": 31, "1. The fact": 109, "2. The edit": 87, "3. What λ_max measures": 97,
-              "4. Where the sentences went": 62, "5. Did SSS help?": 148}
+MAIN_WORDS = {"intro": 31, "1. The fact": 109, "2. The edit": 87, "3. What λ_max measures": 111,
+              "4. Where the sentences went": 62, "5. Did SSS help?": 157}
 CONFIG_WORDS = ("ft-l", "norm_constraint", "loose-sum", "FT-L", "C = ", "e-0", "e+0", "cos(", "teacher forced",
                 "Spearman", "variance", "token")
 
@@ -139,7 +139,7 @@ def test_each_screen_is_short_plain_and_says_the_claim_once(story):
     counts = {k: _words(v) for k, v in screens.items()}
     print("words read aloud per screen:", counts, "in all:", sum(counts.values()))
     assert counts == MAIN_WORDS  # measured; the whole story read aloud in under three minutes at 150 words a minute
-    assert sum(counts.values()) <= 540
+    assert sum(counts.values()) <= 560
     shown = "\n".join(t for texts in screens.values() for t in texts)
     assert [w for w in CONFIG_WORDS if w in shown] == []  # no editor names, settings, sci notation or jargon
     assert shown.count(CLAIM) == 1 and screens[STEPS[0]][0] == CLAIM
@@ -210,7 +210,7 @@ OUTCOMES = ["now the new answer", "moved, not to the new answer", "unchanged: no
             "damaged: lost its answer", "unchanged: not “Washington” yet"]
 KNEW = ["yes", "no", "no", "yes", "yes", "yes", "no", "yes", "n/a"]
 KINDS = ["edit question", "other words", "other words", "other fact", "other fact", "other fact, new answer",
-         "other fact after the edit", "same subject", "backwards"]
+         "other fact, trick question", "other fact, same subject", "backwards"]
 WORDS = ["United → Czech", "the → a", "New → New", "M(orocco) → M(orocco)", "United → United", "Czech → Czech",
          "United → Czech", "United → Czech", "P… → P…"]  # whole words, or the word a piece begins
 AGAINST = ["Czech Republic"] * 3 + ["its answer before"] * 5 + ["Washington"]
@@ -271,8 +271,9 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
             f"reversed question? {main.result.metrics['portability']:.2f}). {SCORE_LINE}") in detail
     assert "teacher forced" not in text and "teacher forced" in detail
     assert ("Kinds, as the paper names them: edit question = *edit prompt*; other words = *paraphrase*; other fact "
-            "= *neighbour*; other fact, new answer = *post-neighbour*; other fact after the edit = "
-            "*distract-neighbour*; same subject = *unrelated attribute*; backwards = *reversed relation*.") in detail
+            "= *neighbour*; other fact, new answer = *post-neighbour*; other fact, trick question = "
+            "*distract-neighbour*; other fact, same subject = *unrelated attribute*; backwards = *reversed "
+            "relation*.") in detail
     assert [list(d.value["prompt"]) for d in story.dataframe] == [[r.prompt for r in main.rows]]
 
 
@@ -288,7 +289,8 @@ def test_lambda_step_says_what_lambda_measures_and_that_it_falls_without_sss(sto
     texts = _texts(story)
     assert texts[0] == ("**What λ_max measures:** how quiet a spot is (step 1). Nudge the sentence's inner numbers a "
                         "little: how much does the model's error on the answer (how unlikely it finds it) change? "
-                        "Small = quiet, sparse. Here the answer is the new one, **Czech Republic**.")
+                        "Small = quiet, sparse. Here: the edit question's, for the new answer **Czech Republic**, "
+                        "before and after the edit. It does not measure damage to other facts.")
     assert texts[1] == ("Both fell about as much: once the model is sure of an answer its error barely moves, so "
                         "λ_max falls for any edit that makes it sure; here it cannot tell the two edits apart.")  # 12,000- against 11,000-fold
     detail = _expander_text(story)
@@ -343,17 +345,17 @@ def test_neighbours_step_says_in_words_where_they_went(story, expected):
              for y, x, text in zip(trace["y"], trace["x"], trace["text"])}
     counted = [s for s in probes if s.group != "reversed_relation"]  # step 2's questions: the backwards one is not
     said = {s.sentence: outcome(rows[s.sentence]) for s in counted}
-    assert drawn == {s.sentence: (pytest.approx(s.moved), f"{STEP_TWO_KINDS[s.group]}: "
+    assert drawn == {s.sentence: (pytest.approx(s.moved), f"{PLAIN_KINDS[s.group]}: "
                                   f"{BAR_OUTCOMES.get(said[s.sentence], said[s.sentence])}",
                                   STEP_TWO_KINDS[s.group]) for s in counted}  # full-space moves, step 2's kinds
     assert len(drawn) == 8 and bars["layout"]["yaxis"]["categoryarray"][-1] == "Washington is the capital of"
-    assert drawn["Washington is a city in"][1] == "other fact: lost its answer"
+    assert drawn["Washington is a city in"][1] == "other fact, same subject: lost its answer"  # as in step 2's detail
     colours = {trace["name"]: trace["marker"]["color"] for trace in bars["data"]}  # one colour per kind of step 2
     assert colours == {"edit question": GROUP_COLOURS["rewrite"], "other words": GROUP_COLOURS["paraphrase"],
                        "other fact": GROUP_COLOURS["neighbour"]}
     rings = [t for t in spec["data"] if "selected" in (t.get("meta") or {})]
     legend = [t["name"] for t in spec["data"] if t.get("showlegend", True) and t.get("name")]
-    assert {"edit question", "other words", "other fact", "other fact after the edit", "same subject",
+    assert {"edit question", "other words", "other fact", "other fact, trick question", "other fact, same subject",
             "backwards"} <= set(legend)  # the legend speaks step 2's words
     assert [emb.sentences[t["meta"]["selected"]] for t in rings] == [s.sentence for s in probes[:3]]
     # black rings: an open symbol is stroked in marker.color (without it plotly took its next colour: pale orange)
@@ -391,11 +393,12 @@ def test_sss_step_says_plainly_what_the_sss_term_did_against_the_claim(story, ex
     ratio = b1.result.lambda_max_after / a1.result.lambda_max_after
     assert round(ratio - 1, 2) == 0.12
     assert [i.value for i in story.info] == [
-        "The SSS term changed no answer or test score (other facts kept: 3 of 5 both): no evidence either way."]
+        "The SSS term changed no answer or test score (other facts kept: 3 of 5 in A and B): no evidence either way."]
     assert [w.value for w in story.warning] == [  # the damage the claim is about, in step 2's counts, then what else
         # moved, on screen whatever its sign (here against the claim: worse on rewordings, less sparse)
-        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less. "
-        f"Asked in other words: 1 of 2 both, but the paper's partial-credit score fell (A "
+        "Other facts kept: 1 of 5 in A and B (3 of 5 in steps 2-4), so no less damage, although the claim predicts "
+        "less. "
+        f"Asked in other words: 1 of 2 in A and B, but the paper's partial-credit score fell (A "
         f"{m1a['generality']:.2f}, B {m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B "
         "(less sparse: the opposite of the SSS term's aim)."]
     texts = _texts(story)
@@ -536,13 +539,16 @@ def test_a_pairs_verdict_shows_the_papers_locality_whenever_it_moved(expected):
         return dataclasses.replace(run, result=dataclasses.replace(
             run.result, metrics={**run.result.metrics, "locality": value}))
     assert pair_plain("changed", a, with_locality(b, 0.4)) == (
-        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.40, so more damage, against the claim.")
+        "Other facts kept: 1 of 5 in A and B; the paper's locality A 0.50, B 0.40, so more damage, against the "
+        "claim.")
     assert pair_plain("changed", a, with_locality(b, 0.6)) == (
-        "Other facts kept: 1 of 5 both; the paper's locality A 0.50, B 0.60, so less damage, as the claim predicts.")
-    assert pair_plain("alike", a, b) == ("The SSS term changed no answer or test score (other facts kept: 1 of 5 "
-                                         "both): no evidence either way.")
+        "Other facts kept: 1 of 5 in A and B; the paper's locality A 0.50, B 0.60, so less damage, as the claim "
+        "predicts.")
+    assert pair_plain("alike", a, b) == ("The SSS term changed no answer or test score (other facts kept: 1 of 5 in "
+                                         "A and B): no evidence either way.")
     assert pair_plain("changed", a, b, main_kept="3 of 5") == (
-        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less.")
+        "Other facts kept: 1 of 5 in A and B (3 of 5 in steps 2-4), so no less damage, although the claim predicts "
+        "less.")
 
 
 def test_step_four_counts_the_other_facts_as_step_two_does_and_names_the_trick_question():

@@ -195,7 +195,8 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     text = _main_text(page)
     assert ("What λ_max measures: how quiet a spot is (step 1). Nudge the sentence's inner numbers a little: how "
             "much does the model's error on the answer (how unlikely it finds it) change? Small = quiet, "
-            "sparse.") in text
+            "sparse. Here: the edit question's, for the new answer Czech Republic, before and after the edit. It does "
+            "not measure damage to other facts.") in text
     marks["3. What λ_max measures"], words["3. What λ_max measures"] = time.perf_counter() - start, len(text.split())
     heights["3. What λ_max measures"] = _page_height(page)
 
@@ -212,8 +213,9 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     ticks = page.locator('[data-testid="stPlotlyChart"]').first.locator(".ytick text")
     notes = [n.text_content() for n in ticks.locator("tspan[style*='italic']").all()]  # each under its sentence
     assert sorted(notes) == sorted([
-        "edit question: now the new answer", "other fact: lost its answer", "other fact: was wrong, changed",
-        "other fact: kept its answer", "other fact: kept its answer", "other fact: kept its answer",
+        "edit question: now the new answer", "other fact, same subject: lost its answer",
+        "other fact, trick question: was wrong, changed", "other fact: kept its answer", "other fact: kept its answer",
+        "other fact, new answer: kept its answer",
         "other words: not the new answer", "other words: not the new answer"])
     marks["4. Where the sentences went"] = time.perf_counter() - start
     words["4. Where the sentences went"], heights["4. Where the sentences went"] = len(text.split()), _page_height(page)
@@ -227,9 +229,10 @@ def test_class_story_walked_from_the_edit_page(server, new_page, expected):
     alerts = [a.inner_text().strip() for a in page.locator('[data-testid="stAlert"]').all()]
     m1a, m1b = loose_a.result.metrics, loose_b.result.metrics
     assert alerts == [
-        "The SSS term changed no answer or test score (other facts kept: 3 of 5 both): no evidence either way.",
-        "Other facts kept: 1 of 5 both (3 of 5 in steps 2-4), so no less damage, although the claim predicts less. "
-        f"Asked in other words: 1 of 2 both, but the paper's partial-credit score fell (A "
+        "The SSS term changed no answer or test score (other facts kept: 3 of 5 in A and B): no evidence either way.",
+        "Other facts kept: 1 of 5 in A and B (3 of 5 in steps 2-4), so no less damage, although the claim predicts "
+        "less. "
+        f"Asked in other words: 1 of 2 in A and B, but the paper's partial-credit score fell (A "
         f"{m1a['generality']:.2f}, B {m1b['generality']:.2f}). λ_max for the new answer rose about 12% from A to B "
         "(less sparse: the opposite of the SSS term's aim)."]
     text = _main_text(page)
