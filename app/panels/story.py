@@ -54,7 +54,8 @@ PLAIN_HELP = {  # step 2's three scores in plain words, for the class (METRIC_HE
 }
 PLAIN_KINDS = {  # each probe group in a class's words (the paper's group names are in the detail)
     "rewrite": "edit question", "paraphrase": "other words", "neighbour": "other fact",
-    "pre_neighbour": "other fact, old answer", "post_neighbour": "other fact, new answer",
+    "pre_neighbour": "other fact with the old answer",
+    "post_neighbour": "other fact with the new answer",
     "distract_neighbour": "other fact, trick question", "unrelated_attribute": "other fact, same subject",
     "subject_replace": "subject's other name", "reversed_relation": "backwards", "one_hop": "one step on"}
 # the story's probe table, compact enough for one screen (rows of one line, wrapped where a question is long)
@@ -423,9 +424,9 @@ def edit_step(run: analysis.EditRun) -> None:
         st.caption(BACK_NOTE)
 
 
-LAMBDA_PLAIN = ("**What λ_max measures:** how quiet a spot is (step 1). Nudge the sentence's "
-                "inner numbers a little: how much does the model's error on the answer (how unlikely it finds it) "
-                "change? Small = quiet, sparse.")
+LAMBDA_PLAIN = ("**What λ_max measures:** how quiet a spot is (step 1). Nudge the sentence's inner numbers a little: "
+                "how much does the model's error on the answer (how unlikely it finds it) change? Small = quiet, "
+                "sparse.")
 
 
 def lambda_verdict(run: analysis.EditRun, plain: analysis.EditRun) -> str:

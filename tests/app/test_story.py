@@ -209,7 +209,8 @@ OUTCOMES = ["now the new answer", "moved, not to the new answer", "unchanged: no
             "kept its answer", "kept its answer", "kept its answer", "changed, but was already wrong",
             "damaged: lost its answer", "unchanged: not “Washington” yet"]
 KNEW = ["yes", "no", "no", "yes", "yes", "yes", "no", "yes", "n/a"]
-KINDS = ["edit question", "other words", "other words", "other fact", "other fact", "other fact, new answer",
+KINDS = ["edit question", "other words", "other words", "other fact", "other fact",
+         "other fact with the new answer",
          "other fact, trick question", "other fact, same subject", "backwards"]
 WORDS = ["United → Czech", "the → a", "New → New", "M(orocco) → M(orocco)", "United → United", "Czech → Czech",
          "United → Czech", "United → Czech", "P… → P…"]  # whole words, or the word a piece begins
@@ -271,7 +272,7 @@ def test_the_edit_says_where_each_answer_went_and_what_each_score_is_measured_ag
             f"reversed question? {main.result.metrics['portability']:.2f}). {SCORE_LINE}") in detail
     assert "teacher forced" not in text and "teacher forced" in detail
     assert ("Kinds, as the paper names them: edit question = *edit prompt*; other words = *paraphrase*; other fact "
-            "= *neighbour*; other fact, new answer = *post-neighbour*; other fact, trick question = "
+            "= *neighbour*; other fact with the new answer = *post-neighbour*; other fact, trick question = "
             "*distract-neighbour*; other fact, same subject = *unrelated attribute*; backwards = *reversed "
             "relation*.") in detail
     assert [list(d.value["prompt"]) for d in story.dataframe] == [[r.prompt for r in main.rows]]
