@@ -375,10 +375,13 @@ def question_counts(run: analysis.EditRun) -> list[tuple[str, str, str, str]]:
 
 
 def _quoted(rows: list[analysis.ProbeRow]) -> str:
-    """The rows' questions, whole and quoted, joined with "and"; the paper's distract-neighbour (the new fact said
-    first, then another fact's question) is called the trick question it is."""
-    return " and ".join(("the trick question " if r.group == "distract_neighbour" else "") + f"“{r.prompt}”"
-                        for r in rows)
+    """The rows' questions, whole and quoted, joined with "and"; the paper's distract-neighbours (the new fact said
+    first, then another fact's question) come last, called the trick questions they are."""
+    plain = [f"“{r.prompt}”" for r in rows if r.group != "distract_neighbour"]
+    tricks = [f"“{r.prompt}”" for r in rows if r.group == "distract_neighbour"]
+    if tricks:
+        plain.append(f"the trick question{'s' if len(tricks) > 1 else ''} " + " and ".join(tricks))
+    return " and ".join(plain)
 
 
 def count_help(run: analysis.EditRun, name: str) -> str:

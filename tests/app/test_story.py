@@ -571,6 +571,8 @@ def test_step_four_counts_the_other_facts_as_step_two_does_and_names_the_trick_q
                                              "their answer, 2 lost theirs, 1 that was already wrong changed (each "
                                              "bar says which).")
     assert _quoted(rows[2:]) == "“C is in” and the trick question “X is in Spain. D is in”"
+    assert _quoted([rows[3], rows[0], rows[3]]) == ("“A is in” and the trick questions “X is in Spain. D is in” and "
+                                                    "“X is in Spain. D is in”")
 
     def lam(after):
         return NS(result=NS(lambda_max_after=after, metrics={}), rows=[], case=NS(request=NS(target_new="Rome")))
