@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _run(lm, editor, cases, batch: int) -> tuple[float, list]:
+    from sss_core.evaluation.metrics import forget_unedited_readings
     from sss_core.evaluation.runners import single_edits
+    forget_unedited_readings()  # each run reads the unedited model itself, as the first editor of a bench does
     start = time.perf_counter()
     outcomes = list(single_edits(lm.model, lm.tok, editor, cases, seed=0, edit_batch=batch))
     if lm.model.device.type == "cuda":

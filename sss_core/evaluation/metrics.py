@@ -17,6 +17,7 @@ from torch import nn
 
 from ..editors.base import Edit, Editor, WeightEdit, model_lock
 from ..editors.per_edit import RowWeights, supports
+from ..kept_readings import KeptReadings
 from ..locks import reads_model
 from ..sss import lambda_max
 from ..text import PairBatch, encode_for, forward_logits, text_ids
@@ -188,6 +189,53 @@ def probes_of(case: EditCase) -> list[Probe]:
     return [rewrite] + [p for p in case.probes if p.group != "rewrite"]
 
 
+# The unedited model's side of a score, kept while its weights are the same (``KeptReadings``): the bench's
+# editors, a C sweep's values and the Hypothesis view's editors score the same groups of cases, in the same
+# batches. Cost: probe rows (and requests); 50,000 rows are about 1,000 world cases' worth, a few MB.
+_UNEDITED = KeptReadings(max_cost=50_000)
+
+
+def forget_unedited_readings() -> None:
+    """Drop every kept reading of ``unedited_predictions`` and ``unedited_lambda`` (a benchmark that times
+    scoring from scratch; a test)."""
+    _UNEDITED.clear()
+
+
+def unedited_predictions(model: nn.Module, tok, cases: Sequence[EditCase], batch_size: int | None = None,
+                         encoded: PairBatch | None = None) -> list[TokenPrediction]:
+    """The model as it is (unedited), read for scoring edits of ``cases``: each probe's teacher-forced
+    prediction, in ``probes_of`` order, case after case, read in batches of ``batch_size`` rows (default
+    ``rows_per_forward``).
+
+    Kept per model, tokenizer, cases and batch size while the model's weights are the same
+    (``_UNEDITED``), so a second editor scoring the same group reads nothing: the very values reading
+    again would give, bit for bit. ``encoded``: the probes already tokenised (``encode_for``), when the
+    caller has them. Raises RequestError as ``teacher_forced`` does.
+    """
+    probes = tuple(tuple((p.prompt, p.answer) for p in probes_of(c)) for c in cases)
+    batch_size = batch_size or rows_per_forward(model)
+
+    def read() -> tuple[TokenPrediction, ...]:
+        flat = [p for ps in probes for p in ps]
+        rows = encoded if encoded is not None else encode_for(model, tok, [p for p, _ in flat], [a for _, a in flat])
+        with torch.no_grad():
+            return tuple(_read_all(model, rows, batch_size))
+
+    return list(_UNEDITED.read(model, ("probes", tok, probes, batch_size), read, cost=sum(map(len, probes))))
+
+
+def unedited_lambda(model: nn.Module, tok, cases: Sequence[EditCase], batch_size: int | None = None) -> torch.Tensor:
+    """lambda_max of each case's request on the model as it is: (cases,) float32, ``batch_size`` requests
+    per batch (default ``rows_per_forward``); kept as ``unedited_predictions`` is. Raises RequestError as
+    ``sss.lambda_max`` does."""
+    batch_size = batch_size or rows_per_forward(model)
+    requests = tuple((c.request.prompt, c.request.target_new) for c in cases)
+    kept = _UNEDITED.read(model, ("lambda_max", tok, requests, batch_size),
+                          lambda: lambda_max(model, tok, [p for p, _ in requests], [t for _, t in requests],
+                                             batch_size=batch_size), cost=len(requests))
+    return kept.clone()
+
+
 def evaluate_edit(model: nn.Module, tok, case: EditCase, edit: Edit, editor_name: str = "",
                   seconds: float = math.nan, with_lambda: bool = True,
                   pre: list[TokenPrediction] | None = None) -> EditResult:
@@ -199,8 +247,8 @@ def evaluate_edit(model: nn.Module, tok, case: EditCase, edit: Edit, editor_name
     probes = probes_of(case)
     prompts, answers = [p.prompt for p in probes], [p.answer for p in probes]
     req = case.request
-    pre = pre if pre is not None else teacher_forced(model, tok, prompts, answers)
-    lam_before = lambda_max(model, tok, [req.prompt], [req.target_new]).item() if with_lambda else math.nan
+    pre = pre if pre is not None else unedited_predictions(model, tok, [case])
+    lam_before = unedited_lambda(model, tok, [case])[0].item() if with_lambda else math.nan
     with edit:
         post = teacher_forced(edit.model, tok, prompts, answers)
         lam_after = (lambda_max(edit.model, tok, [req.prompt], [req.target_new]).item()
@@ -246,7 +294,9 @@ def evaluate_edits(model: nn.Module, tok, cases: Sequence[EditCase], edits: Sequ
     (``per_edit.RowWeights``); the results equal ``evaluate_edit`` of each case within float tolerance
     (batch padding). Edits that cannot be read side by side (``side_by_side`` is None: SERAC's
     wrapper, a parameter that is not a Linear/Conv1D weight) are scored one at a time instead.
-    ``seconds``: each edit's time (NaN when None). Nothing is applied to the model.
+    The unedited model's side (predictions, lambda_max before) is kept for the next editor that scores
+    the same ``cases`` (``unedited_predictions``). ``seconds``: each edit's time (NaN when None).
+    Nothing is applied to the model.
     """
     seconds = list(seconds) if seconds is not None else [math.nan] * len(cases)
     batch_size = batch_size or rows_per_forward(model)
@@ -259,11 +309,9 @@ def evaluate_edits(model: nn.Module, tok, cases: Sequence[EditCase], edits: Sequ
     prompts, answers = [p.prompt for p in flat], [p.answer for p in flat]
     requests = [c.request for c in cases]
     encoded = encode_for(model, tok, prompts, answers)  # every probe of every case, tokenised once
-    with torch.no_grad():
-        pre = _read_all(model, encoded, batch_size)
+    pre = unedited_predictions(model, tok, cases, batch_size, encoded)
     nan = torch.full((len(cases),), math.nan)
-    lam_before = lambda_max(model, tok, [r.prompt for r in requests], [r.target_new for r in requests],
-                            batch_size=batch_size) if with_lambda else nan
+    lam_before = unedited_lambda(model, tok, cases, batch_size) if with_lambda else nan
     lam_after = []
     with rows:
         # rows of one edit together in each batch: one matrix product per edit in the edited layers

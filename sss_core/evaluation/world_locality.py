@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 
 from ..editors.base import Edit
+from ..kept_readings import KeptReadings
 from ..locks import model_lock, reads_model
 from ..text import encode_for, forward_logits, joined_text
 from ..types import EditRequest
@@ -90,13 +90,6 @@ def read_facts(model: nn.Module, tok, facts: Sequence[Fact], batch_size: int = B
     return FactReading(tuple(ids), tuple(tok.decode([i]) for i in ids), tuple(probs))
 
 
-def weights_key(model: nn.Module) -> tuple[float, ...]:
-    """A cheap summary of the weights (the float64 sum of each parameter): equal after an edit was
-    reverted bit-exactly, different (almost surely) while any parameter is changed."""
-    with model_lock(model), torch.no_grad():
-        return tuple(p.detach().sum(dtype=torch.float64).item() for p in model.parameters())
-
-
 @dataclass(frozen=True)
 class WorldBaseline:
     """The unedited model's reading of ``facts`` (``read_facts``), made once per model."""
@@ -122,26 +115,18 @@ def world_baseline(model: nn.Module, tok, facts: Sequence[Fact]) -> WorldBaselin
     return WorldBaseline(tuple(facts), before, time.perf_counter() - start)
 
 
-_BASELINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> [(facts, weights key, baseline)]
+_BASELINES = KeptReadings(max_cost=4)  # a few (facts, weights) per model
 
 
 def baseline_for(model: nn.Module, tok, facts: Sequence[Fact]) -> WorldBaseline:
-    """``world_baseline`` of ``model`` on ``facts``, cached per model object while its weights are the same.
+    """``world_baseline`` of ``model`` on ``facts``, kept per model object while its weights are the same.
 
-    Call it while the model is unedited (it reads the model as it is). The cache is checked against
-    ``weights_key``: a model whose weights changed since (an edit kept applied) is read again.
-    Holds the model's lock throughout.
+    Call it while the model is unedited (it reads the model as it is). The kept reading is checked
+    against ``kept_readings.weights_key``: a model whose weights changed since (an edit kept applied)
+    is read again. Holds the model's lock throughout.
     """
     facts = tuple(facts)
-    with model_lock(model):
-        key = weights_key(model)
-        entries = _BASELINES.setdefault(model, [])
-        for cached_facts, cached_key, baseline in entries:
-            if cached_key == key and cached_facts == facts:
-                return baseline
-        baseline = world_baseline(model, tok, facts)
-        entries[:] = [*entries[-3:], (facts, key, baseline)]  # a few (facts, weights) per model
-        return baseline
+    return _BASELINES.read(model, ("world", tok, facts), lambda: world_baseline(model, tok, facts))
 
 
 @dataclass(frozen=True)
@@ -282,4 +267,4 @@ def world_locality(model: nn.Module, tok, facts: Sequence[Fact], edit: Edit, req
 
 
 __all__ = ["FactChange", "FactReading", "WorldBaseline", "WorldLocality", "baseline_for", "read_facts",
-           "should_change", "weights_key", "world_baseline", "world_locality"]
+           "should_change", "world_baseline", "world_locality"]

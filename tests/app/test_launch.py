@@ -75,3 +75,20 @@ def test_the_first_pages_modules_leave_scipy_and_transformers_for_later():
             "print(sorted(m for m in ('scipy', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_warm_up_embeds_the_hypothesis_views_reference_so_its_first_run_does_not(default_lm):
+    """``resources.warm_hypothesis`` (the launcher's background warm-up) leaves the k-NN reference the
+    Hypothesis view builds on each Run embedded: building it then reads the model not once."""
+    from app import resources
+    from sss_core.evaluation.hypothesis import EditMeasures, reference_prompts
+    from sss_core.evaluation.presets import default_world
+
+    resources.warm_hypothesis(default_lm)
+    calls = []
+    handle = default_lm.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        knn = EditMeasures(default_lm.model, default_lm.tok, reference_prompts("world", []), 10)._knn_reference()
+    finally:
+        handle.remove()
+    assert calls == [] and len(knn.reference) == len({f.prompt() for f in default_world().facts})

@@ -77,6 +77,8 @@ def test_evaluate_edit_scores_post_against_pre(monkeypatch):
         return [r[2] if edit.applied else r[1] for r in ROWS]
 
     monkeypatch.setattr(metrics, "teacher_forced", fake_teacher_forced)
+    monkeypatch.setattr(metrics, "unedited_predictions", lambda model, tok, cases: fake_teacher_forced(
+        model, tok, [p.prompt for p in metrics.probes_of(cases[0])], []))
     case = EditCase(REQUEST, tuple(r[0] for r in ROWS[1:]))
     result = evaluate_edit(None, _Tok(), case, edit, "hand-made", with_lambda=False)
     assert result.metrics == pytest.approx(EXPECTED)
@@ -143,6 +145,7 @@ def test_evaluate_edit_passes_everything_through(monkeypatch):
     lambdas = iter([0.5, 0.25])
     monkeypatch.setattr(metrics, "teacher_forced", fake_teacher_forced)
     monkeypatch.setattr(metrics, "lambda_max", lambda *a, **k: metrics.torch.tensor([next(lambdas)]))
+    monkeypatch.setattr(metrics, "unedited_lambda", lambda *a, **k: metrics.torch.tensor([next(lambdas)]))
     case = EditCase(REQUEST, tuple(r[0] for r in ROWS[1:]))
     result = evaluate_edit(None, _Tok(), case, edit, "hand-made", seconds=1.5, pre=[r[1] for r in ROWS])
     assert calls == [True]  # only the post-edit predictions were made here
