@@ -423,7 +423,10 @@ def hypothesis_scatter(rows, x_columns: Sequence[str], rho: Mapping[tuple[str, s
             fig.update_yaxes(title_text=HYPOTHESIS_AXIS_TITLES["locality_drop"] if j == 1 else None, row=i, col=j,
                              automargin=True)
     fig.update_layout(title=title, height=200 + 300 * max(1, len(editors)), margin=dict(l=10, r=10, t=70, b=10),
-                      legend=dict(orientation="h", y=-0.08), clickmode="event+select", hovermode="closest")
+                      # the legend in the top margin, centred, between the title and the toolbar: under the
+                      # panels it sat on the x-axis titles (two or three lines each)
+                      legend=dict(orientation="h", yref="container", y=1, yanchor="top", x=0.5, xanchor="center"),
+                      clickmode="event+select", hovermode="closest")
     return fig
 
 

@@ -14,7 +14,7 @@ from app.hypothesis import PREDICTS, correlation_frame, hypothesis_rows, pair_la
 from app.panels.common import chart_with_table, frame_csv_button, is_missing, show_frame
 from app.same_edits import paired_sameness, reason_for
 from sss_core.editors import EDITORS
-from sss_core.evaluation.hypothesis import repeats_note
+from sss_core.evaluation.hypothesis import how_many_tests
 
 def verdict_line(c) -> str:
     """One Markdown line of a correlation (evaluation.hypothesis.Correlation): rho, its CI, the sign the
@@ -103,9 +103,8 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
     tests = max((c.tests for c in corrs), default=0)
     st.caption("95% CI and p: one bootstrap over edit prompts (an edit prompt repeated under several seeds is "
                "resampled as one cluster; the standard error of Fisher's z), so the CI excludes 0 exactly when "
-               f"p < 0.05. This table holds {tests} tests (rows with a predicted sign){repeats_note(corrs)}: "
-               "'p (BH)' is p adjusted by "
-               "Benjamini-Hochberg over them (false discovery rate 5%), and 'supports' / 'contradicts' needs "
+               f"p < 0.05. This table holds {how_many_tests(corrs)}. 'p (BH)' is p adjusted by "
+               f"Benjamini-Hochberg over the {tests} tests (false discovery rate 5%), and 'supports' / 'contradicts' needs "
                "p (BH) < 0.05 with ρ on / against the side the paper predicts. '| target NLL' partials the new target's NLL (J of Eq. 8) out of both ranks: λ_max is "
                "a gradient of J, so a surprising target raises λ_max and the size of the edit alike. "
                "The statistics are the bench report's (sss_core.evaluation.hypothesis).")

@@ -292,21 +292,28 @@ def adjust(corrs: Sequence[Correlation], same_data: Sequence[Any] | None = None)
     return out
 
 
-def repeats_note(corrs: Sequence[Correlation]) -> str:
-    """"" when no correlation repeats another's numbers; else how the repeats were counted, e.g. "; 5 rows repeat
-    ft-l's numbers (ft-l+sss 3, mend 2: the same measurements, e.g. identical edits) and are counted once with
-    them"."""
+def how_many_tests(corrs: Sequence[Correlation]) -> str:
+    """How many tests a hypothesis table holds, to follow "The table holds ": "5 tests (the rows with a predicted
+    sign)", or, where editors' rows repeat another's numbers (``adjust``'s ``same_as``), e.g. "10 rows
+    with a predicted sign, which are 5 tests: ft-l+sss's 5 rows repeat ft-l's numbers exactly (the same
+    measurements, e.g. identical edits)"."""
+    tests = max((c.tests for c in corrs), default=0)
     by_first: dict[str, dict[str, int]] = {}
     for c in corrs:
         if c.same_as:
             counts = by_first.setdefault(c.same_as, {})
             counts[c.editor] = counts.get(c.editor, 0) + 1
     if not by_first:
-        return ""
-    parts = [f"{sum(counts.values())} row{'s' if sum(counts.values()) > 1 else ''} repeat {first}'s numbers ("
-             + ", ".join(f"{editor} {n}" for editor, n in counts.items()) + ")"
+        return f"{tests} tests (the rows with a predicted sign)"
+    repeats = sum(n for counts in by_first.values() for n in counts.values())
+    def rows_of(counts: dict[str, int]) -> str:
+        names = [f"{editor}'s {n} row{'s' if n > 1 else ''}" for editor, n in counts.items()]
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+    parts = [f"{rows_of(counts)} repeat{'s' if sum(counts.values()) == 1 else ''} {first}'s numbers exactly"
              for first, counts in by_first.items()]
-    return "; " + "; ".join(parts) + ", the same measurements (e.g. identical edits), counted once with them"
+    return (f"{tests + repeats} rows with a predicted sign, which are {tests} tests: " + "; ".join(parts)
+            + " (the same measurements, e.g. identical edits)")
 
 
 def _data_key(x: str, y: str, control: str | None, *columns: np.ndarray) -> str:

@@ -28,7 +28,7 @@ from ..errors import RequestError
 from ..figures import seeded_sequential_figure, seeded_sweep_figure
 from ..types import PORTABILITY_GROUPS, EditCase
 from .datasets import group_counts
-from .hypothesis import Correlation, correlations, knn_density, reference_prompts, repeats_note, target_nll_of
+from .hypothesis import Correlation, correlations, how_many_tests, knn_density, reference_prompts, target_nll_of
 from .store import MEASURES, WORLD, BenchStore
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,7 @@ def hypothesis_section(corrs: Sequence[Correlation], cfg) -> tuple[str, CsvRows]
 
 def _family_note(corrs: Sequence[Correlation]) -> str:
     """How many tests the hypothesis table holds and how they are controlled, in one sentence."""
-    tests = max((c.tests for c in corrs), default=0)
-    return (f"The table holds {tests} tests (the rows with a predicted sign{repeats_note(corrs)}); their p-values "
+    return (f"The table holds {how_many_tests(corrs)}; their p-values "
             "are adjusted "
             "together by Benjamini-Hochberg (false discovery rate 5%), column 'p (BH)', and a verdict "
             "'supports' / 'contradicts' needs p (BH) < 0.05 with rho on / against the side the paper "

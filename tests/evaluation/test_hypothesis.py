@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sss_core.evaluation.hypothesis import (repeats_note, 
+from sss_core.evaluation.hypothesis import (
     EditMeasures,
     KnnReference,
     correlations,
+    how_many_tests,
     knn_density,
     partial_spearman,
     reference_prompts,
@@ -91,8 +92,16 @@ def test_two_editors_with_identical_measurements_are_one_test_for_bh():
         if repeat:
             assert c.p == twin.p and c.p_adjusted == twin.p_adjusted
     assert {c.tests for c in corrs} == {sum(c.same_as is None for c in tests)} and 0 < corrs[0].tests < len(tests)
-    assert repeats_note(corrs) == ("; 4 rows repeat ft-l's numbers (ft-l+sss 3, mend 1), the same measurements "
-                                   "(e.g. identical edits), counted once with them")
+    n_tests = corrs[0].tests
+    assert how_many_tests(corrs) == (f"{n_tests + 4} rows with a predicted sign, which are {n_tests} tests: ft-l+sss's 3 "
+                                   "rows and mend's 1 row repeat ft-l's numbers exactly (the same measurements, e.g. "
+                                   "identical edits)")
+    alone = correlations(one.assign(editor="ft-l"), n_boot=100)
+    assert how_many_tests(alone) == f"{alone[0].tests} tests (the rows with a predicted sign)"
+    twins = correlations(frame[frame["editor"] != "mend"], n_boot=100)
+    assert twins[0].tests == alone[0].tests and how_many_tests(twins) == (
+        f"{2 * alone[0].tests} rows with a predicted sign, which are {alone[0].tests} tests: ft-l+sss's "
+        f"{alone[0].tests} rows repeat ft-l's numbers exactly (the same measurements, e.g. identical edits)")
     distinct = [c for c in tests if c.same_as is None]
     assert [c.p_adjusted for c in distinct] == pytest.approx(
         list(stats.false_discovery_control([c.p for c in distinct], method="bh")))
