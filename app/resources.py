@@ -142,7 +142,8 @@ def _warm_statistics(lm: LoadedModel) -> None:
 def warm_hypothesis(lm: LoadedModel) -> None:
     """The Hypothesis view's k-NN reference (every world prompt embedded: about 2.4 s on one CPU thread for the
     shipped model, kept while the weights are the same) and its statistics' scipy.stats (0.3-0.8 s to import):
-    then the view's first Run pays neither."""
+    then the view's first Run pays neither. Raises what ``KnnReference`` raises (ValueError: fewer than 2 world
+    prompts fit the model)."""
     import scipy.stats  # noqa: F401 - imported for its cost, off the first page (tests/app/test_launch.py)
 
     from sss_core.evaluation.hypothesis import KnnReference, reference_prompts

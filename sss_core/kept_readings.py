@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from .locks import model_lock
+from .locks import LOCK_OWNER, model_lock
 
 T = TypeVar("T")
 
@@ -35,12 +35,28 @@ def weights_key(model: nn.Module) -> tuple:
     """A cheap summary of the weights as they are: the float64 sum of each parameter, with the parameters'
     dtype and device and the model's training flag. Equal after an edit was reverted bit-exactly,
     different (almost surely) while any parameter is changed. One pass over the weights (about 1 ms for
-    the shipped model on a CPU)."""
+    the shipped model on a CPU), one synchronisation per device the weights are on."""
     with model_lock(model), torch.no_grad():
         params = list(model.parameters())
-        sums = tuple(p.detach().sum(dtype=torch.float64).item() for p in params)
+        by_device: dict[torch.device, list[int]] = {}
+        for i, p in enumerate(params):
+            by_device.setdefault(p.device, []).append(i)
+        sums: list[float] = [0.0] * len(params)
+        for indices in by_device.values():
+            for i, s in zip(indices, torch.stack([params[i].detach().sum(dtype=torch.float64)
+                                                  for i in indices]).tolist()):
+                sums[i] = s
         first = params[0] if params else None
-        return (sums, model.training, None if first is None else (first.dtype, first.device))
+        return (tuple(sums), model.training, None if first is None else (first.dtype, first.device))
+
+
+def keepable(model: nn.Module) -> bool:
+    """Whether a reading of ``model`` may be kept: not when the model answers from more than its parameters
+    (a model that routes through another, such as SERAC's edit memory over its base model) or while a module's
+    ``forward`` is replaced on the instance (side-by-side edits, ``editors.per_edit.RowWeights``), which
+    ``weights_key`` cannot see."""
+    return (getattr(model, LOCK_OWNER, None) is None
+            and not any("forward" in vars(m) for m in model.modules()))
 
 
 class KeptReadings:
@@ -63,8 +79,11 @@ class KeptReadings:
         than the model: its texts, its batch size, the tokenizer itself (hashed and compared by
         identity). The model's lock is held to look and to keep, not while ``reading`` runs (it takes
         the lock itself, per batch if it likes, so a long reading does not stall other sessions' edits);
-        a value whose model's weights changed while it was read is returned but not kept.
-        Raises what ``reading`` raises; nothing is kept then."""
+        a value whose model's weights changed while it was read is returned but not kept, and so is
+        every reading of a model that is not ``keepable``. Raises what ``reading`` raises; nothing is kept
+        then."""
+        if not keepable(model):
+            return reading()
         with model_lock(model):
             weights = weights_key(model)
             with self._guard:

@@ -100,11 +100,10 @@ def hypothesis_results(frame: pd.DataFrame, corrs, effects: pd.DataFrame, key: s
     table = correlation_frame(corrs, settings)
     show_frame(table, key=f"{key}-corr", formats={"ρ (Spearman)": "+.3f", "CI low": "+.3f", "CI high": "+.3f",
                                                   "p": ".2g", "p (BH)": ".2g"})
-    tests = max((c.tests for c in corrs), default=0)
     st.caption("95% CI and p: one bootstrap over edit prompts (an edit prompt repeated under several seeds is "
                "resampled as one cluster; the standard error of Fisher's z), so the CI excludes 0 exactly when "
                f"p < 0.05. This table holds {how_many_tests(corrs)}. 'p (BH)' is p adjusted by "
-               f"Benjamini-Hochberg over the {tests} tests (false discovery rate 5%), and 'supports' / 'contradicts' needs "
+               "Benjamini-Hochberg over these tests (false discovery rate 5%), and 'supports' / 'contradicts' needs "
                "p (BH) < 0.05 with ρ on / against the side the paper predicts. '| target NLL' partials the new target's NLL (J of Eq. 8) out of both ranks: λ_max is "
                "a gradient of J, so a surprising target raises λ_max and the size of the edit alike. "
                "The statistics are the bench report's (sss_core.evaluation.hypothesis).")

@@ -306,6 +306,7 @@ def how_many_tests(corrs: Sequence[Correlation]) -> str:
     if not by_first:
         return f"{tests} tests (the rows with a predicted sign)"
     repeats = sum(n for counts in by_first.values() for n in counts.values())
+
     def rows_of(counts: dict[str, int]) -> str:
         names = [f"{editor}'s {n} row{'s' if n > 1 else ''}" for editor, n in counts.items()]
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -218,7 +218,7 @@ def unedited_predictions(model: nn.Module, tok, cases: Sequence[EditCase], batch
     def read() -> tuple[TokenPrediction, ...]:
         flat = [p for ps in probes for p in ps]
         rows = encoded if encoded is not None else encode_for(model, tok, [p for p, _ in flat], [a for _, a in flat])
-        with torch.no_grad():
+        with model_lock(model), torch.no_grad():  # no other session's edit applied while it is read
             return tuple(_read_all(model, rows, batch_size))
 
     return list(_UNEDITED.read(model, ("probes", tok, probes, batch_size), read, cost=sum(map(len, probes))))

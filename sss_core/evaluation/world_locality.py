@@ -123,7 +123,8 @@ def baseline_for(model: nn.Module, tok, facts: Sequence[Fact]) -> WorldBaseline:
 
     Call it while the model is unedited (it reads the model as it is). The kept reading is checked
     against ``kept_readings.weights_key``: a model whose weights changed since (an edit kept applied)
-    is read again. Holds the model's lock throughout.
+    is read again. The reading holds the model's lock (``read_facts``); two sessions that ask at once
+    before it is kept may both read.
     """
     facts = tuple(facts)
     return _BASELINES.read(model, ("world", tok, facts), lambda: world_baseline(model, tok, facts))

@@ -81,14 +81,20 @@ def test_the_warm_up_embeds_the_hypothesis_views_reference_so_its_first_run_does
     """``resources.warm_hypothesis`` (the launcher's background warm-up) leaves the k-NN reference the
     Hypothesis view builds on each Run embedded: building it then reads the model not once."""
     from app import resources
-    from sss_core.evaluation.hypothesis import EditMeasures, reference_prompts
+    from sss_core.evaluation import hypothesis
     from sss_core.evaluation.presets import default_world
 
-    resources.warm_hypothesis(default_lm)
+    hypothesis._EMBEDDED_REFERENCES.clear()  # another test may have embedded it already
     calls = []
     handle = default_lm.model.register_forward_hook(lambda *_: calls.append(1))
     try:
-        knn = EditMeasures(default_lm.model, default_lm.tok, reference_prompts("world", []), 10)._knn_reference()
+        resources.warm_hypothesis(default_lm)
+        warm_up = len(calls)
+        measures = hypothesis.EditMeasures(default_lm.model, default_lm.tok,
+                                           hypothesis.reference_prompts("world", []), 10)
+        knn = measures._knn_reference()
     finally:
         handle.remove()
-    assert calls == [] and len(knn.reference) == len({f.prompt() for f in default_world().facts})
+    n_prompts = len({f.prompt() for f in default_world().facts})
+    assert warm_up == -(-n_prompts // hypothesis.EMBED_BATCH)  # the warm-up embedded it, one pass per batch
+    assert len(calls) == warm_up and len(knn.reference) == n_prompts  # the view's reference: not one pass more

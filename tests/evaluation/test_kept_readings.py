@@ -12,7 +12,9 @@ from sss_core.editors import make_editor
 from sss_core.evaluation import metrics
 from sss_core.evaluation.datasets import load_cases
 from sss_core.evaluation.runners import single_edits
-from sss_core.kept_readings import KeptReadings, weights_key
+from sss_core.editors.per_edit import RowWeights
+from sss_core.kept_readings import KeptReadings, keepable, weights_key
+from sss_core.locks import LOCK_OWNER
 
 
 @pytest.fixture()
@@ -50,7 +52,8 @@ def test_a_second_editor_on_the_same_cases_reads_the_unedited_model_no_more(coun
     # the unedited side: the probes in batches of 8 rows (per group), and lambda_max, one forward per group
     rows = [len(metrics.probes_of(c)) for c in cases]
     groups = [rows[i:i + batch] for i in range(0, len(rows), batch)]
-    assert len(calls) - with_kept == sum(math.ceil(sum(g) / metrics.CPU_ROWS) + 1 for g in groups)
+    rows_per = metrics.rows_per_forward(lm.model)
+    assert len(calls) - with_kept == sum(math.ceil(sum(g) / rows_per) + 1 for g in groups)
     assert _facts(kept) == _facts(fresh)  # the very numbers, bit for bit
 
 
@@ -125,3 +128,37 @@ def test_a_knn_reference_over_the_same_prompts_embeds_nothing_again(counted):
     with edit:
         edited = KnnReference(lm.model, lm.tok, prompts, k=2)
     assert calls and not torch.equal(edited.embeddings, first.embeddings)
+
+
+def test_a_reading_during_which_the_weights_changed_is_not_kept():
+    model = nn.Linear(2, 2)
+    kept, made = KeptReadings(max_cost=5), []
+
+    def reading():
+        made.append(1)
+        with torch.no_grad():
+            model.bias += 1.0  # as if another session's edit had been left applied meanwhile
+        return len(made)
+
+    assert kept.read(model, "k", reading) == 1
+    assert kept.read(model, "k", lambda: "kept") == "kept"  # the first was not kept: read again, and kept
+    assert kept.read(model, "k", reading) == "kept"
+
+
+def test_readings_are_not_kept_while_a_module_answers_from_more_than_its_weights(default_lm):
+    """Side-by-side edits replace modules' forward (RowWeights) and a SERAC-like wrapper answers from its memory:
+    neither shows in weights_key, so nothing read then is kept."""
+    model = default_lm.model
+    name = "transformer.h.0.mlp.c_proj.weight"
+    weight = dict(model.named_parameters())[name].detach()
+    assert keepable(model)
+    with RowWeights(model, {name: [weight + 1.0]}) as rows:
+        rows.edit_of_row = [0]
+        assert not keepable(model)
+        kept = KeptReadings(max_cost=5)
+        kept.read(model, "k", lambda: "while patched")
+        assert kept.read(model, "k", lambda: "again") == "again"
+    assert keepable(model)
+    wrapper = nn.Linear(2, 2)
+    setattr(wrapper, LOCK_OWNER, model)
+    assert not keepable(wrapper)
