@@ -53,7 +53,8 @@ def weights_key(model: nn.Module) -> tuple:
 def keepable(model: nn.Module) -> bool:
     """Whether a reading of ``model`` may be kept: not when the model answers from more than its parameters
     (a model that routes through another, such as SERAC's edit memory over its base model) or while a module's
-    ``forward`` is replaced on the instance (side-by-side edits, ``editors.per_edit.RowWeights``), which
+    ``forward`` is replaced on the instance (side-by-side edits, ``editors.per_edit.RowWeights``; also
+    accelerate's hooks on a model loaded with a device map, so such a model keeps nothing), which
     ``weights_key`` cannot see."""
     return (getattr(model, LOCK_OWNER, None) is None
             and not any("forward" in vars(m) for m in model.modules()))
