@@ -46,6 +46,9 @@ def _encode(tok, prompts: Sequence[str], limit: int | None) -> list[list[int]]:
     return rows
 
 
+EMBED_BATCH = 64  # sentences per forward pass when embedding (the padding of a batch moves an embedding's last bits)
+
+
 @dataclass(frozen=True)
 class SentenceStates:
     """What one forward pass over some sentences gives: pooled embeddings and the next-token guess."""
@@ -58,7 +61,7 @@ class SentenceStates:
 @reads_model
 @torch.no_grad()
 def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Sequence[str] = POOLINGS,
-                    batch_size: int = 64, layer: int = -1) -> SentenceStates:
+                    batch_size: int = EMBED_BATCH, layer: int = -1) -> SentenceStates:
     """Every pooling of ``prompts``' hidden states and their next-token predictions, in one pass.
 
     ``layer`` indexes ``hidden_states`` (-1: the last, after the final norm; 0: the input
@@ -105,7 +108,7 @@ def sentence_states(model: nn.Module, tok, prompts: Sequence[str], poolings: Seq
 
 @reads_model
 def embed_prompts(model: nn.Module, tok, prompts: Sequence[str], pooling: Pooling = "last",
-                  batch_size: int = 64, layer: int = -1) -> np.ndarray:
+                  batch_size: int = EMBED_BATCH, layer: int = -1) -> np.ndarray:
     """Embed each prompt with ``model`` (edited or not). Returns (len(prompts), d_model) float32.
 
     See ``sentence_states`` for ``layer`` and padding; it also gives every pooling in one pass.

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..editors.base import model_lock
-from ..embeddings import Pooling, embed_prompts
+from ..embeddings import EMBED_BATCH, Pooling, embed_prompts
 from ..errors import RequestError
 from ..kept_readings import KeptReadings
 from ..locks import reads_model
@@ -79,7 +79,6 @@ def target_nll_of(model: nn.Module, tok, prompts: Sequence[str], targets: Sequen
 # The reference's embeddings, kept per model and reference while the weights are the same: the app's
 # Hypothesis view builds a KnnReference per run, over the same world prompts (2.4 s on one CPU thread).
 _EMBEDDED_REFERENCES = KeptReadings(max_cost=4)
-EMBED_BATCH = 64  # prompts per forward pass when embedding a reference (``embed_prompts``' default)
 
 
 class KnnReference:
